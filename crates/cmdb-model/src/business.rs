@@ -1,0 +1,266 @@
+//! The fields people maintain: where an asset stands, who owns it, whether it is in service.
+//!
+//! Collection never writes them. They live in the `business` pseudo-section of the asset state, so
+//! an edit is an ordinary change record (source `user:<name>`) and the as-of view rebuilds them
+//! like everything else.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Lifecycle status of an asset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AssetStatus {
+    /// Installed in a cabinet, not yet in service. The default for hosts registered by hand.
+    #[default]
+    Racked,
+    /// In service; collectors visit it. Hosts first seen through a report start here.
+    Online,
+    /// Out of service but still owned.
+    Offline,
+    /// Decommissioned; never matched by new reports.
+    Retired,
+}
+
+impl AssetStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [AssetStatus; 4] =
+        [AssetStatus::Racked, AssetStatus::Online, AssetStatus::Offline, AssetStatus::Retired];
+
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssetStatus::Racked => "racked",
+            AssetStatus::Online => "online",
+            AssetStatus::Offline => "offline",
+            AssetStatus::Retired => "retired",
+        }
+    }
+
+    /// Parses the lowercase name.
+    pub fn parse(text: &str) -> Option<Self> {
+        AssetStatus::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// The business fields of one asset, all optional but `status` and `tags`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusinessFields {
+    /// Data centre.
+    #[serde(default)]
+    pub idc: Option<String>,
+    /// Cabinet (rack) name.
+    #[serde(default)]
+    pub cabinet: Option<String>,
+    /// Lowest rack unit the asset occupies.
+    #[serde(default)]
+    pub cabinet_u: Option<u16>,
+    /// Business unit that pays for it.
+    #[serde(default)]
+    pub business_unit: Option<String>,
+    /// Responsible person or team.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Lifecycle status.
+    #[serde(default)]
+    pub status: AssetStatus,
+    /// Free tags, sorted and unique.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Address collectors connect to (IP or DNS name), when it is not the host name.
+    #[serde(default)]
+    pub manage_address: Option<String>,
+    /// SSH port, when not 22.
+    #[serde(default)]
+    pub ssh_port: Option<u16>,
+    /// Salt minion id, when it is not the host name.
+    #[serde(default)]
+    pub salt_minion_id: Option<String>,
+    /// Free notes.
+    #[serde(default)]
+    pub notes: Option<String>,
+}
+
+/// The names of the business fields, in display order.
+pub const FIELD_NAMES: &[&str] = &[
+    "idc",
+    "cabinet",
+    "cabinet_u",
+    "business_unit",
+    "owner",
+    "status",
+    "tags",
+    "manage_address",
+    "ssh_port",
+    "salt_minion_id",
+    "notes",
+];
+
+/// Why a business edit was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    /// The offending field.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+fn field_error(field: &str, message: impl Into<String>) -> FieldError {
+    FieldError { field: field.to_owned(), message: message.into() }
+}
+
+/// Longest free-text value accepted for any business field but `notes`.
+pub const MAX_FIELD_LEN: usize = 200;
+/// Longest `notes` accepted.
+pub const MAX_NOTES_LEN: usize = 10_000;
+
+impl BusinessFields {
+    /// The fields as the `business` section's JSON object.
+    pub fn to_fields(&self) -> Map<String, Value> {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        }
+    }
+
+    /// Reads the `business` section's JSON object back; unknown or mistyped fields are ignored
+    /// so an old history never fails to load.
+    pub fn from_fields(fields: &Map<String, Value>) -> Self {
+        let mut out = BusinessFields::default();
+        for (key, value) in fields {
+            let _ = out.set(key, value.clone());
+        }
+        out
+    }
+
+    /// Sets one field from JSON, validating it. `null` clears (status goes back to racked, tags to none).
+    pub fn set(&mut self, field: &str, value: Value) -> Result<(), FieldError> {
+        let text = |value: Value, max: usize| -> Result<Option<String>, FieldError> {
+            match value {
+                Value::Null => Ok(None),
+                Value::String(s) => {
+                    let trimmed = s.trim();
+                    if trimmed.len() > max {
+                        Err(field_error(field, format!("longer than {max} bytes")))
+                    } else if trimmed.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+                        Err(field_error(field, "contains control characters"))
+                    } else if trimmed.is_empty() {
+                        Ok(None)
+                    } else {
+                        Ok(Some(trimmed.to_owned()))
+                    }
+                }
+                _ => Err(field_error(field, "must be a string or null")),
+            }
+        };
+        let port = |value: Value| -> Result<Option<u16>, FieldError> {
+            match value {
+                Value::Null => Ok(None),
+                Value::Number(n) => n
+                    .as_u64()
+                    .and_then(|n| u16::try_from(n).ok())
+                    .filter(|n| *n > 0)
+                    .map(Some)
+                    .ok_or_else(|| field_error(field, "must be an integer from 1 to 65535")),
+                Value::String(s) if s.trim().is_empty() => Ok(None),
+                Value::String(s) => s
+                    .trim()
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .map(Some)
+                    .ok_or_else(|| field_error(field, "must be an integer from 1 to 65535")),
+                _ => Err(field_error(field, "must be an integer")),
+            }
+        };
+        match field {
+            "idc" => self.idc = text(value, MAX_FIELD_LEN)?,
+            "cabinet" => self.cabinet = text(value, MAX_FIELD_LEN)?,
+            "cabinet_u" => {
+                self.cabinet_u = port(value)?;
+                if self.cabinet_u.is_some_and(|u| u > 100) {
+                    return Err(field_error(field, "must be a rack unit from 1 to 100"));
+                }
+            }
+            "business_unit" => self.business_unit = text(value, MAX_FIELD_LEN)?,
+            "owner" => self.owner = text(value, MAX_FIELD_LEN)?,
+            "status" => {
+                self.status = match value {
+                    Value::Null => AssetStatus::Racked,
+                    Value::String(s) => AssetStatus::parse(s.trim())
+                        .ok_or_else(|| field_error(field, "must be racked, online, offline or retired"))?,
+                    _ => return Err(field_error(field, "must be a string")),
+                }
+            }
+            "tags" => {
+                let mut tags: Vec<String> = match value {
+                    Value::Null => Vec::new(),
+                    Value::Array(items) => items
+                        .into_iter()
+                        .map(|item| text(item, 64))
+                        .collect::<Result<Vec<_>, _>>()?
+                        .into_iter()
+                        .flatten()
+                        .collect(),
+                    Value::String(s) => s
+                        .split(',')
+                        .map(|t| text(Value::String(t.to_owned()), 64))
+                        .collect::<Result<Vec<_>, _>>()?
+                        .into_iter()
+                        .flatten()
+                        .collect(),
+                    _ => return Err(field_error(field, "must be a list of strings")),
+                };
+                tags.sort();
+                tags.dedup();
+                if tags.len() > 50 {
+                    return Err(field_error(field, "at most 50 tags"));
+                }
+                self.tags = tags;
+            }
+            "manage_address" => self.manage_address = text(value, 253)?,
+            "ssh_port" => self.ssh_port = port(value)?,
+            "salt_minion_id" => self.salt_minion_id = text(value, MAX_FIELD_LEN)?,
+            "notes" => self.notes = text(value, MAX_NOTES_LEN)?,
+            other => return Err(field_error(other, "not a business field")),
+        }
+        Ok(())
+    }
+
+    /// Applies a patch object (`{"owner": "ops", "tags": null, ...}`), all or nothing.
+    pub fn patched(&self, patch: &Map<String, Value>) -> Result<BusinessFields, FieldError> {
+        let mut next = self.clone();
+        for (field, value) in patch {
+            next.set(field, value.clone())?;
+        }
+        Ok(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn patch_validates_and_normalizes() {
+        let fields = BusinessFields::default();
+        let patch = json!({"owner": "  ops  ", "tags": ["b", "a", "b"], "ssh_port": "2222", "status": "online"});
+        let next = fields.patched(patch.as_object().expect("object")).expect("valid");
+        assert_eq!(next.owner.as_deref(), Some("ops"));
+        assert_eq!(next.tags, vec!["a", "b"]);
+        assert_eq!(next.ssh_port, Some(2222));
+        assert_eq!(next.status, AssetStatus::Online);
+        assert!(fields.patched(json!({"status": "gone"}).as_object().expect("o")).is_err());
+        assert!(fields.patched(json!({"ssh_port": 70000}).as_object().expect("o")).is_err());
+        assert!(fields.patched(json!({"colour": "red"}).as_object().expect("o")).is_err());
+    }
+
+    #[test]
+    fn round_trips_through_section_fields() {
+        let fields = BusinessFields { owner: Some("x".into()), tags: vec!["t".into()], ..Default::default() };
+        assert_eq!(BusinessFields::from_fields(&fields.to_fields()), fields);
+    }
+}
