@@ -1,0 +1,193 @@
+//! One shell script per host: every probe, delimited, run once.
+//!
+//! Root-only commands in probe scripts are written `$SUDO command ...`: the script sets `SUDO` to
+//! `sudo -n` when `become = "sudo"` and the user is not root, so the sudoers line is exactly the
+//! command (what `cmdb-agent collectors` prints), never `sh` or `timeout`.
+//!
+//! Each probe's stdout is framed by lines carrying a random boundary, its exit status and the
+//! first 4 KiB of its stderr. A newline is printed before the closing marker and stripped again
+//! when splitting, so outputs without a trailing newline come back byte for byte. A command that
+//! is missing, fails or hangs affects only its own frame.
+//!
+//! The script needs only a POSIX sh, `printf`, `head` and (optionally) `timeout`; it runs the same
+//! under bash, dash and busybox ash, locally, over SSH and through Salt.
+
+use std::fmt::Write as _;
+
+use crate::probe::{Exit, Outputs, ProbeOutput, ProbeSpec};
+
+/// How root-only probes are run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Become {
+    /// Run everything as the connecting user; root-only probes may fail with "permission denied".
+    #[default]
+    None,
+    /// Run root-only probes through `sudo -n` (never prompts) unless already root.
+    Sudo,
+}
+
+/// Bytes of stderr kept per probe.
+pub const STDERR_LIMIT: usize = 4096;
+
+/// A fresh random boundary (16 hex digits), so no command output can forge a delimiter.
+pub fn new_boundary() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// Quotes `text` as one sh word.
+pub fn sh_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// Builds the bundled script.
+pub fn script(probes: &[ProbeSpec], become_root: Become, boundary: &str) -> String {
+    let mut s = String::with_capacity(4096);
+    s.push_str("LC_ALL=C; export LC_ALL\n");
+    s.push_str(
+        "PATH=\"$PATH:/usr/local/sbin:/usr/sbin:/sbin:/opt/MegaRAID/MegaCli:/opt/MegaRAID/storcli\"; export PATH\n",
+    );
+    s.push_str("E=\"${TMPDIR:-/tmp}/.cmdb-$$.err\"; { : > \"$E\"; } 2>/dev/null || E=/dev/null\n");
+    // TERM first (sudo relays it to the command it runs as root), KILL two seconds later where
+    // `timeout` knows -k (GNU coreutils, busybox >= 1.33).
+    s.push_str("if command -v timeout >/dev/null 2>&1; then if timeout -k 1 5 true 2>/dev/null; then T='timeout -k 2'; else T=timeout; fi; else T=; fi\n");
+    match become_root {
+        Become::Sudo => {
+            s.push_str("if [ \"$(id -u 2>/dev/null)\" = 0 ]; then SUDO=; else SUDO='sudo -n'; fi; export SUDO\n")
+        }
+        Become::None => s.push_str("SUDO=; export SUDO\n"),
+    }
+    for probe in probes {
+        let secs = probe.timeout.as_secs().max(1);
+        let _ = write!(
+            s,
+            "printf '%s\\n' '=={b}:begin:{id}'\n\
+             if [ -n \"$T\" ]; then $T {secs} sh -c {body} 2>\"$E\" </dev/null; else sh -c {body} 2>\"$E\" </dev/null; fi\n\
+             c=$?\n\
+             printf '\\n%s\\n' \"=={b}:end:{id}:$c\"\n\
+             head -c {limit} \"$E\" 2>/dev/null\n\
+             printf '\\n%s\\n' '=={b}:done:{id}'\n",
+            b = boundary,
+            id = probe.id,
+            body = sh_quote(&probe.script),
+            limit = STDERR_LIMIT,
+        );
+    }
+    s.push_str("[ \"$E\" = /dev/null ] || rm -f \"$E\"\n");
+    s
+}
+
+fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    if from > haystack.len() {
+        return None;
+    }
+    haystack[from..].windows(needle.len()).position(|w| w == needle).map(|p| p + from)
+}
+
+/// Splits the bundled script's stdout into per-probe outputs. A probe whose frame is missing or
+/// cut short is [`Exit::Lost`], so the caller reports it instead of guessing.
+pub fn split(output: &[u8], probes: &[ProbeSpec], boundary: &str) -> Outputs {
+    let mut outputs = Outputs::default();
+    let mut cursor = 0;
+    for probe in probes {
+        let begin = format!("=={boundary}:begin:{}\n", probe.id);
+        let end = format!("\n=={boundary}:end:{}:", probe.id);
+        let done = format!("\n=={boundary}:done:{}\n", probe.id);
+        let lost = ProbeOutput { stdout: Vec::new(), stderr: String::new(), exit: Exit::Lost };
+        let Some(b) = find(output, begin.as_bytes(), cursor) else {
+            outputs.insert(probe.id.clone(), lost);
+            continue;
+        };
+        let body_start = b + begin.len();
+        let Some(e) = find(output, end.as_bytes(), body_start) else {
+            outputs.insert(probe.id.clone(), lost);
+            continue;
+        };
+        let status_start = e + end.len();
+        let status_end = find(output, b"\n", status_start).unwrap_or(output.len());
+        let code: Option<i32> =
+            std::str::from_utf8(&output[status_start..status_end]).ok().and_then(|s| s.parse().ok());
+        let stderr_start = (status_end + 1).min(output.len());
+        let (stderr, next) = match find(output, done.as_bytes(), stderr_start) {
+            Some(d) => (String::from_utf8_lossy(&output[stderr_start..d]).into_owned(), d + done.len()),
+            None => (String::new(), status_end),
+        };
+        let exit = match code {
+            Some(127) => Exit::NotFound,
+            // GNU timeout exits 124 when it had to stop the command; a command killed by the
+            // follow-up SIGKILL (or busybox's TERM) shows as 128 + the signal number.
+            Some(124 | 137 | 143) => Exit::TimedOut,
+            Some(code) => Exit::Code(code),
+            None => Exit::Lost,
+        };
+        outputs.insert(probe.id.clone(), ProbeOutput { stdout: output[body_start..e].to_vec(), stderr, exit });
+        cursor = next;
+    }
+    outputs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+    use std::time::Duration;
+
+    fn spec(id: &str, script: &str, timeout: u64) -> ProbeSpec {
+        ProbeSpec {
+            id: id.into(),
+            script: script.into(),
+            needs_root: false,
+            replay_file: None,
+            timeout: Duration::from_secs(timeout),
+        }
+    }
+
+    fn run(probes: &[ProbeSpec]) -> Outputs {
+        let boundary = new_boundary();
+        let out = Command::new("sh").arg("-c").arg(script(probes, Become::None, &boundary)).output().expect("sh runs");
+        split(&out.stdout, probes, &boundary)
+    }
+
+    #[test]
+    fn outputs_come_back_byte_for_byte() {
+        let probes = [
+            spec("no-newline", "printf 'a\\nb'", 5),
+            spec("newline", "printf 'x\\n\\n'", 5),
+            spec("empty", "true", 5),
+            spec("quote", "echo \"it's\"", 5),
+        ];
+        let outputs = run(&probes);
+        assert_eq!(outputs.get("no-newline").expect("ran").stdout, b"a\nb");
+        assert_eq!(outputs.get("newline").expect("ran").stdout, b"x\n\n");
+        assert_eq!(outputs.get("empty").expect("ran").stdout, b"");
+        assert_eq!(outputs.get("quote").expect("ran").stdout, b"it's\n");
+        assert!(outputs.get("quote").expect("ran").succeeded());
+    }
+
+    #[test]
+    fn failures_stay_in_their_frame() {
+        let probes = [
+            spec("missing", "no-such-command-cmdb --x", 5),
+            spec("fails", "echo out; echo oops >&2; exit 3", 5),
+            spec("hangs", "sleep 30", 1),
+            spec("after", "echo fine", 5),
+        ];
+        let outputs = run(&probes);
+        assert_eq!(outputs.get("missing").expect("ran").exit, Exit::NotFound);
+        let fails = outputs.get("fails").expect("ran");
+        assert_eq!((fails.exit, fails.stdout.as_slice(), fails.stderr.trim()), (Exit::Code(3), &b"out\n"[..], "oops"));
+        assert_eq!(outputs.get("hangs").expect("ran").exit, Exit::TimedOut);
+        assert_eq!(outputs.get("after").expect("ran").stdout, b"fine\n");
+    }
+
+    #[test]
+    fn truncated_output_marks_probes_lost() {
+        let probes = [spec("a", "echo a", 5), spec("b", "echo b", 5)];
+        let boundary = "0123456789abcdef";
+        let full =
+            format!("=={boundary}:begin:a\na\n\n=={boundary}:end:a:0\n\n=={boundary}:done:a\n=={boundary}:begin:b\nb");
+        let outputs = split(full.as_bytes(), &probes, boundary);
+        assert!(outputs.get("a").expect("a").succeeded());
+        assert_eq!(outputs.get("b").expect("b").exit, Exit::Lost);
+    }
+}
