@@ -7,6 +7,8 @@
 //! - replay needs no transport: [`crate::replay`] reads outputs from files.
 
 pub mod local;
+pub mod salt;
+pub mod ssh;
 
 use std::fmt;
 
