@@ -6,6 +6,7 @@
 //! - `salt`: `salt --out=json --static -L m1,m2,... cmd.run_all` per batch of minions.
 //! - replay needs no transport: [`crate::replay`] reads outputs from files.
 
+pub mod known_hosts;
 pub mod local;
 pub mod salt;
 pub mod ssh;
