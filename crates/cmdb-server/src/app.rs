@@ -1,0 +1,143 @@
+//! The application: shared state, the router, and the server loop with its background tasks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request};
+use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::api;
+use crate::auth::KeyCache;
+use crate::config::ServerConfig;
+use crate::db::Db;
+
+/// Everything a request handler needs.
+#[derive(Debug)]
+pub struct AppState {
+    /// The database.
+    pub db: Db,
+    /// The configuration.
+    pub config: ServerConfig,
+    /// Agent keys, cached briefly.
+    pub keys: KeyCache,
+}
+
+impl AppState {
+    /// State for `db` and `config`.
+    pub fn new(db: Db, config: ServerConfig) -> Arc<Self> {
+        let keys = KeyCache::new(Duration::from_secs(config.key_cache_secs));
+        Arc::new(AppState { db, config, keys })
+    }
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The HTTP application (used by `serve` and driven in-process by tests).
+pub fn app(state: Arc<AppState>) -> Router {
+    let body_limit = state.config.body_limit_bytes;
+    let api = Router::new()
+        .route("/api/v1/reports", post(api::post_report))
+        .route("/api/asset", post(api::post_legacy))
+        .route("/api/v1/collect-targets", get(api::collect_targets))
+        .route("/api/v1/assets", get(api::list_assets).post(api::register_asset))
+        .route("/api/v1/assets/{id}", get(api::get_asset).patch(api::patch_asset))
+        .route("/api/v1/assets/{id}/changes", get(api::asset_changes))
+        .route("/api/v1/changes", get(api::change_feed))
+        .route("/api/v1/errors", get(api::errors))
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .route("/metrics", get(api::metrics_text))
+        .fallback(api::not_found)
+        .with_state(state);
+    api.layer(DefaultBodyLimit::max(body_limit))
+        .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
+            axum::response::IntoResponse::into_response(crate::error::ApiError::Internal(
+                "the server hit a bug handling this request".to_owned(),
+            ))
+        }))
+        .layer(SetSensitiveRequestHeadersLayer::new([axum::http::header::AUTHORIZATION, axum::http::header::COOKIE]))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            let id = request
+                .extensions()
+                .get::<RequestId>()
+                .and_then(|id| id.header_value().to_str().ok())
+                .unwrap_or("-")
+                .to_owned();
+            tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
+        }))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// Deletes expired nonces and old bookkeeping rows. History is never pruned.
+pub async fn prune(db: &Db, config: &ServerConfig) -> Result<u64, sqlx::Error> {
+    let now = crate::db::now_us();
+    let day = 86_400_000_000_i64;
+    let mut removed = 0;
+    removed +=
+        sqlx::query("DELETE FROM nonces WHERE expires_at < $1").bind(now).execute(db.writer()).await?.rows_affected();
+    let reports_before = now - i64::try_from(config.retention.reports_days).unwrap_or(i64::MAX / day) * day;
+    removed += sqlx::query("DELETE FROM reports WHERE received_at < $1")
+        .bind(reports_before)
+        .execute(db.writer())
+        .await?
+        .rows_affected();
+    let errors_before = now - i64::try_from(config.retention.errors_days).unwrap_or(i64::MAX / day) * day;
+    removed += sqlx::query("DELETE FROM collection_errors WHERE recorded_at < $1")
+        .bind(errors_before)
+        .execute(db.writer())
+        .await?
+        .rows_affected();
+    Ok(removed)
+}
+
+/// Serves until SIGINT/SIGTERM, then finishes in-flight requests and closes the database.
+pub async fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    let pruner = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut interval =
+                tokio::time::interval(Duration::from_secs(state.config.retention.prune_interval_secs.max(1)));
+            loop {
+                interval.tick().await;
+                match prune(&state.db, &state.config).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(rows = n, "pruned expired bookkeeping rows"),
+                    Err(e) => tracing::warn!(error = %e, "pruning failed; will retry"),
+                }
+            }
+        })
+    };
+    let result = axum::serve(listener, app(state.clone())).with_graceful_shutdown(shutdown_signal()).await;
+    pruner.abort();
+    state.db.close().await;
+    result
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,344 @@
+//! Who is calling: agents sign requests with a key (HMAC), people and scripts present a bearer
+//! token with a role.
+//!
+//! Agent keys are cached for a few seconds (`key_cache_secs`) so a report does not cost a key
+//! lookup; the scope check of `host` keys is done in the ingest transaction itself, so it is exact
+//! even across several server instances. Secrets and tokens are never logged.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use cmdb_model::signing::{self, SignedHeader};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::{AnyConnection, AnyPool, Row};
+
+use crate::db::now_us;
+
+/// What an agent key may report for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyScope {
+    /// One machine in agent mode: only the asset it first reported as.
+    Host,
+    /// An SSH or Salt worker: any host.
+    Collector,
+}
+
+impl KeyScope {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyScope::Host => "host",
+            KeyScope::Collector => "collector",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "host" => Some(KeyScope::Host),
+            "collector" => Some(KeyScope::Collector),
+            _ => None,
+        }
+    }
+}
+
+/// An agent key as the server knows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AgentKey {
+    /// Row id.
+    pub id: i64,
+    /// Public key id (sent in every request).
+    pub key_id: String,
+    /// The shared HMAC secret.
+    pub secret: String,
+    /// Scope.
+    pub scope: KeyScope,
+    /// For host keys: the asset it is bound to, once it has reported.
+    pub asset_id: Option<i64>,
+    /// A label for people.
+    pub name: String,
+}
+
+impl std::fmt::Debug for AgentKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret stays out of logs and panic messages.
+        f.debug_struct("AgentKey")
+            .field("id", &self.id)
+            .field("key_id", &self.key_id)
+            .field("scope", &self.scope)
+            .field("asset_id", &self.asset_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Roles of people and scripts, in increasing power.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads everything.
+    Viewer,
+    /// Reads everything and edits business fields, registers hosts, imports.
+    Editor,
+    /// Everything, including users, agent keys and tokens.
+    Admin,
+}
+
+impl Role {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Editor => "editor",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "viewer" => Some(Role::Viewer),
+            "editor" => Some(Role::Editor),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// A person or script, authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Token name or user name; becomes `user:<name>` in change records.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+}
+
+impl Principal {
+    /// The change-record source for this principal's edits.
+    pub fn source(&self) -> String {
+        format!("user:{}", self.name)
+    }
+}
+
+/// Why a signed request was refused (all are 401 to the client).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AgentAuthError {
+    /// No Authorization header.
+    #[error("missing Authorization header (expected {} ...)", signing::SCHEME)]
+    Missing,
+    /// The header could not be parsed.
+    #[error("{0}")]
+    Header(#[from] signing::HeaderError),
+    /// The timestamp is outside the clock window.
+    #[error("timestamp outside the allowed clock window of {0} s; check the agent's clock")]
+    Clock(u64),
+    /// Unknown or revoked key.
+    #[error("unknown or revoked agent key")]
+    UnknownKey,
+    /// The signature does not match.
+    #[error("signature does not match the request")]
+    Signature,
+    /// The nonce was used before within the window.
+    #[error("nonce already used (replayed request)")]
+    Replay,
+}
+
+/// A short-lived cache of agent keys by key id (negative answers included).
+#[derive(Debug)]
+pub struct KeyCache {
+    ttl: Duration,
+    entries: RwLock<HashMap<String, (Option<AgentKey>, Instant)>>,
+}
+
+impl KeyCache {
+    /// A cache whose entries live `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        KeyCache { ttl, entries: RwLock::new(HashMap::new()) }
+    }
+
+    /// The active key `key_id`, from the cache or the database.
+    pub async fn get(&self, pool: &AnyPool, key_id: &str) -> Result<Option<AgentKey>, sqlx::Error> {
+        if let Ok(entries) = self.entries.read()
+            && let Some((key, at)) = entries.get(key_id)
+            && at.elapsed() < self.ttl
+        {
+            return Ok(key.clone());
+        }
+        let key = load_agent_key(pool, key_id).await?;
+        if let Ok(mut entries) = self.entries.write() {
+            if entries.len() > 10_000 {
+                entries.retain(|_, (_, at)| at.elapsed() < self.ttl);
+            }
+            entries.insert(key_id.to_owned(), (key.clone(), Instant::now()));
+        }
+        Ok(key)
+    }
+
+    /// Forgets everything (after a key is created, revoked or bound).
+    pub fn clear(&self) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.clear();
+        }
+    }
+}
+
+async fn load_agent_key(pool: &AnyPool, key_id: &str) -> Result<Option<AgentKey>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT id, key_id, secret, scope, asset_id, name FROM agent_keys WHERE key_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(key_id.to_owned())
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let scope: String = row.try_get(3)?;
+    Ok(Some(AgentKey {
+        id: row.try_get(0)?,
+        key_id: row.try_get(1)?,
+        secret: row.try_get(2)?,
+        scope: KeyScope::parse(&scope).ok_or_else(|| sqlx::Error::Decode(format!("bad scope {scope:?}").into()))?,
+        asset_id: row.try_get(4)?,
+        name: row.try_get(5)?,
+    }))
+}
+
+/// Checks a signed request up to (not including) the nonce, which the caller records in the
+/// transaction the request performs.
+pub async fn verify_agent(
+    cache: &KeyCache,
+    pool: &AnyPool,
+    clock_window_secs: u64,
+    authorization: Option<&str>,
+    method: &str,
+    target: &str,
+    body: &[u8],
+) -> Result<Result<(AgentKey, SignedHeader), AgentAuthError>, sqlx::Error> {
+    let Some(value) = authorization else { return Ok(Err(AgentAuthError::Missing)) };
+    let header = match signing::parse_authorization(value) {
+        Ok(h) => h,
+        Err(e) => return Ok(Err(e.into())),
+    };
+    let now = chrono::Utc::now().timestamp();
+    if header.timestamp.abs_diff(now) > clock_window_secs {
+        return Ok(Err(AgentAuthError::Clock(clock_window_secs)));
+    }
+    let Some(key) = cache.get(pool, &header.key_id).await? else { return Ok(Err(AgentAuthError::UnknownKey)) };
+    if !signing::verify(&key.secret, &header, method, target, body) {
+        return Ok(Err(AgentAuthError::Signature));
+    }
+    Ok(Ok((key, header)))
+}
+
+/// Records a nonce; `false` when it was already used. Nonces expire once their timestamp leaves
+/// the clock window, so the store is pruned as the window passes.
+pub async fn record_nonce(
+    conn: &mut AnyConnection,
+    key_id: &str,
+    nonce: &str,
+    timestamp: i64,
+    clock_window_secs: u64,
+) -> Result<bool, sqlx::Error> {
+    let window = i64::try_from(clock_window_secs).unwrap_or(i64::MAX / 2_000_000);
+    let expires_at = (timestamp.saturating_add(window).saturating_add(1)).saturating_mul(1_000_000);
+    let done = sqlx::query("INSERT INTO nonces (key_id, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+        .bind(key_id.to_owned())
+        .bind(nonce.to_owned())
+        .bind(expires_at)
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A fresh random secret: `bytes` random bytes as lowercase hex.
+pub fn random_hex(bytes: usize) -> String {
+    let mut out = String::with_capacity(bytes * 2);
+    while out.len() < bytes * 2 {
+        out.push_str(&hex::encode(rand::random::<[u8; 16]>()));
+    }
+    out.truncate(bytes * 2);
+    out
+}
+
+/// How tokens are stored: SHA-256 of the token (tokens are 256-bit random, so a fast hash is
+/// enough; passwords get argon2).
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A new bearer token string.
+pub fn new_token() -> String {
+    format!("cmdb_{}", random_hex(32))
+}
+
+/// Looks up a bearer token (`Authorization: Bearer cmdb_...`).
+pub async fn token_principal(pool: &AnyPool, token: &str) -> Result<Option<Principal>, sqlx::Error> {
+    let row = sqlx::query("SELECT name, role FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
+        .bind(token_hash(token))
+        .fetch_optional(pool)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let role: String = row.try_get(1)?;
+    Ok(Role::parse(&role).map(|role| Principal { name: row.try_get::<String, _>(0).unwrap_or_default(), role }))
+}
+
+/// Creates an agent key; returns (key id, secret). The secret is shown once.
+pub async fn create_agent_key(pool: &AnyPool, scope: KeyScope, name: &str) -> Result<(String, String), sqlx::Error> {
+    let key_id = format!("ak_{}", random_hex(8));
+    let secret = random_hex(32);
+    sqlx::query("INSERT INTO agent_keys (key_id, secret, scope, name, created_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(key_id.clone())
+        .bind(secret.clone())
+        .bind(scope.as_str())
+        .bind(name.to_owned())
+        .bind(now_us())
+        .execute(pool)
+        .await?;
+    Ok((key_id, secret))
+}
+
+/// Creates a bearer token; returns the token, shown once.
+pub async fn create_token(pool: &AnyPool, name: &str, role: Role) -> Result<String, sqlx::Error> {
+    let token = new_token();
+    sqlx::query("INSERT INTO api_tokens (name, token_hash, role, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(name.to_owned())
+        .bind(token_hash(&token))
+        .bind(role.as_str())
+        .bind(now_us())
+        .execute(pool)
+        .await?;
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let key = AgentKey {
+            id: 1,
+            key_id: "ak_1".into(),
+            secret: "very-secret".into(),
+            scope: KeyScope::Host,
+            asset_id: None,
+            name: "x".into(),
+        };
+        assert!(!format!("{key:?}").contains("very-secret"));
+    }
+
+    #[test]
+    fn random_material_has_the_right_length_and_varies() {
+        assert_eq!(random_hex(32).len(), 64);
+        assert_ne!(random_hex(16), random_hex(16));
+        assert!(new_token().starts_with("cmdb_"));
+        assert_eq!(token_hash("a").len(), 64);
+    }
+
+    #[test]
+    fn roles_are_ordered() {
+        assert!(Role::Viewer < Role::Editor && Role::Editor < Role::Admin);
+        assert_eq!(Role::parse("editor"), Some(Role::Editor));
+    }
+}

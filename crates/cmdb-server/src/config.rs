@@ -1,0 +1,245 @@
+//! The server's configuration: built-in defaults < file < environment (`CMDB_SERVER_*`) < flags.
+//!
+//! Every field has a default, so `cmdb-server` starts with no configuration at all on an embedded
+//! SQLite file. Errors name the file or variable that supplied the bad value (figment keeps the
+//! provenance of every value).
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Default location of the configuration file; read only if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/cmdb/server.toml";
+
+/// Environment variable prefix; `CMDB_SERVER_DATABASE_URL` sets `database_url`,
+/// `CMDB_SERVER_LEGACY__ENABLED` sets `legacy.enabled`.
+pub const ENV_PREFIX: &str = "CMDB_SERVER_";
+
+/// The whole server configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address and port the HTTP server listens on.
+    pub listen: String,
+    /// Database: `sqlite://PATH` (created on first start) or `postgres://USER@HOST:PORT/DB`.
+    pub database_url: String,
+    /// Directory where the first start writes the admin token and this machine's agent key.
+    pub data_dir: PathBuf,
+    /// Base URL people use to reach the server (printed at start); default `http://<listen>`.
+    pub public_url: Option<String>,
+    /// IANA time zone for "start of today" (the collect-targets cutoff) and for dates in the UI.
+    pub timezone: String,
+    /// Allowed difference between an agent's clock and ours, in seconds (signed requests).
+    pub clock_window_secs: u64,
+    /// Largest request body accepted, in bytes (larger bodies get 413).
+    pub body_limit_bytes: usize,
+    /// Seconds an agent key lookup is cached (revocation takes effect within this time).
+    pub key_cache_secs: u64,
+    /// Log format: "text" or "json".
+    pub log_format: String,
+    /// How long bookkeeping rows are kept.
+    pub retention: Retention,
+    /// The course client's endpoint (`POST /api/asset`), off by default.
+    pub legacy: Legacy,
+    /// Database connection pools.
+    pub pool: Pool,
+}
+
+/// Retention of bookkeeping rows (history is never pruned).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retention {
+    /// Days a report id is remembered for idempotency.
+    pub reports_days: u64,
+    /// Days a collection error row is kept.
+    pub errors_days: u64,
+    /// Seconds between pruning runs.
+    pub prune_interval_secs: u64,
+}
+
+/// The legacy course-client endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Legacy {
+    /// Accept `POST /api/asset`.
+    pub enabled: bool,
+    /// The shared key of the `auth-api` header (required when enabled).
+    pub key: Option<String>,
+}
+
+/// Connection pools.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pool {
+    /// PostgreSQL connections per server instance.
+    pub postgres_connections: u32,
+    /// SQLite reader connections (writes always use one connection).
+    pub sqlite_readers: u32,
+    /// Seconds a request waits for a connection before the server answers 503.
+    pub acquire_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".to_owned(),
+            database_url: "sqlite://data/cmdb.db".to_owned(),
+            data_dir: PathBuf::from("data"),
+            public_url: None,
+            timezone: "UTC".to_owned(),
+            clock_window_secs: 300,
+            body_limit_bytes: 4 * 1024 * 1024,
+            key_cache_secs: 5,
+            log_format: "text".to_owned(),
+            retention: Retention::default(),
+            legacy: Legacy::default(),
+            pool: Pool::default(),
+        }
+    }
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention { reports_days: 30, errors_days: 90, prune_interval_secs: 300 }
+    }
+}
+
+impl Default for Legacy {
+    fn default() -> Self {
+        Legacy { enabled: false, key: None }
+    }
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Pool { postgres_connections: 32, sqlite_readers: 4, acquire_timeout_secs: 5 }
+    }
+}
+
+/// Settings given on the command line (highest precedence); `None` leaves lower layers alone.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FlagOverrides {
+    /// `--listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// `--database-url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    /// `--data-dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value has the wrong type or an unknown key was given; the message names its source.
+    #[error("{0}")]
+    Figment(#[from] Box<figment::Error>),
+    /// A value is well-typed but not acceptable.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// Which setting.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The layers, without extracting (also used to show provenance).
+pub fn figment(file: Option<&Path>, flags: &FlagOverrides) -> Figment {
+    let mut figment = Figment::from(Serialized::defaults(ServerConfig::default()));
+    match file {
+        Some(path) => figment = figment.merge(Toml::file_exact(path)),
+        None => {
+            if Path::new(DEFAULT_CONFIG_FILE).exists() {
+                figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE));
+            }
+        }
+    }
+    // CMDB_SERVER_URL is the agent's setting (its prefix is CMDB_): it must not trip the server's
+    // unknown-key check when both run in one environment, as in the quick start.
+    let env = Env::prefixed(ENV_PREFIX).split("__").ignore(&["url"]);
+    figment.merge(env).merge(Serialized::globals(flags))
+}
+
+impl ServerConfig {
+    /// Loads and validates the configuration.
+    pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> Result<ServerConfig, ConfigError> {
+        let config: ServerConfig = figment(file, flags).extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that types cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.timezone.parse::<chrono_tz::Tz>().is_err() {
+            return Err(ConfigError::Invalid {
+                field: "timezone",
+                message: format!("unknown time zone {:?}", self.timezone),
+            });
+        }
+        if self.legacy.enabled && self.legacy.key.as_deref().is_none_or(|k| k.len() < 8) {
+            return Err(ConfigError::Invalid {
+                field: "legacy.key",
+                message: "the legacy endpoint needs a key of at least 8 characters".to_owned(),
+            });
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return Err(ConfigError::Invalid {
+                field: "log_format",
+                message: "must be \"text\" or \"json\"".to_owned(),
+            });
+        }
+        if self.body_limit_bytes < 1024 {
+            return Err(ConfigError::Invalid {
+                field: "body_limit_bytes",
+                message: "must be at least 1024".to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The configured time zone.
+    pub fn tz(&self) -> chrono_tz::Tz {
+        self.timezone.parse().unwrap_or(chrono_tz::UTC)
+    }
+
+    /// The URL people should open.
+    pub fn public_url(&self) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_and_errors_name_their_source() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("server.toml", "listen = \"0.0.0.0:9000\"\ntimezone = \"Asia/Shanghai\"\n")?;
+            jail.set_env("CMDB_SERVER_LISTEN", "127.0.0.1:9001");
+            let flags = FlagOverrides { database_url: Some("sqlite://x.db".into()), ..Default::default() };
+            let config = ServerConfig::load(Some(Path::new("server.toml")), &flags).map_err(|e| e.to_string())?;
+            assert_eq!(config.listen, "127.0.0.1:9001", "environment beats file");
+            assert_eq!(config.timezone, "Asia/Shanghai");
+            assert_eq!(config.database_url, "sqlite://x.db", "flags beat everything");
+
+            jail.create_file("bad.toml", "clock_window_secs = \"soon\"\n")?;
+            let err = ServerConfig::load(Some(Path::new("bad.toml")), &FlagOverrides::default())
+                .expect_err("bad type")
+                .to_string();
+            assert!(err.contains("bad.toml"), "{err}");
+
+            jail.set_env("CMDB_SERVER_COLOUR", "red");
+            let err = ServerConfig::load(Some(Path::new("server.toml")), &FlagOverrides::default())
+                .expect_err("unknown")
+                .to_string();
+            assert!(err.contains("colour") && err.contains("CMDB_SERVER_"), "{err}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,464 @@
+//! SQL for assets, their state and their history. Every function takes a connection (or a
+//! transaction, which derefs to one) so callers decide the transaction boundaries.
+//!
+//! Architecture invariant: the `asset_sections` and `components` rows of an asset always equal
+//! the replay of its `changes` rows; they are only ever written by [`write_state`], which the
+//! callers invoke with exactly the changes they insert in the same transaction.
+
+pub mod summary;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cmdb_model::diff::{Action, ChangeOp};
+use cmdb_model::state::{AssetState, SectionState};
+use serde_json::{Map, Value};
+use sqlx::{AnyConnection, QueryBuilder, Row};
+
+use crate::db::Backend;
+use summary::AssetSummary;
+
+/// Rows per multi-row INSERT (SQLite allows 32766 bound values; each change row binds 12).
+const INSERT_CHUNK: usize = 500;
+
+/// The identity and bookkeeping columns of an asset, as ingestion reads them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssetKeysRow {
+    /// Asset id.
+    pub id: i64,
+    /// Host name.
+    pub hostname: String,
+    /// Normalized board UUID.
+    pub board_uuid: Option<String>,
+    /// Normalized board serial.
+    pub board_sn: Option<String>,
+    /// Normalized board manufacturer.
+    pub board_manufacturer: Option<String>,
+    /// Normalized machine id.
+    pub machine_id: Option<String>,
+    /// Business status.
+    pub status: String,
+    /// When the asset last reported anything.
+    pub last_seen_at: Option<i64>,
+    /// `collected_at` of the last applied report.
+    pub last_collected_at: Option<i64>,
+}
+
+impl AssetKeysRow {
+    /// The stored identity keys.
+    pub fn keys(&self) -> cmdb_model::identity::StoredKeys {
+        cmdb_model::identity::StoredKeys {
+            board_uuid: self.board_uuid.clone(),
+            board_sn: self.board_sn.clone(),
+            board_manufacturer: self.board_manufacturer.clone(),
+            machine_id: self.machine_id.clone(),
+            hostname: Some(self.hostname.clone()),
+        }
+    }
+}
+
+const KEYS_COLUMNS: &str =
+    "id, hostname, board_uuid, board_sn, board_manufacturer, machine_id, status, last_seen_at, last_collected_at";
+
+fn keys_row(row: &sqlx::any::AnyRow) -> Result<AssetKeysRow, sqlx::Error> {
+    Ok(AssetKeysRow {
+        id: row.try_get(0)?,
+        hostname: row.try_get(1)?,
+        board_uuid: row.try_get(2)?,
+        board_sn: row.try_get(3)?,
+        board_manufacturer: row.try_get(4)?,
+        machine_id: row.try_get(5)?,
+        status: row.try_get(6)?,
+        last_seen_at: row.try_get(7)?,
+        last_collected_at: row.try_get(8)?,
+    })
+}
+
+/// Every non-retired asset that shares at least one identity key with the report.
+pub async fn identity_candidates(
+    conn: &mut AnyConnection,
+    board_uuid: Option<&str>,
+    board_sn: Option<&str>,
+    machine_id: Option<&str>,
+    hostnames: &[&str],
+) -> Result<Vec<AssetKeysRow>, sqlx::Error> {
+    let mut q = QueryBuilder::new(format!("SELECT {KEYS_COLUMNS} FROM assets WHERE status <> 'retired' AND ("));
+    let mut first = true;
+    let mut or = |q: &mut QueryBuilder<sqlx::Any>, column: &str| {
+        if !first {
+            q.push(" OR ");
+        }
+        first = false;
+        q.push(column);
+        q.push(" = ");
+    };
+    if let Some(uuid) = board_uuid {
+        or(&mut q, "board_uuid");
+        q.push_bind(uuid.to_owned());
+    }
+    if let Some(sn) = board_sn {
+        or(&mut q, "board_sn");
+        q.push_bind(sn.to_owned());
+    }
+    if let Some(id) = machine_id {
+        or(&mut q, "machine_id");
+        q.push_bind(id.to_owned());
+    }
+    for hostname in hostnames {
+        or(&mut q, "hostname");
+        q.push_bind((*hostname).to_owned());
+    }
+    q.push(") ORDER BY last_seen_at DESC, id DESC LIMIT 50");
+    let rows = q.build().fetch_all(&mut *conn).await?;
+    rows.iter().map(keys_row).collect()
+}
+
+/// Reads an asset's keys row, locking it against concurrent writers on PostgreSQL.
+pub async fn lock_asset(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    id: i64,
+) -> Result<Option<AssetKeysRow>, sqlx::Error> {
+    let sql = match backend {
+        Backend::Postgres => {
+            "SELECT id, hostname, board_uuid, board_sn, board_manufacturer, machine_id, status, last_seen_at, last_collected_at FROM assets WHERE id = $1 FOR UPDATE"
+        }
+        Backend::Sqlite => {
+            "SELECT id, hostname, board_uuid, board_sn, board_manufacturer, machine_id, status, last_seen_at, last_collected_at FROM assets WHERE id = $1"
+        }
+    };
+    let row = sqlx::query(sql).bind(id).fetch_optional(&mut *conn).await?;
+    row.as_ref().map(keys_row).transpose()
+}
+
+/// Loads an asset's current state (sections and components).
+pub async fn load_state(conn: &mut AnyConnection, asset_id: i64) -> Result<AssetState, sqlx::Error> {
+    let mut state = AssetState::default();
+    let sections = sqlx::query("SELECT section, fields FROM asset_sections WHERE asset_id = $1")
+        .bind(asset_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    for row in sections {
+        let name: String = row.try_get(0)?;
+        let fields: String = row.try_get(1)?;
+        state.sections.insert(name, SectionState::from_fields(parse_object(&fields)?));
+    }
+    let components = sqlx::query("SELECT section, ckey, data FROM components WHERE asset_id = $1")
+        .bind(asset_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    for row in components {
+        let section: String = row.try_get(0)?;
+        let key: String = row.try_get(1)?;
+        let data: String = row.try_get(2)?;
+        state.sections.entry(section).or_default().components.insert(key, parse_object(&data)?);
+    }
+    Ok(state)
+}
+
+fn parse_object(text: &str) -> Result<Map<String, Value>, sqlx::Error> {
+    match serde_json::from_str(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(sqlx::Error::Decode("stored JSON is not an object".into())),
+        Err(e) => Err(sqlx::Error::Decode(Box::new(e))),
+    }
+}
+
+fn to_json(value: &Map<String, Value>) -> String {
+    // serde_json's Map is a BTreeMap here, so the text is canonical (sorted keys).
+    serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// Writes the parts of `state` that `ops` touched: sections and components are upserted or
+/// deleted to match `state`, which must be the result of applying `ops`.
+pub async fn write_state(
+    conn: &mut AnyConnection,
+    asset_id: i64,
+    state: &AssetState,
+    ops: &[ChangeOp],
+) -> Result<(), sqlx::Error> {
+    let mut sections: BTreeSet<&str> = BTreeSet::new();
+    let mut components: BTreeSet<(&str, &str)> = BTreeSet::new();
+    for op in ops {
+        match &op.component {
+            Some(key) => {
+                components.insert((op.section.as_str(), key.as_str()));
+            }
+            None => {
+                sections.insert(op.section.as_str());
+            }
+        }
+    }
+    for section in sections {
+        match state.sections.get(section) {
+            Some(s) => {
+                sqlx::query(
+                    "INSERT INTO asset_sections (asset_id, section, fields) VALUES ($1, $2, $3) \
+                     ON CONFLICT (asset_id, section) DO UPDATE SET fields = excluded.fields",
+                )
+                .bind(asset_id)
+                .bind(section.to_owned())
+                .bind(to_json(&s.fields))
+                .execute(&mut *conn)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM asset_sections WHERE asset_id = $1 AND section = $2")
+                    .bind(asset_id)
+                    .bind(section.to_owned())
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("DELETE FROM components WHERE asset_id = $1 AND section = $2")
+                    .bind(asset_id)
+                    .bind(section.to_owned())
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+    }
+    let mut upserts: Vec<(&str, &str, String)> = Vec::new();
+    for (section, key) in components {
+        match state.sections.get(section).and_then(|s| s.components.get(key)) {
+            Some(data) => upserts.push((section, key, to_json(data))),
+            None => {
+                sqlx::query("DELETE FROM components WHERE asset_id = $1 AND section = $2 AND ckey = $3")
+                    .bind(asset_id)
+                    .bind(section.to_owned())
+                    .bind(key.to_owned())
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+    }
+    for chunk in upserts.chunks(INSERT_CHUNK) {
+        let mut q = QueryBuilder::new("INSERT INTO components (asset_id, section, ckey, data) ");
+        q.push_values(chunk, |mut b, (section, key, data)| {
+            b.push_bind(asset_id).push_bind((*section).to_owned()).push_bind((*key).to_owned()).push_bind(data.clone());
+        });
+        q.push(" ON CONFLICT (asset_id, section, ckey) DO UPDATE SET data = excluded.data");
+        q.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Where a change came from and when.
+#[derive(Debug, Clone)]
+pub struct ChangeContext<'a> {
+    /// The asset.
+    pub asset_id: i64,
+    /// Server time of the write (Unix µs).
+    pub recorded_at: i64,
+    /// When the data was collected (Unix µs), for reports.
+    pub collected_at: Option<i64>,
+    /// The report that caused it, if any.
+    pub report_id: Option<&'a str>,
+    /// agent, ssh, salt, legacy, or user:<name>.
+    pub source: &'a str,
+}
+
+fn value_text(value: &Option<Value>) -> Option<String> {
+    value.as_ref().map(|v| serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned()))
+}
+
+/// Appends change records (history first: callers insert changes before writing the state).
+pub async fn insert_changes(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    context: &ChangeContext<'_>,
+    ops: &[ChangeOp],
+) -> Result<(), sqlx::Error> {
+    for chunk in ops.chunks(INSERT_CHUNK) {
+        let mut q = QueryBuilder::new(
+            "INSERT INTO changes (txid, asset_id, recorded_at, collected_at, report_id, source, section, component, path, action, old_value, new_value, summary) ",
+        );
+        q.push_values(chunk, |mut b, op| {
+            match backend {
+                // The writing transaction's id orders the feed (see changes_feed).
+                Backend::Postgres => b.push("pg_current_xact_id()::text::bigint"),
+                Backend::Sqlite => b.push("0"),
+            };
+            b.push_bind(context.asset_id)
+                .push_bind(context.recorded_at)
+                .push_bind(context.collected_at)
+                .push_bind(context.report_id.map(str::to_owned))
+                .push_bind(context.source.to_owned())
+                .push_bind(op.section.clone())
+                .push_bind(op.component.clone())
+                .push_bind(op.path.clone())
+                .push_bind(op.action.as_str())
+                .push_bind(value_text(&op.old))
+                .push_bind(value_text(&op.new))
+                .push_bind(op.sentence());
+        });
+        q.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Inserts a new asset row and returns its id.
+pub async fn insert_asset(
+    conn: &mut AnyConnection,
+    hostname: &str,
+    status: &str,
+    now: i64,
+) -> Result<i64, sqlx::Error> {
+    let row = sqlx::query(
+        "INSERT INTO assets (hostname, status, created_at, updated_at) VALUES ($1, $2, $3, $3) RETURNING id",
+    )
+    .bind(hostname.to_owned())
+    .bind(status.to_owned())
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    row.try_get(0)
+}
+
+/// Rewrites an asset's denormalized columns and search terms from its state.
+pub async fn write_summary(
+    conn: &mut AnyConnection,
+    asset_id: i64,
+    summary: &AssetSummary,
+    terms: &BTreeSet<String>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let b = &summary.business;
+    sqlx::query(
+        "UPDATE assets SET hostname = $2, board_uuid = $3, board_sn = $4, board_manufacturer = $5, machine_id = $6, \
+         status = $7, idc = $8, cabinet = $9, business_unit = $10, owner = $11, tags = $12, manage_address = $13, \
+         ssh_port = $14, salt_minion_id = $15, os_name = $16, os_version = $17, manufacturer = $18, model = $19, \
+         serial = $20, cpu_model = $21, cpu_count = $22, memory_mb = $23, disk_bytes = $24, ip_addresses = $25, \
+         updated_at = $26, version = version + 1 WHERE id = $1",
+    )
+    .bind(asset_id)
+    .bind(summary.hostname.clone())
+    .bind(summary.board_uuid.clone())
+    .bind(summary.board_sn.clone())
+    .bind(summary.board_manufacturer.clone())
+    .bind(summary.machine_id.clone())
+    .bind(b.status.as_str())
+    .bind(b.idc.clone())
+    .bind(b.cabinet.clone())
+    .bind(b.business_unit.clone())
+    .bind(b.owner.clone())
+    .bind(summary.tags_column())
+    .bind(b.manage_address.clone())
+    .bind(b.ssh_port.map(i64::from))
+    .bind(b.salt_minion_id.clone())
+    .bind(summary.os_name.clone())
+    .bind(summary.os_version.clone())
+    .bind(summary.manufacturer.clone())
+    .bind(summary.model.clone())
+    .bind(summary.serial.clone())
+    .bind(summary.cpu_model.clone())
+    .bind(summary.cpu_count)
+    .bind(summary.memory_mb)
+    .bind(summary.disk_bytes)
+    .bind(summary.ip_addresses.clone())
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM search_terms WHERE asset_id = $1").bind(asset_id).execute(&mut *conn).await?;
+    let terms: Vec<&String> = terms.iter().collect();
+    for chunk in terms.chunks(INSERT_CHUNK) {
+        let mut q = QueryBuilder::new("INSERT INTO search_terms (term, asset_id) ");
+        q.push_values(chunk, |mut b, term| {
+            b.push_bind((*term).clone()).push_bind(asset_id);
+        });
+        q.push(" ON CONFLICT DO NOTHING");
+        q.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// One stored change record.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ChangeRecord {
+    /// Row id.
+    pub id: i64,
+    /// Feed cursor of this record.
+    pub cursor: String,
+    /// The asset.
+    pub asset_id: i64,
+    /// Server time of the write.
+    pub recorded_at: chrono::DateTime<chrono::Utc>,
+    /// When the data was collected.
+    pub collected_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The report that caused it.
+    pub report_id: Option<String>,
+    /// agent, ssh, salt, legacy or user:<name>.
+    pub source: String,
+    /// Section.
+    pub section: String,
+    /// Component key.
+    pub component: Option<String>,
+    /// JSON pointer inside the section or component.
+    pub path: String,
+    /// added, removed or changed.
+    pub action: Action,
+    /// Old value (absent when nothing existed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old: Option<Value>,
+    /// New value (absent when nothing is left).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new: Option<Value>,
+    /// A readable sentence.
+    pub summary: String,
+}
+
+impl ChangeRecord {
+    /// The model operation this record stores.
+    pub fn op(&self) -> ChangeOp {
+        ChangeOp {
+            section: self.section.clone(),
+            component: self.component.clone(),
+            path: self.path.clone(),
+            action: self.action,
+            old: self.old.clone(),
+            new: self.new.clone(),
+        }
+    }
+}
+
+/// The columns [`change_row`] reads, in order.
+pub const CHANGE_COLUMNS: &str = "id, txid, asset_id, recorded_at, collected_at, report_id, source, section, component, path, action, old_value, new_value, summary";
+
+/// Decodes a change row selected with [`CHANGE_COLUMNS`].
+pub fn change_row(row: &sqlx::any::AnyRow) -> Result<ChangeRecord, sqlx::Error> {
+    let parse = |text: Option<String>| -> Result<Option<Value>, sqlx::Error> {
+        text.map(|t| serde_json::from_str(&t).map_err(|e| sqlx::Error::Decode(Box::new(e)))).transpose()
+    };
+    let id: i64 = row.try_get(0)?;
+    let txid: i64 = row.try_get(1)?;
+    let action: String = row.try_get(10)?;
+    Ok(ChangeRecord {
+        id,
+        cursor: format!("{txid}-{id}"),
+        asset_id: row.try_get(2)?,
+        recorded_at: crate::db::from_us(row.try_get(3)?),
+        collected_at: row.try_get::<Option<i64>, _>(4)?.map(crate::db::from_us),
+        report_id: row.try_get(5)?,
+        source: row.try_get(6)?,
+        section: row.try_get(7)?,
+        component: row.try_get(8)?,
+        path: row.try_get(9)?,
+        action: Action::parse(&action).ok_or_else(|| sqlx::Error::Decode(format!("bad action {action:?}").into()))?,
+        old: parse(row.try_get(11)?)?,
+        new: parse(row.try_get(12)?)?,
+        summary: row.try_get(13)?,
+    })
+}
+
+/// Every change of an asset in the order it was written.
+pub async fn asset_history(conn: &mut AnyConnection, asset_id: i64) -> Result<Vec<ChangeRecord>, sqlx::Error> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {CHANGE_COLUMNS} FROM changes WHERE asset_id = $1 ORDER BY id"
+    )))
+    .bind(asset_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(change_row).collect()
+}
+
+/// Groups component rows by section (helper for callers that list components).
+pub fn group_components(state: &AssetState) -> BTreeMap<&str, Vec<&Map<String, Value>>> {
+    state.sections.iter().map(|(name, s)| (name.as_str(), s.components.values().collect())).collect()
+}
