@@ -242,6 +242,53 @@ mod tests {
         assert_eq!(parse_ip_json("[]").expect("valid"), Vec::<Interface>::new());
     }
 
+    #[test]
+    fn cloud_init_json_matches_its_text_capture() {
+        // The same VM captured both ways (cloud-init's netinfo test data).
+        let json = parse_ip_json(include_str!("testdata/cloud-init-ipaddrshow.json")).expect("valid");
+        let text = super::super::text::parse_ip_text(include_str!("testdata/cloud-init-ipaddrshow.out"));
+        assert_eq!(json, text);
+
+        let down = parse_ip_json(include_str!("testdata/cloud-init-ipaddrshow-down.json")).expect("valid");
+        let eth0 = find(&down, "eth0");
+        assert_eq!(
+            (eth0.up, eth0.carrier, eth0.hwaddr.as_deref()),
+            (Some(false), Some(false), Some("00:16:3e:de:51:a6"))
+        );
+        assert!(eth0.ipv4.is_empty() && eth0.ipv6.is_empty());
+    }
+
+    #[test]
+    fn kind_node_sample() {
+        let parsed = parse_ip_json(include_str!("testdata/metallb-kind-node.json")).expect("valid");
+        assert_eq!(names(&parsed), ["lo", "veth4b6ac7a6", "eth0", "eth1"]);
+        assert_eq!(find(&parsed, "veth4b6ac7a6").ipv4, ["10.244.1.1/32"]);
+        let eth0 = find(&parsed, "eth0");
+        assert_eq!(eth0.hwaddr.as_deref(), Some("02:42:ac:12:00:02"));
+        assert_eq!(eth0.ipv4, ["172.18.0.2/16"]);
+        assert_eq!(eth0.ipv6, ["fc00:f853:ccd:e793::2/64", "fe80::42:acff:fe12:2/64"]);
+        assert_eq!(find(&parsed, "lo").hwaddr, None);
+    }
+
+    #[test]
+    fn openwrt_sample() {
+        let parsed = parse_ip_json(include_str!("testdata/nethsec-openwrt.json")).expect("valid");
+        assert_eq!(
+            names(&parsed),
+            ["vnet3", "eth0", "eth1", "eth2", "eth3", "ifb-dns", "br-lan", "bond-bond1", "tuntunsubnet"]
+        );
+        assert_eq!(find(&parsed, "vnet3").master.as_deref(), Some("virbr2"));
+        assert_eq!(find(&parsed, "vnet3").ipv6, ["fe80::fc62:31ff:fe19:b29/64"]);
+        assert_eq!(find(&parsed, "eth0").master.as_deref(), Some("br-lan"));
+        assert_eq!(find(&parsed, "eth2").up, Some(false));
+        let bond = find(&parsed, "bond-bond1");
+        assert_eq!(
+            (bond.up, bond.carrier, bond.hwaddr.as_deref()),
+            (Some(true), Some(true), Some("52:54:00:ad:6f:63"))
+        );
+        assert_eq!(find(&parsed, "tuntunsubnet").hwaddr, None);
+    }
+
     /// Every interface the parser reports obeys the report's rules, whatever the input.
     fn assert_well_formed(interfaces: &[Interface]) {
         let mut seen = std::collections::HashSet::new();

@@ -342,6 +342,159 @@ mod tests {
         assert!(parse_ip_text("12: \n: eth0: <UP>\nx: eth0: <UP>\n").is_empty());
     }
 
+    fn iface(
+        name: &str,
+        hwaddr: Option<&str>,
+        (up, carrier): (bool, bool),
+        mtu: u32,
+        master: Option<&str>,
+        ipv4: &[&str],
+        ipv6: &[&str],
+    ) -> Interface {
+        Interface {
+            name: name.into(),
+            hwaddr: hwaddr.map(str::to_owned),
+            up: Some(up),
+            carrier: Some(carrier),
+            mtu: Some(mtu),
+            master: master.map(str::to_owned),
+            ipv4: ipv4.iter().map(|s| (*s).to_owned()).collect(),
+            ipv6: ipv6.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    /// Expected values from glpi-agent's t/agent/tools/linux.t (see testdata/SOURCES.md).
+    #[test]
+    fn glpi_el8_sample() {
+        let parsed = parse_ip_text(include_str!("testdata/glpi-ip_addr-el8.out"));
+        assert_eq!(
+            parsed,
+            [
+                iface("lo", None, (true, true), 65536, None, &["127.0.0.1/8"], &["::1/128"]),
+                iface("eth0", Some("e4:11:5b:ed:36:0c"), (true, true), 1500, None, &["10.10.220.100/32"], &[]),
+                iface("eth2", Some("e4:11:5b:ed:36:0e"), (false, false), 1500, None, &[], &[]),
+                iface("eth1", Some("e4:11:5b:ed:36:38"), (false, false), 1500, None, &[], &[]),
+                iface("eth3", Some("e4:11:5b:ed:36:3a"), (false, false), 1500, None, &[], &[]),
+                iface(
+                    "macvlan0",
+                    Some("4e:05:62:03:69:e7"),
+                    (true, true),
+                    1500,
+                    None,
+                    &["10.10.220.101/24"],
+                    &["fe80::260f:e9bb:60de:58f4/64"]
+                ),
+                iface("docker0", Some("02:42:0c:d5:0f:d7"), (true, false), 1500, None, &["172.17.0.1/16"], &[]),
+            ]
+        );
+    }
+
+    /// Expected values from glpi-agent's t/agent/tools/linux.t (`ip_addr-4`, `ip_addr-5`).
+    #[test]
+    fn fusioninventory_infiniband_and_label_samples() {
+        let ib = parse_ip_text(include_str!("testdata/fusioninventory-ip_addr-4.out"));
+        let ib_mac = "a0:00:01:00:fe:80:00:00:00:00:00:00:00:02:c9:03:00:15:94:d1";
+        assert_eq!(ib, [iface("ib0", Some(ib_mac), (true, true), 2044, None, &["10.89.96.11/20"], &[])]);
+
+        let parsed = parse_ip_text(include_str!("testdata/fusioninventory-ip_addr-5.out"));
+        assert_eq!(names(&parsed), ["lo", "wlan0", "eth0", "bond0", "br0"]);
+        assert_eq!(
+            find(&parsed, "wlan0"),
+            &iface(
+                "wlan0",
+                Some("00:1a:6b:0d:78:03"),
+                (true, true),
+                1500,
+                None,
+                &["128.93.189.62/22", "192.168.1.11/24"],
+                &["fe80::21a:6bff:fe0d:7803/64"]
+            )
+        );
+        assert_eq!(
+            find(&parsed, "eth0"),
+            &iface("eth0", Some("f0:1f:af:0f:a4:0c"), (true, false), 1500, None, &["192.168.1.11/24"], &[])
+        );
+        assert_eq!(find(&parsed, "bond0").hwaddr.as_deref(), Some("8e:b2:64:1a:0b:00"));
+        assert_eq!((find(&parsed, "bond0").up, find(&parsed, "bond0").carrier), (Some(true), Some(false)));
+        assert_eq!(find(&parsed, "br0").hwaddr.as_deref(), Some("aa:4b:c2:02:31:15"));
+    }
+
+    #[test]
+    fn insights_core_samples() {
+        let parsed = parse_ip_text(include_str!("testdata/insights-core-ip-addr.out"));
+        assert_eq!(names(&parsed), ["lo", "eth7", "tunl0", "tunl1", "bond1.57", "ip.tun2"]);
+        assert_eq!(
+            find(&parsed, "eth7"),
+            &iface("eth7", Some("00:11:3f:e2:f5:9f"), (true, false), 1500, Some("bond1"), &[], &[])
+        );
+        assert_eq!(find(&parsed, "tunl0").hwaddr, None);
+        // The peer form reports the local address; insights-core keeps the remote one instead.
+        assert_eq!(find(&parsed, "tunl1").ipv4, ["172.30.0.1/32"]);
+        let bond = find(&parsed, "bond1.57");
+        assert_eq!(bond.ipv4, ["10.192.4.171/27"]);
+        assert_eq!(bond.ipv6, ["fe80::211:3fff:fee2:f59e/64", "2001::211:3fff:fee2:f59e/64"]);
+        let tun2 = find(&parsed, "ip.tun2");
+        assert_eq!((tun2.mtu, tun2.hwaddr.as_deref()), (Some(80), None));
+        assert_eq!(tun2.ipv4, ["192.168.112.5/32"]);
+
+        let links = parse_ip_text(include_str!("testdata/insights-core-ip-s-link.out"));
+        assert_eq!(names(&links), ["lo", "enp0s25", "wlp3s0", "virbr0", "virbr0-nic", "vnet0", "ppp0", "tun0"]);
+        assert!(links.iter().all(|i| i.ipv4.is_empty() && i.ipv6.is_empty()), "counters read as addresses");
+        assert_eq!(find(&links, "enp0s25").hwaddr.as_deref(), Some("1c:75:08:a5:7e:25"));
+        let nic = find(&links, "virbr0-nic");
+        assert_eq!((nic.up, nic.master.as_deref()), (Some(false), Some("virbr0")));
+        assert_eq!((find(&links, "ppp0").hwaddr.as_deref(), find(&links, "tun0").hwaddr.as_deref()), (None, None));
+        assert_eq!(find(&links, "tun0").mtu, Some(1360));
+    }
+
+    #[test]
+    fn cloud_init_samples_with_backslash_continuations() {
+        for sample in [
+            include_str!("testdata/cloud-init-ipaddrshow.out"),
+            include_str!("testdata/cloud-init-ipaddrshow-metric.out"),
+        ] {
+            let parsed = parse_ip_text(sample);
+            assert_eq!(
+                parsed,
+                [
+                    iface("lo", None, (true, true), 65536, None, &["127.0.0.1/8"], &["::1/128"]),
+                    iface(
+                        "enp0s25",
+                        Some("50:7b:9d:2c:af:91"),
+                        (true, true),
+                        1500,
+                        None,
+                        &["192.168.2.18/24"],
+                        &["fe80::7777:2222:1111:eeee/64", "fe80::8107:2b92:867e:f8a6/64"]
+                    ),
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn docker_host_sample() {
+        let parsed = parse_ip_text(include_str!("testdata/docker-host-aws.out"));
+        assert_eq!(
+            names(&parsed),
+            [
+                "lo",
+                "eth0",
+                "docker0",
+                "docker_gwbridge",
+                "vetha4c00c0",
+                "veth70920fc",
+                "vethdcc24b4",
+                "veth17552ac",
+                "veth84ae5d6"
+            ]
+        );
+        assert_eq!(find(&parsed, "eth0").mtu, Some(9001));
+        assert_eq!(find(&parsed, "vetha4c00c0").master.as_deref(), Some("docker_gwbridge"));
+        assert_eq!(find(&parsed, "veth84ae5d6").master.as_deref(), Some("docker0"));
+        assert_eq!(find(&parsed, "docker0").ipv4, ["172.17.0.1/16"]);
+    }
+
     /// Every interface the parser reports obeys the report's rules, whatever the input.
     fn assert_well_formed(interfaces: &[Interface]) {
         let mut seen = std::collections::HashSet::new();
