@@ -14,7 +14,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use cmdb_model::report::{Report, parse_report};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use sqlx::{QueryBuilder, Row};
+use sqlx::Row;
 
 use crate::app::AppState;
 use crate::assets::{self, AssetPage, ListQuery};
@@ -23,6 +23,7 @@ use crate::db::{from_us, now_us};
 use crate::error::ApiError;
 use crate::ingest::{self, Disposition, IngestError, NonceUse, Outcome};
 use crate::metrics;
+use crate::store::sql::Sql;
 use crate::store::{self, CHANGE_COLUMNS, ChangeRecord};
 
 /// Shared state handle.
@@ -438,11 +439,11 @@ pub async fn change_feed(
         crate::db::Backend::Postgres => " AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
         crate::db::Backend::Sqlite => "",
     };
-    let mut q = QueryBuilder::new(format!("SELECT {CHANGE_COLUMNS} FROM changes WHERE (txid, id) > ("));
-    q.push_bind(tx).push(", ").push_bind(id).push(")");
+    let mut q = Sql::new(format!("SELECT {CHANGE_COLUMNS} FROM changes WHERE (txid, id) > ("));
+    q.bind(tx).push(", ").bind(id).push(")");
     q.push(horizon);
-    q.push(" ORDER BY txid, id LIMIT ").push_bind(limit);
-    let rows = q.build().fetch_all(state.db.reader()).await?;
+    q.push(" ORDER BY txid, id LIMIT ").bind(limit);
+    let rows = q.query().fetch_all(state.db.reader()).await?;
     let items = rows.iter().map(store::change_row).collect::<Result<Vec<_>, _>>()?;
     let next = items.last().map(|c| c.cursor.clone()).or(query.after);
     Ok(Json(ChangePage { items, next }))
@@ -479,15 +480,15 @@ pub async fn errors(
 ) -> Result<Json<Value>, ApiError> {
     require(&principal, Role::Viewer)?;
     let limit = page.limit.unwrap_or(200).clamp(1, 1000);
-    let mut q = QueryBuilder::new(
+    let mut q = Sql::new(
         "SELECT id, asset_id, report_id, hostname, source, section, message, collected_at, recorded_at FROM collection_errors WHERE id < ",
     );
-    q.push_bind(page.before.unwrap_or(i64::MAX));
+    q.bind(page.before.unwrap_or(i64::MAX));
     if let Some(asset) = page.asset_id {
-        q.push(" AND asset_id = ").push_bind(asset);
+        q.push(" AND asset_id = ").bind(asset);
     }
-    q.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
-    let rows = q.build().fetch_all(state.db.reader()).await?;
+    q.push(" ORDER BY id DESC LIMIT ").bind(limit);
+    let rows = q.query().fetch_all(state.db.reader()).await?;
     let mut items = Vec::with_capacity(rows.len());
     for row in rows {
         items.push(ErrorRow {

@@ -8,10 +8,11 @@ use cmdb_model::diff::{ChangeOp, apply, diff_section};
 use cmdb_model::state::{AssetState, BUSINESS_SECTION, HOST_SECTION, SectionState};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use sqlx::{AnyConnection, QueryBuilder, Row};
+use sqlx::{AnyConnection, Row};
 
 use crate::db::{Db, from_us, now_us};
 use crate::error::ApiError;
+use crate::store::sql::Sql;
 use crate::store::summary::{AssetSummary, search_terms};
 use crate::store::{self, ChangeContext};
 
@@ -155,15 +156,15 @@ const SORTABLE: &[&str] = &[
 ];
 
 /// Appends the WHERE clause for `query`'s filters.
-pub fn push_filters(q: &mut QueryBuilder<sqlx::Any>, query: &ListQuery) {
+pub fn push_filters(q: &mut Sql, query: &ListQuery) {
     q.push(" WHERE 1 = 1");
     if let Some(text) = query.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         let low = text.to_lowercase();
         q.push(" AND id IN (SELECT asset_id FROM search_terms WHERE term >= ");
-        q.push_bind(low.clone());
+        q.bind(low.clone());
         q.push(" AND term < ");
         // Terms compare bytewise in both backends (COLLATE "C" on PostgreSQL): this is a prefix range.
-        q.push_bind(format!("{low}\u{10FFFF}"));
+        q.bind(format!("{low}\u{10FFFF}"));
         q.push(")");
     }
     for (column, value) in [
@@ -175,11 +176,11 @@ pub fn push_filters(q: &mut QueryBuilder<sqlx::Any>, query: &ListQuery) {
         ("owner", &query.owner),
     ] {
         if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
-            q.push(" AND ").push(column).push(" = ").push_bind(value.to_owned());
+            q.push(" AND ").push(column).push(" = ").bind(value.to_owned());
         }
     }
     if let Some(tag) = query.tag.as_deref().filter(|t| !t.is_empty()) {
-        q.push(" AND tags LIKE ").push_bind(format!("%,{},%", tag.replace(['%', '_', ','], "")));
+        q.push(" AND tags LIKE ").bind(format!("%,{},%", tag.replace(['%', '_', ','], "")));
     }
 }
 
@@ -187,10 +188,10 @@ pub fn push_filters(q: &mut QueryBuilder<sqlx::Any>, query: &ListQuery) {
 pub async fn list(db: &Db, query: &ListQuery) -> Result<AssetPage, ApiError> {
     let per_page = query.per_page.unwrap_or(50).clamp(1, 500);
     let page = query.page.unwrap_or(1).max(1);
-    let mut count = QueryBuilder::new("SELECT COUNT(*) FROM assets");
+    let mut count = Sql::new("SELECT COUNT(*) FROM assets");
     push_filters(&mut count, query);
-    let total: i64 = count.build().fetch_one(db.reader()).await?.try_get(0)?;
-    let mut q = QueryBuilder::new(format!("SELECT {LIST_COLUMNS} FROM assets"));
+    let total: i64 = count.query().fetch_one(db.reader()).await?.try_get(0)?;
+    let mut q = Sql::new(format!("SELECT {LIST_COLUMNS} FROM assets"));
     push_filters(&mut q, query);
     let sort = query.sort.as_deref().unwrap_or("hostname");
     let (column, descending) = match sort.strip_prefix('-') {
@@ -198,9 +199,9 @@ pub async fn list(db: &Db, query: &ListQuery) -> Result<AssetPage, ApiError> {
         None => (sort, false),
     };
     let column = SORTABLE.iter().find(|c| **c == column).copied().unwrap_or("hostname");
-    q.push(format!(" ORDER BY {column} {}, id", if descending { "DESC" } else { "ASC" }));
-    q.push(" LIMIT ").push_bind(i64::from(per_page)).push(" OFFSET ").push_bind(i64::from((page - 1) * per_page));
-    let rows = q.build().fetch_all(db.reader()).await?;
+    q.push(&format!(" ORDER BY {column} {}, id", if descending { "DESC" } else { "ASC" }));
+    q.push(" LIMIT ").bind(i64::from(per_page)).push(" OFFSET ").bind(i64::from((page - 1) * per_page));
+    let rows = q.query().fetch_all(db.reader()).await?;
     let items = rows.iter().map(list_item).collect::<Result<Vec<_>, _>>()?;
     Ok(AssetPage { items, total, page, per_page })
 }

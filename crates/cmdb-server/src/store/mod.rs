@@ -5,6 +5,7 @@
 //! the replay of its `changes` rows; they are only ever written by [`write_state`], which the
 //! callers invoke with exactly the changes they insert in the same transaction.
 
+pub mod sql;
 pub mod summary;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,9 +13,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use cmdb_model::diff::{Action, ChangeOp};
 use cmdb_model::state::{AssetState, SectionState};
 use serde_json::{Map, Value};
-use sqlx::{AnyConnection, QueryBuilder, Row};
+use sqlx::{AnyConnection, Row};
 
 use crate::db::Backend;
+use sql::Sql;
 use summary::AssetSummary;
 
 /// Rows per multi-row INSERT (SQLite allows 32766 bound values; each change row binds 12).
@@ -81,34 +83,28 @@ pub async fn identity_candidates(
     machine_id: Option<&str>,
     hostnames: &[&str],
 ) -> Result<Vec<AssetKeysRow>, sqlx::Error> {
-    let mut q = QueryBuilder::new(format!("SELECT {KEYS_COLUMNS} FROM assets WHERE status <> 'retired' AND ("));
-    let mut first = true;
-    let mut or = |q: &mut QueryBuilder<sqlx::Any>, column: &str| {
-        if !first {
-            q.push(" OR ");
-        }
-        first = false;
-        q.push(column);
-        q.push(" = ");
-    };
+    let mut q = Sql::new(format!("SELECT {KEYS_COLUMNS} FROM assets WHERE status <> 'retired' AND ("));
+    let mut terms: Vec<(&str, &str)> = Vec::new();
     if let Some(uuid) = board_uuid {
-        or(&mut q, "board_uuid");
-        q.push_bind(uuid.to_owned());
+        terms.push(("board_uuid", uuid));
     }
     if let Some(sn) = board_sn {
-        or(&mut q, "board_sn");
-        q.push_bind(sn.to_owned());
+        terms.push(("board_sn", sn));
     }
     if let Some(id) = machine_id {
-        or(&mut q, "machine_id");
-        q.push_bind(id.to_owned());
+        terms.push(("machine_id", id));
     }
     for hostname in hostnames {
-        or(&mut q, "hostname");
-        q.push_bind((*hostname).to_owned());
+        terms.push(("hostname", hostname));
+    }
+    for (index, (column, value)) in terms.iter().enumerate() {
+        if index > 0 {
+            q.push(" OR ");
+        }
+        q.push(column).push(" = ").bind(*value);
     }
     q.push(") ORDER BY last_seen_at DESC, id DESC LIMIT 50");
-    let rows = q.build().fetch_all(&mut *conn).await?;
+    let rows = q.query().fetch_all(&mut *conn).await?;
     rows.iter().map(keys_row).collect()
 }
 
@@ -230,12 +226,12 @@ pub async fn write_state(
         }
     }
     for chunk in upserts.chunks(INSERT_CHUNK) {
-        let mut q = QueryBuilder::new("INSERT INTO components (asset_id, section, ckey, data) ");
-        q.push_values(chunk, |mut b, (section, key, data)| {
-            b.push_bind(asset_id).push_bind((*section).to_owned()).push_bind((*key).to_owned()).push_bind(data.clone());
+        let mut q = Sql::new("INSERT INTO components (asset_id, section, ckey, data)");
+        q.values(chunk, |row, (section, key, data)| {
+            row.bind(asset_id).bind(*section).bind(*key).bind(data.clone());
         });
         q.push(" ON CONFLICT (asset_id, section, ckey) DO UPDATE SET data = excluded.data");
-        q.build().execute(&mut *conn).await?;
+        q.query().execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -267,29 +263,30 @@ pub async fn insert_changes(
     ops: &[ChangeOp],
 ) -> Result<(), sqlx::Error> {
     for chunk in ops.chunks(INSERT_CHUNK) {
-        let mut q = QueryBuilder::new(
-            "INSERT INTO changes (txid, asset_id, recorded_at, collected_at, report_id, source, section, component, path, action, old_value, new_value, summary) ",
+        let mut q = Sql::new(
+            "INSERT INTO changes (txid, asset_id, recorded_at, collected_at, report_id, source, section, component, path, action, old_value, new_value, summary)",
         );
-        q.push_values(chunk, |mut b, op| {
-            match backend {
-                // The writing transaction's id orders the feed (see changes_feed).
-                Backend::Postgres => b.push("pg_current_xact_id()::text::bigint"),
-                Backend::Sqlite => b.push("0"),
-            };
-            b.push_bind(context.asset_id)
-                .push_bind(context.recorded_at)
-                .push_bind(context.collected_at)
-                .push_bind(context.report_id.map(str::to_owned))
-                .push_bind(context.source.to_owned())
-                .push_bind(op.section.clone())
-                .push_bind(op.component.clone())
-                .push_bind(op.path.clone())
-                .push_bind(op.action.as_str())
-                .push_bind(value_text(&op.old))
-                .push_bind(value_text(&op.new))
-                .push_bind(op.sentence());
+        // The writing transaction's id orders the feed (see changes_feed).
+        let txid = match backend {
+            Backend::Postgres => "pg_current_xact_id()::text::bigint",
+            Backend::Sqlite => "0",
+        };
+        q.values(chunk, |row, op| {
+            row.expr(txid)
+                .bind(context.asset_id)
+                .bind(context.recorded_at)
+                .bind(context.collected_at)
+                .bind(context.report_id.map(str::to_owned))
+                .bind(context.source)
+                .bind(op.section.clone())
+                .bind(op.component.clone())
+                .bind(op.path.clone())
+                .bind(op.action.as_str())
+                .bind(value_text(&op.old))
+                .bind(value_text(&op.new))
+                .bind(op.sentence());
         });
-        q.build().execute(&mut *conn).await?;
+        q.query().execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -359,12 +356,12 @@ pub async fn write_summary(
     sqlx::query("DELETE FROM search_terms WHERE asset_id = $1").bind(asset_id).execute(&mut *conn).await?;
     let terms: Vec<&String> = terms.iter().collect();
     for chunk in terms.chunks(INSERT_CHUNK) {
-        let mut q = QueryBuilder::new("INSERT INTO search_terms (term, asset_id) ");
-        q.push_values(chunk, |mut b, term| {
-            b.push_bind((*term).clone()).push_bind(asset_id);
+        let mut q = Sql::new("INSERT INTO search_terms (term, asset_id)");
+        q.values(chunk, |row, term| {
+            row.bind((*term).clone()).bind(asset_id);
         });
         q.push(" ON CONFLICT DO NOTHING");
-        q.build().execute(&mut *conn).await?;
+        q.query().execute(&mut *conn).await?;
     }
     Ok(())
 }
