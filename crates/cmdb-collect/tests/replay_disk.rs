@@ -12,6 +12,9 @@ use cmdb_model::report::{Disk, DiskData, Mode, SectionStatus};
 /// One expected drive: slot, exact capacity, interface, media.
 type Expected = (&'static str, u64, &'static str, &'static str);
 
+/// The same facts as the collector reported them (any of them may be missing).
+type Reported<'a> = (&'a str, Option<u64>, Option<&'a str>, Option<&'a str>);
+
 const SAS_279: u64 = 0x22ecb25c * 512;
 const SATA_476: u64 = 0x3b9e12b0 * 512;
 const SATA_2728: u64 = 0x15d50a3b0 * 512;
@@ -95,9 +98,9 @@ fn every_fixture_host_has_exactly_the_documented_disks() {
             panic!("fixture host {name} has no expected disks here; add it from fixtures/README.md")
         });
         let got = disks(&path);
-        let summary: Vec<(&str, Option<u64>, Option<&str>, Option<&str>)> =
+        let summary: Vec<Reported<'_>> =
             got.iter().map(|d| (d.slot.as_str(), d.capacity_bytes, d.pd_type.as_deref(), d.media.as_deref())).collect();
-        let wanted: Vec<(&str, Option<u64>, Option<&str>, Option<&str>)> =
+        let wanted: Vec<Reported<'_>> =
             expected.iter().map(|&(slot, bytes, kind, media)| (slot, Some(bytes), Some(kind), Some(media))).collect();
         assert_eq!(summary, wanted, "{name}");
         seen.push(name);

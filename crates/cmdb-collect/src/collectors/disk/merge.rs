@@ -47,7 +47,7 @@ pub fn merge(
             None => drives.push(drive.clone()),
         }
     }
-    drives.sort_by(|a, b| slot_order(a).cmp(&slot_order(b)));
+    drives.sort_by_key(slot_order);
     let several_adapters = adapters.len() > 1;
 
     let mut disks: Vec<Disk> = drives.iter().map(|drive| controller_disk(drive, several_adapters)).collect();
