@@ -219,3 +219,34 @@ fn replayed_sections_pass_report_validation() {
             .unwrap_or_else(|e| panic!("{host_name}: {e}"));
     }
 }
+
+/// This machine's own `ip`, run through the real bundled script: the JSON probe feeds the section,
+/// and the text probe, parsed on its own, must describe the same interfaces.
+#[test]
+fn live_host_json_and_text_forms_agree() {
+    let has_ip = std::process::Command::new("sh")
+        .args(["-c", "command -v ip >/dev/null 2>&1 && ip -j addr show >/dev/null 2>&1"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_ip {
+        eprintln!("skipping: this machine has no iproute2 with -j");
+        return;
+    }
+    let plan = Plan::new(&["nic".to_owned()], &[], CollectOptions { nic_exclude: Vec::new() }).expect("nic plans");
+    let boundary = cmdb_collect::bundle::new_boundary();
+    let script = plan.script(cmdb_collect::Become::None, &boundary);
+    let run = std::process::Command::new("sh").args(["-c", &script]).output().expect("sh runs the bundled script");
+    let outputs = plan.split(&run.stdout, &boundary);
+
+    let json = outputs.succeeded("ip-json").expect("ip -j addr show ran");
+    let text = outputs.succeeded("ip-text").expect("ip addr show ran");
+    let from_json = cmdb_collect::collectors::nic::parse_ip_json(&json.text()).expect("live JSON parses");
+    let from_text = cmdb_collect::collectors::nic::parse_ip_text(&text.text());
+    assert!(!from_json.is_empty() && from_json.iter().any(|i| i.name == "lo"), "{from_json:?}");
+    assert_eq!(from_json, from_text);
+
+    let section = plan.sections(&outputs).remove("nic").expect("nic section");
+    assert_eq!(section.status, SectionStatus::Ok, "{:?}", section.error);
+    let reported: NicData = serde_json::from_value(section.data.expect("data")).expect("v1 shape");
+    assert_eq!(reported.interfaces, from_json);
+}

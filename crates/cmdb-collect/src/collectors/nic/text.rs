@@ -77,8 +77,8 @@ struct Header<'a> {
 }
 
 enum HeaderBody<'a> {
-    /// `INDEX: NAME: <FLAGS> attributes...`; `flags` is `None` when there is no `<...>`.
-    Link { flags: Option<&'a str>, attributes: &'a str },
+    /// `INDEX: NAME: <FLAGS> attributes...`.
+    Link { flags: &'a str, attributes: &'a str },
     /// `INDEX: NAME    inet ...` (`ip -o addr`): the rest is a detail line.
     Detail(&'a str),
 }
@@ -96,16 +96,16 @@ impl<'a> Header<'a> {
         match token.strip_suffix(':') {
             Some(name) => {
                 let name = normalize::strip_parent(name);
+                // iproute2 and busybox always print the flag list, even empty (`<>`); requiring
+                // it keeps a stray "12: error: ..." line from becoming an interface.
+                let (flags, attributes) = after.strip_prefix('<')?.split_once('>')?;
                 if name.is_empty() {
                     return None;
                 }
-                let (flags, attributes) = match after.strip_prefix('<').and_then(|f| f.split_once('>')) {
-                    Some((flags, attributes)) => (Some(flags), attributes),
-                    None => (None, after),
-                };
                 Some(Header { name, body: HeaderBody::Link { flags, attributes } })
             }
-            None if !token.is_empty() && !after.is_empty() => {
+            // `ip -o addr`: only an address or link line may follow the name.
+            None if !token.is_empty() && is_oneline_detail(after) => {
                 Some(Header { name: normalize::strip_parent(token), body: HeaderBody::Detail(after) })
             }
             None => None,
@@ -113,14 +113,18 @@ impl<'a> Header<'a> {
     }
 }
 
+/// True when `rest` (what follows the name in a header without `:`) is an `ip -o addr` entry.
+fn is_oneline_detail(rest: &str) -> bool {
+    let first = rest.split_whitespace().next().unwrap_or("");
+    first == "inet" || first == "inet6" || first.starts_with("link/")
+}
+
 /// Reads the flags and `mtu`/`master` from a link header. Later sightings of the same interface
 /// overwrite earlier ones: they are the newer observation.
-fn read_link_header(flags: Option<&str>, attributes: &str, interface: &mut Interface) {
-    if let Some(flags) = flags {
-        let (up, carrier) = normalize::link_state(flags.split(','));
-        interface.up = Some(up);
-        interface.carrier = Some(carrier);
-    }
+fn read_link_header(flags: &str, attributes: &str, interface: &mut Interface) {
+    let (up, carrier) = normalize::link_state(flags.split(','));
+    interface.up = Some(up);
+    interface.carrier = Some(carrier);
     let tokens: Vec<&str> = attributes.split_whitespace().collect();
     let mut i = 0;
     while i < tokens.len() {
@@ -340,6 +344,14 @@ mod tests {
         assert!(parse_ip_text("").is_empty());
         assert!(parse_ip_text("Object \"addr\" is unknown, try \"ip help\".\n").is_empty());
         assert!(parse_ip_text("12: \n: eth0: <UP>\nx: eth0: <UP>\n").is_empty());
+        // Digits and a colon are not enough to make a header.
+        assert!(parse_ip_text("12: error: no such device\n2024: something happened\n3: eth0: no flags\n").is_empty());
+        // An empty flag list is still a header.
+        let bare = parse_ip_text("3: sit0: <> mtu 1480\n").remove(0);
+        assert_eq!(
+            (bare.name.as_str(), bare.up, bare.carrier, bare.mtu),
+            ("sit0", Some(false), Some(false), Some(1480))
+        );
     }
 
     fn iface(
