@@ -48,13 +48,16 @@ pub fn split_inquiry(raw: &str, pd_type: Option<&str>, firmware_level: Option<&s
         return Inquiry::default();
     }
     let level = firmware_level.map(str::trim).filter(|l| !l.is_empty() && !l.eq_ignore_ascii_case("N/A"));
-    let is_sata = pd_type.is_some_and(|t| t.trim().eq_ignore_ascii_case("SATA"));
+    let pd_type = pd_type.map(str::trim).filter(|t| !t.is_empty());
     let translated = raw.starts_with("ATA ");
-    if is_sata && !translated {
-        ata_fixed(raw, level).or_else(|| ata_collapsed(raw, level)).unwrap_or_default()
-    } else {
-        scsi_fixed(raw, level).or_else(|| scsi_collapsed(raw, level)).unwrap_or_default()
-    }
+    let parsed = match pd_type {
+        _ if translated => scsi_fixed(raw, level).or_else(|| scsi_collapsed(raw, level)),
+        Some(t) if t.eq_ignore_ascii_case("SATA") => ata_fixed(raw, level).or_else(|| ata_collapsed(raw, level)),
+        Some(_) => scsi_fixed(raw, level).or_else(|| scsi_collapsed(raw, level)),
+        // No PD Type line: whichever fixed layout the firmware level confirms.
+        None => scsi_fixed(raw, level).or_else(|| ata_fixed(raw, level)).or_else(|| scsi_collapsed(raw, level)),
+    };
+    parsed.unwrap_or_default()
 }
 
 /// Characters `start..end` of `chars` as a string (clamped to the length).
@@ -338,6 +341,18 @@ mod tests {
         assert_eq!(
             split_inquiry(" Z1Y3ZK3NST3000NM0033-9ZM178 LV5B", Some("SATA"), Some("LV5B")),
             inq("Seagate", "ST3000NM0033-9ZM178", "Z1Y3ZK3N", "LV5B")
+        );
+    }
+
+    #[test]
+    fn without_a_pd_type_the_firmware_level_picks_the_layout() {
+        assert_eq!(
+            split_inquiry("            Z1Y3ZK3NST3000NM0033-9ZM178                     LV5B", None, Some("LV5B")),
+            inq("Seagate", "ST3000NM0033-9ZM178", "Z1Y3ZK3N", "LV5B")
+        );
+        assert_eq!(
+            split_inquiry("SEAGATE ST300MM0006     LS08S0K2B5NV            ", None, Some("LS08")),
+            inq("Seagate", "ST300MM0006", "S0K2B5NV", "LS08")
         );
     }
 

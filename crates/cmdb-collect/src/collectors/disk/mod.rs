@@ -296,6 +296,14 @@ mod tests {
     }
 
     #[test]
+    fn a_drive_without_enclosure_has_an_empty_enclosure_part() {
+        let text = "Adapter #0\n\nEnclosure Device ID: N/A\nSlot Number: 3\nPD Type: SAS\nRaw Size: 1 GB [0x200000 Sectors]\n\nEnclosure Device ID: 32\nSlot Number: 3\nPD Type: SAS\n\nExit Code: 0x00\n";
+        let data = collect(&outputs(&[(MEGACLI_PROBE, ProbeOutput::ok(text))])).expect("parses");
+        assert_eq!(slots(&data), vec![":3", "32:3"]);
+        assert_eq!(data.disks[0].capacity_bytes, Some(1_073_741_824));
+    }
+
+    #[test]
     fn storcli_alone() {
         let data = collect(&outputs(&[(STORCLI_PROBE, ProbeOutput::ok(STORCLI_HPE))])).expect("storcli");
         assert_eq!(slots(&data), vec!["252:0", "252:1", "252:2"]);
