@@ -90,7 +90,7 @@ pub fn board_from_outputs(outputs: &Outputs) -> Result<BoardData, CollectError> 
             Some(board) => Ok(board),
             None => without_dmidecode_record(sysfs.as_ref(), "dmidecode printed no System Information record"),
         },
-        DmiTable::Absent => without_dmidecode_record(sysfs.as_ref(), "dmidecode found no SMBIOS table"),
+        DmiTable::Absent => without_dmidecode_record(sysfs.as_ref(), "dmidecode found no SMBIOS System Information"),
         DmiTable::Failed(reason) => match sysfs {
             Some(found) => found.board().ok_or_else(|| {
                 CollectError::Command(format!(

@@ -17,9 +17,10 @@
 //!   from dmidecode < 3.2, which printed the same SMBIOS value with the older unit name.
 //! * **Slot keys** must be unique per host. The key is the `Locator` when every slot's locator is
 //!   unique; when locators repeat (Apple's `DIMM0` in `BANK 0` and `BANK 1`, Oracle's `D0`..`D11`
-//!   per CPU) every key becomes `BANK LOCATOR/LOCATOR`. If keys still collide, each colliding key
-//!   gets `#1`, `#2`, ... in output order. The choice is made over all slots, empty ones included,
-//!   so inserting a DIMM never renames the others.
+//!   per CPU) every key becomes `BANK LOCATOR/LOCATOR`. A slot without a locator is keyed by its
+//!   bank locator, or `slot`. If keys still collide, each colliding key gets `#1`, `#2`, ... in
+//!   output order. The choice is made over all slots, empty ones included, so inserting a DIMM
+//!   never renames the others.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -164,13 +165,14 @@ fn device(record: &DmiRecord) -> Device {
 pub fn slot_keys(slots: &[(Option<String>, Option<String>)]) -> Vec<String> {
     let locators: Vec<&String> = slots.iter().filter_map(|(loc, _)| loc.as_ref()).collect();
     let distinct: BTreeSet<&String> = locators.iter().copied().collect();
-    let locators_unique = locators.len() == slots.len() && distinct.len() == locators.len();
+    // A slot without a locator does not force the bank into every key; it only needs a key of
+    // its own, which the collision pass below guarantees.
+    let locators_unique = distinct.len() == locators.len();
     let base: Vec<String> = slots
         .iter()
         .map(|(loc, bank)| match (loc, bank) {
-            (Some(loc), _) if locators_unique => loc.clone(),
-            (Some(loc), Some(bank)) => format!("{bank}/{loc}"),
-            (Some(only), None) | (None, Some(only)) => only.clone(),
+            (Some(loc), Some(bank)) if !locators_unique => format!("{bank}/{loc}"),
+            (Some(only), _) | (None, Some(only)) => only.clone(),
             (None, None) => "slot".to_owned(),
         })
         .collect();
@@ -178,11 +180,12 @@ pub fn slot_keys(slots: &[(Option<String>, Option<String>)]) -> Vec<String> {
     for key in &base {
         *count.entry(key.as_str()).or_default() += 1;
     }
-    let mut used: BTreeSet<String> = base.iter().filter(|k| count[k.as_str()] == 1).cloned().collect();
+    let repeated = |key: &str| count.get(key).is_some_and(|n| *n > 1);
+    let mut used: BTreeSet<String> = base.iter().filter(|k| !repeated(k)).cloned().collect();
     let mut next: BTreeMap<&str, usize> = BTreeMap::new();
     let mut keys = Vec::with_capacity(base.len());
     for key in &base {
-        if count[key.as_str()] == 1 {
+        if !repeated(key) {
             keys.push(key.clone());
             continue;
         }
@@ -451,6 +454,11 @@ mod tests {
         assert_eq!(slot_keys(&[s(Some("A"), None), s(Some("A"), None), s(Some("A#1"), None)]), ["A#2", "A#3", "A#1"]);
         // No locator at all.
         assert_eq!(slot_keys(&[s(None, Some("BANK 3")), s(None, None), s(None, None)]), ["BANK 3", "slot#1", "slot#2"]);
+        // One slot without a locator keeps the others' locator keys.
+        assert_eq!(
+            slot_keys(&[s(Some("A1"), Some("P0")), s(None, Some("P0")), s(Some("A2"), Some("P0"))]),
+            ["A1", "P0", "A2"]
+        );
         assert_eq!(slot_keys(&[]), Vec::<String>::new());
     }
 
