@@ -209,13 +209,19 @@ fn apply_details(drive: &mut ControllerDrive, details: &Map<String, Value>) {
     if model.is_some() {
         drive.model = model;
     }
-    fill(&mut drive.serial, attributes.get("SN").and_then(Value::as_str).and_then(clean_serial));
+    fill(&mut drive.serial, get("SN").as_deref().and_then(clean_serial));
     fill(&mut drive.firmware, get("Firmware Revision"));
     fill(&mut drive.wwn, get("WWN").as_deref().and_then(normalize_wwn));
     let sector_size = get("Logical Sector Size").as_deref().and_then(parse_block_size);
     fill(&mut drive.capacity_bytes, get("Raw size").as_deref().and_then(|size| parse_sector_size(size, sector_size)));
-    let vendor = get("Manufacturer Id").as_deref().and_then(vendor_name);
-    drive.vendor = vendor.or_else(|| drive.model.as_deref().and_then(vendor_from_model)).or(drive.vendor.take());
+    // "Manufacturer Id" is the SCSI vendor field; for SATA drives it says "ATA" and the model
+    // names the maker instead.
+    let previous = drive.vendor.take();
+    drive.vendor = get("Manufacturer Id")
+        .as_deref()
+        .and_then(vendor_name)
+        .or_else(|| drive.model.as_deref().and_then(vendor_from_model))
+        .or(previous);
 }
 
 fn fill<T>(field: &mut Option<T>, value: Option<T>) {
