@@ -1,4 +1,4 @@
-//! The JSON form: `ip -j addr show` (iproute2 4.13 and later).
+//! The JSON form: `ip -j addr show` (iproute2 since about 4.14).
 //!
 //! The document is an array with one object per interface:
 //!

@@ -7,9 +7,10 @@
 //! | `ip-json` | `ip -j addr show` | `ip-addr.json` |
 //! | `ip-text` | `ip addr show` | `nic.out` |
 //!
-//! The JSON form is preferred: iproute2 has printed it since 4.13 (2017) and it has no layout to
-//! guess. The text form is the fallback for older iproute2 and busybox `ip`, which answer `-j`
-//! with a usage error, and for the rare build whose JSON is unreadable. Both commands run on
+//! The JSON form is preferred: iproute2 has printed it since about 4.14 (2017) and it has no
+//! layout to guess. The text form is the fallback for older iproute2 and busybox `ip`, which
+//! answer `-j` with a usage error or nothing at all, and for the rare build whose JSON is
+//! unreadable (iproute2 has shipped invalid JSON for some objects). Both commands run on
 //! every host rather than the text one only after a failed `-j`: the bundled script runs each
 //! probe in its own shell, so a conditional text probe would have to run `ip -j` a second time
 //! to decide, costing the same process while losing the fallback for broken JSON. The cost is
@@ -194,6 +195,9 @@ mod tests {
     #[test]
     fn text_is_used_when_json_is_unreadable_or_empty() {
         let out = outputs(Some(ProbeOutput::ok("Usage: ip [ OPTIONS ] OBJECT")), Some(ProbeOutput::ok(TEXT)));
+        assert_eq!(names(&interfaces(&out, &CollectOptions::default())), ["eth1"]);
+        // Some vendor builds (EdgeOS) exit 0 and print nothing for `-j`.
+        let out = outputs(Some(ProbeOutput::ok("")), Some(ProbeOutput::ok(TEXT)));
         assert_eq!(names(&interfaces(&out, &CollectOptions::default())), ["eth1"]);
         let out = outputs(Some(ProbeOutput::ok("[]")), Some(ProbeOutput::ok(TEXT)));
         assert_eq!(names(&interfaces(&out, &CollectOptions::default())), ["eth1"]);
