@@ -1,7 +1,31 @@
-//! Salt transport (skeleton; being implemented): `salt --out=json --static -L m1,m2,... cmd.run_all`.
+//! Salt transport: `salt --out=json --static -L m1,m2,... cmd.run_all <command>` per batch of minions.
+//!
+//! How the bundled script travels, and why:
+//!
+//! - The script goes base64-encoded inside the command, `(echo B64 | base64 -d | sh -s; echo
+//!   cmdb-status:$?) | base64`, run with `python_shell=True shell=/bin/sh`. Salt's CLI parses
+//!   every argument as YAML and `key=value` words as keyword arguments; a base64 string plus a
+//!   fixed wrapper has no character either parser cares about, so no script can be mangled by
+//!   quoting. `sh -s` reads it from stdin, so the minion's login shell does not matter.
+//! - The script's stdout comes back base64-encoded too. Salt decodes a command's output as text
+//!   (a Latin-1 vendor name or a stray byte would be replaced) and strips trailing whitespace
+//!   (the last frame's newline would be lost); base64 text survives both, so the outputs arrive
+//!   byte for byte, exactly as over SSH. The script's exit status rides in the last line,
+//!   because the pipeline's own status is that of `base64`.
+//! - `timeout=` makes the minion kill a hung script; the `salt` process itself is killed if it
+//!   outlives every limit, so a stuck master cannot hang a run.
+//!
+//! A minion that does not answer (`"Minion did not return. [No response]"`), or that Salt leaves
+//! out of its answer (an unknown id, a key not accepted), is a failed host: Unreachable.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::process::Stdio;
 use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use tokio::process::Command;
 
 use super::{HostFailure, ScriptOutput};
 
@@ -18,16 +42,295 @@ pub struct SaltOptions {
     pub batch_size: usize,
 }
 
+/// How long [`run`] lets the script run on a minion (`cmd.run_all timeout=`).
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Largest base64-encoded script passed in one argument: Linux refuses a single argv string
+/// over 128 KiB (MAX_ARG_STRLEN), on the master and again in the minion's `sh -c`.
+const MAX_ENCODED_SCRIPT: usize = 120 * 1024;
+
+/// The marker of the line that carries the script's exit status.
+const STATUS_MARKER: &[u8] = b"cmdb-status:";
+
 /// Runs `script` on every minion in `minions` (in batches) and returns each minion's result.
-/// A minion that does not answer is a failed host.
+/// A minion that does not answer is a failed host. Each minion may run the script for
+/// [`DEFAULT_COMMAND_TIMEOUT`]; see [`run_with_command_timeout`] to choose.
 pub async fn run(
     options: &SaltOptions,
     minions: &[String],
     script: &str,
 ) -> Vec<(String, Result<ScriptOutput, HostFailure>)> {
-    let _ = (options, script);
-    minions
-        .iter()
-        .map(|m| (m.clone(), Err(HostFailure::Other("Salt transport not implemented yet".to_owned()))))
-        .collect()
+    run_with_command_timeout(options, minions, script, DEFAULT_COMMAND_TIMEOUT).await
+}
+
+/// As [`run`], with a limit on how long the script may run on each minion. Results come back in
+/// the order of `minions`. Batches run one after another: each `salt` process costs the master
+/// one job and this machine one Python interpreter (~100 MB), and the minions of a batch
+/// already run in parallel.
+pub async fn run_with_command_timeout(
+    options: &SaltOptions,
+    minions: &[String],
+    script: &str,
+    command_timeout: Duration,
+) -> Vec<(String, Result<ScriptOutput, HostFailure>)> {
+    let command = match wrapped_command(script) {
+        Ok(command) => command,
+        Err(failure) => return minions.iter().map(|m| (m.clone(), Err(failure.clone()))).collect(),
+    };
+    let mut results = Vec::with_capacity(minions.len());
+    for batch in minions.chunks(options.batch_size.max(1)) {
+        let mut answers = run_batch(options, batch, &command, command_timeout).await;
+        for minion in batch {
+            let result = match &mut answers {
+                Ok(by_minion) => by_minion.remove(minion).unwrap_or_else(|| {
+                    Err(HostFailure::Unreachable(format!(
+                        "Salt returned nothing for minion {minion:?} (unknown id, key not accepted, or not connected)"
+                    )))
+                }),
+                Err(failure) => Err(failure.clone()),
+            };
+            results.push((minion.clone(), result));
+        }
+    }
+    results
+}
+
+/// The shell command that carries `script` (see the module doc for why it looks like this).
+fn wrapped_command(script: &str) -> Result<String, HostFailure> {
+    let encoded = BASE64.encode(script.as_bytes());
+    if encoded.len() > MAX_ENCODED_SCRIPT {
+        return Err(HostFailure::Other(format!(
+            "the probe script is too large for one Salt command ({} bytes base64-encoded, at most {MAX_ENCODED_SCRIPT})",
+            encoded.len()
+        )));
+    }
+    Ok(format!("(echo {encoded} | base64 -d | sh -s; echo cmdb-status:$?) | base64"))
+}
+
+type BatchAnswers = BTreeMap<String, Result<ScriptOutput, HostFailure>>;
+
+/// Runs one `salt` process for `batch` and reads every minion's answer from its JSON.
+async fn run_batch(
+    options: &SaltOptions,
+    batch: &[String],
+    command: &str,
+    command_timeout: Duration,
+) -> Result<BatchAnswers, HostFailure> {
+    let salt_timeout = options.timeout.as_secs().max(1);
+    let command_secs = command_timeout.as_secs().max(1);
+    let mut cmd = Command::new(&options.salt_bin);
+    cmd.args(&options.extra_args)
+        .arg("--out=json")
+        .arg("--static")
+        .arg(format!("--timeout={salt_timeout}"))
+        .arg("-L")
+        .arg(batch.join(","))
+        .arg("cmd.run_all")
+        .arg(command)
+        .arg("python_shell=True")
+        .arg("shell=/bin/sh")
+        .arg(format!("timeout={command_secs}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    tracing::debug!(minions = batch.len(), salt = %options.salt_bin.display(), "running salt batch");
+    let child =
+        cmd.spawn().map_err(|e| HostFailure::Other(format!("cannot start {}: {e}", options.salt_bin.display())))?;
+    // The CLI waits for running jobs as long as the minions report them alive, so the process
+    // gets the command limit plus Salt's own answer window plus slack for its start-up, and is
+    // killed (kill_on_drop) past that.
+    let limit = command_timeout + options.timeout + Duration::from_secs(30);
+    let output = tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .map_err(|_| HostFailure::Timeout(format!("salt did not finish within {limit:?}")))?
+        .map_err(|e| HostFailure::Other(format!("salt failed: {e}")))?;
+    let Some(answers) = find_json_object(&output.stdout) else {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let reason = stderr.lines().chain(stdout.lines()).map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+        return Err(HostFailure::Other(format!(
+            "salt printed no JSON answer (exit status {:?}): {reason}",
+            output.status.code()
+        )));
+    };
+    Ok(answers
+        .into_iter()
+        .map(|(minion, value)| {
+            let result = minion_result(&value);
+            (minion, result)
+        })
+        .collect())
+}
+
+/// Finds the JSON object in the CLI's stdout. Salt may print warnings or other noise before it
+/// (deprecation notices, a banner from a wrapper), so every `{` that starts a line is tried
+/// until one parses as a whole object.
+fn find_json_object(stdout: &[u8]) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let starts = std::iter::once(0).chain(stdout.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1));
+    for start in starts {
+        let rest = &stdout[start..];
+        let trimmed = rest.iter().position(|b| !b.is_ascii_whitespace() || *b == b'\n').unwrap_or(rest.len());
+        if rest.get(trimmed) != Some(&b'{') {
+            continue;
+        }
+        let mut stream = serde_json::Deserializer::from_slice(&rest[trimmed..]).into_iter::<serde_json::Value>();
+        if let Some(Ok(serde_json::Value::Object(map))) = stream.next() {
+            return Some(map);
+        }
+    }
+    None
+}
+
+/// Turns one minion's entry of the JSON answer into a result.
+fn minion_result(value: &serde_json::Value) -> Result<ScriptOutput, HostFailure> {
+    let object = match value {
+        serde_json::Value::Object(object) => object,
+        serde_json::Value::String(text) if text.contains("did not return") || text.contains("Not connected") => {
+            return Err(HostFailure::Unreachable(text.trim().to_owned()));
+        }
+        other => {
+            let text = other.as_str().map(str::to_owned).unwrap_or_else(|| other.to_string());
+            return Err(HostFailure::Other(format!("Salt answered: {}", text.trim())));
+        }
+    };
+    let text = |key: &str| object.get(key).and_then(serde_json::Value::as_str).unwrap_or("");
+    let stdout = text("stdout");
+    let stderr = text("stderr");
+    let retcode = object.get("retcode").and_then(serde_json::Value::as_i64);
+    match decode_stdout(stdout) {
+        Some((bytes, status)) => Ok(ScriptOutput { stdout: bytes, stderr: stderr.as_bytes().to_vec(), status }),
+        None if stdout.trim_end().ends_with("seconds") && stdout.contains(": Timed out after ") => {
+            Err(HostFailure::Timeout(format!(
+                "the probe script {}",
+                stdout.rsplit(" : ").next().unwrap_or("timed out").trim()
+            )))
+        }
+        None => {
+            let reason = stderr.lines().chain(stdout.lines()).map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+            Err(HostFailure::Other(format!(
+                "the minion did not run the probe script (retcode {retcode:?}): {}",
+                reason.chars().take(300).collect::<String>()
+            )))
+        }
+    }
+}
+
+/// Decodes the base64 stdout and splits off the trailing `cmdb-status:N` line.
+fn decode_stdout(stdout: &str) -> Option<(Vec<u8>, Option<i32>)> {
+    let compact: String = stdout.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    if compact.is_empty() {
+        return None;
+    }
+    let bytes = BASE64.decode(compact.as_bytes()).ok()?;
+    // The marker is the last thing written, so the last occurrence is the real one whatever
+    // the script printed.
+    let at = bytes.windows(STATUS_MARKER.len()).rposition(|w| w == STATUS_MARKER)?;
+    let status_text = std::str::from_utf8(&bytes[at + STATUS_MARKER.len()..]).ok()?.trim();
+    let status = status_text.parse::<i32>().ok();
+    Some((bytes[..at].to_vec(), status))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::{self, Become};
+    use crate::probe::{Exit, ProbeSpec};
+
+    fn spec(id: &str, script: &str) -> ProbeSpec {
+        ProbeSpec {
+            id: id.into(),
+            script: script.into(),
+            needs_root: false,
+            replay_file: None,
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Runs the wrapped command through a real `sh -c` as the minion would, and returns its stdout.
+    fn run_wrapped(script: &str) -> String {
+        let command = wrapped_command(script).expect("fits");
+        let out = std::process::Command::new("sh").arg("-c").arg(&command).output().expect("sh runs");
+        String::from_utf8(out.stdout).expect("base64 is ASCII")
+    }
+
+    #[test]
+    fn wrapped_script_round_trips_bytes_and_status() {
+        let stdout = run_wrapped("printf 'a\\tb\\n\\n\\377\\r\\n  '; exit 3");
+        let (bytes, status) = decode_stdout(&stdout).expect("decodes");
+        assert_eq!(bytes, b"a\tb\n\n\xff\r\n  ");
+        assert_eq!(status, Some(3));
+        // Salt strips trailing whitespace; base64 text does not care.
+        let (stripped, _) = decode_stdout(stdout.trim_end()).expect("decodes");
+        assert_eq!(stripped, bytes);
+    }
+
+    #[test]
+    fn bundled_frames_survive_salt_stripping() {
+        let probes = [spec("a", "printf 'x  \\n\\n'"), spec("last", "printf 'tail \\t\\n'; echo warn >&2")];
+        let boundary = bundle::new_boundary();
+        let script = bundle::script(&probes, Become::None, &boundary);
+        let stdout = run_wrapped(&script);
+        // What Salt does to stdout, then what this transport gets back.
+        let (bytes, _) = decode_stdout(stdout.trim_end()).expect("decodes");
+        let outputs = bundle::split(&bytes, &probes, &boundary);
+        assert_eq!(outputs.get("a").expect("a").stdout, b"x  \n\n");
+        let last = outputs.get("last").expect("last");
+        assert_eq!((last.stdout.as_slice(), last.stderr.trim(), last.exit), (&b"tail \t\n"[..], "warn", Exit::Code(0)));
+    }
+
+    #[test]
+    fn split_copes_with_a_lost_final_newline() {
+        // Had the raw stdout been returned (not base64), Salt's rstrip would take the newline
+        // after the last `done` marker: the probe must still be read, exit status included.
+        let probes = [spec("a", "echo one"), spec("b", "printf 'two'; echo oops >&2; exit 4")];
+        let boundary = bundle::new_boundary();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(bundle::script(&probes, Become::None, &boundary))
+            .output()
+            .expect("sh");
+        let full = bundle::split(&out.stdout, &probes, &boundary);
+        let stripped_bytes = String::from_utf8(out.stdout).expect("utf8").trim_end().as_bytes().to_vec();
+        let stripped = bundle::split(&stripped_bytes, &probes, &boundary);
+        assert_eq!(stripped.get("a"), full.get("a"));
+        let b = stripped.get("b").expect("b");
+        assert_eq!((b.stdout.as_slice(), b.exit), (&b"two"[..], Exit::Code(4)));
+    }
+
+    #[test]
+    fn json_is_found_after_noise() {
+        let stdout = b"[WARNING ] Deprecated option: {foo}\nsome banner\n{\n  \"m1\": {\"retcode\": 0, \"stdout\": \"\", \"stderr\": \"\"},\n  \"m2\": \"Minion did not return. [No response]\"\n}\n";
+        let map = find_json_object(stdout).expect("found");
+        assert_eq!(map.len(), 2);
+        assert!(find_json_object(b"Salt request timed out. The master is not responding.\n").is_none());
+    }
+
+    #[test]
+    fn minion_answers_map_to_failures() {
+        let dead = serde_json::json!("Minion did not return. [No response]");
+        assert!(matches!(minion_result(&dead), Err(HostFailure::Unreachable(_))));
+        let not_connected = serde_json::json!("Minion did not return. [Not connected]");
+        assert!(matches!(minion_result(&not_connected), Err(HostFailure::Unreachable(_))));
+        let error = serde_json::json!("'cmd.run_all' is not available.");
+        assert!(matches!(minion_result(&error), Err(HostFailure::Other(_))));
+        let timed_out = serde_json::json!({"retcode": 1, "stderr": "", "stdout": "(echo x | base64 -d | sh -s) | base64 : Timed out after 3 seconds"});
+        assert!(matches!(minion_result(&timed_out), Err(HostFailure::Timeout(_))), "{:?}", minion_result(&timed_out));
+        let no_base64 = serde_json::json!({"retcode": 127, "stderr": "sh: 1: base64: not found", "stdout": ""});
+        match minion_result(&no_base64) {
+            Err(HostFailure::Other(message)) => assert!(message.contains("base64: not found"), "{message}"),
+            other => panic!("expected Other, got {other:?}"),
+        }
+        let ok = serde_json::json!({"retcode": 0, "stderr": "e\n", "stdout": BASE64.encode(b"out\ncmdb-status:0\n")});
+        assert_eq!(
+            minion_result(&ok),
+            Ok(ScriptOutput { stdout: b"out\n".to_vec(), stderr: b"e\n".to_vec(), status: Some(0) })
+        );
+    }
+
+    #[test]
+    fn oversized_scripts_fail_every_minion_up_front() {
+        let script = "x".repeat(MAX_ENCODED_SCRIPT);
+        assert!(matches!(wrapped_command(&script), Err(HostFailure::Other(_))));
+    }
 }

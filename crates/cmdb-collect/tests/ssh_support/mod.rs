@@ -1,0 +1,165 @@
+//! Setup shared by the SSH and Salt integration tests: real OpenSSH servers and a real Salt
+//! master on loopback, started by the scripts in `scripts/` the first time a test binary needs
+//! them and reused while they are healthy.
+//!
+//! Every test binary uses its own state directory and port (never the scripts' defaults), so a
+//! developer's `loopback-sshd.sh up` or another binary cannot restart a server under a running
+//! test. Setup runs under an exclusive `flock` on a lock file beside the state, so two test
+//! processes never run a script at the same time; inside a process a `OnceLock` runs it once.
+//! The servers are left running for the next run (they cost a few MB); `scripts/*.sh down`
+//! stops them.
+
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cmdb_collect::transport::ssh::{HostKeyPolicy, SshAuth, SshOptions, SshTarget};
+
+/// The repository's `scripts/` directory.
+pub fn scripts_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts")
+}
+
+/// Holds an exclusive lock on `path` while alive.
+pub struct SetupLock(File);
+
+/// Takes the exclusive setup lock at `path` (created if missing), waiting for other processes.
+pub fn setup_lock(path: &Path) -> SetupLock {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("lock directory");
+    }
+    let file = File::options().create(true).truncate(false).write(true).open(path).expect("lock file opens");
+    file.lock().expect("flock");
+    SetupLock(file)
+}
+
+/// Runs `script` with `args` and `env`, failing the test with its output if it fails or takes
+/// longer than `limit`.
+pub fn run_script(script: &str, args: &[&str], env: &[(&str, &str)], limit: Duration) {
+    let path = scripts_dir().join(script);
+    let mut child = Command::new("bash")
+        .arg(&path)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
+    let started = Instant::now();
+    loop {
+        match child.try_wait().expect("wait") {
+            Some(_) => break,
+            None if started.elapsed() > limit => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{script} {args:?} took longer than {limit:?}");
+            }
+            None => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+    let output = child.wait_with_output().expect("output");
+    assert!(
+        output.status.success(),
+        "{script} {args:?} failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// True when every pid file matching `prefix*.pid` in `dir` names a live process (and there is
+/// at least one).
+pub fn pids_alive(dir: &Path, prefix: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else { return false };
+    let mut any = false;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(prefix) && name.ends_with(".pid") {
+            let Ok(pid) = std::fs::read_to_string(entry.path()) else { return false };
+            if !Path::new(&format!("/proc/{}", pid.trim())).exists() {
+                return false;
+            }
+            any = true;
+        }
+    }
+    any
+}
+
+/// True when `ssh -F config address true` succeeds (the server is up and accepts the key).
+pub fn ssh_works(config: &Path, address: &str) -> bool {
+    Command::new("ssh")
+        .arg("-F")
+        .arg(config)
+        .args(["-o", "ConnectTimeout=5", address, "true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A set of loopback SSH hosts started by `scripts/loopback-sshd.sh`.
+#[derive(Debug, Clone)]
+pub struct LoopbackHosts {
+    /// The script's state directory (client_key, known_hosts, ssh_config, inventory).
+    pub dir: PathBuf,
+    /// The port every host listens on.
+    pub port: u16,
+    /// The host addresses, 127.0.0.2 upwards.
+    pub addresses: Vec<String>,
+}
+
+impl LoopbackHosts {
+    /// Starts (or reuses) `count` hosts with state in `dir` on `port`.
+    pub fn up(dir: &Path, port: u16, count: usize) -> Self {
+        let _lock = setup_lock(&dir.with_extension("lock"));
+        let addresses: Vec<String> = (2..count + 2).map(|i| format!("127.0.0.{i}")).collect();
+        let last = addresses.last().expect("at least one host");
+        let inventory = std::fs::read_to_string(dir.join("inventory")).unwrap_or_default();
+        let healthy =
+            inventory.lines().count() == count && pids_alive(dir, "sshd-") && ssh_works(&dir.join("ssh_config"), last);
+        if !healthy {
+            let count_text = count.to_string();
+            let port_text = port.to_string();
+            let dir_text = dir.display().to_string();
+            run_script(
+                "loopback-sshd.sh",
+                &["up", &count_text],
+                &[("DIR", &dir_text), ("PORT", &port_text)],
+                Duration::from_secs(300),
+            );
+        }
+        LoopbackHosts { dir: dir.to_owned(), port, addresses }
+    }
+
+    /// The client key that every host accepts.
+    pub fn client_key(&self) -> PathBuf {
+        self.dir.join("client_key")
+    }
+
+    /// The known_hosts file that pins every host.
+    pub fn known_hosts(&self) -> PathBuf {
+        self.dir.join("known_hosts")
+    }
+
+    /// Options for root with the client key and strict host key checking.
+    pub fn options(&self) -> SshOptions {
+        SshOptions {
+            user: "root".into(),
+            auth: SshAuth::KeyFile { path: self.client_key(), passphrase: None },
+            known_hosts: self.known_hosts(),
+            host_key_policy: HostKeyPolicy::Strict,
+            connect_timeout: Duration::from_secs(10),
+            command_timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// The target for `address`.
+    pub fn target(&self, address: &str) -> SshTarget {
+        SshTarget { name: address.to_owned(), host: address.to_owned(), port: self.port, user: None }
+    }
+}
