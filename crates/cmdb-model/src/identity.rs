@@ -71,12 +71,16 @@ pub fn normalize_serial(value: &str) -> Option<String> {
     if is_placeholder(value) { None } else { Some(value.trim().to_owned()) }
 }
 
+/// UUIDs that firmware vendors ship on every board of a model (AMI's "03000200-0400-0500-0006-
+/// 000700080009" is the best known): they identify nothing.
+const PLACEHOLDER_UUIDS: &[&str] = &["03000200-0400-0500-0006-000700080009", "01234567-8901-2345-6789-012345678901"];
+
 /// An SMBIOS UUID fit to identify hardware: lowercase hyphenated, `None` when malformed or a
-/// placeholder (all zeros, all ones, one repeated digit).
+/// placeholder (all zeros, all ones, one repeated digit, a known vendor default).
 pub fn normalize_uuid(value: &str) -> Option<String> {
     let uuid = Uuid::parse_str(value.trim()).ok()?;
     let text = uuid.hyphenated().to_string();
-    if is_placeholder(&text) { None } else { Some(text) }
+    if is_placeholder(&text) || PLACEHOLDER_UUIDS.contains(&text.as_str()) { None } else { Some(text) }
 }
 
 /// A machine id fit to identify an OS install: 32 hex digits, lowercase; `None` for systemd's

@@ -121,7 +121,8 @@ pub struct WireReport {
     pub schema: u64,
     /// A fresh UUID per collection; the server's idempotency key.
     pub report_id: Uuid,
-    /// When the probes ran (RFC 3339).
+    /// When the probes ran (strict RFC 3339).
+    #[serde(deserialize_with = "rfc3339")]
     pub collected_at: DateTime<Utc>,
     /// Who collected.
     pub agent: AgentInfo,
@@ -129,6 +130,21 @@ pub struct WireReport {
     pub host: HostInfo,
     /// Section name -> result.
     pub sections: BTreeMap<String, WireSection>,
+}
+
+/// Reads a timestamp in strict RFC 3339 (chrono's serde form also takes spaces and other
+/// near-misses, which the format does not allow).
+fn rfc3339<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
+    let text = <std::borrow::Cow<'de, str> as Deserialize>::deserialize(deserializer)?;
+    // RFC 3339 lets applications use a space instead of "T"; this format does not.
+    if !matches!(text.as_bytes().get(10), Some(b'T' | b't')) {
+        return Err(serde::de::Error::custom(format!(
+            "not an RFC 3339 date-time (expected \"T\" after the date): {text:?}"
+        )));
+    }
+    DateTime::parse_from_rfc3339(&text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| serde::de::Error::custom(format!("not an RFC 3339 date-time ({e}): {text:?}")))
 }
 
 /// A section after validation: either its canonical state or the collector's error.
@@ -386,6 +402,9 @@ pub fn validate(wire: WireReport) -> Result<Report, ReportError> {
             format!("unsupported schema {}; this server understands {SCHEMA_VERSION}", wire.schema),
         ));
     }
+    if wire.report_id.is_nil() {
+        return Err(ReportError::at("/report_id", "the nil UUID is not a report id; use a fresh random UUID"));
+    }
     validate_hostname("/host/hostname", &wire.host.hostname)?;
     if let Some(previous) = &wire.host.previous_hostname {
         validate_hostname("/host/previous_hostname", previous)?;
@@ -460,6 +479,17 @@ fn truncate(mut text: String, max: usize) -> String {
 /// Reads section `data` into its canonical state: typed and re-serialized for built-in sections,
 /// as-is for external ones (which must be JSON objects).
 pub fn canonical_section(name: &str, data: Value, pointer: &str) -> Result<SectionState, ReportError> {
+    if !data.is_object() {
+        return Err(ReportError::at(pointer, "section data must be a JSON object"));
+    }
+    // serde reads a struct from an array positionally; components must be objects, so check
+    // before the typed parse.
+    if let Some((list, _)) = component_list(name)
+        && let Some(Value::Array(items)) = data.get(list)
+        && let Some(index) = items.iter().position(|item| !item.is_object())
+    {
+        return Err(ReportError::at(format!("{pointer}/{list}/{index}"), "must be an object"));
+    }
     let canonical = match name {
         "basic" => typed::<BasicData>(data, pointer)?,
         "cpu" => typed::<CpuData>(data, pointer)?,
@@ -528,16 +558,18 @@ fn path_to_pointer(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
     let mut pointer = String::new();
     for segment in path.iter() {
+        // Unknown segments are where the parser gave up before naming the value (a truncated
+        // body): the pointer stops at the last known place.
+        let token = match segment {
+            Segment::Seq { index } => index.to_string(),
+            Segment::Map { key } => pointer_token(key),
+            Segment::Enum { variant } => pointer_token(variant),
+            Segment::Unknown => continue,
+        };
         pointer.push('/');
-        match segment {
-            Segment::Seq { index } => pointer.push_str(&index.to_string()),
-            Segment::Map { key } => pointer.push_str(&pointer_token(key)),
-            Segment::Enum { variant } => pointer.push_str(&pointer_token(variant)),
-            Segment::Unknown => pointer.push('?'),
-        }
+        pointer.push_str(&token);
     }
-    // serde_path_to_error reports the document root as "." -> strip the artefact.
-    if pointer == "/?" { String::new() } else { pointer }
+    pointer
 }
 
 impl Report {
@@ -637,6 +669,24 @@ mod tests {
         let mut doc = sample();
         doc["schema"] = json!(2);
         assert_eq!(parse(&doc).expect_err("schema 2").pointer, "/schema");
+
+        let mut doc = sample();
+        doc["sections"]["cpu"]["data"] = json!([8, 1, "Xeon"]);
+        assert_eq!(parse(&doc).expect_err("array data").pointer, "/sections/cpu/data");
+
+        let mut doc = sample();
+        doc["sections"]["disk"]["data"]["disks"][0] = json!(["0:1", 1]);
+        assert_eq!(parse(&doc).expect_err("array component").pointer, "/sections/disk/data/disks/0");
+
+        for loose in ["2026-11-25 10:00:00Z", "2026-11-25T10:00:00 UTC", "2026-1-5T1:2:3Z", " 2026-11-25T10:00:00Z"] {
+            let mut doc = sample();
+            doc["collected_at"] = json!(loose);
+            assert_eq!(parse(&doc).expect_err(loose).pointer, "/collected_at", "{loose}");
+        }
+
+        let mut doc = sample();
+        doc["report_id"] = json!("00000000-0000-0000-0000-000000000000");
+        assert_eq!(parse(&doc).expect_err("nil id").pointer, "/report_id");
     }
 
     #[test]

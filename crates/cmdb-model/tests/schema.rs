@@ -4,13 +4,8 @@
 //! `schema/report-v1.schema.json` (JSON Schema draft 2020-12, for people who write collectors and
 //! integrations) and `cmdb_model::parse_report` (what the server actually accepts). The corpus below
 //! runs every document through both the schema and `parse_report` and asserts they agree, except for
-//! two named groups that the document lists too:
-//!
-//! - rules JSON Schema cannot express (unique component keys, byte lengths, calendar dates, ...):
-//!   the schema accepts, `parse_report` refuses, at the pointer given here;
-//! - leniencies of the current parser (documents the format forbids but the server lets through):
-//!   the schema refuses, `parse_report` accepts. These are reported as defects; when the parser is
-//!   tightened the corresponding case fails and moves to the `Invalid` group.
+//! the rules JSON Schema cannot express (unique component keys, byte lengths, calendar dates, ...),
+//! which the document lists too: the schema accepts, `parse_report` refuses, at the pointer given.
 //!
 //! Every refusal also checks the JSON pointer `parse_report` names, since the server returns it
 //! verbatim in its 422 answer and the document promises it.
@@ -46,8 +41,6 @@ enum Expect {
     Invalid(&'static str),
     /// A rule JSON Schema cannot express: the schema accepts, the parser refuses at this pointer.
     BeyondSchema(&'static str),
-    /// A leniency of the current parser: the format (and so the schema) forbids it, the parser accepts.
-    ParserLenient,
 }
 
 struct Case {
@@ -436,16 +429,16 @@ fn corpus() -> Vec<Case> {
         doc()
             .sections(nested_external(124))
             .case("nesting 128 containers deep", BeyondSchema(deep_pointer())),
-        // ---- leniencies of the current parser: the format forbids them, the server accepts ----
-        doc().set("/sections/cpu", ok(json!([8, 1, "Xeon"]))).case("built-in section data as an array", ParserLenient),
+        // ---- once leniencies of the parser, now refused by both ----
+        doc().set("/sections/cpu", ok(json!([8, 1, "Xeon"]))).case("built-in section data as an array", Invalid("/sections/cpu/data")),
         doc()
             .set("/sections/memory/data/modules/0", json!(["DIMM A1", 16384]))
-            .case("a memory module as an array", ParserLenient),
-        doc().set("/collected_at", json!("2026-11-25 10:00:00Z")).case("collected_at with a space for T", ParserLenient),
-        doc().set("/collected_at", json!("2026-11-25T10:00:00 UTC")).case("collected_at ending in UTC", ParserLenient),
-        doc().set("/collected_at", json!("2026-11-25T10:00:00+0100")).case("collected_at offset without colon", ParserLenient),
-        doc().set("/collected_at", json!("2026-1-5T1:2:3Z")).case("collected_at without zero padding", ParserLenient),
-        doc().set("/collected_at", json!(" 2026-11-25T10:00:00Z ")).case("collected_at with white space around", ParserLenient),
+            .case("a memory module as an array", Invalid("/sections/memory/data/modules/0")),
+        doc().set("/collected_at", json!("2026-11-25 10:00:00Z")).case("collected_at with a space for T", Invalid("/collected_at")),
+        doc().set("/collected_at", json!("2026-11-25T10:00:00 UTC")).case("collected_at ending in UTC", Invalid("/collected_at")),
+        doc().set("/collected_at", json!("2026-11-25T10:00:00+0100")).case("collected_at offset without colon", Invalid("/collected_at")),
+        doc().set("/collected_at", json!("2026-1-5T1:2:3Z")).case("collected_at without zero padding", Invalid("/collected_at")),
+        doc().set("/collected_at", json!(" 2026-11-25T10:00:00Z ")).case("collected_at with white space around", Invalid("/collected_at")),
     ]
 }
 
@@ -466,7 +459,6 @@ fn schema_and_parser_agree_on_the_corpus() {
             Expect::Valid => "valid",
             Expect::Invalid(_) => "invalid",
             Expect::BeyondSchema(_) => "beyond the schema",
-            Expect::ParserLenient => "parser leniency",
         };
         *counts.entry(group).or_default() += 1;
         let value = case.value.as_ref().unwrap_or_else(|| panic!("{}: the body is JSON", case.name));
@@ -478,7 +470,6 @@ fn schema_and_parser_agree_on_the_corpus() {
             (Ok(_), Expect::Valid) if schema_ok => Ok(()),
             (Err(e), Expect::Invalid(pointer)) if !schema_ok && e.pointer == pointer => Ok(()),
             (Err(e), Expect::BeyondSchema(pointer)) if schema_ok && e.pointer == pointer => Ok(()),
-            (Ok(_), Expect::ParserLenient) if !schema_ok => Ok(()),
             _ => Err(format!(
                 "{}: expected {:?}; schema {}; parse_report {}",
                 case.name,

@@ -80,9 +80,44 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 /// Reads a JSON body: syntax errors (and invalid UTF-8, excessive nesting) are 400, type and
 /// schema errors 422 with the JSON pointer of the offending value.
 fn parse_json_report(body: &[u8]) -> Result<Report, ApiError> {
+    std::str::from_utf8(body).map_err(|e| ApiError::BadRequest(format!("the body is not valid UTF-8: {e}")))?;
+    // Cheap passes first, so that nesting and syntax are a 400 and only well-formed documents get
+    // the schema's 422 with a pointer.
+    if nesting_depth(body) > MAX_NESTING {
+        return Err(ApiError::BadRequest(format!("JSON nested deeper than {MAX_NESTING} levels")));
+    }
     serde_json::from_slice::<serde::de::IgnoredAny>(body)
         .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
     parse_report(body).map_err(|e| ApiError::Invalid { pointer: e.pointer, message: e.message })
+}
+
+/// Deepest nesting of arrays and objects accepted (serde_json's own limit is 128).
+const MAX_NESTING: usize = 127;
+
+/// The deepest nesting of `[` and `{` outside strings; a linear scan without allocation.
+fn nesting_depth(body: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &byte in body {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 fn target(uri: &axum::http::Uri) -> String {
@@ -544,6 +579,13 @@ mod tests {
             start_of_today(chrono_tz::UTC, now),
             Utc.with_ymd_and_hms(2026, 11, 25, 0, 0, 0).single().expect("v")
         );
+    }
+
+    #[test]
+    fn nesting_is_measured_outside_strings() {
+        assert_eq!(nesting_depth(br#"{"a": [1, {"b": "[[[{"}]}"#), 3);
+        assert_eq!(nesting_depth(br#"{"a": "\\\"[["}"#), 1);
+        assert_eq!(nesting_depth(b"[[[]]]"), 3);
     }
 
     #[test]

@@ -1,0 +1,289 @@
+//! A corpus of bad requests: each gets a 4xx with a JSON reason (never a 5xx or a panic), and the
+//! database is byte-for-byte unchanged afterwards.
+
+mod common;
+
+use common::{Backend, TestDb, TestServer, report};
+use serde_json::{Value, json};
+use sqlx::Row;
+
+/// Row counts and a fingerprint of every table a request could write.
+async fn snapshot(server: &TestServer) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    for table in [
+        "assets",
+        "asset_sections",
+        "components",
+        "changes",
+        "reports",
+        "nonces",
+        "collection_errors",
+        "search_terms",
+        "agent_keys",
+    ] {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+            .fetch_one(server.state.db.reader())
+            .await
+            .expect("count");
+        out.push((table.to_owned(), row.try_get::<i64, _>(0).expect("count")));
+    }
+    let row = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(version), 0) AS BIGINT), CAST(COALESCE(MAX(last_seen_at), 0) AS BIGINT) FROM assets",
+    )
+    .fetch_one(server.state.db.reader())
+    .await
+    .expect("fingerprint");
+    out.push(("assets.version".to_owned(), row.try_get::<i64, _>(0).expect("sum")));
+    out.push(("assets.last_seen_at".to_owned(), row.try_get::<i64, _>(1).expect("max")));
+    out
+}
+
+struct Case {
+    name: &'static str,
+    method: &'static str,
+    path: &'static str,
+    content_type: &'static str,
+    body: Vec<u8>,
+    /// None: sign correctly with the collector key; Some(header): send this Authorization.
+    authorization: Option<String>,
+    /// Sign this instead of the body sent (tampering).
+    signed_body: Option<Vec<u8>>,
+    expect: u16,
+    pointer: Option<&'static str>,
+}
+
+fn case(name: &'static str, body: Vec<u8>, expect: u16) -> Case {
+    Case {
+        name,
+        method: "POST",
+        path: "/api/v1/reports",
+        content_type: "application/json",
+        body,
+        authorization: None,
+        signed_body: None,
+        expect,
+        pointer: None,
+    }
+}
+
+fn with(mutate: impl FnOnce(&mut Value)) -> Vec<u8> {
+    let mut doc = report("bad-01");
+    mutate(&mut doc);
+    serde_json::to_vec(&doc).expect("json")
+}
+
+fn invalid(name: &'static str, pointer: &'static str, mutate: impl FnOnce(&mut Value)) -> Case {
+    Case { pointer: Some(pointer), ..case(name, with(mutate), 422) }
+}
+
+fn nested(depth: usize) -> Vec<u8> {
+    let mut doc = report("bad-01");
+    let mut inner = json!(1);
+    for _ in 0..depth {
+        inner = json!({ "a": inner });
+    }
+    doc["sections"]["deep"] = json!({"status": "ok", "data": inner});
+    serde_json::to_vec(&doc).unwrap_or_default()
+}
+
+fn corpus(key_id: &str, secret: &str) -> Vec<Case> {
+    let now = chrono::Utc::now().timestamp();
+    let good = with(|_| {});
+    let sign = |key: &str, secret: &str, ts: i64, method: &str, target: &str, body: &[u8]| {
+        cmdb_model::signing::authorization(key, secret, method, target, ts, &cmdb_server::auth::random_hex(16), body)
+    };
+    let auth = |name, header: String| Case { authorization: Some(header), ..case(name, good.clone(), 401) };
+    let mut cases = vec![
+        auth("no authorization header", String::new()),
+        auth("bearer token instead of a signature", "Bearer cmdb_0000".to_owned()),
+        auth("wrong scheme", "AWS4-HMAC-SHA256 Credential=x".to_owned()),
+        auth("parameters missing", format!("CMDB-HMAC-SHA256 KeyId={key_id}, Timestamp={now}")),
+        auth(
+            "signature not hex",
+            format!(
+                "CMDB-HMAC-SHA256 KeyId={key_id}, Timestamp={now}, Nonce=00112233445566778899aabbccddeeff, Signature=zz"
+            ),
+        ),
+        auth("wrong secret", sign(key_id, "not-the-secret", now, "POST", "/api/v1/reports", &good)),
+        auth("timestamp an hour old", sign(key_id, secret, now - 3600, "POST", "/api/v1/reports", &good)),
+        auth("timestamp an hour ahead", sign(key_id, secret, now + 3600, "POST", "/api/v1/reports", &good)),
+        auth("unknown key id", sign("ak_doesnotexist", secret, now, "POST", "/api/v1/reports", &good)),
+        auth("signed for another path", sign(key_id, secret, now, "POST", "/api/v1/reports?x=1", &good)),
+        auth("signed for another method", sign(key_id, secret, now, "PUT", "/api/v1/reports", &good)),
+        Case {
+            signed_body: Some(with(|d| d["host"]["hostname"] = json!("other"))),
+            ..case("tampered body", good.clone(), 401)
+        },
+        case("empty body", Vec::new(), 400),
+        case("truncated JSON", b"{".to_vec(), 400),
+        case("not JSON at all", b"hostname=web-01".to_vec(), 400),
+        case("trailing garbage", [good.clone(), b" {}".to_vec()].concat(), 400),
+        case("invalid UTF-8", b"\xff\xfe\x00garbage".to_vec(), 400),
+        case(
+            "invalid UTF-8 inside a string",
+            [b"{\"schema\": 1, \"x\": \"".to_vec(), vec![0xc3, 0x28], b"\"}".to_vec()].concat(),
+            400,
+        ),
+        case("byte order mark", [b"\xef\xbb\xbf".to_vec(), good.clone()].concat(), 400),
+        case("NaN literal", b"{\"schema\": NaN}".to_vec(), 400),
+        case("deep array nesting", [vec![b'['; 100_000], vec![b']'; 100_000]].concat(), 400),
+        case("deep object nesting in an external section", nested(300), 400),
+        case("array instead of object", b"[]".to_vec(), 422),
+        case("null document", b"null".to_vec(), 422),
+        case("number document", b"42".to_vec(), 422),
+        case("only schema", br#"{"schema":1}"#.to_vec(), 422),
+        invalid("schema as string", "/schema", |d| d["schema"] = json!("one")),
+        invalid("schema 2", "/schema", |d| d["schema"] = json!(2)),
+        invalid("report_id as number", "/report_id", |d| d["report_id"] = json!(12)),
+        invalid("report_id not a uuid", "/report_id", |d| d["report_id"] = json!("not-a-uuid")),
+        invalid("collected_at not RFC 3339", "/collected_at", |d| d["collected_at"] = json!("yesterday")),
+        invalid("unknown agent mode", "/agent/mode", |d| d["agent"]["mode"] = json!("telnet")),
+        invalid("host without hostname", "/host", |d| {
+            d["host"].as_object_mut().map(|h| h.remove("hostname"));
+        }),
+        invalid("empty hostname", "/host/hostname", |d| d["host"]["hostname"] = json!("")),
+        invalid("hostname too long", "/host/hostname", |d| d["host"]["hostname"] = json!("h".repeat(300))),
+        invalid("hostname with control characters", "/host/hostname", |d| d["host"]["hostname"] = json!("web\n01")),
+        invalid("sections not an object", "/sections", |d| d["sections"] = json!([1, 2])),
+        invalid("unknown section status", "/sections/cpu/status", |d| d["sections"]["cpu"]["status"] = json!("maybe")),
+        invalid("ok section without data", "/sections/cpu/data", |d| d["sections"]["cpu"] = json!({"status": "ok"})),
+        invalid("disks not a list", "/sections/disk/data/disks", |d| {
+            d["sections"]["disk"]["data"]["disks"] = json!("sda")
+        }),
+        invalid("capacity as a string", "/sections/disk/data/disks/0/capacity_bytes", |d| {
+            d["sections"]["disk"]["data"]["disks"][0]["capacity_bytes"] = json!("2 TB")
+        }),
+        invalid("negative capacity", "/sections/disk/data/disks/0/capacity_bytes", |d| {
+            d["sections"]["disk"]["data"]["disks"][0]["capacity_bytes"] = json!(-1)
+        }),
+        invalid("fractional cpu count", "/sections/cpu/data/cpu_count", |d| {
+            d["sections"]["cpu"]["data"]["cpu_count"] = json!(1.5)
+        }),
+        invalid("capacity beyond u64", "/sections/disk/data/disks/0/capacity_bytes", |d| {
+            d["sections"]["disk"]["data"]["disks"][0]["capacity_bytes"] = json!(1e30)
+        }),
+        invalid("duplicate disk slots", "/sections/disk/data/disks/1/slot", |d| {
+            d["sections"]["disk"]["data"]["disks"][1]["slot"] = json!("32:0")
+        }),
+        invalid("disk without slot", "/sections/disk/data/disks/0", |d| {
+            d["sections"]["disk"]["data"]["disks"][0].as_object_mut().map(|o| o.remove("slot"));
+        }),
+        invalid("reserved section name", "/sections/host", |d| {
+            d["sections"]["host"] = json!({"status": "ok", "data": {}})
+        }),
+        invalid("malformed section name", "/sections/Bad Name", |d| {
+            d["sections"]["Bad Name"] = json!({"status": "ok", "data": {}})
+        }),
+        invalid("external data is a list", "/sections/raid/data", |d| {
+            d["sections"]["raid"] = json!({"status": "ok", "data": [1]})
+        }),
+        invalid("unknown top-level field", "/colour", |d| d["colour"] = json!("red")),
+        invalid("unknown field in cpu data", "/sections/cpu/data/cores", |d| {
+            d["sections"]["cpu"]["data"]["cores"] = json!(8)
+        }),
+        invalid("ipv4 not a list", "/sections/nic/data/interfaces/0/ipv4", |d| {
+            d["sections"]["nic"]["data"]["interfaces"][0]["ipv4"] = json!("10.0.0.5/24")
+        }),
+        Case { content_type: "text/plain", ..case("text/plain content type", good.clone(), 415) },
+        Case { content_type: "", ..case("no content type", good.clone(), 415) },
+        Case { content_type: "application/xml", ..case("XML content type", good.clone(), 415) },
+        case("5 MiB body", [b"{\"a\":\"".to_vec(), vec![b'x'; 5 * 1024 * 1024], b"\"}".to_vec()].concat(), 413),
+        Case {
+            method: "GET",
+            path: "/api/v1/collect-targets",
+            authorization: Some(format!("CMDB-HMAC-SHA256 KeyId={key_id}")),
+            ..case("targets with a broken signature", Vec::new(), 401)
+        },
+        Case { path: "/api/asset", ..case("legacy endpoint while disabled", good.clone(), 404) },
+        Case { method: "DELETE", path: "/api/v1/reports", ..case("wrong method", good.clone(), 405) },
+    ];
+    for c in &mut cases {
+        if c.name == "no authorization header" {
+            c.authorization = Some(String::new());
+        }
+    }
+    cases
+}
+
+async fn bad_requests_change_nothing(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let server = TestServer::start(&db).await;
+    // Something stored, so "unchanged" is meaningful.
+    server.accept(&report("stored-01")).await;
+    let (key_id, secret) = server.collector.clone();
+    let cases = corpus(&key_id, &secret);
+    assert!(cases.len() >= 40, "the corpus has {} cases", cases.len());
+    let before = snapshot(&server).await;
+    for c in cases {
+        let url = format!("{}{}", server.base, c.path);
+        let mut request = server.http.request(c.method.parse().expect("method"), url).body(c.body.clone());
+        if !c.content_type.is_empty() {
+            request = request.header("content-type", c.content_type);
+        }
+        let authorization = match &c.authorization {
+            Some(header) => header.clone(),
+            None => cmdb_model::signing::authorization(
+                &key_id,
+                &secret,
+                c.method,
+                c.path,
+                chrono::Utc::now().timestamp(),
+                &cmdb_server::auth::random_hex(16),
+                c.signed_body.as_deref().unwrap_or(&c.body),
+            ),
+        };
+        if !authorization.is_empty() {
+            request = request.header("authorization", authorization);
+        }
+        let (status, body) = match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                (status, response.text().await.unwrap_or_default())
+            }
+            // A server may close the connection on an oversize body instead of answering.
+            Err(e) if c.expect == 413 => (413, e.to_string()),
+            Err(e) => panic!("{}: request failed: {e}", c.name),
+        };
+        assert_eq!(status, c.expect, "{}: {body}", c.name);
+        if c.expect != 405 {
+            let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            assert!(parsed["error"].is_string() && parsed["message"].is_string(), "{}: body {body}", c.name);
+            if let Some(pointer) = c.pointer {
+                assert_eq!(parsed["pointer"], json!(pointer), "{}: {body}", c.name);
+            }
+        }
+        assert_eq!(snapshot(&server).await, before, "{} changed the database", c.name);
+    }
+    // A replayed request: the first one writes, the replay is refused and writes nothing.
+    let body = serde_json::to_vec(&report("replay-01")).expect("json");
+    let header = cmdb_model::signing::authorization(
+        &key_id,
+        &secret,
+        "POST",
+        "/api/v1/reports",
+        chrono::Utc::now().timestamp(),
+        &cmdb_server::auth::random_hex(16),
+        &body,
+    );
+    let send = || {
+        server
+            .http
+            .post(format!("{}/api/v1/reports", server.base))
+            .header("content-type", "application/json")
+            .header("authorization", header.clone())
+            .body(body.clone())
+            .send()
+    };
+    assert_eq!(send().await.expect("first").status(), 200);
+    let after_first = snapshot(&server).await;
+    assert_eq!(send().await.expect("replay").status(), 401);
+    assert_eq!(snapshot(&server).await, after_first, "a replayed request wrote something");
+    // A revoked key is refused.
+    assert!(cmdb_server::admin::revoke_key(&server.state.db, &key_id).await.expect("revoke"));
+    server.state.keys.clear();
+    let (status, _) = server.report(&report("revoked-01")).await;
+    assert_eq!(status, 401);
+    assert_eq!(snapshot(&server).await, after_first);
+}
+
+on_both_backends!(bad_requests_change_nothing);
