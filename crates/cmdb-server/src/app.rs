@@ -54,7 +54,9 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics_text))
         .fallback(api::not_found)
-        .with_state(state);
+        .with_state(state.clone())
+        .merge(crate::web::router(state.clone()))
+        .merge(crate::reporting::router(state));
     api.layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
             axum::response::IntoResponse::into_response(crate::error::ApiError::Internal(

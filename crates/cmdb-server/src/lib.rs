@@ -7,6 +7,8 @@
 //! - [`assets`]: registration, business edits, list and detail.
 //! - [`api`]: the REST handlers; [`app`]: router, server loop, pruning.
 //! - [`admin`]: first-start credentials and the key/token commands.
+//! - [`web`]: the server-rendered UI, users, sessions, audit log.
+//! - [`reporting`]: as-of view, exports, CSV import, OpenAPI.
 
 pub mod admin;
 pub mod api;
@@ -18,6 +20,8 @@ pub mod db;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
+pub mod reporting;
 pub mod store;
+pub mod web;
 
 pub use app::{AppState, app, serve};
