@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use cmdb_collect::transport::HostFailure;
 use cmdb_collect::transport::known_hosts::fingerprint;
 use cmdb_collect::transport::ssh::{HostKeyPolicy, SshAuth, SshClient, SshOptions};
-use cmdb_collect::{Become, Outputs, Plan};
+use cmdb_collect::{Become, Plan};
 use russh::keys::PublicKey;
-use ssh_support::LoopbackHosts;
+use ssh_support::{LoopbackHosts, assert_same_outputs};
 
 const HOSTS: usize = 24;
 const PORT: u16 = 2322;
@@ -42,49 +42,6 @@ fn keygen(path: &Path, kind: &str, passphrase: &str) {
         .status()
         .expect("ssh-keygen runs");
     assert!(status.success(), "ssh-keygen -t {kind} failed");
-}
-
-/// Blanks the fields the kernel changes between two reads, so that two reads of the same
-/// machine compare equal: the current CPU clock in /proc/cpuinfo and address lifetimes.
-fn stable(id: &str, bytes: &[u8]) -> Vec<u8> {
-    let text = String::from_utf8_lossy(bytes);
-    let mut out = String::with_capacity(text.len());
-    for line in text.split_inclusive('\n') {
-        if id == "cpuinfo" && line.starts_with("cpu MHz") {
-            out.push_str("cpu MHz: <varies>\n");
-        } else if line.trim_start().starts_with("valid_lft") {
-            out.push_str("valid_lft <varies>\n");
-        } else if line.contains("\"valid_life_time\"") || line.contains("\"preferred_life_time\"") {
-            out.push_str("<lifetime varies>\n");
-        } else {
-            out.push_str(line);
-        }
-    }
-    out.into_bytes()
-}
-
-/// Probes whose output changes from one read to the next on the same machine: free memory.
-const VOLATILE: &[&str] = &["meminfo"];
-
-fn assert_same_outputs(local: &Outputs, remote: &Outputs, host: &str) {
-    assert_eq!(
-        local.by_id.keys().collect::<Vec<_>>(),
-        remote.by_id.keys().collect::<Vec<_>>(),
-        "{host}: the same probes ran"
-    );
-    for (id, l) in &local.by_id {
-        let r = &remote.by_id[id];
-        assert_eq!(l.exit, r.exit, "{host}: probe {id} exit");
-        if VOLATILE.contains(&id.as_str()) {
-            continue;
-        }
-        assert_eq!(
-            String::from_utf8_lossy(&stable(id, &l.stdout)),
-            String::from_utf8_lossy(&stable(id, &r.stdout)),
-            "{host}: probe {id} stdout"
-        );
-        assert_eq!(l.stderr, r.stderr, "{host}: probe {id} stderr");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,8 @@
 //!   (the last frame's newline would be lost); base64 text survives both, so the outputs arrive
 //!   byte for byte, exactly as over SSH. The script's exit status rides in the last line,
 //!   because the pipeline's own status is that of `base64`.
+//! - `rstrip=False` keeps the script's own stderr whole (a diagnostic only: probe stderr travels
+//!   framed inside stdout).
 //! - `timeout=` makes the minion kill a hung script; the `salt` process itself is killed if it
 //!   outlives every limit, so a stuck master cannot hang a run.
 //!
@@ -129,6 +131,8 @@ async fn run_batch(
         .arg(command)
         .arg("python_shell=True")
         .arg("shell=/bin/sh")
+        // Keeps the script's own stderr whole (stdout is base64 and would not care).
+        .arg("rstrip=False")
         .arg(format!("timeout={command_secs}"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use cmdb_collect::Outputs;
 use cmdb_collect::transport::ssh::{HostKeyPolicy, SshAuth, SshOptions, SshTarget};
 
 /// The repository's `scripts/` directory.
@@ -161,5 +162,64 @@ impl LoopbackHosts {
     /// The target for `address`.
     pub fn target(&self, address: &str) -> SshTarget {
         SshTarget { name: address.to_owned(), host: address.to_owned(), port: self.port, user: None }
+    }
+}
+
+/// Blanks the fields the kernel changes between two reads, so that two reads of the same
+/// machine compare equal: the current CPU clock in /proc/cpuinfo and the remaining lifetimes of
+/// dynamic addresses (`valid_lft 85000sec` in `ip addr`, `"valid_life_time":85000` in `ip -j`).
+/// On this machine every address is static ("forever") and the clock fixed, so nothing changes;
+/// elsewhere they tick.
+pub fn stable(id: &str, bytes: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        if id == "cpuinfo" && line.starts_with("cpu MHz") {
+            out.push_str("cpu MHz: <varies>\n");
+        } else if line.trim_start().starts_with("valid_lft") {
+            out.push_str("valid_lft <varies>\n");
+        } else {
+            out.push_str(line);
+        }
+    }
+    for key in ["\"valid_life_time\":", "\"preferred_life_time\":"] {
+        let mut rest = out.as_str();
+        let mut blanked = String::with_capacity(out.len());
+        while let Some(at) = rest.find(key) {
+            let value_start = at + key.len();
+            blanked.push_str(&rest[..value_start]);
+            let digits = rest[value_start..].chars().take_while(char::is_ascii_digit).count();
+            blanked.push_str(if digits > 0 { "0" } else { "" });
+            rest = &rest[value_start + digits..];
+        }
+        blanked.push_str(rest);
+        out = blanked;
+    }
+    out.into_bytes()
+}
+
+/// Probes whose output changes from one read to the next on the same machine: free memory.
+pub const VOLATILE: &[&str] = &["meminfo"];
+
+/// Asserts that two runs of the same plan on the same machine read the same: every probe's
+/// exit, and the stdout and stderr of every probe but the [`VOLATILE`] ones (after [`stable`]).
+pub fn assert_same_outputs(local: &Outputs, remote: &Outputs, host: &str) {
+    assert_eq!(
+        local.by_id.keys().collect::<Vec<_>>(),
+        remote.by_id.keys().collect::<Vec<_>>(),
+        "{host}: the same probes ran"
+    );
+    for (id, l) in &local.by_id {
+        let r = &remote.by_id[id];
+        assert_eq!(l.exit, r.exit, "{host}: probe {id} exit");
+        if VOLATILE.contains(&id.as_str()) {
+            continue;
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&stable(id, &l.stdout)),
+            String::from_utf8_lossy(&stable(id, &r.stdout)),
+            "{host}: probe {id} stdout"
+        );
+        assert_eq!(l.stderr, r.stderr, "{host}: probe {id} stderr");
     }
 }

@@ -1,0 +1,73 @@
+//! Password authentication against a real OpenSSH server: a private sshd on 127.0.0.2 port 2323
+//! that accepts only passwords, for a dedicated local user `cmdb-sshpw` whose random password is
+//! set through chpasswd's stdin (never argv) and kept 0600 in /tmp/cmdb-ssh-password-test.
+//! Started on first use by `scripts/password-sshd.sh` and reused while it runs.
+
+mod ssh_support;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use cmdb_collect::transport::HostFailure;
+use cmdb_collect::transport::ssh::{HostKeyPolicy, SshAuth, SshClient, SshOptions, SshTarget};
+
+const STATE: &str = "/tmp/cmdb-ssh-password-test";
+const PORT: u16 = 2323;
+const USER: &str = "cmdb-sshpw";
+
+/// The password of the test user, once the server is up.
+fn password() -> &'static String {
+    static PASSWORD: OnceLock<String> = OnceLock::new();
+    PASSWORD.get_or_init(|| {
+        let state = Path::new(STATE);
+        let _lock = ssh_support::setup_lock(&state.with_extension("lock"));
+        let port = PORT.to_string();
+        let reusable = ssh_support::pids_alive(state, "sshd") && state.join("password").exists();
+        if !reusable {
+            ssh_support::run_script(
+                "password-sshd.sh",
+                &["up"],
+                &[("DIR", STATE), ("PORT", &port), ("PW_USER", USER)],
+                Duration::from_secs(300),
+            );
+        }
+        std::fs::read_to_string(state.join("password")).expect("password file").trim().to_owned()
+    })
+}
+
+fn options(password: String) -> SshOptions {
+    SshOptions {
+        user: USER.into(),
+        auth: SshAuth::Password(password),
+        known_hosts: PathBuf::from(STATE).join("known_hosts"),
+        host_key_policy: HostKeyPolicy::Strict,
+        connect_timeout: Duration::from_secs(10),
+        command_timeout: Duration::from_secs(30),
+    }
+}
+
+fn target() -> SshTarget {
+    SshTarget { name: "password-host".into(), host: "127.0.0.2".into(), port: PORT, user: None }
+}
+
+#[tokio::test]
+async fn the_right_password_logs_in_and_a_wrong_one_is_an_auth_failure() {
+    let password = password().clone();
+    let client = SshClient::new(options(password.clone())).expect("client");
+    let out = client.run(&target(), "id -un").await.expect("password accepted");
+    assert_eq!(out.stdout, format!("{USER}\n").into_bytes());
+
+    let wrong = SshClient::new(options(format!("{password}-wrong"))).expect("client");
+    match wrong.run(&target(), "true").await {
+        Err(HostFailure::Auth(message)) => {
+            assert!(!message.contains(&password), "the password must not appear in errors: {message}");
+        }
+        other => panic!("expected Auth, got {other:?}"),
+    }
+    // A key is not what this server takes.
+    let mut by_key = options(String::new());
+    by_key.auth = SshAuth::KeyFile { path: PathBuf::from(STATE).join("ssh_host_ed25519_key"), passphrase: None };
+    let err = SshClient::new(by_key).expect("client").run(&target(), "true").await;
+    assert!(matches!(err, Err(HostFailure::Auth(_))), "{err:?}");
+}
