@@ -55,9 +55,16 @@ pub struct Receipt {
     /// False when the report was older than what the server has (acknowledged, not applied).
     #[serde(default)]
     pub applied: Option<bool>,
-    /// The identity key that matched the asset (board_uuid, board_serial, machine_id, ...).
+    /// The identity key that matched the asset (board_uuid, board_serial, machine_id, ...);
+    /// none when the report created the asset.
     #[serde(default)]
     pub matched_by: Option<String>,
+    /// Change records the report wrote.
+    #[serde(default)]
+    pub changes: Option<u64>,
+    /// True when the report created the asset.
+    #[serde(default)]
+    pub created: Option<bool>,
 }
 
 /// One target from `GET /api/v1/collect-targets`.
@@ -70,12 +77,25 @@ pub struct CollectTarget {
     /// Where to connect, when it differs from the host name.
     #[serde(default)]
     pub manage_address: Option<String>,
-    /// SSH port, when not the default.
+    /// SSH port, when not the default (checked by [`CollectTarget::port`]).
     #[serde(default)]
-    pub ssh_port: Option<u16>,
+    pub ssh_port: Option<i64>,
     /// The Salt minion id, when the host is a minion.
     #[serde(default)]
     pub salt_minion_id: Option<String>,
+}
+
+impl CollectTarget {
+    /// The SSH port, when the server gives one; an error names an impossible one.
+    pub fn port(&self) -> Result<Option<u16>, String> {
+        match self.ssh_port {
+            None => Ok(None),
+            Some(port) => match u16::try_from(port) {
+                Ok(p) if p > 0 => Ok(Some(p)),
+                _ => Err(format!("the server gives {} ssh_port {port}", self.hostname)),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -239,21 +259,31 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Answer 
             reason: format!("HTTP {code}: {}", server_message(body)),
             retry_after: retry_after(headers),
         },
-        401 | 403 | 404 | 405 | 407 => Answer::Misconfigured { status: code, message: server_message(body) },
+        // 403 is not here: the server sends it when a host-bound key reports another host,
+        // which is about that report, not about every report.
+        401 | 404 | 405 | 407 => Answer::Misconfigured { status: code, message: server_message(body) },
         _ => Answer::Refused { status: code, message: server_message(body) },
     }
 }
 
-/// The server's explanation from an error body: its JSON `error`/`message` (with `pointer` when
-/// given), else the text, cut to a sane length.
+/// The server's explanation from an error body (`{"error": code, "message": text, "pointer": p}`
+/// as docs/report-format.md defines it): "code: text (at p)", else the body's text, cut to a sane
+/// length.
 pub fn server_message(body: &[u8]) -> String {
     if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(body) {
-        let text = ["error", "message", "detail"].iter().find_map(|k| map.get(*k)).map(|v| match v {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        });
+        let field = |k: &str| match map.get(k) {
+            Some(serde_json::Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+            Some(serde_json::Value::Null) | None => None,
+            Some(other) => Some(other.to_string()),
+        };
+        let text = match (field("error"), field("message").or_else(|| field("detail"))) {
+            (Some(code), Some(message)) if code != message => Some(format!("{code}: {message}")),
+            (_, Some(message)) => Some(message),
+            (Some(code), None) => Some(code),
+            (None, None) => None,
+        };
         if let Some(mut text) = text {
-            if let Some(serde_json::Value::String(pointer)) = map.get("pointer") {
+            if let Some(pointer) = field("pointer") {
                 text = format!("{text} (at {pointer:?})");
             }
             return cut(text);
@@ -319,6 +349,8 @@ mod tests {
         assert!(matches!(classify(StatusCode::BAD_REQUEST, &none, b""), Answer::Refused { status: 400, .. }));
         assert!(matches!(classify(StatusCode::PAYLOAD_TOO_LARGE, &none, b""), Answer::Refused { status: 413, .. }));
         assert!(matches!(classify(StatusCode::UNAUTHORIZED, &none, b""), Answer::Misconfigured { status: 401, .. }));
+        assert!(matches!(classify(StatusCode::FORBIDDEN, &none, b""), Answer::Refused { status: 403, .. }));
+        assert!(matches!(classify(StatusCode::UNPROCESSABLE_ENTITY, &none, b""), Answer::Refused { status: 422, .. }));
         assert!(matches!(classify(StatusCode::MOVED_PERMANENTLY, &none, b""), Answer::Misconfigured { .. }));
         for code in [408u16, 429, 500, 502, 503] {
             let status = StatusCode::from_u16(code).expect("status");
@@ -337,6 +369,10 @@ mod tests {
         assert_eq!(
             server_message(br#"{"error":"missing list","pointer":"/sections/disk/data/disks"}"#),
             "missing list (at \"/sections/disk/data/disks\")"
+        );
+        assert_eq!(
+            server_message(br#"{"error":"invalid","message":"expected u64","pointer":"/sections/disk/data/disks/0"}"#),
+            "invalid: expected u64 (at \"/sections/disk/data/disks/0\")"
         );
         assert_eq!(server_message(b"  plain text \n"), "plain text");
         assert_eq!(server_message(b""), "(empty answer)");

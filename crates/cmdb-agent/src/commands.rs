@@ -227,18 +227,24 @@ async fn ssh(loaded: &LoadedConfig, args: &crate::cli::SshArgs) -> Result<u8> {
         None => {
             let client = deliverer_client(loaded)?;
             let targets = client.collect_targets(Some("ssh")).await.context("cannot get the hosts to collect")?;
-            targets
-                .into_iter()
-                .map(|t| {
-                    let host =
-                        t.manage_address.clone().filter(|a| !a.trim().is_empty()).unwrap_or_else(|| t.hostname.clone());
-                    Job {
-                        key: format!("asset-{}", t.asset_id),
-                        name: t.hostname.clone(),
-                        target: SshTarget { name: t.hostname, host, port: t.ssh_port.unwrap_or(ssh.port), user: None },
+            let mut jobs = Vec::with_capacity(targets.len());
+            for t in targets {
+                let port = match t.port() {
+                    Ok(port) => port.unwrap_or(ssh.port),
+                    Err(e) => {
+                        tracing::warn!("{e}; using port {}", ssh.port);
+                        ssh.port
                     }
-                })
-                .collect()
+                };
+                let host =
+                    t.manage_address.clone().filter(|a| !a.trim().is_empty()).unwrap_or_else(|| t.hostname.clone());
+                jobs.push(Job {
+                    key: format!("asset-{}", t.asset_id),
+                    name: t.hostname.clone(),
+                    target: SshTarget { name: t.hostname, host, port, user: None },
+                });
+            }
+            jobs
         }
     };
     if jobs.is_empty() {

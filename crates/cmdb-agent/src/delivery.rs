@@ -305,6 +305,7 @@ impl Deliverer {
                     asset_id = receipt.asset_id,
                     applied = receipt.applied,
                     matched_by = receipt.matched_by.as_deref(),
+                    changes = receipt.changes,
                     "report delivered"
                 );
                 Ok(Outcome::Delivered(receipt))

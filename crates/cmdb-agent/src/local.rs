@@ -2,18 +2,21 @@
 //!
 //! Over SSH and Salt the probes must travel as one bundled script. On the agent's own machine
 //! there is no such constraint, and running that script costs three process spawns per probe
-//! (`timeout`, `sh -c`, the command) one after the other. Here instead:
+//! (`timeout`, `sh -c`, the command) one after the other. Here instead every probe runs at the
+//! same time, and the shell is skipped wherever the result is certain without it:
 //!
-//! - probes that only read a file (`cat /proc/cpuinfo`, `cat A 2>/dev/null || cat B`, the
-//!   `hostname` probe) are read in-process;
-//! - the others run at the same time, each as its own process, directly when the script is a
-//!   plain command line and through `sh -c` otherwise, with the bundle's environment
-//!   (`LC_ALL=C`, its PATH, `SUDO`) and timeout.
+//! - a file read (`cat /proc/cpuinfo`; `cat A 2>/dev/null || cat B ...` up to the first file that
+//!   reads) is done in-process; so is the `hostname` probe (the kernel's node name);
+//! - a plain command line is executed directly, and so is the first alternative of
+//!   `cmd 2>/dev/null || ...` (when it exits 0 the shell would have printed exactly its output);
+//! - a `for c in A B; do p=$(command -v "$c") && exec ...; done; echo "X: command not found" >&2;
+//!   exit 127` probe whose candidates are all missing from PATH is "not found" without a spawn;
+//! - everything else, and every shortcut that does not succeed cleanly, runs the probe's own
+//!   script through `sh -c` with the bundle's environment (`LC_ALL=C`, its PATH, `SUDO`).
 //!
 //! The [`Outputs`] are the same the bundled script yields (stdout byte for byte, the same exit
 //! classification), so the same parsers see the same input; a test compares both paths on the
-//! machine it runs on. A read that fails falls back to running the probe's script, so errors keep
-//! the shell's exact status and message.
+//! machine it runs on.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -39,7 +42,7 @@ pub fn probe_path() -> String {
     format!("{base}:{}", bundle_path_suffix())
 }
 
-/// Finds `program` in `path` (a PATH string) as an executable file.
+/// Finds `program` in `path` (a PATH string) as an executable file, as `command -v` does.
 pub fn which(program: &str, path: &str) -> Option<PathBuf> {
     if program.contains('/') {
         let p = PathBuf::from(program);
@@ -59,6 +62,43 @@ pub fn running_as_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
+/// Splits a script on its top-level `||`. `None` when the script has anything else at top level
+/// that would run after a successful first alternative (`;`, `&`, `&&`, a pipe, a newline), since
+/// then the first alternative's output is not the whole output. Quotes and `{ }`, `( )`, `$( )`
+/// groups are respected.
+pub fn top_level_alternatives(script: &str) -> Option<Vec<&str>> {
+    let bytes = script.as_bytes();
+    let (mut depth, mut single, mut double) = (0i32, false, false);
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'\\' if !single => i += 1,
+            b'\'' if !double => single = !single,
+            b'"' if !single => double = !double,
+            _ if single || double => {}
+            b'{' | b'(' => depth += 1,
+            b'}' | b')' => depth -= 1,
+            _ if depth > 0 => {}
+            b'|' if bytes.get(i + 1) == Some(&b'|') => {
+                parts.push(script[start..i].trim());
+                i += 1;
+                start = i + 1;
+            }
+            b'|' | b'&' | b';' | b'\n' => return None,
+            _ => {}
+        }
+        i += 1;
+    }
+    if single || double || depth != 0 {
+        return None;
+    }
+    parts.push(script[start..].trim());
+    Some(parts)
+}
+
 /// Directories whose files a probe may read in-process. Anything else goes through the shell.
 const READABLE_PREFIXES: &[&str] = &["/proc/", "/sys/", "/etc/", "/usr/lib/", "/var/lib/"];
 
@@ -69,29 +109,19 @@ fn readable_path(word: &str) -> Option<&str> {
     ok.then_some(word)
 }
 
-/// The files a probe script reads, in fallback order, when the script is exactly `cat A` or
-/// `cat A 2>/dev/null || cat B` (any number of alternatives).
-fn cat_chain(script: &str) -> Option<Vec<&str>> {
-    let mut files = Vec::new();
-    let alternatives: Vec<&str> = script.split("||").map(str::trim).collect();
-    for (index, alt) in alternatives.iter().enumerate() {
-        let mut words = alt.split_whitespace();
-        if words.next()? != "cat" {
-            return None;
-        }
-        let file = readable_path(words.next()?)?;
-        let rest: Vec<&str> = words.collect();
-        let last = index + 1 == alternatives.len();
-        // Every alternative but the last must silence its stderr; the last must not.
-        match (last, rest.as_slice()) {
-            (false, ["2>/dev/null"]) | (true, []) => files.push(file),
-            _ => return None,
-        }
+/// The file an alternative reads when it is exactly `cat FILE`, or `cat FILE 2>/dev/null` when it
+/// is not the last alternative (a failing last `cat` would print its own message).
+fn cat_file(alternative: &str, last: bool) -> Option<&str> {
+    let words: Vec<&str> = alternative.split_whitespace().collect();
+    match words.as_slice() {
+        ["cat", file] if last => readable_path(file),
+        ["cat", file, "2>/dev/null"] if !last => readable_path(file),
+        _ => None,
     }
-    (!files.is_empty()).then_some(files)
 }
 
-/// The output of `probe` read in-process, when its script is a pure file read and the read works.
+/// The output of `probe` read in-process: the first file of its leading `cat` alternatives that
+/// reads. `None` when the script is not such a chain or no file reads (the shell then runs it).
 fn read_in_process(probe: &ProbeSpec, path: &str) -> Option<ProbeOutput> {
     if probe.needs_root {
         return None;
@@ -103,18 +133,88 @@ fn read_in_process(probe: &ProbeSpec, path: &str) -> Option<ProbeOutput> {
             None => std::fs::read("/etc/hostname").ok().map(ProbeOutput::ok),
         };
     }
-    let files = cat_chain(&probe.script)?;
-    files.iter().find_map(|f| std::fs::read(f).ok()).map(ProbeOutput::ok)
+    if probe.script == DMI_SYSFS_SCRIPT {
+        return Some(dmi_sysfs(Path::new("/sys/class/dmi/id")));
+    }
+    let alternatives = top_level_alternatives(&probe.script)?;
+    for (index, alternative) in alternatives.iter().enumerate() {
+        let file = cat_file(alternative, index + 1 == alternatives.len())?;
+        if let Ok(bytes) = std::fs::read(file) {
+            return Some(ProbeOutput::ok(bytes));
+        }
+    }
+    None
 }
 
-/// Splits a script into argv when it is a plain command line: words of characters the shell
-/// gives no meaning to.
+/// The board collector's DMI sysfs probe, as this emulation knows it. A different script (the
+/// collector changed) no longer matches and simply runs through the shell.
+const DMI_SYSFS_SCRIPT: &str = "d=/sys/class/dmi/id; if [ ! -d \"$d\" ]; then echo 'dmi: absent'; exit 0; fi; echo 'dmi: present'; \
+for f in sys_vendor product_name product_serial product_uuid; do \
+if [ -r \"$d/$f\" ] && v=$(cat \"$d/$f\" 2>/dev/null); then printf '%s: %s\\n' \"$f\" \"$v\"; \
+elif [ -e \"$d/$f\" ]; then printf '%s! unreadable\\n' \"$f\"; fi; done";
+
+/// What [`DMI_SYSFS_SCRIPT`] prints for directory `dir`: `$(cat f)` drops trailing newlines, an
+/// existing file that cannot be read is "unreadable", a missing one is not mentioned.
+fn dmi_sysfs(dir: &Path) -> ProbeOutput {
+    if !dir.is_dir() {
+        return ProbeOutput::ok(&b"dmi: absent\n"[..]);
+    }
+    let mut out = b"dmi: present\n".to_vec();
+    for name in ["sys_vendor", "product_name", "product_serial", "product_uuid"] {
+        let file = dir.join(name);
+        match std::fs::read(&file) {
+            Ok(mut value) => {
+                while value.last() == Some(&b'\n') {
+                    value.pop();
+                }
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(&value);
+                out.push(b'\n');
+            }
+            Err(_) if file.symlink_metadata().is_ok() => {
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(b"! unreadable\n");
+            }
+            Err(_) => {}
+        }
+    }
+    ProbeOutput::ok(out)
+}
+
+/// Splits a command into argv when every word is free of shell syntax.
 fn plain_argv(script: &str) -> Option<Vec<String>> {
     let plain = |b: u8| {
         b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/' | b',' | b'=' | b':' | b'+' | b'@' | b'%')
     };
     let words: Vec<String> = script.split_whitespace().map(str::to_owned).collect();
     (!words.is_empty() && words.iter().all(|w| w.bytes().all(plain))).then_some(words)
+}
+
+/// `$SUDO cmd` with the bundle's value of SUDO substituted.
+fn expand_sudo(command: &str, sudo: &str) -> String {
+    match command.trim_start().strip_prefix("$SUDO ") {
+        Some(rest) if sudo.is_empty() => rest.to_owned(),
+        Some(rest) => format!("{sudo} {rest}"),
+        None => command.to_owned(),
+    }
+}
+
+/// The candidates and message of a `for c in A B; do p=$(command -v "$c" 2>/dev/null) && exec
+/// ...; done; echo "MSG" >&2; exit 127` probe.
+fn candidate_loop(script: &str) -> Option<(Vec<&str>, &str)> {
+    let rest = script.trim().strip_prefix("for c in ")?;
+    let (list, rest) = rest.split_once("; do p=$(command -v \"$c\" 2>/dev/null) && exec ")?;
+    let (_, tail) = rest.split_once("; done; ")?;
+    let message = tail.strip_prefix("echo \"")?.strip_suffix("\" >&2; exit 127")?;
+    if message.contains(['"', '$', '`', '\\']) {
+        return None;
+    }
+    let candidates: Vec<&str> = list.split_whitespace().collect();
+    let plain = candidates
+        .iter()
+        .all(|c| c.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'-' | b'_')));
+    (plain && !candidates.is_empty()).then_some((candidates, message))
 }
 
 /// Exit classification exactly as [`cmdb_collect::bundle::split`] does it for `sh`'s `$?`.
@@ -126,49 +226,54 @@ fn classify(code: i32) -> Exit {
     }
 }
 
-async fn run_probe(probe: ProbeSpec, sudo: &'static str, path: String) -> (String, ProbeOutput) {
-    // Root-only commands are written `$SUDO cmd`; substitute the bundle's value of SUDO.
-    let expanded = match probe.script.trim_start().strip_prefix("$SUDO ") {
-        Some(rest) if sudo.is_empty() => rest.to_owned(),
-        Some(rest) => format!("{sudo} {rest}"),
-        None => probe.script.clone(),
-    };
-    let mut command = match plain_argv(&expanded) {
-        Some(argv) => {
-            let Some(program) = which(&argv[0], &path) else {
-                return (probe.id, ProbeOutput::not_found());
+/// How to run a probe's command.
+enum Run<'a> {
+    /// Execute this argv directly.
+    Direct(Vec<String>),
+    /// `sh -c` this script.
+    Shell(&'a str),
+}
+
+/// Runs one command; `None` when a direct command is not in PATH.
+async fn spawn(run: Run<'_>, sudo: &str, path: &str, timeout: Duration) -> Option<ProbeOutput> {
+    let mut command = match run {
+        Run::Direct(argv) => {
+            let Some(program) = which(&argv[0], path) else {
+                // The shell's "not found" message differs between dash, bash and busybox; let the
+                // caller run the script so the message is the one the bundle would carry.
+                return None;
             };
             let mut c = Command::new(program);
             c.args(&argv[1..]);
             c
         }
-        None => {
+        Run::Shell(script) => {
             let mut c = Command::new("sh");
-            c.arg("-c").arg(&probe.script).env("SUDO", sudo);
+            c.arg("-c").arg(script).env("SUDO", sudo);
             c
         }
     };
     command
         .env("LC_ALL", "C")
-        .env("PATH", &path)
+        .env("PATH", path)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    let lost = |message: String| ProbeOutput { stdout: Vec::new(), stderr: message, exit: Exit::Lost };
     let child = match command.spawn() {
         Ok(child) => child,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (probe.id, ProbeOutput::not_found()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            return (probe.id, ProbeOutput { stdout: Vec::new(), stderr: e.to_string(), exit: Exit::Code(126) });
+            return Some(ProbeOutput { stdout: Vec::new(), stderr: e.to_string(), exit: Exit::Code(126) });
         }
-        Err(e) => return (probe.id, ProbeOutput { stdout: Vec::new(), stderr: e.to_string(), exit: Exit::Lost }),
+        Err(e) => return Some(lost(e.to_string())),
     };
     // The bundle gives every probe at least one second (`timeout` takes whole seconds).
-    let limit = probe.timeout.max(Duration::from_secs(1));
-    let output = match tokio::time::timeout(limit, child.wait_with_output()).await {
+    let output = match tokio::time::timeout(timeout.max(Duration::from_secs(1)), child.wait_with_output()).await {
         Ok(Ok(output)) => output,
-        Ok(Err(e)) => return (probe.id, ProbeOutput { stdout: Vec::new(), stderr: e.to_string(), exit: Exit::Lost }),
-        Err(_) => return (probe.id, ProbeOutput { stdout: Vec::new(), stderr: String::new(), exit: Exit::TimedOut }),
+        Ok(Err(e)) => return Some(lost(e.to_string())),
+        Err(_) => return Some(ProbeOutput { stdout: Vec::new(), stderr: String::new(), exit: Exit::TimedOut }),
     };
     let code = {
         use std::os::unix::process::ExitStatusExt;
@@ -176,7 +281,59 @@ async fn run_probe(probe: ProbeSpec, sudo: &'static str, path: String) -> (Strin
     };
     let stderr_end = output.stderr.len().min(STDERR_LIMIT);
     let stderr = String::from_utf8_lossy(&output.stderr[..stderr_end]).into_owned();
-    (probe.id, ProbeOutput { stdout: output.stdout, stderr, exit: classify(code) })
+    Some(ProbeOutput { stdout: output.stdout, stderr, exit: classify(code) })
+}
+
+/// What the shell said about each program missing from PATH. `sh -c 'prog args'` fails the same
+/// way for every probe that is only `prog ...` ("sh: 1: prog: not found" from dash), so the
+/// shell is asked once per program rather than once per probe.
+type MissingPrograms = std::sync::Arc<tokio::sync::Mutex<std::collections::HashMap<String, ProbeOutput>>>;
+
+async fn run_probe(
+    probe: ProbeSpec,
+    sudo: &'static str,
+    path: String,
+    missing: MissingPrograms,
+) -> (String, ProbeOutput) {
+    if let Some((candidates, message)) = candidate_loop(&probe.script)
+        && candidates.iter().all(|c| which(c, &path).is_none())
+    {
+        let output = ProbeOutput { stdout: Vec::new(), stderr: format!("{message}\n"), exit: Exit::NotFound };
+        return (probe.id, output);
+    }
+    if let Some(alternatives) = top_level_alternatives(&probe.script) {
+        if let [only] = alternatives.as_slice()
+            && let Some(argv) = plain_argv(&expand_sudo(only, sudo))
+        {
+            let program = argv[0].clone();
+            if let Some(output) = spawn(Run::Direct(argv), sudo, &path, probe.timeout).await {
+                return (probe.id, output);
+            }
+            let mut known = missing.lock().await;
+            if let Some(output) = known.get(&program) {
+                return (probe.id, output.clone());
+            }
+            let output = spawn(Run::Shell(&probe.script), sudo, &path, probe.timeout)
+                .await
+                .unwrap_or_else(ProbeOutput::not_found);
+            if output.exit == Exit::NotFound {
+                known.insert(program, output.clone());
+            }
+            return (probe.id, output);
+        }
+        // `cmd 2>/dev/null || ...`: when cmd succeeds, its stdout is the script's whole output
+        // and its silenced stderr is no part of it.
+        if let [first, _, ..] = alternatives.as_slice()
+            && let Some(command) = first.strip_suffix("2>/dev/null")
+            && let Some(argv) = plain_argv(&expand_sudo(command, sudo))
+            && let Some(output) = spawn(Run::Direct(argv), sudo, &path, probe.timeout).await
+            && output.succeeded()
+        {
+            return (probe.id, ProbeOutput { stderr: String::new(), ..output });
+        }
+    }
+    let output = spawn(Run::Shell(&probe.script), sudo, &path, probe.timeout).await;
+    (probe.id, output.unwrap_or_else(ProbeOutput::not_found))
 }
 
 /// Runs every probe on this machine: file reads in-process, commands concurrently.
@@ -188,11 +345,12 @@ pub async fn run_probes(probes: &[ProbeSpec], become_root: Become) -> Outputs {
     };
     let mut outputs = Outputs::default();
     let mut running = tokio::task::JoinSet::new();
+    let missing = MissingPrograms::default();
     for probe in probes {
         match read_in_process(probe, &path) {
             Some(output) => outputs.insert(probe.id.clone(), output),
             None => {
-                running.spawn(run_probe(probe.clone(), sudo, path.clone()));
+                running.spawn(run_probe(probe.clone(), sudo, path.clone(), missing.clone()));
             }
         }
     }
@@ -217,17 +375,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn recognises_file_reads_only() {
-        assert_eq!(cat_chain("cat /proc/cpuinfo"), Some(vec!["/proc/cpuinfo"]));
+    fn top_level_alternatives_respect_quotes_and_groups() {
+        assert_eq!(top_level_alternatives("cat /proc/cpuinfo"), Some(vec!["cat /proc/cpuinfo"]));
         assert_eq!(
-            cat_chain("cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release"),
-            Some(vec!["/etc/os-release", "/usr/lib/os-release"])
+            top_level_alternatives("a 2>/dev/null || b || { v=$(c) && printf '%s|x;' \"$v\"; }"),
+            Some(vec!["a 2>/dev/null", "b", "{ v=$(c) && printf '%s|x;' \"$v\"; }"])
         );
-        assert_eq!(cat_chain("cat /proc/cpuinfo | head"), None);
-        assert_eq!(cat_chain("cat /home/x/secret"), None);
-        assert_eq!(cat_chain("cat /etc/../root/x"), None);
-        assert_eq!(cat_chain("cat /etc/a || cat /etc/b"), None, "the first alternative's stderr would show");
-        assert_eq!(cat_chain("lsblk -J"), None);
+        assert_eq!(top_level_alternatives("a || b && c"), None, "c would run after a");
+        assert_eq!(top_level_alternatives("a || b; c"), None);
+        assert_eq!(top_level_alternatives("cat /proc/cpuinfo | head"), None);
+        assert_eq!(top_level_alternatives("echo 'unclosed"), None);
+    }
+
+    #[test]
+    fn recognises_file_reads_only() {
+        assert_eq!(cat_file("cat /proc/cpuinfo", true), Some("/proc/cpuinfo"));
+        assert_eq!(cat_file("cat /etc/os-release 2>/dev/null", false), Some("/etc/os-release"));
+        assert_eq!(cat_file("cat /etc/os-release", false), None, "its error message would show");
+        assert_eq!(cat_file("cat /etc/os-release 2>/dev/null", true), None, "its failure would be silent");
+        assert_eq!(cat_file("cat /home/x/secret", true), None);
+        assert_eq!(cat_file("cat /etc/../root/x", true), None);
+        assert_eq!(cat_file("lsblk -J", true), None);
+    }
+
+    #[test]
+    fn recognises_candidate_loops() {
+        let script = "for c in MegaCli64 MegaCli /opt/x/megacli; do p=$(command -v \"$c\" 2>/dev/null) && exec $SUDO \"$p\" -PDList; done; echo \"MegaCli: command not found\" >&2; exit 127";
+        assert_eq!(
+            candidate_loop(script),
+            Some((vec!["MegaCli64", "MegaCli", "/opt/x/megacli"], "MegaCli: command not found"))
+        );
+        assert_eq!(candidate_loop("for c in a; do echo $c; done"), None);
     }
 
     #[test]
@@ -237,6 +415,26 @@ mod tests {
         assert!(plain_argv("for c in a b; do x; done").is_none());
         assert!(plain_argv("echo \"$HOME\"").is_none());
         assert!(plain_argv("a > b").is_none());
+    }
+
+    #[test]
+    fn dmi_sysfs_emulation_matches_the_script() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let id = dir.path().join("id");
+        let run = |d: &Path| {
+            let script = DMI_SYSFS_SCRIPT.replace("d=/sys/class/dmi/id;", &format!("d={};", d.display()));
+            let out = std::process::Command::new("sh").arg("-c").arg(script).output().expect("sh runs");
+            (out.status.success(), out.stdout)
+        };
+        assert_eq!(run(&id), (true, dmi_sysfs(&id).stdout), "absent");
+        std::fs::create_dir(&id).expect("mkdir");
+        std::fs::write(id.join("sys_vendor"), "Dell Inc.\n\n").expect("write");
+        std::fs::write(id.join("product_name"), "PowerEdge R630 \n").expect("write");
+        std::fs::write(id.join("product_uuid"), "4c4c4544-0057").expect("write");
+        std::fs::create_dir(id.join("product_serial")).expect("an unreadable entry");
+        let (ok, expected) = run(&id);
+        assert!(ok);
+        assert_eq!(String::from_utf8_lossy(&dmi_sysfs(&id).stdout), String::from_utf8_lossy(&expected));
     }
 
     #[test]
@@ -301,6 +499,7 @@ mod tests {
             let a = via_script.get(&probe.id).expect("script ran the probe");
             let b = fast.get(&probe.id).expect("fast path ran the probe");
             assert_eq!(a.exit, b.exit, "exit of {}: script {a:?} fast {b:?}", probe.id);
+            assert_eq!(a.stderr, b.stderr, "stderr of {}", probe.id);
             let (mut a, mut b) = (normalise(a.text().into_owned()), normalise(b.text().into_owned()));
             if probe.id == "meminfo" {
                 // Free and cached memory move between two reads; the total and the fields do not.
