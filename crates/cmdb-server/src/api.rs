@@ -41,7 +41,12 @@ impl FromRequestParts<Shared> for Principal {
                 None => Err(ApiError::Unauthorized("unknown or revoked token".to_owned())),
             };
         }
-        Err(ApiError::Unauthorized("missing bearer token (Authorization: Bearer cmdb_...)".to_owned()))
+        // People logged in to the web UI may call the API with their session cookie (writes need
+        // the session's X-CSRF-Token header); the user's role governs like a token's.
+        if let Some(principal) = crate::web::session::api_principal(parts, state).await? {
+            return Ok(principal);
+        }
+        Err(ApiError::Unauthorized("missing bearer token (Authorization: Bearer cmdb_...) or web session".to_owned()))
     }
 }
 

@@ -41,8 +41,165 @@ enum Command {
     /// Manage bearer tokens for people and scripts.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage users of the web UI (passwords are read from CMDB_USER_PASSWORD, a prompt or stdin;
+    /// never from the command line).
+    #[command(subcommand)]
+    User(UserCommand),
     /// Print the effective configuration as TOML.
     Config,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user.
+    Create {
+        /// Role.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Login name.
+        #[arg(long)]
+        name: String,
+        /// Generate a password, print it once, and require a change at the first login.
+        #[arg(long)]
+        generate: bool,
+    },
+    /// List users (never their passwords).
+    List,
+    /// Set a user's password (ends their sessions).
+    Passwd {
+        /// Login name.
+        #[arg(long)]
+        name: String,
+        /// Generate a password, print it once, and require a change at the next login.
+        #[arg(long)]
+        generate: bool,
+    },
+    /// Change a user's role.
+    SetRole {
+        /// Login name.
+        #[arg(long)]
+        name: String,
+        /// New role.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+    },
+    /// Disable a user (ends their sessions).
+    Disable {
+        /// Login name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Enable a disabled user.
+    Enable {
+        /// Login name.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+/// A new password: `CMDB_USER_PASSWORD`, else typed twice at a prompt, else one line of stdin.
+fn read_new_password() -> Result<String> {
+    if let Ok(password) = std::env::var("CMDB_USER_PASSWORD")
+        && !password.is_empty()
+    {
+        return Ok(password);
+    }
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        let first = rpassword::prompt_password("Password: ").context("reading the password")?;
+        let second = rpassword::prompt_password("Password again: ").context("reading the password")?;
+        if first != second {
+            bail!("the passwords differ");
+        }
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::stdin().lock(), &mut line).context("reading the password from stdin")?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    if password.is_empty() {
+        bail!("no password given: set CMDB_USER_PASSWORD, type it at the prompt, pipe it on stdin, or use --generate");
+    }
+    Ok(password)
+}
+
+fn role_of(role: RoleArg) -> Role {
+    match role {
+        RoleArg::Viewer => Role::Viewer,
+        RoleArg::Editor => Role::Editor,
+        RoleArg::Admin => Role::Admin,
+    }
+}
+
+async fn user_command(config: &ServerConfig, command: UserCommand) -> Result<()> {
+    use cmdb_server::web::{audit, users};
+    let db = open(config).await?;
+    let find = |name: String| {
+        let db = db.clone();
+        async move {
+            let name = users::normalize_name(&name)?;
+            users::find(&db, &name).await?.with_context(|| format!("no user named {name}"))
+        }
+    };
+    match command {
+        UserCommand::Create { role, name, generate } => {
+            let password = if generate { users::generate_password() } else { read_new_password()? };
+            let user = users::create(&db, &name, role_of(role), &password, generate).await?;
+            audit::record(&db, "cli", "user.create", &format!("user {} role {}", user.name, user.role.as_str()))
+                .await?;
+            println!("created user {} with role {}", user.name, user.role.as_str());
+            if generate {
+                println!("password: {password}");
+                eprintln!("The password is shown once and must be changed at the first login.");
+            }
+        }
+        UserCommand::List => {
+            for user in users::list(&db).await? {
+                println!(
+                    "{}\t{}\tcreated={}\tlast_login={}\t{}",
+                    user.name,
+                    user.role.as_str(),
+                    user.created_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                    user.last_login_at.map_or("-".to_owned(), |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+                    if user.disabled_at.is_some() { "disabled" } else { "active" }
+                );
+            }
+        }
+        UserCommand::Passwd { name, generate } => {
+            let user = find(name).await?;
+            let password = if generate { users::generate_password() } else { read_new_password()? };
+            users::set_password(&db, user.id, &password, generate).await?;
+            audit::record(&db, "cli", "user.password_reset", &format!("user {}", user.name)).await?;
+            println!("password of {} changed; their sessions have ended", user.name);
+            if generate {
+                println!("password: {password}");
+                eprintln!("The password is shown once and must be changed at the next login.");
+            }
+        }
+        UserCommand::SetRole { name, role } => {
+            let user = find(name).await?;
+            let updated = users::set_role(&db, user.id, role_of(role)).await?;
+            audit::record(
+                &db,
+                "cli",
+                "user.role",
+                &format!("user {} role {} -> {}", user.name, user.role.as_str(), updated.role.as_str()),
+            )
+            .await?;
+            println!("{} is now {}", user.name, updated.role.as_str());
+        }
+        UserCommand::Disable { name } => {
+            let user = find(name).await?;
+            users::set_disabled(&db, user.id, true).await?;
+            audit::record(&db, "cli", "user.disable", &format!("user {}", user.name)).await?;
+            println!("disabled {}", user.name);
+        }
+        UserCommand::Enable { name } => {
+            let user = find(name).await?;
+            users::set_disabled(&db, user.id, false).await?;
+            audit::record(&db, "cli", "user.enable", &format!("user {}", user.name)).await?;
+            println!("enabled {}", user.name);
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -152,6 +309,7 @@ async fn main() -> Result<()> {
             println!("migrations applied to {}", redact(&config.database_url));
             Ok(())
         }
+        Command::User(command) => user_command(&config, command).await,
         Command::Config => {
             let mut shown = config.clone();
             shown.database_url = redact(&shown.database_url);
@@ -270,6 +428,18 @@ async fn serve(config: ServerConfig) -> Result<()> {
         println!("  agent key:   {}  (id and secret saved to {})", first.key_id, first.key_file.display());
         println!("These are shown once; the files are readable only by their owner.");
         let _ = first.secret;
+    }
+    if let Some(first) =
+        cmdb_server::web::users::first_admin(&db, &config.data_dir).await.context("first-start setup")?
+    {
+        println!("Created the web UI administrator {:?}.", first.name);
+        println!(
+            "  password:    {}  (saved to {}; you must change it at the first login)",
+            first.password,
+            first.password_file.display()
+        );
+        println!("  log in at    {}/login", config.public_url().trim_end_matches('/'));
+        println!("This password is shown once.");
     }
     tracing::info!(
         listen = %config.listen,

@@ -1,0 +1,396 @@
+//! Administration in the UI (admins only): users, agent keys, API tokens, and the audit log.
+//!
+//! A new secret (generated password, agent secret, token) is shown once, on the page that answers
+//! the form, with `Cache-Control: no-store`; the database keeps only hashes of passwords and tokens.
+//! Every change is written to the audit log.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::{Deserialize, Serialize};
+
+use super::{CurrentUser, Layout, Posted, parse_instant, parse_query, start_of};
+use crate::admin::{self as keys_admin, KeyInfo, TokenInfo};
+use crate::auth::{self, KeyScope, Role};
+use crate::web::audit::{self, AuditQuery, Entry};
+use crate::web::error::WebError;
+use crate::web::users::{self, User};
+use crate::web::{WebState, templates};
+
+/// A secret shown once.
+#[derive(Debug, Serialize)]
+struct Secret {
+    title: String,
+    lines: Vec<(String, String)>,
+    note: String,
+}
+
+#[derive(Serialize)]
+struct UsersPage {
+    layout: Layout,
+    users: Vec<User>,
+    me: i64,
+    secret: Option<Secret>,
+    roles: [&'static str; 3],
+}
+
+const ROLES: [&str; 3] = ["viewer", "editor", "admin"];
+
+async fn users_page(state: &WebState, user: &CurrentUser, secret: Option<Secret>) -> Result<Response, WebError> {
+    let page = UsersPage {
+        layout: user.layout(state, "admin"),
+        users: users::list(&state.app.db).await?,
+        me: user.session.user_id,
+        secret,
+        roles: ROLES,
+    };
+    Ok(templates::render("admin_users.html", &page)?.into_response())
+}
+
+/// `GET /admin/users`.
+pub async fn users(State(state): State<Arc<WebState>>, user: CurrentUser) -> Result<Response, WebError> {
+    user.require(Role::Admin)?;
+    users_page(&state, &user, None).await
+}
+
+fn parse_role(text: &str) -> Result<Role, WebError> {
+    Role::parse(text).ok_or_else(|| WebError::BadRequest(format!("unknown role {text:?}: viewer, editor or admin")))
+}
+
+/// The new-user form.
+#[derive(Deserialize)]
+pub struct NewUserForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    password: String,
+}
+
+impl std::fmt::Debug for NewUserForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUserForm").field("name", &self.name).field("role", &self.role).finish_non_exhaustive()
+    }
+}
+
+/// `POST /admin/users`: a new user; without a password, one is generated and must be changed at
+/// the first login.
+pub async fn create_user(
+    State(state): State<Arc<WebState>>,
+    posted: Posted<NewUserForm>,
+) -> Result<Response, WebError> {
+    let user = &posted.user;
+    user.require(Role::Admin)?;
+    let form = &posted.form;
+    let role = parse_role(&form.role)?;
+    let generated = form.password.is_empty();
+    let password = if generated { users::generate_password() } else { form.password.clone() };
+    let created = users::create(&state.app.db, &form.name, role, &password, generated).await?;
+    audit::record_from(
+        &state.app.db,
+        &user.session.name,
+        "user.create",
+        &format!("user {} role {}", created.name, role.as_str()),
+        user.client_ip.as_deref(),
+    )
+    .await?;
+    let secret = generated.then(|| Secret {
+        title: format!("User {} created", created.name),
+        lines: vec![("Name".to_owned(), created.name.clone()), ("Password".to_owned(), password)],
+        note: "Shown once. Hand it over privately; it must be changed at the first login.".to_owned(),
+    });
+    match secret {
+        Some(secret) => users_page(&state, user, Some(secret)).await,
+        None => Ok(Redirect::to("/admin/users").into_response()),
+    }
+}
+
+/// The per-user actions.
+#[derive(Debug, Deserialize)]
+pub struct UserAction {
+    action: String,
+    #[serde(default)]
+    role: String,
+}
+
+/// `POST /admin/users/{id}`: `action` = role (with `role`), disable, enable or reset_password.
+pub async fn update_user(
+    State(state): State<Arc<WebState>>,
+    Path(id): Path<i64>,
+    posted: Posted<UserAction>,
+) -> Result<Response, WebError> {
+    let user = &posted.user;
+    user.require(Role::Admin)?;
+    let db = &state.app.db;
+    let target = users::get(db, id).await?;
+    let actor = user.session.name.as_str();
+    let ip = user.client_ip.as_deref();
+    match posted.form.action.as_str() {
+        "role" => {
+            let role = parse_role(&posted.form.role)?;
+            users::set_role(db, id, role).await?;
+            audit::record_from(
+                db,
+                actor,
+                "user.role",
+                &format!("user {} role {} -> {}", target.name, target.role.as_str(), role.as_str()),
+                ip,
+            )
+            .await?;
+        }
+        "disable" => {
+            if id == user.session.user_id {
+                return Err(WebError::Conflict("you cannot disable yourself".to_owned()));
+            }
+            users::set_disabled(db, id, true).await?;
+            audit::record_from(db, actor, "user.disable", &format!("user {}", target.name), ip).await?;
+        }
+        "enable" => {
+            users::set_disabled(db, id, false).await?;
+            audit::record_from(db, actor, "user.enable", &format!("user {}", target.name), ip).await?;
+        }
+        "reset_password" => {
+            let password = users::generate_password();
+            users::set_password(db, id, &password, true).await?;
+            audit::record_from(db, actor, "user.password_reset", &format!("user {}", target.name), ip).await?;
+            let secret = Secret {
+                title: format!("New password for {}", target.name),
+                lines: vec![("Name".to_owned(), target.name.clone()), ("Password".to_owned(), password)],
+                note: "Shown once. Their sessions have ended; the password must be changed at the next login."
+                    .to_owned(),
+            };
+            return users_page(&state, user, Some(secret)).await;
+        }
+        other => return Err(WebError::BadRequest(format!("unknown action {other:?}"))),
+    }
+    Ok(Redirect::to("/admin/users").into_response())
+}
+
+#[derive(Serialize)]
+struct KeysPage {
+    layout: Layout,
+    keys: Vec<KeyInfo>,
+    secret: Option<Secret>,
+}
+
+async fn keys_page(state: &WebState, user: &CurrentUser, secret: Option<Secret>) -> Result<Response, WebError> {
+    let page =
+        KeysPage { layout: user.layout(state, "admin"), keys: keys_admin::list_keys(&state.app.db).await?, secret };
+    Ok(templates::render("admin_keys.html", &page)?.into_response())
+}
+
+/// `GET /admin/keys`.
+pub async fn keys(State(state): State<Arc<WebState>>, user: CurrentUser) -> Result<Response, WebError> {
+    user.require(Role::Admin)?;
+    keys_page(&state, &user, None).await
+}
+
+/// The new-key form.
+#[derive(Debug, Deserialize)]
+pub struct NewKeyForm {
+    scope: String,
+    #[serde(default)]
+    name: String,
+}
+
+/// `POST /admin/keys`: a new agent key; its secret is shown once.
+pub async fn create_key(State(state): State<Arc<WebState>>, posted: Posted<NewKeyForm>) -> Result<Response, WebError> {
+    let user = &posted.user;
+    user.require(Role::Admin)?;
+    let scope = KeyScope::parse(&posted.form.scope)
+        .ok_or_else(|| WebError::BadRequest("scope must be host or collector".to_owned()))?;
+    let name = posted.form.name.trim();
+    if name.len() > 200 || name.chars().any(char::is_control) {
+        return Err(WebError::BadRequest("a key name has at most 200 printable characters".to_owned()));
+    }
+    let (key_id, secret) = auth::create_agent_key(state.app.db.writer(), scope, name).await?;
+    state.app.keys.clear();
+    audit::record_from(
+        &state.app.db,
+        &user.session.name,
+        "agent_key.create",
+        &format!("key {key_id} scope {} name {name}", scope.as_str()),
+        user.client_ip.as_deref(),
+    )
+    .await?;
+    let shown = Secret {
+        title: format!("Agent key {key_id} created"),
+        lines: vec![("key_id".to_owned(), key_id), ("secret".to_owned(), secret)],
+        note: "The secret is shown once. Put both lines in the agent's configuration (mode 0600).".to_owned(),
+    };
+    keys_page(&state, user, Some(shown)).await
+}
+
+/// The revoke-key form.
+#[derive(Debug, Deserialize)]
+pub struct RevokeKeyForm {
+    key_id: String,
+}
+
+/// `POST /admin/keys/revoke`.
+pub async fn revoke_key(
+    State(state): State<Arc<WebState>>,
+    posted: Posted<RevokeKeyForm>,
+) -> Result<Response, WebError> {
+    let user = &posted.user;
+    user.require(Role::Admin)?;
+    if !keys_admin::revoke_key(&state.app.db, &posted.form.key_id).await? {
+        return Err(WebError::NotFound(format!("no active agent key {}", posted.form.key_id)));
+    }
+    state.app.keys.clear();
+    audit::record_from(
+        &state.app.db,
+        &user.session.name,
+        "agent_key.revoke",
+        &format!("key {}", posted.form.key_id),
+        user.client_ip.as_deref(),
+    )
+    .await?;
+    Ok(Redirect::to("/admin/keys").into_response())
+}
+
+#[derive(Serialize)]
+struct TokensPage {
+    layout: Layout,
+    tokens: Vec<TokenInfo>,
+    secret: Option<Secret>,
+    roles: [&'static str; 3],
+}
+
+async fn tokens_page(state: &WebState, user: &CurrentUser, secret: Option<Secret>) -> Result<Response, WebError> {
+    let page = TokensPage {
+        layout: user.layout(state, "admin"),
+        tokens: keys_admin::list_tokens(&state.app.db).await?,
+        secret,
+        roles: ROLES,
+    };
+    Ok(templates::render("admin_tokens.html", &page)?.into_response())
+}
+
+/// `GET /admin/tokens`.
+pub async fn tokens(State(state): State<Arc<WebState>>, user: CurrentUser) -> Result<Response, WebError> {
+    user.require(Role::Admin)?;
+    tokens_page(&state, &user, None).await
+}
+
+/// The new-token form.
+#[derive(Debug, Deserialize)]
+pub struct NewTokenForm {
+    name: String,
+    role: String,
+}
+
+/// `POST /admin/tokens`: a new API token with a role; shown once.
+pub async fn create_token(
+    State(state): State<Arc<WebState>>,
+    posted: Posted<NewTokenForm>,
+) -> Result<Response, WebError> {
+    let user = &posted.user;
+    user.require(Role::Admin)?;
+    let role = parse_role(&posted.form.role)?;
+    let name = posted.form.name.trim();
+    if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+        return Err(WebError::BadRequest("a token needs a name of 1 to 200 printable characters".to_owned()));
+    }
+    let token = auth::create_token(state.app.db.writer(), name, role).await?;
+    audit::record_from(
+        &state.app.db,
+        &user.session.name,
+        "token.create",
+        &format!("token {name} role {}", role.as_str()),
+        user.client_ip.as_deref(),
+    )
+    .await?;
+    let shown = Secret {
+        title: format!("Token {name} created"),
+        lines: vec![("token".to_owned(), token)],
+        note: "Shown once. Scripts send it as: Authorization: Bearer <token>".to_owned(),
+    };
+    tokens_page(&state, user, Some(shown)).await
+}
+
+/// The revoke-token form.
+#[derive(Debug, Deserialize)]
+pub struct RevokeTokenForm {
+    id: i64,
+}
+
+/// `POST /admin/tokens/revoke`.
+pub async fn revoke_token(
+    State(state): State<Arc<WebState>>,
+    posted: Posted<RevokeTokenForm>,
+) -> Result<Response, WebError> {
+    let user = &posted.user;
+    user.require(Role::Admin)?;
+    if !keys_admin::revoke_token(&state.app.db, posted.form.id).await? {
+        return Err(WebError::NotFound(format!("no active token {}", posted.form.id)));
+    }
+    audit::record_from(
+        &state.app.db,
+        &user.session.name,
+        "token.revoke",
+        &format!("token id {}", posted.form.id),
+        user.client_ip.as_deref(),
+    )
+    .await?;
+    Ok(Redirect::to("/admin/tokens").into_response())
+}
+
+/// The audit log's filters as they appear in the URL.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct AuditParams {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    before: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct AuditPage {
+    layout: Layout,
+    params: AuditParams,
+    entries: Vec<Entry>,
+    next: Option<String>,
+}
+
+const AUDIT_PAGE: i64 = 100;
+
+/// `GET /admin/audit`.
+pub async fn audit(
+    State(state): State<Arc<WebState>>,
+    user: CurrentUser,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, WebError> {
+    user.require(Role::Admin)?;
+    let params: AuditParams = parse_query(raw.as_deref())?;
+    let tz = state.app.config.tz();
+    let from = match params.from.as_deref() {
+        Some(text) => Some(match chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
+            Ok(day) => start_of(day, tz)?.timestamp_micros(),
+            Err(_) => parse_instant(text, tz)?.timestamp_micros(),
+        }),
+        None => None,
+    };
+    let to = params.to.as_deref().map(|t| parse_instant(t, tz).map(|t| t.timestamp_micros() + 1)).transpose()?;
+    let query =
+        AuditQuery { actor: params.actor.clone(), action: params.action.clone(), from, to, before: params.before };
+    let entries = audit::list(&state.app.db, &query, AUDIT_PAGE).await?;
+    let next = (entries.len() as i64 == AUDIT_PAGE).then(|| {
+        let before = entries.last().map(|e| e.id);
+        format!(
+            "/admin/audit?{}",
+            serde_urlencoded::to_string(AuditParams { before, ..params.clone() }).unwrap_or_default()
+        )
+    });
+    let page = AuditPage { layout: user.layout(&state, "admin"), params, entries, next };
+    Ok(templates::render("admin_audit.html", &page)?.into_response())
+}

@@ -1,0 +1,745 @@
+//! The asset list (search, filters, sort, pages, as-of date, exports) and the asset detail (facts,
+//! components, external sections, business fields and their edit form, the change timeline,
+//! collection errors).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use chrono::{DateTime, Utc};
+use cmdb_model::business::{BusinessFields, FIELD_NAMES};
+use cmdb_model::report::component_list;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::dashboard::{Count, ErrorLine, error_line};
+use super::{CurrentUser, Layout, Posted, cell, parse_instant, parse_query, query_string};
+use crate::assets::{self, AssetDetail, AssetPage, ListQuery};
+use crate::auth::Role;
+use crate::store::{self, CHANGE_COLUMNS, ChangeRecord};
+use crate::web::error::WebError;
+use crate::web::{WebState, audit, templates};
+
+/// The list's parameters as they appear in the URL.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ListParams {
+    /// Search text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+    /// Status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// IDC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idc: Option<String>,
+    /// Business unit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub business_unit: Option<String>,
+    /// Tag.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// OS name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub os: Option<String>,
+    /// Manufacturer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manufacturer: Option<String>,
+    /// Owner.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Sort column (`-` for descending).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sort: Option<String>,
+    /// Page (from 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
+    /// Rows per page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_page: Option<u32>,
+    /// As-of date or date-time (the list as it stood then).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<String>,
+}
+
+impl ListParams {
+    /// The store's query for these parameters.
+    pub fn list_query(&self) -> ListQuery {
+        ListQuery {
+            q: self.q.clone(),
+            status: self.status.clone(),
+            idc: self.idc.clone(),
+            business_unit: self.business_unit.clone(),
+            tag: self.tag.clone(),
+            os: self.os.clone(),
+            manufacturer: self.manufacturer.clone(),
+            owner: self.owner.clone(),
+            sort: self.sort.clone(),
+            page: self.page,
+            per_page: self.per_page,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        let query = serde_urlencoded::to_string(self).unwrap_or_default();
+        if query.is_empty() { path.to_owned() } else { format!("{path}?{query}") }
+    }
+
+    /// The filters alone (no page, sort or as-of): what an export selects.
+    fn filters_only(&self) -> ListParams {
+        ListParams { sort: self.sort.clone(), page: None, per_page: None, as_of: None, ..self.clone() }
+    }
+}
+
+/// A sortable column header.
+#[derive(Debug, Serialize)]
+struct SortLink {
+    key: &'static str,
+    label: &'static str,
+    href: String,
+    arrow: &'static str,
+}
+
+const COLUMNS: &[(&str, &str)] = &[
+    ("hostname", "Host name"),
+    ("status", "Status"),
+    ("idc", "IDC"),
+    ("business_unit", "Business unit"),
+    ("owner", "Owner"),
+    ("os_name", "OS"),
+    ("manufacturer", "Manufacturer"),
+    ("model", "Model"),
+    ("cpu_count", "CPUs"),
+    ("memory_mb", "Memory"),
+    ("last_seen_at", "Last seen"),
+];
+
+#[derive(Serialize)]
+struct ListPage {
+    layout: Layout,
+    params: ListParams,
+    page: AssetPage,
+    pages: u32,
+    prev: Option<String>,
+    next: Option<String>,
+    columns: Vec<SortLink>,
+    statuses: Vec<&'static str>,
+    idcs: Vec<Count>,
+    business_units: Vec<Count>,
+    oses: Vec<Count>,
+    manufacturers: Vec<Count>,
+    tags: Vec<Count>,
+    as_of: Option<DateTime<Utc>>,
+    csv_href: String,
+    xlsx_href: String,
+    audit_href: Option<String>,
+}
+
+/// `GET /assets`.
+pub async fn list(
+    State(state): State<Arc<WebState>>,
+    user: CurrentUser,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, WebError> {
+    user.require(Role::Viewer)?;
+    let params: ListParams = parse_query(raw.as_deref())?;
+    let query = params.list_query();
+    let tz = state.app.config.tz();
+    let as_of = params.as_of.as_deref().map(|t| parse_instant(t, tz)).transpose()?;
+    let page = match as_of {
+        Some(at) => crate::reporting::asof::list_as_of(&state.app.db, at, &query).await?,
+        None => assets::list(&state.app.db, &query).await?,
+    };
+    let pages = u32::try_from((page.total + i64::from(page.per_page) - 1) / i64::from(page.per_page.max(1)))
+        .unwrap_or(u32::MAX);
+    let link = |n: u32| ListParams { page: Some(n), ..params.clone() }.url("/assets");
+    let current_sort = params.sort.clone().unwrap_or_else(|| "hostname".to_owned());
+    let columns = COLUMNS
+        .iter()
+        .map(|(key, label)| {
+            let (next, arrow) = if current_sort == *key {
+                (format!("-{key}"), "▲")
+            } else if current_sort.strip_prefix('-') == Some(key) {
+                ((*key).to_owned(), "▼")
+            } else {
+                ((*key).to_owned(), "")
+            };
+            SortLink {
+                key,
+                label,
+                href: ListParams { sort: Some(next), page: None, ..params.clone() }.url("/assets"),
+                arrow,
+            }
+        })
+        .collect();
+    let figures = state.figures().await?;
+    let filters = params.filters_only();
+    let audit_href = as_of.map(|_| {
+        let day = params.as_of.clone().unwrap_or_default();
+        format!("/assets/audit.xlsx?{}", query_string(&[("as_of", day.as_str())]))
+    });
+    let list_page = ListPage {
+        layout: user.layout(&state, "assets"),
+        prev: (page.page > 1).then(|| link(page.page - 1)),
+        next: (page.page < pages).then(|| link(page.page + 1)),
+        pages,
+        columns,
+        statuses: assets::statuses(),
+        idcs: figures.idc.clone(),
+        business_units: figures.business_unit.clone(),
+        oses: figures.os.clone(),
+        manufacturers: figures.manufacturer.clone(),
+        tags: figures.tags.clone(),
+        as_of,
+        csv_href: filters.url("/assets/export.csv"),
+        xlsx_href: filters.url("/assets/export.xlsx"),
+        audit_href,
+        params,
+        page,
+    };
+    // htmx asks for the results only (live search); everyone else gets the page.
+    let partial = headers.get("hx-target").and_then(|v| v.to_str().ok()) == Some("results");
+    let mut response =
+        templates::render(if partial { "asset_rows.html" } else { "assets.html" }, &list_page)?.into_response();
+    response.headers_mut().insert(header::VARY, HeaderValue::from_static("HX-Request, HX-Target"));
+    Ok(response)
+}
+
+fn download(body: Vec<u8>, content_type: &'static str, filename: &str) -> Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    response
+}
+
+fn describe(params: &ListParams) -> String {
+    let text = serde_urlencoded::to_string(params.filters_only()).unwrap_or_default();
+    if text.is_empty() { "all assets".to_owned() } else { text }
+}
+
+/// `GET /assets/export.csv`: exactly the filtered list (every page), as CSV.
+pub async fn export_csv(
+    State(state): State<Arc<WebState>>,
+    user: CurrentUser,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, WebError> {
+    user.require(Role::Viewer)?;
+    let params: ListParams = parse_query(raw.as_deref())?;
+    let body = crate::reporting::export::list_csv(&state.app.db, &params.filters_only().list_query()).await?;
+    audit::record_from(&state.app.db, &user.session.name, "export.csv", &describe(&params), user.client_ip.as_deref())
+        .await?;
+    let name = format!("cmdb-assets-{}.csv", Utc::now().format("%Y%m%d-%H%M%S"));
+    Ok(download(body, "text/csv; charset=utf-8", &name))
+}
+
+/// `GET /assets/export.xlsx`: exactly the filtered list (every page), as XLSX.
+pub async fn export_xlsx(
+    State(state): State<Arc<WebState>>,
+    user: CurrentUser,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, WebError> {
+    user.require(Role::Viewer)?;
+    let params: ListParams = parse_query(raw.as_deref())?;
+    let body = crate::reporting::export::list_xlsx(&state.app.db, &params.filters_only().list_query()).await?;
+    audit::record_from(&state.app.db, &user.session.name, "export.xlsx", &describe(&params), user.client_ip.as_deref())
+        .await?;
+    let name = format!("cmdb-assets-{}.xlsx", Utc::now().format("%Y%m%d-%H%M%S"));
+    Ok(download(body, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", &name))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct AuditParams {
+    as_of: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// `GET /assets/audit.xlsx?as_of=2026-12-31[&from=..&to=..]`: the year-end audit workbook: assets
+/// as of the date, and every change of the year up to it (or of [from, to]).
+pub async fn export_audit(
+    State(state): State<Arc<WebState>>,
+    user: CurrentUser,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, WebError> {
+    user.require(Role::Viewer)?;
+    let params: AuditParams = parse_query(raw.as_deref())?;
+    let tz = state.app.config.tz();
+    let as_of_text = params.as_of.ok_or_else(|| WebError::BadRequest("as_of (a date) is required".to_owned()))?;
+    let as_of = parse_instant(&as_of_text, tz)?;
+    let from = match params.from.as_deref() {
+        Some(text) => parse_day_start(text, tz)?,
+        None => {
+            let year = as_of.with_timezone(&tz).date_naive();
+            let first = chrono::NaiveDate::from_ymd_opt(chrono::Datelike::year(&year), 1, 1)
+                .ok_or_else(|| WebError::BadRequest("bad year".to_owned()))?;
+            super::start_of(first, tz)?
+        }
+    };
+    let to = match params.to.as_deref() {
+        Some(text) => parse_instant(text, tz)? + chrono::Duration::microseconds(1),
+        None => as_of + chrono::Duration::microseconds(1),
+    };
+    // The workbook takes seconds of CPU for a large inventory and is built in memory: it runs on a
+    // blocking thread so the async workers keep serving pages meanwhile.
+    let db = state.app.db.clone();
+    let body = tokio::task::spawn_blocking(move || {
+        tokio::runtime::Handle::current().block_on(crate::reporting::export::audit_xlsx(&db, as_of, from, to))
+    })
+    .await
+    .map_err(|e| WebError::Internal(format!("the audit workbook task failed: {e}")))??;
+    let detail = format!("as of {as_of_text}, changes {} to {}", from.to_rfc3339(), to.to_rfc3339());
+    audit::record_from(&state.app.db, &user.session.name, "export.audit_xlsx", &detail, user.client_ip.as_deref())
+        .await?;
+    let name = format!("cmdb-audit-{}.xlsx", as_of_text.replace([':', '/'], "-"));
+    Ok(download(body, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", &name))
+}
+
+fn parse_day_start(text: &str, tz: chrono_tz::Tz) -> Result<DateTime<Utc>, WebError> {
+    match chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
+        Ok(day) => super::start_of(day, tz),
+        Err(_) => parse_instant(text, tz),
+    }
+}
+
+/// A table of components (disks, memory modules, interfaces).
+#[derive(Debug, Serialize)]
+struct ComponentTable {
+    section: String,
+    columns: Vec<String>,
+    rows: Vec<Vec<String>>,
+    fields: Vec<(String, String)>,
+}
+
+/// A section shown as name/value pairs.
+#[derive(Debug, Serialize)]
+struct FieldSection {
+    section: String,
+    fields: Vec<(String, String)>,
+}
+
+/// One line of the change timeline.
+#[derive(Debug, Serialize)]
+pub struct ChangeLine {
+    /// Row id.
+    pub id: i64,
+    /// The asset.
+    pub asset_id: i64,
+    /// The asset's current host name (change log only).
+    pub hostname: Option<String>,
+    /// When the server recorded it.
+    pub recorded_at: DateTime<Utc>,
+    /// When the data was collected.
+    pub collected_at: Option<DateTime<Utc>>,
+    /// agent, ssh, salt, legacy or user:<name>.
+    pub source: String,
+    /// Section.
+    pub section: String,
+    /// Component key.
+    pub component: Option<String>,
+    /// Path inside the section or component.
+    pub path: String,
+    /// added, removed, changed.
+    pub action: String,
+    /// Old value as text.
+    pub old: Option<String>,
+    /// New value as text.
+    pub new: Option<String>,
+}
+
+impl ChangeLine {
+    /// A timeline line from a change record.
+    pub fn from_record(record: ChangeRecord, hostname: Option<String>) -> Self {
+        ChangeLine {
+            id: record.id,
+            asset_id: record.asset_id,
+            hostname,
+            recorded_at: record.recorded_at,
+            collected_at: record.collected_at,
+            source: record.source,
+            section: record.section,
+            component: record.component,
+            path: record.path,
+            action: record.action.as_str().to_owned(),
+            old: record.old.as_ref().map(cell),
+            new: record.new.as_ref().map(cell),
+        }
+    }
+}
+
+/// The edit form's values (text as typed).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BusinessForm {
+    idc: String,
+    cabinet: String,
+    cabinet_u: String,
+    business_unit: String,
+    owner: String,
+    status: String,
+    tags: String,
+    manage_address: String,
+    ssh_port: String,
+    salt_minion_id: String,
+    notes: String,
+}
+
+impl BusinessForm {
+    fn from_fields(b: &BusinessFields) -> Self {
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        BusinessForm {
+            idc: text(&b.idc),
+            cabinet: text(&b.cabinet),
+            cabinet_u: b.cabinet_u.map(|u| u.to_string()).unwrap_or_default(),
+            business_unit: text(&b.business_unit),
+            owner: text(&b.owner),
+            status: b.status.as_str().to_owned(),
+            tags: b.tags.join(", "),
+            manage_address: text(&b.manage_address),
+            ssh_port: b.ssh_port.map(|p| p.to_string()).unwrap_or_default(),
+            salt_minion_id: text(&b.salt_minion_id),
+            notes: text(&b.notes),
+        }
+    }
+
+    /// The form as a patch of every field (strings; the model parses numbers and tag lists).
+    fn patch(&self) -> Map<String, Value> {
+        let mut map = Map::new();
+        for (name, value) in [
+            ("idc", &self.idc),
+            ("cabinet", &self.cabinet),
+            ("cabinet_u", &self.cabinet_u),
+            ("business_unit", &self.business_unit),
+            ("owner", &self.owner),
+            ("status", &self.status),
+            ("tags", &self.tags),
+            ("manage_address", &self.manage_address),
+            ("ssh_port", &self.ssh_port),
+            ("salt_minion_id", &self.salt_minion_id),
+            ("notes", &self.notes),
+        ] {
+            let value = value.replace("\r\n", "\n");
+            map.insert(name.to_owned(), if value.trim().is_empty() { Value::Null } else { Value::String(value) });
+        }
+        map
+    }
+}
+
+#[derive(Serialize)]
+struct DetailPage {
+    layout: Layout,
+    asset: AssetDetail,
+    facts: Vec<FieldSection>,
+    components: Vec<ComponentTable>,
+    external: Vec<FieldSection>,
+    form: BusinessForm,
+    orig: BusinessForm,
+    form_error: Option<String>,
+    statuses: Vec<&'static str>,
+    idcs: Vec<Count>,
+    business_units: Vec<Count>,
+    timeline: Vec<ChangeLine>,
+    older: Option<String>,
+    errors: Vec<ErrorLine>,
+    as_of: Option<DateTime<Utc>>,
+    as_of_text: Option<String>,
+    saved: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct DetailParams {
+    as_of: Option<String>,
+    before: Option<i64>,
+    saved: Option<u8>,
+}
+
+const TIMELINE_PAGE: i64 = 100;
+const FACT_SECTIONS: &[&str] = &["host", "basic", "cpu", "board"];
+
+fn field_pairs(data: &Value, skip: Option<&str>) -> Vec<(String, String)> {
+    match data {
+        Value::Object(map) => {
+            map.iter().filter(|(k, _)| Some(k.as_str()) != skip).map(|(k, v)| (k.clone(), cell(v))).collect()
+        }
+        other => vec![(String::new(), cell(other))],
+    }
+}
+
+fn component_table(section: &str, list_key: &str, data: &Value) -> ComponentTable {
+    let items: Vec<&Map<String, Value>> = data
+        .get(list_key)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_object).collect())
+        .unwrap_or_default();
+    // Columns: the union of keys, in first-seen order (the collectors' own field order is sorted).
+    let mut columns: Vec<String> = Vec::new();
+    for item in &items {
+        for key in item.keys() {
+            if !columns.contains(key) {
+                columns.push(key.clone());
+            }
+        }
+    }
+    let rows =
+        items.iter().map(|item| columns.iter().map(|c| item.get(c).map(cell).unwrap_or_default()).collect()).collect();
+    ComponentTable { section: section.to_owned(), columns, rows, fields: field_pairs(data, Some(list_key)) }
+}
+
+async fn render_detail(
+    state: &WebState,
+    user: &CurrentUser,
+    id: i64,
+    params: DetailParams,
+    form: Option<(BusinessForm, String)>,
+) -> Result<Response, WebError> {
+    let db = &state.app.db;
+    let tz = state.app.config.tz();
+    let as_of = params.as_of.as_deref().map(|t| parse_instant(t, tz)).transpose()?;
+    let asset = match as_of {
+        Some(at) => crate::reporting::asof::asset_as_of(db, id, at)
+            .await?
+            .ok_or_else(|| WebError::NotFound(format!("asset {id} did not exist yet at {}", at.to_rfc3339())))?,
+        None => assets::detail(db, id).await?,
+    };
+    let mut facts = Vec::new();
+    let mut components = Vec::new();
+    let mut external = Vec::new();
+    for name in FACT_SECTIONS {
+        if let Some(data) = asset.sections.get(*name) {
+            facts.push(FieldSection { section: (*name).to_owned(), fields: field_pairs(data, None) });
+        }
+    }
+    for (name, data) in &asset.sections {
+        if FACT_SECTIONS.contains(&name.as_str()) {
+            continue;
+        }
+        match component_list(name) {
+            Some((list_key, _)) => components.push(component_table(name, list_key, data)),
+            None => external.push(FieldSection { section: name.clone(), fields: field_pairs(data, None) }),
+        }
+    }
+    // The timeline: newest first, one page, never past the as-of instant.
+    let before = params.before.unwrap_or(i64::MAX);
+    let recorded_limit = as_of.map(|t| t.timestamp_micros()).unwrap_or(i64::MAX);
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {CHANGE_COLUMNS} FROM changes WHERE asset_id = $1 AND id < $2 AND recorded_at <= $3 ORDER BY id DESC LIMIT $4"
+    )))
+    .bind(id)
+    .bind(before)
+    .bind(recorded_limit)
+    .bind(TIMELINE_PAGE)
+    .fetch_all(db.reader())
+    .await?;
+    let records = rows.iter().map(store::change_row).collect::<Result<Vec<_>, _>>()?;
+    let older = (records.len() as i64 == TIMELINE_PAGE).then(|| {
+        let last = records.last().map(|r| r.id.to_string()).unwrap_or_default();
+        let mut pairs = vec![("before", last.as_str())];
+        if let Some(a) = params.as_of.as_deref() {
+            pairs.push(("as_of", a));
+        }
+        format!("/assets/{id}?{}#timeline", query_string(&pairs))
+    });
+    let timeline = records.into_iter().map(|r| ChangeLine::from_record(r, None)).collect();
+    let rows = sqlx::query(
+        "SELECT id, asset_id, hostname, source, section, message, collected_at, recorded_at \
+         FROM collection_errors WHERE asset_id = $1 AND recorded_at <= $2 ORDER BY id DESC LIMIT 20",
+    )
+    .bind(id)
+    .bind(recorded_limit)
+    .fetch_all(db.reader())
+    .await?;
+    let errors = rows.iter().map(error_line).collect::<Result<Vec<_>, _>>()?;
+    let figures = state.figures().await?;
+    let status = if form.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    let (form, form_error) = match form {
+        Some((form, error)) => (form, Some(error)),
+        None => (BusinessForm::from_fields(&asset.business), None),
+    };
+    let page = DetailPage {
+        layout: user.layout(state, "assets"),
+        orig: BusinessForm::from_fields(&asset.business),
+        facts,
+        components,
+        external,
+        form,
+        form_error,
+        statuses: assets::statuses(),
+        idcs: figures.idc.clone(),
+        business_units: figures.business_unit.clone(),
+        timeline,
+        older,
+        errors,
+        as_of,
+        as_of_text: params.as_of.clone(),
+        saved: params.saved.is_some(),
+        asset,
+    };
+    Ok((status, templates::render("asset.html", &page)?).into_response())
+}
+
+/// `GET /assets/{id}`.
+pub async fn detail(
+    State(state): State<Arc<WebState>>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, WebError> {
+    user.require(Role::Viewer)?;
+    let params: DetailParams = parse_query(raw.as_deref())?;
+    render_detail(&state, &user, id, params, None).await
+}
+
+/// The edit form: the values as submitted (`owner`) and as they were when the page was loaded
+/// (`orig_owner`), for every field.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct BusinessFormFields {
+    idc: String,
+    cabinet: String,
+    cabinet_u: String,
+    business_unit: String,
+    owner: String,
+    status: String,
+    tags: String,
+    manage_address: String,
+    ssh_port: String,
+    salt_minion_id: String,
+    notes: String,
+    orig_idc: String,
+    orig_cabinet: String,
+    orig_cabinet_u: String,
+    orig_business_unit: String,
+    orig_owner: String,
+    orig_status: String,
+    orig_tags: String,
+    orig_manage_address: String,
+    orig_ssh_port: String,
+    orig_salt_minion_id: String,
+    orig_notes: String,
+}
+
+impl BusinessFormFields {
+    fn split(&self) -> (BusinessForm, BusinessForm) {
+        let f = self;
+        (
+            BusinessForm {
+                idc: f.idc.clone(),
+                cabinet: f.cabinet.clone(),
+                cabinet_u: f.cabinet_u.clone(),
+                business_unit: f.business_unit.clone(),
+                owner: f.owner.clone(),
+                status: f.status.clone(),
+                tags: f.tags.clone(),
+                manage_address: f.manage_address.clone(),
+                ssh_port: f.ssh_port.clone(),
+                salt_minion_id: f.salt_minion_id.clone(),
+                notes: f.notes.clone(),
+            },
+            BusinessForm {
+                idc: f.orig_idc.clone(),
+                cabinet: f.orig_cabinet.clone(),
+                cabinet_u: f.orig_cabinet_u.clone(),
+                business_unit: f.orig_business_unit.clone(),
+                owner: f.orig_owner.clone(),
+                status: f.orig_status.clone(),
+                tags: f.orig_tags.clone(),
+                manage_address: f.orig_manage_address.clone(),
+                ssh_port: f.orig_ssh_port.clone(),
+                salt_minion_id: f.orig_salt_minion_id.clone(),
+                notes: f.orig_notes.clone(),
+            },
+        )
+    }
+}
+
+/// `POST /assets/{id}/business`: an editor changes business fields. Only the fields the person
+/// changed are written, so two people editing different fields of one asset do not undo each
+/// other; a field someone else changed since the form was loaded is refused, not overwritten.
+pub async fn edit_business(
+    State(state): State<Arc<WebState>>,
+    Path(id): Path<i64>,
+    posted: Posted<BusinessFormFields>,
+) -> Result<Response, WebError> {
+    let user = &posted.user;
+    user.require(Role::Editor)?;
+    let db = &state.app.db;
+    let (submitted, original) = posted.form.split();
+    let empty = BusinessFields::default();
+    let parse = |form: &BusinessForm| empty.patched(&form.patch());
+    let new = match parse(&submitted) {
+        Ok(fields) => fields.to_fields(),
+        Err(e) => {
+            return render_detail(&state, user, id, DetailParams::default(), Some((submitted, e.to_string()))).await;
+        }
+    };
+    let old = parse(&original)
+        .map_err(|e| WebError::BadRequest(format!("the form's original values are invalid: {e}")))?
+        .to_fields();
+    let current = assets::detail(db, id).await?.business.to_fields();
+    let mut patch = Map::new();
+    let mut conflicts = Vec::new();
+    for name in FIELD_NAMES {
+        let (before, after) = (old.get(*name), new.get(*name));
+        if before == after {
+            continue;
+        }
+        if current.get(*name) != before {
+            conflicts.push(*name);
+        }
+        patch.insert((*name).to_owned(), after.cloned().unwrap_or(Value::Null));
+    }
+    if !conflicts.is_empty() {
+        let message = format!(
+            "Someone else changed {} since you opened this page. Your values are kept below; check them against the timeline and save again.",
+            conflicts.join(", ")
+        );
+        // The form now carries the current values as its originals, so saving again applies.
+        return render_detail(&state, user, id, DetailParams::default(), Some((submitted, message))).await;
+    }
+    if !patch.is_empty() {
+        let source = user.session.principal().source();
+        let changes = assets::patch_business(db, id, &source, &patch).await?;
+        tracing::info!(user = %user.session.name, asset_id = id, changes, "business fields edited");
+    }
+    Ok(Redirect::to(&format!("/assets/{id}?saved=1#business")).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_urls_keep_filters_and_drop_empties() {
+        let params =
+            ListParams { q: Some("web 01".into()), status: Some("online".into()), page: Some(3), ..Default::default() };
+        assert_eq!(params.url("/assets"), "/assets?q=web+01&status=online&page=3");
+        assert_eq!(params.filters_only().url("/assets/export.csv"), "/assets/export.csv?q=web+01&status=online");
+        assert_eq!(ListParams::default().url("/assets"), "/assets");
+    }
+
+    #[test]
+    fn component_tables_take_the_union_of_columns() {
+        let data =
+            serde_json::json!({"total_mb": 2, "modules": [{"slot": "A1", "sn": "x"}, {"slot": "A2", "type": "DDR4"}]});
+        let table = component_table("memory", "modules", &data);
+        assert_eq!(table.columns, vec!["slot", "sn", "type"]);
+        assert_eq!(table.rows, vec![vec!["A1", "x", ""], vec!["A2", "", "DDR4"]]);
+        assert_eq!(table.fields, vec![("total_mb".to_owned(), "2".to_owned())]);
+    }
+
+    #[test]
+    fn form_patch_clears_empty_fields() {
+        let form =
+            BusinessForm { owner: "ops".into(), tags: "a, b".into(), status: "online".into(), ..Default::default() };
+        let fields = BusinessFields::default().patched(&form.patch()).expect("valid");
+        assert_eq!(fields.owner.as_deref(), Some("ops"));
+        assert_eq!(fields.tags, vec!["a", "b"]);
+        assert_eq!(fields.idc, None);
+    }
+}

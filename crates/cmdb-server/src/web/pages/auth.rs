@@ -1,0 +1,321 @@
+//! Login, logout and "change my password".
+
+use std::sync::Arc;
+
+use axum::extract::{RawQuery, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use super::{CurrentUser, Layout, Posted, parse_query};
+use crate::web::error::WebError;
+use crate::web::session::{self, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
+use crate::web::throttle::{self, Scope};
+use crate::web::{WebState, audit, templates, users};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct NextQuery {
+    next: Option<String>,
+}
+
+/// Where to go after login: a local path only (never `//host` or `/\host`, which browsers treat as
+/// another site).
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && !n.starts_with("/login") => {
+            n.to_owned()
+        }
+        _ => "/".to_owned(),
+    }
+}
+
+#[derive(Serialize)]
+struct LoginPage<'a> {
+    csrf: &'a str,
+    next: &'a str,
+    name: &'a str,
+    error: Option<String>,
+}
+
+fn login_page(
+    status: StatusCode,
+    csrf: &str,
+    next: &str,
+    name: &str,
+    error: Option<String>,
+    secure: bool,
+) -> Result<Response, WebError> {
+    let html = templates::render("login.html", &LoginPage { csrf, next, name, error })?;
+    let mut response = (status, html).into_response();
+    let cookie = session::set_cookie(LOGIN_CSRF_COOKIE, csrf, 3600, "Strict", "/login", secure);
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+/// `GET /login`.
+pub async fn login_form(
+    State(state): State<Arc<WebState>>,
+    parts: Parts,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, WebError> {
+    let query: NextQuery = parse_query(raw.as_deref()).unwrap_or_default();
+    let next = safe_next(query.next.as_deref());
+    // Already logged in: nothing to do here.
+    if let Some(id) = session::cookie(&parts.headers, SESSION_COOKIE)
+        && session::lookup(&state.app.db, &state.settings, id).await?.is_some()
+    {
+        return Ok(Redirect::to(&next).into_response());
+    }
+    let csrf = session::random_token();
+    login_page(StatusCode::OK, &csrf, &next, "", None, session::is_tls(&parts, &state.settings))
+}
+
+/// The login form's fields.
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+impl std::fmt::Debug for LoginForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The password never reaches a log line, even through a debug print.
+        f.debug_struct("LoginForm").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// `POST /login`: checks the pre-session CSRF token, the throttle, then the password; on success
+/// creates a new session (any session cookie sent along is ended first).
+pub async fn login(
+    State(state): State<Arc<WebState>>,
+    parts: Parts,
+    body: axum::body::Bytes,
+) -> Result<Response, WebError> {
+    let secure = session::is_tls(&parts, &state.settings);
+    let form: LoginForm =
+        serde_urlencoded::from_bytes(&body).map_err(|e| WebError::BadRequest(format!("malformed login form: {e}")))?;
+    let next = safe_next(form.next.as_deref());
+    let cookie_token = session::cookie(&parts.headers, LOGIN_CSRF_COOKIE).unwrap_or("");
+    let csrf_ok = !cookie_token.is_empty() && bool::from(cookie_token.as_bytes().ct_eq(form.csrf.as_bytes()));
+    let fresh = session::random_token();
+    if !csrf_ok {
+        tracing::warn!("login refused: missing or wrong login CSRF token");
+        return login_page(
+            StatusCode::FORBIDDEN,
+            &fresh,
+            &next,
+            &form.name,
+            Some("The login form expired or did not come from this site. Please try again.".to_owned()),
+            secure,
+        );
+    }
+    let db = &state.app.db;
+    let ip = session::client_ip(&parts, &state.settings).map(|ip| ip.to_string());
+    let name = users::normalize_name(&form.name).unwrap_or_default();
+    let mut scopes = vec![Scope::user(&name)];
+    if let Some(ip) = &ip {
+        scopes.push(Scope::ip(ip));
+    }
+    let now = crate::db::now_us();
+    let wait = throttle::blocked_for(db, &scopes, now).await?;
+    if wait > 0 {
+        let known = users::find(db, &name).await?.is_some();
+        let actor = if known { name.as_str() } else { "-" };
+        audit::record_from(db, actor, "login_throttled", &format!("blocked for {wait} s"), ip.as_deref()).await?;
+        tracing::warn!(user = actor, client_ip = ip.as_deref().unwrap_or("-"), wait, "login refused: throttled");
+        return login_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            &fresh,
+            &next,
+            &form.name,
+            Some(format!("Too many failed logins. Try again in {wait} seconds.")),
+            secure,
+        );
+    }
+    let Some(user) = users::authenticate(db, &form.name, &form.password).await? else {
+        let wait = throttle::fail(db, &scopes, now).await?;
+        let known = users::find(db, &name).await?.is_some();
+        // An unknown name may be a password typed into the wrong field: it is not recorded.
+        let (actor, detail) =
+            if known { (name.as_str(), "wrong password or disabled account") } else { ("-", "unknown user name") };
+        audit::record_from(db, actor, "login_failed", detail, ip.as_deref()).await?;
+        tracing::warn!(user = actor, client_ip = ip.as_deref().unwrap_or("-"), "login failed");
+        let mut message = "Wrong user name or password.".to_owned();
+        if wait > 0 {
+            message.push_str(&format!(" Further attempts are blocked for {wait} seconds."));
+        }
+        return login_page(StatusCode::UNAUTHORIZED, &fresh, &next, &form.name, Some(message), secure);
+    };
+    throttle::clear(db, &Scope::user(&user.name)).await?;
+    // Rotation: whatever session the browser had is ended, and the new one gets a new id.
+    if let Some(old) = session::cookie(&parts.headers, SESSION_COOKIE) {
+        session::destroy(db, old).await?;
+    }
+    let id = session::create(db, &state.settings, user.id, ip.as_deref()).await?;
+    audit::record_from(db, &user.name, "login", &format!("role {}", user.role.as_str()), ip.as_deref()).await?;
+    tracing::info!(user = %user.name, client_ip = ip.as_deref().unwrap_or("-"), "login");
+    let target = if user.must_change_password { "/account".to_owned() } else { next };
+    let mut response = Redirect::to(&target).into_response();
+    let max_age = state.settings.session_absolute.as_secs();
+    let headers = response.headers_mut();
+    for cookie in [
+        session::set_cookie(SESSION_COOKIE, &id, max_age, "Lax", "/", secure),
+        session::set_cookie(LOGIN_CSRF_COOKIE, "", 0, "Strict", "/login", secure),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            headers.append(header::SET_COOKIE, value);
+        }
+    }
+    Ok(response)
+}
+
+/// A form with nothing but the CSRF token.
+#[derive(Debug, Deserialize)]
+pub struct EmptyForm {}
+
+/// `POST /logout`.
+pub async fn logout(
+    State(state): State<Arc<WebState>>,
+    headers: HeaderMap,
+    parts_tls: TlsFlag,
+    posted: Posted<EmptyForm>,
+) -> Result<Response, WebError> {
+    let db = &state.app.db;
+    if let Some(id) = session::cookie(&headers, SESSION_COOKIE) {
+        session::destroy(db, id).await?;
+    }
+    let user = &posted.user;
+    audit::record_from(db, &user.session.name, "logout", "", user.client_ip.as_deref()).await?;
+    let mut response = Redirect::to("/login").into_response();
+    let cookie = session::set_cookie(SESSION_COOKIE, "", 0, "Lax", "/", parts_tls.0);
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+/// Whether the request came over TLS (for cookie attributes).
+#[derive(Debug, Clone, Copy)]
+pub struct TlsFlag(pub bool);
+
+impl axum::extract::FromRequestParts<Arc<WebState>> for TlsFlag {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<WebState>) -> Result<Self, Self::Rejection> {
+        Ok(TlsFlag(session::is_tls(parts, &state.settings)))
+    }
+}
+
+#[derive(Serialize)]
+struct AccountPage {
+    layout: Layout,
+    must_change: bool,
+    error: Option<String>,
+    done: bool,
+}
+
+/// `GET /account`: change my password.
+pub async fn account(State(state): State<Arc<WebState>>, user: CurrentUser) -> Result<Response, WebError> {
+    let page = AccountPage {
+        layout: user.layout(&state, "account"),
+        must_change: user.session.must_change_password,
+        error: None,
+        done: false,
+    };
+    Ok(templates::render("account.html", &page)?.into_response())
+}
+
+/// The password form's fields.
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    current: String,
+    #[serde(default)]
+    new: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+impl std::fmt::Debug for PasswordForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordForm { .. }")
+    }
+}
+
+/// `POST /account`: checks the current password, sets the new one, ends every session of the user
+/// and starts a fresh one for this browser.
+pub async fn change_password(
+    State(state): State<Arc<WebState>>,
+    tls: TlsFlag,
+    posted: Posted<PasswordForm>,
+) -> Result<Response, WebError> {
+    let db = &state.app.db;
+    let user = &posted.user;
+    let form = &posted.form;
+    let fail = |message: String| -> Result<Response, WebError> {
+        let page = AccountPage {
+            layout: user.layout(&state, "account"),
+            must_change: user.session.must_change_password,
+            error: Some(message),
+            done: false,
+        };
+        Ok((StatusCode::UNPROCESSABLE_ENTITY, templates::render("account.html", &page)?).into_response())
+    };
+    if !users::check_current_password(db, user.session.user_id, &form.current).await? {
+        return fail("The current password is wrong.".to_owned());
+    }
+    if form.new != form.confirm {
+        return fail("The new password and its confirmation differ.".to_owned());
+    }
+    if form.new == form.current {
+        return fail("The new password must differ from the current one.".to_owned());
+    }
+    if let Err(e) = users::check_password(&form.new) {
+        return fail(e.to_string());
+    }
+    users::set_password(db, user.session.user_id, &form.new, false).await?;
+    if user.session.must_change_password {
+        users::forget_first_password(&state.app.config.data_dir, &form.current);
+    }
+    audit::record_from(
+        db,
+        &user.session.name,
+        "user.password_change",
+        &format!("user {}", user.session.name),
+        user.client_ip.as_deref(),
+    )
+    .await?;
+    let id = session::create(db, &state.settings, user.session.user_id, user.client_ip.as_deref()).await?;
+    let mut response = Redirect::to("/").into_response();
+    let cookie = session::set_cookie(SESSION_COOKIE, &id, state.settings.session_absolute.as_secs(), "Lax", "/", tls.0);
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_on_this_site() {
+        assert_eq!(safe_next(Some("/assets?q=web")), "/assets?q=web");
+        assert_eq!(safe_next(Some("//evil.example/")), "/");
+        assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        assert_eq!(safe_next(Some("https://evil.example/")), "/");
+        assert_eq!(safe_next(Some("/login?next=/x")), "/");
+        assert_eq!(safe_next(None), "/");
+    }
+}
