@@ -1,16 +1,543 @@
-//! The year-end audit: the as-of view rebuilt from history, exports (CSV, XLSX), CSV import of
-//! hosts and business fields, and the OpenAPI document. Skeleton: being written.
+//! The year-end audit: the as-of view rebuilt from history ([`asof`]), exports as CSV and XLSX
+//! ([`export`]), CSV import of hosts and business fields ([`import`]), managed lists of IDC,
+//! business unit and tag values ([`lists`]), and the OpenAPI document ([`openapi`]).
+//!
+//! Routes (all under `/api/v1` but the docs page; roles via bearer tokens):
+//! - `GET /audit/assets?as_of=`, `GET /audit/assets/{id}?as_of=`: the as-of view (viewer).
+//! - `GET|POST /audit/snapshots`: snapshots (viewer reads, admin takes one).
+//! - `GET /audit/export.xlsx?as_of=&from=&to=` and `/audit/{assets,components,changes}.csv`.
+//! - `GET /export/assets.csv|.xlsx?<list filters>[&as_of=]`: the list export.
+//! - `POST /import/csv?dry_run=`: CSV import (editor).
+//! - `GET /lists`, `GET|POST /lists/{list}`, `PATCH|DELETE /lists/{list}/{value}`.
+//! - `GET /openapi.json` and `GET /api/docs`.
 
 use std::sync::Arc;
 
-use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
 
+use crate::api::{Shared, require};
 use crate::app::AppState;
+use crate::assets::{AssetDetail, AssetPage, ListQuery};
+use crate::auth::{Principal, Role};
+use crate::error::ApiError;
 
 pub mod asof;
 pub mod export;
+pub mod import;
+pub mod lists;
+pub mod openapi;
 
 /// Routes of the audit API.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new().with_state(state)
+    Router::new()
+        .route("/api/v1/audit/assets", get(audit_assets))
+        .route("/api/v1/audit/assets/{id}", get(audit_asset))
+        .route("/api/v1/audit/snapshots", get(list_snapshots).post(take_snapshot))
+        .route("/api/v1/audit/export.xlsx", get(audit_workbook))
+        .route("/api/v1/audit/assets.csv", get(audit_assets_csv))
+        .route("/api/v1/audit/components.csv", get(audit_components_csv))
+        .route("/api/v1/audit/changes.csv", get(audit_changes_csv))
+        .route("/api/v1/export/assets.csv", get(export_assets_csv))
+        .route("/api/v1/export/assets.xlsx", get(export_assets_xlsx))
+        .route("/api/v1/import/csv", post(import_csv))
+        .route("/api/v1/lists", get(all_lists))
+        .route("/api/v1/lists/{list}", get(one_list).post(add_value))
+        .route("/api/v1/lists/{list}/{value}", patch(describe_value).delete(remove_value))
+        .route("/api/v1/openapi.json", get(openapi_json))
+        .route("/api/docs", get(api_docs))
+        .with_state(state)
+}
+
+/// Parses a moment given as RFC 3339, or as a date (`YYYY-MM-DD`, UTC) meaning its first or last
+/// microsecond.
+pub fn parse_moment(name: &str, text: &str, end_of_day: bool) -> Result<DateTime<Utc>, ApiError> {
+    let text = text.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        let start = date.and_hms_opt(0, 0, 0).map(|t| Utc.from_utc_datetime(&t));
+        if let Some(start) = start {
+            return Ok(if end_of_day {
+                start + chrono::Duration::days(1) - chrono::Duration::microseconds(1)
+            } else {
+                start
+            });
+        }
+    }
+    Err(ApiError::BadRequest(format!(
+        "{name} must be RFC 3339 (2025-12-31T23:59:59Z) or a date (2025-12-31), not {text:?}"
+    )))
+}
+
+/// The `as_of` query parameter.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct AsOfParam {
+    /// RFC 3339 or a date.
+    pub as_of: Option<String>,
+}
+
+impl AsOfParam {
+    /// The moment, when given.
+    pub fn moment(&self) -> Result<Option<DateTime<Utc>>, ApiError> {
+        self.as_of.as_deref().filter(|t| !t.trim().is_empty()).map(|t| parse_moment("as_of", t, true)).transpose()
+    }
+
+    /// The moment, which must be given.
+    pub fn required(&self) -> Result<DateTime<Utc>, ApiError> {
+        self.moment()?
+            .ok_or_else(|| ApiError::BadRequest("as_of is required (e.g. as_of=2025-12-31T23:59:59Z)".to_owned()))
+    }
+}
+
+/// `GET /api/v1/audit/assets?as_of=`: the list as it stood then.
+async fn audit_assets(
+    State(state): State<Shared>,
+    principal: Principal,
+    Query(query): Query<ListQuery>,
+    Query(at): Query<AsOfParam>,
+) -> Result<Json<AssetPage>, ApiError> {
+    require(&principal, Role::Viewer)?;
+    Ok(Json(asof::list_as_of(&state.db, at.required()?, &query).await?))
+}
+
+/// `GET /api/v1/audit/assets/{id}?as_of=`: one asset as it stood then.
+async fn audit_asset(
+    State(state): State<Shared>,
+    principal: Principal,
+    Path(id): Path<i64>,
+    Query(at): Query<AsOfParam>,
+) -> Result<Json<AssetDetail>, ApiError> {
+    require(&principal, Role::Viewer)?;
+    let at = at.required()?;
+    asof::asset_as_of(&state.db, id, at)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("asset {id} did not exist at {}", at.to_rfc3339())))
+}
+
+/// `GET /api/v1/audit/snapshots`.
+async fn list_snapshots(State(state): State<Shared>, principal: Principal) -> Result<Json<Value>, ApiError> {
+    require(&principal, Role::Viewer)?;
+    Ok(Json(json!({"items": asof::snapshots(&state.db).await?})))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SnapshotBody {
+    at: Option<String>,
+}
+
+/// Reads an optional JSON body into `T`: empty is `T::default()`.
+fn json_body<T: serde::de::DeserializeOwned + Default>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    optional: bool,
+) -> Result<T, ApiError> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::BadRequest("request body too large".to_owned())
+        } else {
+            ApiError::BadRequest(format!("cannot read the request body: {e}"))
+        }
+    })?;
+    if optional && body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !content_type.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type must be application/json, not {:?}",
+            if content_type.is_empty() { "(none)" } else { content_type }
+        )));
+    }
+    let value: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
+    serde_json::from_value(value).map_err(|e| ApiError::Invalid { pointer: String::new(), message: e.to_string() })
+}
+
+/// `POST /api/v1/audit/snapshots` (admin): take a snapshot.
+async fn take_snapshot(
+    State(state): State<Shared>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<asof::SnapshotInfo>, ApiError> {
+    require(&principal, Role::Admin)?;
+    let body: SnapshotBody = json_body(&headers, body, true)?;
+    let at = match body.at.as_deref() {
+        Some(text) => parse_moment("at", text, true)?,
+        None => Utc::now() - chrono::Duration::seconds(asof::SETTLE_SECS),
+    };
+    let info = asof::snapshot(&state.db, at, &format!("manual:{}", principal.name)).await?;
+    audit(&state, &principal, "snapshot.take", &format!("snapshot {} at {}", info.id, info.taken_at.to_rfc3339()))
+        .await;
+    Ok(Json(info))
+}
+
+/// Records an audited action; a failure to record is logged, not fatal to the request.
+async fn audit(state: &Shared, principal: &Principal, action: &str, detail: &str) {
+    if let Err(e) = crate::web::audit::record(&state.db, &principal.name, action, detail).await {
+        tracing::warn!(error = %e, action, "cannot write the audit log");
+    }
+}
+
+fn download(bytes: Vec<u8>, content_type: &'static str, filename: &str) -> Response {
+    let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\""))
+        .unwrap_or(HeaderValue::from_static("attachment"));
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+const CSV: &str = "text/csv; charset=utf-8";
+const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+
+/// Describes list filters for the audit log.
+fn describe_filters(query: &ListQuery, at: Option<DateTime<Utc>>) -> String {
+    let mut parts = Vec::new();
+    for (name, value) in [
+        ("q", &query.q),
+        ("status", &query.status),
+        ("idc", &query.idc),
+        ("business_unit", &query.business_unit),
+        ("tag", &query.tag),
+        ("os", &query.os),
+        ("manufacturer", &query.manufacturer),
+        ("owner", &query.owner),
+    ] {
+        if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
+            parts.push(format!("{name}={value}"));
+        }
+    }
+    if let Some(at) = at {
+        parts.push(format!("as_of={}", at.to_rfc3339()));
+    }
+    if parts.is_empty() { "all assets".to_owned() } else { parts.join(" ") }
+}
+
+fn stamp(at: Option<DateTime<Utc>>) -> String {
+    at.unwrap_or_else(Utc::now).format("%Y%m%d-%H%M%S").to_string()
+}
+
+/// `GET /api/v1/export/assets.csv`.
+async fn export_assets_csv(
+    State(state): State<Shared>,
+    principal: Principal,
+    Query(query): Query<ListQuery>,
+    Query(at): Query<AsOfParam>,
+) -> Result<Response, ApiError> {
+    require(&principal, Role::Viewer)?;
+    let at = at.moment()?;
+    let items = match at {
+        Some(at) => export::list_items_as_of(&state.db, at, &query).await?,
+        None => export::list_items(&state.db, &query).await?,
+    };
+    let bytes = export::items_csv(&items)?;
+    audit(&state, &principal, "export.csv", &format!("{} assets: {}", items.len(), describe_filters(&query, at))).await;
+    Ok(download(bytes, CSV, &format!("cmdb-assets-{}.csv", stamp(at))))
+}
+
+/// `GET /api/v1/export/assets.xlsx`.
+async fn export_assets_xlsx(
+    State(state): State<Shared>,
+    principal: Principal,
+    Query(query): Query<ListQuery>,
+    Query(at): Query<AsOfParam>,
+) -> Result<Response, ApiError> {
+    require(&principal, Role::Viewer)?;
+    let at = at.moment()?;
+    let items = match at {
+        Some(at) => export::list_items_as_of(&state.db, at, &query).await?,
+        None => export::list_items(&state.db, &query).await?,
+    };
+    let bytes = export::items_xlsx(&items)?;
+    audit(&state, &principal, "export.xlsx", &format!("{} assets: {}", items.len(), describe_filters(&query, at)))
+        .await;
+    Ok(download(bytes, XLSX, &format!("cmdb-assets-{}.xlsx", stamp(at))))
+}
+
+/// Query of the audit exports.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct AuditParams {
+    as_of: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+impl AuditParams {
+    /// (as_of, from, to); the period defaults to the start of as_of's year up to and including as_of.
+    fn resolve(&self) -> Result<(DateTime<Utc>, DateTime<Utc>, DateTime<Utc>), ApiError> {
+        let as_of = AsOfParam { as_of: self.as_of.clone() }.required()?;
+        let from = match self.from.as_deref().filter(|t| !t.trim().is_empty()) {
+            Some(text) => parse_moment("from", text, false)?,
+            None => Utc.with_ymd_and_hms(as_of.year(), 1, 1, 0, 0, 0).single().unwrap_or(as_of),
+        };
+        let to = match self.to.as_deref().filter(|t| !t.trim().is_empty()) {
+            Some(text) => parse_moment("to", text, true)?,
+            None => as_of + chrono::Duration::microseconds(1),
+        };
+        if from > to {
+            return Err(ApiError::BadRequest("from is after to".to_owned()));
+        }
+        Ok((as_of, from, to))
+    }
+}
+
+/// `GET /api/v1/audit/export.xlsx`.
+async fn audit_workbook(
+    State(state): State<Shared>,
+    principal: Principal,
+    Query(params): Query<AuditParams>,
+) -> Result<Response, ApiError> {
+    require(&principal, Role::Viewer)?;
+    let (as_of, from, to) = params.resolve()?;
+    let bytes = export::audit_xlsx(&state.db, as_of, from, to).await?;
+    audit(
+        &state,
+        &principal,
+        "export.audit",
+        &format!(
+            "audit workbook as of {} with changes from {} to {}",
+            as_of.to_rfc3339(),
+            from.to_rfc3339(),
+            to.to_rfc3339()
+        ),
+    )
+    .await;
+    Ok(download(bytes, XLSX, &format!("cmdb-audit-{}.xlsx", stamp(Some(as_of)))))
+}
+
+/// `GET /api/v1/audit/assets.csv`.
+async fn audit_assets_csv(
+    State(state): State<Shared>,
+    principal: Principal,
+    Query(at): Query<AsOfParam>,
+) -> Result<Response, ApiError> {
+    require(&principal, Role::Viewer)?;
+    let at = at.required()?;
+    let bytes = export::audit_assets_csv(&state.db, at).await?;
+    audit(&state, &principal, "export.audit", &format!("audit assets CSV as of {}", at.to_rfc3339())).await;
+    Ok(download(bytes, CSV, &format!("cmdb-audit-assets-{}.csv", stamp(Some(at)))))
+}
+
+/// `GET /api/v1/audit/components.csv`.
+async fn audit_components_csv(
+    State(state): State<Shared>,
+    principal: Principal,
+    Query(at): Query<AsOfParam>,
+) -> Result<Response, ApiError> {
+    require(&principal, Role::Viewer)?;
+    let at = at.required()?;
+    let bytes = export::audit_components_csv(&state.db, at).await?;
+    audit(&state, &principal, "export.audit", &format!("audit components CSV as of {}", at.to_rfc3339())).await;
+    Ok(download(bytes, CSV, &format!("cmdb-audit-components-{}.csv", stamp(Some(at)))))
+}
+
+/// `GET /api/v1/audit/changes.csv`.
+async fn audit_changes_csv(
+    State(state): State<Shared>,
+    principal: Principal,
+    Query(params): Query<AuditParams>,
+) -> Result<Response, ApiError> {
+    require(&principal, Role::Viewer)?;
+    let (as_of, from, to) = params.resolve()?;
+    let bytes = export::audit_changes_csv(&state.db, from, to).await?;
+    audit(
+        &state,
+        &principal,
+        "export.audit",
+        &format!("audit changes CSV from {} to {}", from.to_rfc3339(), to.to_rfc3339()),
+    )
+    .await;
+    Ok(download(bytes, CSV, &format!("cmdb-audit-changes-{}.csv", stamp(Some(as_of)))))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ImportParams {
+    dry_run: Option<bool>,
+}
+
+/// `POST /api/v1/import/csv?dry_run=` (editor).
+async fn import_csv(
+    State(state): State<Shared>,
+    principal: Principal,
+    Query(params): Query<ImportParams>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    require(&principal, Role::Editor)?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(state.config.body_limit_bytes)
+        } else {
+            ApiError::BadRequest(format!("cannot read the request body: {e}"))
+        }
+    })?;
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if !matches!(essence.as_str(), "text/csv" | "application/csv" | "text/plain") {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type must be text/csv, not {:?}",
+            if content_type.is_empty() { "(none)" } else { content_type }
+        )));
+    }
+    // Safe by default: a forgotten parameter checks, it does not write.
+    let dry_run = params.dry_run.unwrap_or(true);
+    let report = match import::import_csv(&state.db, &principal.source(), &body, dry_run).await {
+        Ok(report) => report,
+        Err(failure) => {
+            tracing::warn!(error = %failure, "CSV import stopped part-way");
+            audit(&state, &principal, "import.csv", &format!("failed: {failure}")).await;
+            return Err(match failure.source {
+                ApiError::Conflict(m) => ApiError::Conflict(format!(
+                    "line {}: {m}; {} line(s) before it were applied",
+                    failure.line, failure.applied
+                )),
+                other => other,
+            });
+        }
+    };
+    if report.applied {
+        audit(
+            &state,
+            &principal,
+            "import.csv",
+            &format!(
+                "{} lines applied ({} created)",
+                report.lines,
+                report.results.iter().filter(|r| r.action == "create").count()
+            ),
+        )
+        .await;
+    }
+    let status =
+        if !report.dry_run && !report.errors.is_empty() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    Ok((status, Json(report)).into_response())
+}
+
+/// `GET /api/v1/lists`.
+async fn all_lists(State(state): State<Shared>, principal: Principal) -> Result<Json<Value>, ApiError> {
+    require(&principal, Role::Viewer)?;
+    let mut out = serde_json::Map::new();
+    for kind in lists::ListKind::ALL {
+        out.insert(
+            kind.as_str().to_owned(),
+            serde_json::to_value(lists::values(&state.db, kind).await?).unwrap_or_default(),
+        );
+    }
+    Ok(Json(Value::Object(out)))
+}
+
+/// `GET /api/v1/lists/{list}`.
+async fn one_list(
+    State(state): State<Shared>,
+    principal: Principal,
+    Path(list): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    require(&principal, Role::Viewer)?;
+    let kind = lists::ListKind::parse(&list)?;
+    Ok(Json(json!({"items": lists::values(&state.db, kind).await?})))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewValue {
+    value: String,
+    #[serde(default)]
+    description: String,
+}
+
+/// `POST /api/v1/lists/{list}` (editor).
+async fn add_value(
+    State(state): State<Shared>,
+    principal: Principal,
+    Path(list): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    require(&principal, Role::Editor)?;
+    let kind = lists::ListKind::parse(&list)?;
+    let body: NewValue = json_body(&headers, body, false)?;
+    let value = lists::add(&state.db, kind, &body.value, &body.description, &principal.name).await?;
+    audit(&state, &principal, "list.add", &format!("{}: {}", kind.as_str(), value.value)).await;
+    Ok((StatusCode::CREATED, Json(value)))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Description {
+    description: String,
+}
+
+/// `PATCH /api/v1/lists/{list}/{value}` (editor).
+async fn describe_value(
+    State(state): State<Shared>,
+    principal: Principal,
+    Path((list, value)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, ApiError> {
+    require(&principal, Role::Editor)?;
+    let kind = lists::ListKind::parse(&list)?;
+    let body: Description = json_body(&headers, body, false)?;
+    lists::describe(&state.db, kind, &value, &body.description).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /api/v1/lists/{list}/{value}` (admin).
+async fn remove_value(
+    State(state): State<Shared>,
+    principal: Principal,
+    Path((list, value)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    require(&principal, Role::Admin)?;
+    let kind = lists::ListKind::parse(&list)?;
+    lists::remove(&state.db, kind, &value).await?;
+    audit(&state, &principal, "list.remove", &format!("{}: {value}", kind.as_str())).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/v1/openapi.json`.
+async fn openapi_json() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], openapi::DOCUMENT.as_str())
+}
+
+/// `GET /api/docs`: the operations, server-rendered (no script, no CDN).
+async fn api_docs() -> Html<&'static str> {
+    Html(openapi::PAGE.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moments_accept_rfc3339_and_dates() {
+        let end = parse_moment("as_of", "2025-12-31", true).expect("date");
+        assert_eq!(end.to_rfc3339(), "2025-12-31T23:59:59.999999+00:00");
+        let start = parse_moment("from", "2025-01-01", false).expect("date");
+        assert_eq!(start.to_rfc3339(), "2025-01-01T00:00:00+00:00");
+        let exact = parse_moment("as_of", "2025-12-31T23:59:59+08:00", true).expect("rfc3339");
+        assert_eq!(exact.to_rfc3339(), "2025-12-31T15:59:59+00:00");
+        assert!(parse_moment("as_of", "last tuesday", true).is_err());
+    }
 }
