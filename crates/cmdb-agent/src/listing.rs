@@ -15,6 +15,18 @@ pub struct CommandLine {
     pub command: String,
     /// True when it needs root.
     pub needs_root: bool,
+    /// Programs the probe tries in turn (`for c in MegaCli64 MegaCli ...`), when it does; the
+    /// sudoers line must name the one the host has.
+    pub candidates: Vec<String>,
+}
+
+impl CommandLine {
+    fn new(command: &str, needs_root: bool, script: &str) -> Self {
+        let candidates = local::candidate_loop(script)
+            .map(|(candidates, _)| candidates.into_iter().map(str::to_owned).collect())
+            .unwrap_or_default();
+        CommandLine { command: command.to_owned(), needs_root, candidates }
+    }
 }
 
 /// One collector as listed.
@@ -36,21 +48,14 @@ pub fn collectors(enabled: &[String], externals: &[ExternalCollector]) -> Vec<Li
         name: "(every report)".to_owned(),
         summary: "Host name and machine id for the report envelope.".to_owned(),
         enabled: true,
-        commands: ENVELOPE_PROBES
-            .iter()
-            .map(|p| CommandLine { command: p.command.to_owned(), needs_root: p.needs_root })
-            .collect(),
+        commands: ENVELOPE_PROBES.iter().map(|p| CommandLine::new(p.command, p.needs_root, p.script)).collect(),
     }];
     for c in COLLECTORS {
         out.push(Listed {
             name: c.name().to_owned(),
             summary: c.summary().to_owned(),
             enabled: enabled.iter().any(|e| e == c.name()),
-            commands: c
-                .probes()
-                .iter()
-                .map(|p| CommandLine { command: p.command.to_owned(), needs_root: p.needs_root })
-                .collect(),
+            commands: c.probes().iter().map(|p| CommandLine::new(p.command, p.needs_root, p.script)).collect(),
         });
     }
     for e in externals {
@@ -58,7 +63,7 @@ pub fn collectors(enabled: &[String], externals: &[ExternalCollector]) -> Vec<Li
             name: e.name.clone(),
             summary: format!("External collector (timeout {}s).", e.timeout.as_secs()),
             enabled: enabled.iter().any(|n| n == &e.name),
-            commands: vec![CommandLine { command: e.command.clone(), needs_root: e.needs_root }],
+            commands: vec![CommandLine::new(&e.command, e.needs_root, "")],
         });
     }
     out
@@ -76,38 +81,51 @@ fn sudoers_escape(text: &str) -> String {
     out
 }
 
-/// A command with its program replaced by an absolute path (sudoers requires one): the file found
-/// in `path`, else `/usr/sbin/<program>`.
-fn absolute_command(command: &str, path: &str) -> String {
-    let mut words = command.split_whitespace();
-    let Some(program) = words.next() else { return String::new() };
-    let program = match local::which(program, path) {
-        Some(found) => found.display().to_string(),
-        None if program.starts_with('/') => program.to_owned(),
-        None => format!("/usr/sbin/{program}"),
-    };
+/// The sudoers entries for one root-only command: its program replaced by an absolute path
+/// (sudoers requires one). A probe that tries several programs gets one entry per program found
+/// in `path`; a program found nowhere is assumed in /usr/sbin and reported as missing.
+fn sudoers_entries(line: &CommandLine, path: &str) -> (Vec<String>, Vec<String>) {
+    let mut words = line.command.split_whitespace();
+    let Some(program) = words.next() else { return (Vec::new(), Vec::new()) };
     let args: Vec<&str> = words.collect();
-    if args.is_empty() { program } else { format!("{program} {}", sudoers_escape(&args.join(" "))) }
+    let with_args = |program: &str| {
+        if args.is_empty() { program.to_owned() } else { format!("{program} {}", sudoers_escape(&args.join(" "))) }
+    };
+    let candidates: Vec<&str> =
+        if line.candidates.is_empty() { vec![program] } else { line.candidates.iter().map(String::as_str).collect() };
+    let found: Vec<String> =
+        candidates.iter().filter_map(|c| local::which(c, path)).map(|p| with_args(&p.display().to_string())).collect();
+    if !found.is_empty() {
+        return (found, Vec::new());
+    }
+    let assumed = if program.starts_with('/') { program.to_owned() } else { format!("/usr/sbin/{program}") };
+    (vec![with_args(&assumed)], vec![program.to_owned()])
 }
 
-/// The sudoers lines for the root-only commands of the enabled collectors, for `user`.
-pub fn sudoers(listed: &[Listed], user: &str, path: &str) -> Vec<String> {
-    let mut commands: Vec<String> = listed
-        .iter()
-        .filter(|l| l.enabled)
-        .flat_map(|l| l.commands.iter())
-        .filter(|c| c.needs_root)
-        .map(|c| absolute_command(&c.command, path))
-        .collect();
-    commands.dedup();
-    if commands.is_empty() {
-        return Vec::new();
+/// The sudoers lines for the root-only commands of the enabled collectors, for `user`, and the
+/// programs this machine does not have (their path in the lines is a guess).
+pub fn sudoers(listed: &[Listed], user: &str, path: &str) -> (Vec<String>, Vec<String>) {
+    let mut commands: Vec<String> = Vec::new();
+    let mut missing: Vec<String> = Vec::new();
+    for line in listed.iter().filter(|l| l.enabled).flat_map(|l| l.commands.iter()).filter(|c| c.needs_root) {
+        let (entries, absent) = sudoers_entries(line, path);
+        for entry in entries {
+            if !commands.contains(&entry) {
+                commands.push(entry);
+            }
+        }
+        missing.extend(absent);
     }
-    vec![
+    missing.dedup();
+    if commands.is_empty() {
+        return (Vec::new(), missing);
+    }
+    let lines = vec![
         // sudo -n over a non-interactive SSH exec has no terminal.
         format!("Defaults:{user} !requiretty"),
         format!("{user} ALL=(root) NOPASSWD: {}", commands.join(", ")),
-    ]
+    ];
+    (lines, missing)
 }
 
 /// The text `cmdb-agent collectors` prints.
@@ -122,7 +140,7 @@ pub fn render(listed: &[Listed], user: &str, path: &str) -> String {
         }
         out.push('\n');
     }
-    let lines = sudoers(listed, user, path);
+    let (lines, missing) = sudoers(listed, user, path);
     if lines.is_empty() {
         out.push_str("No enabled collector needs root.\n");
     } else {
@@ -133,6 +151,13 @@ pub fn render(listed: &[Listed], user: &str, path: &str) -> String {
         );
         for line in lines {
             let _ = writeln!(out, "{line}");
+        }
+        if !missing.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nNot found on this machine (path assumed in /usr/sbin; adjust for your hosts): {}",
+                missing.join(", ")
+            );
         }
     }
     out
@@ -161,7 +186,8 @@ mod tests {
                 assert!(text.contains(&format!("$ {}", p.command)), "{} missing:\n{text}", p.command);
             }
         }
-        let lines = sudoers(&listed, "cmdb", "/nonexistent");
+        let (lines, missing) = sudoers(&listed, "cmdb", "/nonexistent");
+        assert!(missing.contains(&"dmidecode".to_owned()), "{missing:?}");
         assert_eq!(lines[0], "Defaults:cmdb !requiretty");
         assert!(lines[1].contains("/usr/local/bin/raid-facts --level\\=all"), "{}", lines[1]);
         for c in COLLECTORS {
@@ -173,9 +199,28 @@ mod tests {
     }
 
     #[test]
+    fn candidate_programs_found_on_the_host_get_their_own_entries() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        for name in ["MegaCli64", "storcli"] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, "#!/bin/sh\n").expect("write");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        let line = CommandLine::new(
+            "MegaCli -PDList -aALL -NoLog",
+            true,
+            "for c in MegaCli64 MegaCli; do p=$(command -v \"$c\" 2>/dev/null) && exec $SUDO \"$p\" -PDList -aALL -NoLog; done; echo \"MegaCli: command not found\" >&2; exit 127",
+        );
+        let (entries, missing) = sudoers_entries(&line, &dir.path().display().to_string());
+        assert_eq!(entries, vec![format!("{}/MegaCli64 -PDList -aALL -NoLog", dir.path().display())]);
+        assert!(missing.is_empty());
+    }
+
+    #[test]
     fn disabled_collectors_get_no_sudoers_line() {
         let listed = collectors(&["cpu".to_owned()], &[]);
-        assert!(sudoers(&listed, "cmdb", "/nonexistent").is_empty());
+        assert!(sudoers(&listed, "cmdb", "/nonexistent").0.is_empty());
         assert!(render(&listed, "cmdb", "/nonexistent").contains("board  (not enabled)"));
     }
 }

@@ -202,7 +202,7 @@ fn expand_sudo(command: &str, sudo: &str) -> String {
 
 /// The candidates and message of a `for c in A B; do p=$(command -v "$c" 2>/dev/null) && exec
 /// ...; done; echo "MSG" >&2; exit 127` probe.
-fn candidate_loop(script: &str) -> Option<(Vec<&str>, &str)> {
+pub fn candidate_loop(script: &str) -> Option<(Vec<&str>, &str)> {
     let rest = script.trim().strip_prefix("for c in ")?;
     let (list, rest) = rest.split_once("; do p=$(command -v \"$c\" 2>/dev/null) && exec ")?;
     let (_, tail) = rest.split_once("; done; ")?;
