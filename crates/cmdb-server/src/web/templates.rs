@@ -37,8 +37,8 @@ static ENV: LazyLock<Result<Environment<'static>, minijinja::Error>> = LazyLock:
 
 fn build() -> Result<Environment<'static>, minijinja::Error> {
     let mut env = Environment::new();
-    // Undefined attributes are bugs in a handler's context; render them as errors, not blanks.
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    // Lenient (the default): optional URL parameters are left out of the context when unset, and
+    // templates write `params.q or ""`.
     for (name, source) in TEMPLATES {
         env.add_template(name, source)?;
     }
