@@ -23,6 +23,7 @@ use crate::db::{from_us, now_us};
 use crate::error::ApiError;
 use crate::ingest::{self, Disposition, IngestError, NonceUse, Outcome};
 use crate::metrics;
+use crate::reporting::AsOfParam;
 use crate::store::sql::Sql;
 use crate::store::{self, CHANGE_COLUMNS, ChangeRecord};
 
@@ -340,14 +341,18 @@ pub async fn collect_targets(
     Ok(Json(json!({"cutoff": cutoff, "mode": query.mode, "targets": targets})))
 }
 
-/// `GET /api/v1/assets`.
+/// `GET /api/v1/assets[?as_of=]`: the list now, or as it stood at `as_of`.
 pub async fn list_assets(
     State(state): State<Shared>,
     principal: Principal,
     Query(query): Query<ListQuery>,
+    Query(at): Query<AsOfParam>,
 ) -> Result<Json<AssetPage>, ApiError> {
     require(&principal, Role::Viewer)?;
-    Ok(Json(assets::list(&state.db, &query).await?))
+    match at.moment()? {
+        Some(at) => Ok(Json(crate::reporting::asof::list_as_of(&state.db, at, &query).await?)),
+        None => Ok(Json(assets::list(&state.db, &query).await?)),
+    }
 }
 
 fn json_object(
@@ -377,14 +382,21 @@ pub async fn register_asset(
     Ok((StatusCode::CREATED, Json(assets::detail(&state.db, id).await?)))
 }
 
-/// `GET /api/v1/assets/{id}`.
+/// `GET /api/v1/assets/{id}[?as_of=]`: one asset now, or as it stood at `as_of`.
 pub async fn get_asset(
     State(state): State<Shared>,
     principal: Principal,
     Path(id): Path<i64>,
+    Query(at): Query<AsOfParam>,
 ) -> Result<Json<assets::AssetDetail>, ApiError> {
     require(&principal, Role::Viewer)?;
-    Ok(Json(assets::detail(&state.db, id).await?))
+    match at.moment()? {
+        Some(at) => crate::reporting::asof::asset_as_of(&state.db, id, at)
+            .await?
+            .map(Json)
+            .ok_or_else(|| ApiError::NotFound(format!("asset {id} did not exist at {}", at.to_rfc3339()))),
+        None => Ok(Json(assets::detail(&state.db, id).await?)),
+    }
 }
 
 /// `PATCH /api/v1/assets/{id}`: edit business fields (editor).
