@@ -26,6 +26,19 @@ use cmdb_collect::{Become, Plan};
 use ssh_support::LoopbackHosts;
 
 const HOSTS: usize = 50;
+
+/// CPU seconds used so far by this process (user + system) and by its waited-for children,
+/// from /proc/self/stat (fields 14-17, in clock ticks of 1/100 s on Linux).
+fn cpu_seconds() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The command name (field 2) may hold spaces; the fields after its closing parenthesis don't.
+    let fields: Vec<f64> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().map(|f| f.parse().unwrap_or(0.0)).collect())
+        .unwrap_or_default();
+    let field = |n: usize| fields.get(n - 3).copied().unwrap_or(0.0) / 100.0;
+    (field(14) + field(15), field(16) + field(17))
+}
 const CONCURRENCY: usize = 64;
 
 /// One russh round: returns the wall time and the number of hosts whose report was written.
@@ -143,21 +156,26 @@ fn main() {
         local_times[2].as_secs_f64(),
         local_times[2].as_secs_f64() * HOSTS as f64 / cpus as f64
     );
-    println!("{:>5}  {:>14}  {:>20}", "round", "russh (s)", "xargs -P50 ssh (s)");
+    println!("{:>5}  {:>14}  {:>20}  {:>22}", "round", "russh (s)", "xargs -P50 ssh (s)", "client CPU russh/ssh");
     let (mut russh_times, mut ssh_times) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
         let russh_out = work.path().join(format!("russh-{round}"));
         let ssh_out = work.path().join(format!("ssh-{round}"));
         std::fs::create_dir_all(&russh_out).expect("mkdir");
         std::fs::create_dir_all(&ssh_out).expect("mkdir");
+        let (self_before, children_before) = cpu_seconds();
         let (russh_time, russh_ok) = runtime.block_on(russh_round(&hosts, &plan, &script, &boundary, &russh_out));
+        let (self_after, _) = cpu_seconds();
         let (ssh_time, ssh_ok) = xargs_round(&hosts, &script_path, &ssh_out);
+        let (_, children_after) = cpu_seconds();
         println!(
-            "{round:>5}  {:>8.3} {:>5}  {:>14.3} {:>5}",
+            "{round:>5}  {:>8.3} {:>5}  {:>14.3} {:>5}  {:>10.2} s / {:>5.2} s",
             russh_time.as_secs_f64(),
             format!("{russh_ok}/{HOSTS}"),
             ssh_time.as_secs_f64(),
-            format!("{ssh_ok}/{HOSTS}")
+            format!("{ssh_ok}/{HOSTS}"),
+            self_after - self_before,
+            children_after - children_before
         );
         assert_eq!(russh_ok, HOSTS, "every russh host must succeed");
         russh_times.push(russh_time);

@@ -13,7 +13,7 @@ use cmdb_collect::transport::known_hosts::fingerprint;
 use cmdb_collect::transport::ssh::{HostKeyPolicy, SshAuth, SshClient, SshOptions};
 use cmdb_collect::{Become, Plan};
 use russh::keys::PublicKey;
-use ssh_support::{LoopbackHosts, assert_same_outputs};
+use ssh_support::{LoopbackHosts, assert_same_outputs, process_running};
 
 const HOSTS: usize = 24;
 const PORT: u16 = 2322;
@@ -278,27 +278,32 @@ async fn script_goes_on_stdin_and_status_and_stderr_come_back() {
     assert_eq!(out.status, Some(7));
 }
 
-fn process_running(pattern: &str) -> bool {
-    std::process::Command::new("pgrep").args(["-f", pattern]).output().is_ok_and(|o| o.status.success())
-}
-
 #[tokio::test]
-async fn a_hung_command_times_out_and_is_killed() {
+async fn a_hung_probe_times_out_the_host_and_its_probe_timeout_kills_it() {
     let hosts = hosts();
     let mut options: SshOptions = hosts.options();
     options.command_timeout = Duration::from_secs(1);
     let client = SshClient::new(options).expect("client");
-    // A unique sleep length marks this test's remote process.
+    // A unique sleep length marks this test's remote process; its probe may run 2 s.
     let marker = "sleep 87.0313";
+    let probe = cmdb_collect::ProbeSpec {
+        id: "hangs".into(),
+        script: format!("{marker}; echo never"),
+        needs_root: false,
+        replay_file: None,
+        timeout: Duration::from_secs(2),
+    };
+    let script = cmdb_collect::bundle::script(&[probe], Become::None, &cmdb_collect::bundle::new_boundary());
     let started = Instant::now();
-    let err = client.run(&hosts.target("127.0.0.8"), &format!("{marker}; echo never\n")).await.expect_err("hangs");
+    let err = client.run(&hosts.target("127.0.0.8"), &script).await.expect_err("hangs");
     assert!(matches!(err, HostFailure::Timeout(_)), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
-    let deadline = Instant::now() + Duration::from_secs(5);
+    assert!(started.elapsed() < Duration::from_secs(3), "reported at the command timeout: {:?}", started.elapsed());
+    // sshd will not signal a root session, so the probe's own `timeout` must end it.
+    let deadline = Instant::now() + Duration::from_secs(6);
     while process_running(marker) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(!process_running(marker), "the remote command was left running");
+    assert!(!process_running(marker), "the hung probe was left running");
 }
 
 #[tokio::test]

@@ -71,3 +71,21 @@ async fn the_right_password_logs_in_and_a_wrong_one_is_an_auth_failure() {
     let err = SshClient::new(by_key).expect("client").run(&target(), "true").await;
     assert!(matches!(err, Err(HostFailure::Auth(_))), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_hung_command_of_an_ordinary_user_is_killed_at_the_command_timeout() {
+    let mut options = options(password().clone());
+    options.command_timeout = Duration::from_secs(1);
+    let client = SshClient::new(options).expect("client");
+    // No probe timeout here: only the "signal" request can stop this sleep early.
+    let marker = "sleep 88.0417";
+    let started = std::time::Instant::now();
+    let err = client.run(&target(), &format!("{marker}; echo never\n")).await.expect_err("hangs");
+    assert!(matches!(err, HostFailure::Timeout(_)), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while ssh_support::process_running(marker) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!ssh_support::process_running(marker), "sshd did not kill the session on the signal request");
+}

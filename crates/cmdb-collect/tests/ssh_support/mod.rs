@@ -223,3 +223,8 @@ pub fn assert_same_outputs(local: &Outputs, remote: &Outputs, host: &str) {
         assert_eq!(l.stderr, r.stderr, "{host}: probe {id} stderr");
     }
 }
+
+/// True when a process whose command line contains `pattern` is running (`pgrep -f`).
+pub fn process_running(pattern: &str) -> bool {
+    Command::new("pgrep").args(["-f", pattern]).output().is_ok_and(|o| o.status.success())
+}
