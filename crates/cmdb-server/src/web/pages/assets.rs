@@ -86,9 +86,9 @@ impl ListParams {
         if query.is_empty() { path.to_owned() } else { format!("{path}?{query}") }
     }
 
-    /// The filters alone (no page, sort or as-of): what an export selects.
+    /// The filters, sort and as-of date without paging: what an export selects.
     fn filters_only(&self) -> ListParams {
-        ListParams { sort: self.sort.clone(), page: None, per_page: None, as_of: None, ..self.clone() }
+        ListParams { page: None, per_page: None, ..self.clone() }
     }
 }
 
@@ -218,11 +218,32 @@ fn download(body: Vec<u8>, content_type: &'static str, filename: &str) -> Respon
 }
 
 fn describe(params: &ListParams) -> String {
-    let text = serde_urlencoded::to_string(params.filters_only()).unwrap_or_default();
+    let text = serde_urlencoded::to_string(ListParams { sort: None, ..params.filters_only() }).unwrap_or_default();
     if text.is_empty() { "all assets".to_owned() } else { text }
 }
 
-/// `GET /assets/export.csv`: exactly the filtered list (every page), as CSV.
+/// The rows an export holds: exactly the filtered list (every page), live or as of a date.
+async fn export_items(state: &WebState, params: &ListParams) -> Result<Vec<assets::AssetListItem>, WebError> {
+    let query = params.filters_only().list_query();
+    let db = &state.app.db;
+    Ok(match params.as_of.as_deref() {
+        Some(text) => {
+            let at = parse_instant(text, state.app.config.tz())?;
+            crate::reporting::export::list_items_as_of(db, at, &query).await?
+        }
+        None => crate::reporting::export::list_items(db, &query).await?,
+    })
+}
+
+fn export_name(params: &ListParams, extension: &str) -> String {
+    match params.as_of.as_deref() {
+        Some(day) => format!("cmdb-assets-as-of-{}.{extension}", day.replace([':', '/'], "-")),
+        None => format!("cmdb-assets-{}.{extension}", Utc::now().format("%Y%m%d-%H%M%S")),
+    }
+}
+
+/// `GET /assets/export.csv`: exactly the filtered list (every page), as CSV; with `as_of`, the
+/// list as it stood then.
 pub async fn export_csv(
     State(state): State<Arc<WebState>>,
     user: CurrentUser,
@@ -230,14 +251,14 @@ pub async fn export_csv(
 ) -> Result<Response, WebError> {
     user.require(Role::Viewer)?;
     let params: ListParams = parse_query(raw.as_deref())?;
-    let body = crate::reporting::export::list_csv(&state.app.db, &params.filters_only().list_query()).await?;
-    audit::record_from(&state.app.db, &user.session.name, "export.csv", &describe(&params), user.client_ip.as_deref())
-        .await?;
-    let name = format!("cmdb-assets-{}.csv", Utc::now().format("%Y%m%d-%H%M%S"));
-    Ok(download(body, "text/csv; charset=utf-8", &name))
+    let items = export_items(&state, &params).await?;
+    let body = crate::reporting::export::items_csv(&items)?;
+    let detail = format!("{} rows: {}", items.len(), describe(&params));
+    audit::record_from(&state.app.db, &user.session.name, "export.csv", &detail, user.client_ip.as_deref()).await?;
+    Ok(download(body, "text/csv; charset=utf-8", &export_name(&params, "csv")))
 }
 
-/// `GET /assets/export.xlsx`: exactly the filtered list (every page), as XLSX.
+/// `GET /assets/export.xlsx`: the same rows as XLSX.
 pub async fn export_xlsx(
     State(state): State<Arc<WebState>>,
     user: CurrentUser,
@@ -245,11 +266,15 @@ pub async fn export_xlsx(
 ) -> Result<Response, WebError> {
     user.require(Role::Viewer)?;
     let params: ListParams = parse_query(raw.as_deref())?;
-    let body = crate::reporting::export::list_xlsx(&state.app.db, &params.filters_only().list_query()).await?;
-    audit::record_from(&state.app.db, &user.session.name, "export.xlsx", &describe(&params), user.client_ip.as_deref())
-        .await?;
-    let name = format!("cmdb-assets-{}.xlsx", Utc::now().format("%Y%m%d-%H%M%S"));
-    Ok(download(body, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", &name))
+    let items = export_items(&state, &params).await?;
+    let body = crate::reporting::export::items_xlsx(&items)?;
+    let detail = format!("{} rows: {}", items.len(), describe(&params));
+    audit::record_from(&state.app.db, &user.session.name, "export.xlsx", &detail, user.client_ip.as_deref()).await?;
+    Ok(download(
+        body,
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        &export_name(&params, "xlsx"),
+    ))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -720,6 +745,8 @@ mod tests {
             ListParams { q: Some("web 01".into()), status: Some("online".into()), page: Some(3), ..Default::default() };
         assert_eq!(params.url("/assets"), "/assets?q=web+01&status=online&page=3");
         assert_eq!(params.filters_only().url("/assets/export.csv"), "/assets/export.csv?q=web+01&status=online");
+        let dated = ListParams { as_of: Some("2026-12-31".into()), page: Some(2), ..Default::default() };
+        assert_eq!(dated.filters_only().url("/assets/export.csv"), "/assets/export.csv?as_of=2026-12-31");
         assert_eq!(ListParams::default().url("/assets"), "/assets");
     }
 

@@ -1,0 +1,410 @@
+//! The pages over HTTP against a real server on SQLite and PostgreSQL: hostile text is shown as
+//! text everywhere; search, filters, sort and pages; the dashboard's figures; business edits
+//! (validation, concurrent edits); the change and error logs; exports and the as-of view.
+
+mod common;
+mod web_support;
+
+use common::{Backend, TestDb, report};
+use serde_json::{Value, json};
+use sqlx::Row;
+use web_support::{WebServer, hidden_value};
+
+const HOSTILE: &[&str] = &["<script>alert", "<img src=x", "<b onmouseover", "<svg onload"];
+
+fn assert_inert(page: &str, body: &str) {
+    for needle in HOSTILE {
+        assert!(!body.contains(needle), "{page} contains raw {needle:?}");
+    }
+}
+
+/// A report with the given host name and an external section full of markup.
+fn hostile_report(hostname: &str) -> Value {
+    let mut doc = report(hostname);
+    doc["sections"]["inventory-ext"] = json!({"status": "ok", "data": {
+        "<script>alert('key')</script>": "\"><img src=x onerror=alert('value')>",
+        "nested": {"deep": "<svg onload=alert('nested')>"},
+        "list": ["<b onmouseover=alert('list')>hover</b>"]
+    }});
+    doc["sections"]["raid"] = json!({"status": "error", "error": "<script>alert('collection error')</script>"});
+    doc
+}
+
+async fn hostile_text_is_shown_as_text_everywhere(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let server = WebServer::start(&db).await;
+    let script_host = server.ingest(&hostile_report("<script>alert('host')</script>")).await;
+    let img_host = server.ingest(&hostile_report("\"><img src=x onerror=alert('host2')>")).await;
+    let patch = json!({"tags": ["\"><img src=x onerror=alert('tag')>", "plain"], "owner": "<b onmouseover=alert('owner')>x</b>",
+        "business_unit": "<script>alert('bu')</script>", "idc": "\"><svg onload=alert('idc')>"});
+    cmdb_server::assets::patch_business(&server.db, script_host, "user:editor", patch.as_object().expect("object"))
+        .await
+        .expect("patch");
+    let mut admin = server.login("admin").await;
+    // Admin objects with hostile names too.
+    let csrf = admin.csrf().await;
+    let made = admin
+        .post_form("/admin/tokens", &[("csrf", &csrf), ("name", "<script>alert('token')</script>"), ("role", "viewer")])
+        .await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    let made = admin
+        .post_form("/admin/keys", &[("csrf", &csrf), ("name", "<img src=x onerror=alert('key')>"), ("scope", "host")])
+        .await;
+    assert_eq!(made.status, 200, "{}", made.body);
+
+    let pages = [
+        "/".to_owned(),
+        "/assets".to_owned(),
+        "/assets?q=%3Cscript%3E".to_owned(),
+        "/assets?tag=%22%3E%3Cimg+src%3Dx+onerror%3Dalert(%27tag%27)%3E".to_owned(),
+        format!("/assets/{script_host}"),
+        format!("/assets/{img_host}"),
+        "/changes".to_owned(),
+        "/errors".to_owned(),
+        "/admin/tokens".to_owned(),
+        "/admin/keys".to_owned(),
+        "/admin/audit".to_owned(),
+        "/assets?q=%3Cscript%3Ealert(%27x%27)%3C%2Fscript%3E".to_owned(),
+        "/changes?asset=%3Cscript%3Ealert(%27host%27)%3C%2Fscript%3E".to_owned(),
+    ];
+    for page in &pages {
+        let answer = admin.get(page).await;
+        assert_eq!(answer.status, 200, "{page}: {}", answer.body);
+        assert_inert(page, &answer.body);
+    }
+    // The htmx fragment is escaped as well.
+    let fragment = admin.get_with("/assets", &[("hx-request", "true"), ("hx-target", "results")]).await;
+    assert!(!fragment.body.contains("<html"), "htmx gets the rows only");
+    assert_inert("htmx fragment", &fragment.body);
+
+    // And the text is there, escaped, where people expect it.
+    let detail = admin.get(&format!("/assets/{script_host}")).await.body;
+    for shown in [
+        "&lt;script&gt;alert(&#x27;host&#x27;)&lt;&#x2f;script&gt;",
+        "&lt;svg onload=alert(&#x27;nested&#x27;)&gt;",
+        "&lt;script&gt;alert(&#x27;collection error&#x27;)&lt;&#x2f;script&gt;",
+        "&lt;b onmouseover=alert(&#x27;owner&#x27;)&gt;",
+    ] {
+        assert!(detail.contains(shown), "detail lacks {shown}");
+    }
+    let list = admin.get("/assets").await.body;
+    assert!(list.contains("&quot;&gt;&lt;img src=x onerror=alert(&#x27;tag&#x27;)&gt;"), "the tag is listed as text");
+    assert!(
+        list.contains("&quot;&gt;&lt;img src=x onerror=alert(&#x27;host2&#x27;)&gt;"),
+        "the host name is listed as text"
+    );
+    let audit = admin.get("/admin/audit").await.body;
+    assert!(audit.contains("&lt;script&gt;alert(&#x27;token&#x27;)"), "the audit log shows the token name as text");
+}
+
+/// Twelve hosts over three IDCs, two OSes and two business units.
+async fn seed_fleet(server: &WebServer) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for index in 0..12 {
+        let hostname = format!("{}-{index:02}.example", if index % 2 == 0 { "web" } else { "db" });
+        let mut doc = report(&hostname);
+        doc["sections"]["nic"]["data"]["interfaces"][0]["ipv4"] = json!([format!("10.1.0.{}/24", index + 10)]);
+        doc["sections"]["nic"]["data"]["interfaces"][0]["hwaddr"] = json!(format!("00:1c:42:00:00:{index:02x}"));
+        if index >= 8 {
+            doc["sections"]["basic"]["data"]["os_name"] = json!("Rocky Linux");
+        }
+        let id = server.ingest(&doc).await;
+        let idc = ["sh-1", "bj-2", "gz-3"][index % 3];
+        let patch = json!({
+            "idc": idc,
+            "business_unit": if index < 6 { "payments" } else { "search" },
+            "tags": if index % 4 == 0 { json!(["pci"]) } else { json!([]) },
+            "status": if index == 11 { "offline" } else { "online" },
+        });
+        cmdb_server::assets::patch_business(&server.db, id, "user:seed", patch.as_object().expect("object"))
+            .await
+            .expect("patch");
+        ids.push(id);
+    }
+    ids
+}
+
+fn rows(body: &str) -> usize {
+    body.matches("class=\"host\"").count()
+}
+
+async fn list_search_filters_sort_and_pages(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let server = WebServer::start(&db).await;
+    seed_fleet(&server).await;
+    let mut viewer = server.login("viewer").await;
+
+    let all = viewer.get("/assets").await;
+    assert_eq!(all.status, 200);
+    assert_eq!(rows(&all.body), 12);
+    assert!(all.body.contains("<strong>12</strong> assets"));
+    for (query, expected) in [
+        ("q=web", 6),               // part of a host name
+        ("q=10.1.0.13", 1),         // an IP address
+        ("q=00:1C:42:00:00:0A", 1), // a MAC, any case
+        ("q=sn-db-03", 1),          // a board serial
+        ("q=poweredge", 12),        // a model
+        ("idc=bj-2", 4),
+        ("business_unit=search&os=Rocky+Linux", 4),
+        ("tag=pci", 3),
+        ("status=offline", 1),
+        ("q=web&idc=sh-1", 2),
+        ("q=nothing-matches-this", 0),
+    ] {
+        let page = viewer.get(&format!("/assets?{query}")).await;
+        assert_eq!(page.status, 200, "{query}");
+        assert_eq!(rows(&page.body), expected, "{query}");
+    }
+    // Sorting: descending host names put web-10 first; the header links flip the direction.
+    let sorted = viewer.get("/assets?sort=-hostname").await.body;
+    let first = sorted.find("web-10.example").expect("web-10");
+    let last = sorted.find("db-01.example").expect("db-01");
+    assert!(first < last);
+    assert!(sorted.contains("href=\"&#x2f;assets?sort=hostname\""), "the active column links to the other direction");
+    // Pages of five.
+    let page1 = viewer.get("/assets?per_page=5").await.body;
+    assert_eq!(rows(&page1), 5);
+    assert!(page1.contains("page 1 of 3"));
+    let next = page1.split("rel=\"next\"").next().and_then(|head| head.rsplit("href=\"").next()).expect("next link");
+    let next = next.split('"').next().expect("href").replace("&#x2f;", "/").replace("&amp;", "&");
+    assert_eq!(next, "/assets?page=2&per_page=5");
+    let page3 = viewer.get("/assets?per_page=5&page=3").await.body;
+    assert_eq!(rows(&page3), 2);
+    // Bad parameters are a 400 page, not a 500.
+    let bad = viewer.get("/assets?page=first").await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("bad query parameter"));
+    // Live search through htmx returns the rows only.
+    let fragment = viewer.get_with("/assets?q=db", &[("hx-request", "true"), ("hx-target", "results")]).await;
+    assert_eq!(rows(&fragment.body), 6);
+    assert!(!fragment.body.contains("<form method=\"get\" action=\"/assets\""));
+}
+
+async fn dashboard_figures(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let server = WebServer::start(&db).await;
+    let ids = seed_fleet(&server).await;
+    // One online host has not reported for ten days.
+    let old = cmdb_server::db::now_us() - 10 * 86_400_000_000;
+    sqlx::query("UPDATE assets SET last_seen_at = $1 WHERE id = $2")
+        .bind(old)
+        .bind(ids[3])
+        .execute(server.db.writer())
+        .await
+        .expect("age");
+    let mut viewer = server.login("viewer").await;
+    let page = viewer.get("/").await;
+    assert_eq!(page.status, 200);
+    let body = page.body;
+    assert!(body.contains("<span class=\"big\">12</span> assets"), "total");
+    assert!(body.contains("<span class=\"big\">11</span> online"), "status counts");
+    assert!(body.contains("<span class=\"big\">1</span> offline"));
+    assert!(
+        body.contains("Rocky Linux</a></td>\n      <td class=\"num\">4</td>"),
+        "OS counts link to the filtered list"
+    );
+    assert!(body.contains("payments</a></td>\n      <td class=\"num\">6</td>"), "business unit counts");
+    assert_eq!(body.matches("<rect ").count(), 30, "one bar per day");
+    assert!(body.contains("<span class=\"big\">1</span> online, not seen for 7 days"));
+    assert!(body.contains("db-03.example"), "the stale host is listed");
+    let longer = viewer.get("/?stale_days=30").await.body;
+    assert!(longer.contains("<span class=\"big\">0</span> online, not seen for 30 days"));
+    // The collection error of the seeded reports is not there; add one and see it.
+    let mut doc = report("web-00.example");
+    doc["collected_at"] = json!((chrono::Utc::now() + chrono::Duration::seconds(5)).to_rfc3339());
+    doc["sections"]["disk"] = json!({"status": "error", "error": "storcli64: command not found"});
+    server.ingest(&doc).await;
+    let body = viewer.get("/").await.body;
+    assert!(body.contains("storcli64: command not found"));
+    let errors = viewer.get("/errors?section=disk").await.body;
+    assert!(errors.contains("storcli64: command not found"));
+    assert!(viewer.get("/errors?section=cpu").await.body.contains("No collection error matches"));
+}
+
+async fn business_edits_validation_and_concurrency(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let server = WebServer::start(&db).await;
+    let id = server.ingest(&report("app-01")).await;
+    let path = format!("/assets/{id}/business");
+    let mut alice = server.login("editor").await;
+    let mut bob = server.login("admin").await;
+    let form_of = |html: &str| -> Vec<(String, String)> {
+        let mut fields = Vec::new();
+        for name in cmdb_model::business::FIELD_NAMES {
+            let orig = hidden_value(html, &format!("orig_{name}")).unwrap_or_default();
+            fields.push((format!("orig_{name}"), orig.clone()));
+            fields.push(((*name).to_owned(), orig));
+        }
+        fields.push(("csrf".to_owned(), hidden_value(html, "csrf").expect("csrf")));
+        fields
+    };
+    let set = |fields: &mut Vec<(String, String)>, name: &str, value: &str| {
+        for field in fields.iter_mut() {
+            if field.0 == name {
+                field.1 = value.to_owned();
+            }
+        }
+    };
+    let post = |fields: &Vec<(String, String)>| fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>();
+    let page_a = alice.get(&format!("/assets/{id}")).await.body;
+    let page_b = bob.get(&format!("/assets/{id}")).await.body;
+
+    // An invalid value is refused with the reason, and nothing is written.
+    let before: i64 = sqlx::query("SELECT COUNT(*) FROM changes")
+        .fetch_one(server.db.reader())
+        .await
+        .expect("n")
+        .try_get(0)
+        .expect("i");
+    let mut fields = form_of(&page_a);
+    set(&mut fields, "ssh_port", "99999");
+    let pairs = post(&fields);
+    let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let refused = alice.post_form(&path, &refs).await;
+    assert_eq!(refused.status, 422);
+    assert!(refused.body.contains("ssh_port: must be an integer from 1 to 65535"), "{}", refused.body);
+    assert!(refused.body.contains("value=\"99999\""), "the typed value is kept");
+    let after: i64 = sqlx::query("SELECT COUNT(*) FROM changes")
+        .fetch_one(server.db.reader())
+        .await
+        .expect("n")
+        .try_get(0)
+        .expect("i");
+    assert_eq!(before, after);
+
+    // Alice sets the owner.
+    let mut fields = form_of(&page_a);
+    set(&mut fields, "owner", "alice-team");
+    set(&mut fields, "tags", "db, pci");
+    let pairs = post(&fields);
+    let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let saved = alice.post_form(&path, &refs).await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    // Bob, from his older page, changes the IDC: Alice's owner stays.
+    let mut fields = form_of(&page_b);
+    set(&mut fields, "idc", "sh-1");
+    let pairs = post(&fields);
+    let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(bob.post_form(&path, &refs).await.status, 303);
+    let detail = cmdb_server::assets::detail(&server.db, id).await.expect("detail");
+    assert_eq!(detail.business.owner.as_deref(), Some("alice-team"));
+    assert_eq!(detail.business.idc.as_deref(), Some("sh-1"));
+    assert_eq!(detail.business.tags, vec!["db", "pci"]);
+    // Bob, still from his older page, changes the owner too: refused, not overwritten.
+    let mut fields = form_of(&page_b);
+    set(&mut fields, "owner", "bob-team");
+    let pairs = post(&fields);
+    let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let conflict = bob.post_form(&path, &refs).await;
+    assert_eq!(conflict.status, 422);
+    assert!(conflict.body.contains("Someone else changed owner"), "{}", conflict.body);
+    let detail = cmdb_server::assets::detail(&server.db, id).await.expect("detail");
+    assert_eq!(detail.business.owner.as_deref(), Some("alice-team"));
+    // Saving the re-rendered form (which now carries the current originals) applies.
+    let pairs = post(&form_of(&conflict.body));
+    let mut fields: Vec<(String, String)> = pairs;
+    set(&mut fields, "owner", "bob-team");
+    let refs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(bob.post_form(&path, &refs).await.status, 303);
+
+    // The timeline shows each edit with old -> new and its person.
+    let page = alice.get(&format!("/assets/{id}")).await.body;
+    assert!(page.contains("user:editor") && page.contains("user:admin"));
+    assert!(page.contains("<span class=\"old\">alice-team</span> → <span class=\"new\">bob-team</span>"), "old -> new");
+    // The change log filters by person, action, asset and date.
+    let people = alice.get("/changes?source=user").await.body;
+    assert!(people.contains("bob-team") && !people.contains("<td>ssh</td>"), "only people's edits");
+    let by_name = alice.get("/changes?source=user%3Aeditor").await.body;
+    assert!(by_name.contains("alice-team") && !by_name.contains("<span class=\"new\">bob-team"));
+    let by_asset = alice.get("/changes?asset=app-01&section=business&action=changed").await.body;
+    assert!(by_asset.contains("bob-team"));
+    assert!(alice.get("/changes?asset=no-such-host").await.body.contains("No change matches"));
+    assert!(alice.get("/changes?to=2000-01-01").await.body.contains("No change matches"));
+}
+
+async fn exports_and_the_as_of_view(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let server = WebServer::start(&db).await;
+    let ids = seed_fleet(&server).await;
+    let mut viewer = server.login("viewer").await;
+    let list = viewer.get("/assets?idc=bj-2&sort=hostname").await.body;
+    let href = list
+        .split("id=\"export-csv\"")
+        .next()
+        .and_then(|head| head.rsplit("href=\"").next())
+        .and_then(|tail| tail.split('"').next())
+        .expect("export link")
+        .replace("&#x2f;", "/")
+        .replace("&amp;", "&");
+    assert_eq!(href, "/assets/export.csv?idc=bj-2&sort=hostname");
+    let csv = viewer.get(&href).await;
+    assert_eq!(csv.status, 200, "{}", csv.body);
+    assert!(
+        csv.headers.get("content-disposition").and_then(|v| v.to_str().ok()).unwrap_or("").starts_with("attachment;")
+    );
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert_eq!(lines.len(), 5, "a header and exactly the four filtered assets: {}", csv.body);
+    assert!(lines[1..].iter().all(|l| l.contains("bj-2")));
+    let xlsx = viewer.get("/assets/export.xlsx?idc=bj-2").await;
+    assert_eq!(xlsx.status, 200);
+    assert!(xlsx.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").contains("spreadsheetml"));
+    let exports: i64 = sqlx::query(
+        "SELECT COUNT(*) FROM audit_log WHERE actor = 'viewer' AND action LIKE 'export.%' AND detail LIKE '%idc=bj-2%'",
+    )
+    .fetch_one(server.db.reader())
+    .await
+    .expect("audit")
+    .try_get(0)
+    .expect("int");
+    assert_eq!(exports, 2, "exports are audited");
+
+    // As of yesterday nothing existed; as of today everything does.
+    let tz = chrono_tz::UTC;
+    let yesterday = (chrono::Utc::now().with_timezone(&tz) - chrono::Duration::days(1)).format("%Y-%m-%d").to_string();
+    let today = chrono::Utc::now().with_timezone(&tz).format("%Y-%m-%d").to_string();
+    let past = viewer.get(&format!("/assets?as_of={yesterday}")).await;
+    assert_eq!(past.status, 200, "{}", past.body);
+    assert!(past.body.contains("Inventory as of"), "the as-of banner");
+    assert_eq!(rows(&past.body), 0);
+    let now = viewer.get(&format!("/assets?as_of={today}&idc=bj-2")).await.body;
+    assert_eq!(rows(&now), 4);
+    assert!(now.contains("Last collected"), "collected_at beside the recorded time");
+    let before = viewer.get(&format!("/assets/{}?as_of={yesterday}", ids[0])).await;
+    assert_eq!(before.status, 404);
+    assert!(before.body.contains("did not exist yet"));
+    let detail = viewer.get(&format!("/assets/{}?as_of={today}", ids[0])).await;
+    assert_eq!(detail.status, 200);
+    assert!(detail.body.contains("The data shown was collected at"));
+    let dated_csv = viewer.get(&format!("/assets/export.csv?as_of={yesterday}")).await;
+    assert_eq!(dated_csv.status, 200);
+    assert_eq!(dated_csv.body.lines().count(), 1, "as of yesterday the export has only its header");
+    assert!(viewer.get("/assets?as_of=31.12.2026").await.status == 400);
+}
+
+on_both_backends!(
+    hostile_text_is_shown_as_text_everywhere,
+    list_search_filters_sort_and_pages,
+    dashboard_figures,
+    business_edits_validation_and_concurrency,
+    exports_and_the_as_of_view,
+);
+
+/// Static files are served from the binary with their hashes in the URLs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_files_are_embedded_and_cacheable() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = WebServer::start(&db).await;
+    let mut client = server.client();
+    let login = client.get("/login").await.body;
+    for name in ["app.css", "app.js", "htmx.min.js"] {
+        let marker = format!("&#x2f;static&#x2f;{name}?v=");
+        let start = login.find(&marker).unwrap_or_else(|| panic!("{name} is linked: {login}"));
+        let version: String = login[start + marker.len()..].chars().take_while(char::is_ascii_hexdigit).collect();
+        assert_eq!(version.len(), 12);
+        let file = client.get(&format!("/static/{name}?v={version}")).await;
+        assert_eq!(file.status, 200);
+        assert!(file.headers.get("cache-control").and_then(|v| v.to_str().ok()).unwrap_or("").contains("immutable"));
+        assert!(file.body.len() > 500, "{name} has content");
+    }
+    assert_eq!(client.get("/static/../Cargo.toml").await.status, 404);
+}
