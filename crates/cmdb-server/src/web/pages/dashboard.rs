@@ -42,6 +42,8 @@ pub struct DayBar {
     pub y: i64,
     /// Bar's height.
     pub height: i64,
+    /// Bar's width.
+    pub width: i64,
     /// Label under every fifth bar.
     pub label: Option<String>,
 }
@@ -73,9 +75,11 @@ pub struct Figures {
     pub max_per_day: i64,
 }
 
-/// Chart size (SVG user units).
-const CHART_WIDTH: i64 = 600;
-const CHART_HEIGHT: i64 = 120;
+/// Chart size (SVG user units, about screen pixels on a desktop) and the margin that keeps the
+/// first and last date labels inside.
+const CHART_WIDTH: i64 = 1200;
+const CHART_HEIGHT: i64 = 150;
+const CHART_MARGIN: i64 = 24;
 const DAYS: i64 = 30;
 /// Grouping unit for changes per day: 15 minutes divides every time zone offset in use.
 const BUCKET_US: i64 = 900_000_000;
@@ -143,7 +147,8 @@ pub async fn compute(db: &Db, tz: chrono_tz::Tz) -> Result<Figures, WebError> {
             DayBar {
                 day: day.format("%Y-%m-%d").to_string(),
                 count,
-                x: index as i64 * slot + 1,
+                x: CHART_MARGIN + index as i64 * slot + 3,
+                width: slot - 6,
                 y: CHART_HEIGHT - height,
                 height,
                 label: (index % 5 == 4 || index == 0).then(|| day.format("%m-%d").to_string()),
@@ -239,6 +244,7 @@ struct DashboardPage {
     figures: Arc<Figures>,
     chart_width: i64,
     chart_height: i64,
+    chart_margin: i64,
     stale_days: i64,
     stale_total: i64,
     stale: Vec<StaleHost>,
@@ -296,6 +302,7 @@ pub async fn page(
         figures,
         chart_width: CHART_WIDTH,
         chart_height: CHART_HEIGHT,
+        chart_margin: CHART_MARGIN,
         stale_days,
         stale_total,
         stale,

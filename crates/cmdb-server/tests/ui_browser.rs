@@ -1,0 +1,413 @@
+//! End to end in a real headless Chromium (Debian's chromium and chromedriver, driven over
+//! WebDriver): log in, search, open an asset, edit a business field and see it in the timeline,
+//! export, pick an as-of date, log out; a viewer cannot edit; form posts without the CSRF token are
+//! refused; hostile host names run no script. Takes the screenshots of docs/screenshots/.
+//!
+//! Chromium and chromedriver are installed with apt-get when missing (CI runs as root). The
+//! screenshots are written under the target directory; with `CMDB_UPDATE_SCREENSHOTS=1` they also
+//! replace `docs/screenshots/*.png`.
+
+mod common;
+mod web_support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Backend, TestDb, report};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use sqlx::Row;
+use web_support::{PASSWORD, WebServer};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// Installs Debian's chromium and chromium-driver when they are missing.
+fn ensure_chromium() {
+    if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
+        return;
+    }
+    let install = "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver";
+    let status = Command::new("sh").args(["-c", install]).status().expect("run apt-get");
+    assert!(
+        status.success(),
+        "installing chromium and chromium-driver failed (the test needs root and Debian's archive)"
+    );
+    assert!(
+        Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists(),
+        "chromium installed but not at {CHROMIUM}"
+    );
+}
+
+/// chromedriver on a free loopback port, killed when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let child = Command::new(CHROMEDRIVER)
+            .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".to_owned()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not listen within 20 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Driver { child, url }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn browser(driver: &Driver, profile: &Path, downloads: &Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert("browserName".into(), json!("chrome"));
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                "--window-size=1440,1000", "--hide-scrollbars", "--lang=en-US",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+            "prefs": {
+                "download.default_directory": downloads.display().to_string(),
+                "download.prompt_for_download": false,
+            }
+        }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector).capabilities(caps).connect(&driver.url).await.expect("WebDriver session")
+}
+
+/// A fleet that looks like a small data centre, with a history spread over the last weeks.
+async fn seed(server: &WebServer) -> Vec<(i64, String)> {
+    let makers = [
+        ("Dell Inc.", "PowerEdge R640"),
+        ("HPE", "ProLiant DL380 Gen10"),
+        ("Lenovo", "ThinkSystem SR650"),
+        ("Inspur", "NF5280M5"),
+    ];
+    let oses = [("Debian GNU/Linux", "12"), ("Rocky Linux", "9.4"), ("Ubuntu", "22.04")];
+    let roles = ["web", "db", "cache", "search", "batch"];
+    let mut assets = Vec::new();
+    let count = 24;
+    for index in 0..count {
+        let hostname = format!("{}-{:02}.sh1.example.net", roles[index % roles.len()], index + 1);
+        let mut doc = report(&hostname);
+        let (maker, model) = makers[index % makers.len()];
+        let (os, version) = oses[index % oses.len()];
+        doc["sections"]["board"]["data"]["manufacturer"] = json!(maker);
+        doc["sections"]["board"]["data"]["model"] = json!(model);
+        doc["sections"]["basic"]["data"]["os_name"] = json!(os);
+        doc["sections"]["basic"]["data"]["os_version"] = json!(version);
+        doc["sections"]["nic"]["data"]["interfaces"][0]["ipv4"] =
+            json!([format!("10.20.{}.{}/24", index / 10, 10 + index)]);
+        doc["sections"]["nic"]["data"]["interfaces"][0]["hwaddr"] =
+            json!(format!("3c:fd:fe:a1:{:02x}:{:02x}", index, index * 7));
+        if index % 7 == 3 {
+            doc["sections"]["raid"] = json!({"status": "error", "error": "storcli64: controller 0 not found"});
+        }
+        let id = server.ingest(&doc).await;
+        let bu = ["payments", "search", "logistics", "platform"][index % 4];
+        let idc = ["sh-1", "sh-2", "bj-1"][index % 3];
+        let owner = ["ops-db", "ops-web", "sre"][index % 3];
+        let mut patch = json!({
+            "idc": idc, "business_unit": bu, "cabinet": format!("R{:02}", 1 + index / 4), "cabinet_u": 1 + (index % 4) * 10,
+            "owner": owner, "status": if index == 5 { "offline" } else { "online" },
+        });
+        if index % 3 == 0 {
+            patch["tags"] = json!(["pci", "prod"]);
+        } else {
+            patch["tags"] = json!(["prod"]);
+        }
+        cmdb_server::assets::patch_business(&server.db, id, "user:admin", patch.as_object().expect("object"))
+            .await
+            .expect("patch");
+        // Spread the history: older assets were added earlier, a day or so apart.
+        let shift = i64::try_from((count - index) * 26 * 3600).expect("small") * 1_000_000;
+        for sql in [
+            "UPDATE changes SET recorded_at = recorded_at - $1, collected_at = collected_at - $1 WHERE asset_id = $2",
+            "UPDATE assets SET created_at = created_at - $1 WHERE id = $2",
+        ] {
+            sqlx::query(sql).bind(shift).bind(id).execute(server.db.writer()).await.expect("shift");
+        }
+        assets.push((id, hostname));
+    }
+    // Recent reports that changed something: a disk replaced, memory added.
+    for (index, (id, hostname)) in assets.iter().enumerate().filter(|(i, _)| i % 3 == 1) {
+        let mut doc = common::at(report(hostname), 60);
+        doc["sections"]["disk"]["data"]["disks"][1]["sn"] = json!(format!("ZA1{index:03}RPL"));
+        doc["sections"]["nic"]["data"]["interfaces"][0]["ipv4"] =
+            json!([format!("10.20.{}.{}/24", index / 10, 10 + index)]);
+        doc["sections"]["nic"]["data"]["interfaces"][0]["hwaddr"] =
+            json!(format!("3c:fd:fe:a1:{:02x}:{:02x}", index, index * 7));
+        let (maker, model) = makers[index % makers.len()];
+        let (os, version) = oses[index % oses.len()];
+        doc["sections"]["board"]["data"]["manufacturer"] = json!(maker);
+        doc["sections"]["board"]["data"]["model"] = json!(model);
+        doc["sections"]["basic"]["data"]["os_name"] = json!(os);
+        doc["sections"]["basic"]["data"]["os_version"] = json!(version);
+        server.ingest(&doc).await;
+        let shift = i64::try_from((index % 9) * 24 * 3600).expect("small") * 1_000_000;
+        sqlx::query(
+            "UPDATE changes SET recorded_at = recorded_at - $1, collected_at = collected_at - $1 \
+             WHERE asset_id = $2 AND recorded_at > $3",
+        )
+        .bind(shift)
+        .bind(*id)
+        .bind(cmdb_server::db::now_us() - 600_000_000)
+        .execute(server.db.writer())
+        .await
+        .expect("shift");
+    }
+    // One online host has gone quiet.
+    sqlx::query("UPDATE assets SET last_seen_at = last_seen_at - $1 WHERE id = $2")
+        .bind(12 * 86_400_000_000_i64)
+        .bind(assets[8].0)
+        .execute(server.db.writer())
+        .await
+        .expect("quiet");
+    assets
+}
+
+async fn wait_until(client: &Client, what: &str, script: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let value = client.execute(script, vec![]).await.expect("script");
+        if value != Value::Null && value != Value::Bool(false) {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn login(client: &Client, base: &str, name: &str) {
+    client.goto(&format!("{base}/login")).await.expect("login page");
+    client.find(Locator::Css("#name")).await.expect("name field").send_keys(name).await.expect("type");
+    client.find(Locator::Css("#password")).await.expect("password field").send_keys(PASSWORD).await.expect("type");
+    client.find(Locator::Css("#login-form button[type=submit]")).await.expect("button").click().await.expect("click");
+    wait_until(
+        client,
+        "the dashboard after login",
+        "return location.pathname === '/' && !!document.querySelector('#logout-form')",
+    )
+    .await;
+}
+
+async fn screenshot(client: &Client, name: &str, height: u32) -> PathBuf {
+    client.set_window_size(1440, height).await.expect("resize");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let png = client.screenshot().await.expect("screenshot");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 20_000, "{name} is a real PNG ({} bytes)", png.len());
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join(format!("{name}.png"));
+    std::fs::write(&path, &png).expect("write screenshot");
+    if std::env::var("CMDB_UPDATE_SCREENSHOTS").as_deref() == Ok("1") {
+        let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
+        std::fs::create_dir_all(&docs).expect("docs dir");
+        std::fs::write(docs.join(format!("{name}.png")), &png).expect("write docs screenshot");
+    }
+    client.set_window_size(1440, 1000).await.expect("resize back");
+    path
+}
+
+/// A POST from inside the page, as a script (or a forged form) would send it; returns the status.
+async fn page_post(client: &Client, path: &str, fields: Value) -> u16 {
+    let script = r#"
+        const [path, fields, done] = arguments;
+        fetch(path, {method: 'POST', body: new URLSearchParams(fields), redirect: 'manual', credentials: 'same-origin'})
+            .then(r => done(r.status), e => done(String(e)));
+    "#;
+    let answer = client.execute_async(script, vec![json!(path), fields]).await.expect("fetch");
+    answer.as_u64().and_then(|s| u16::try_from(s).ok()).unwrap_or_else(|| panic!("fetch failed: {answer}"))
+}
+
+async fn owner_of(server: &WebServer, id: i64) -> Option<String> {
+    cmdb_server::assets::detail(&server.db, id).await.expect("detail").business.owner
+}
+
+async fn journey(server: &WebServer, assets: &[(i64, String)], hostile: i64, client: &Client, downloads: &Path) {
+    let base = &server.base;
+    // Anonymous visitors go to the login form.
+    client.goto(&format!("{base}/assets")).await.expect("goto");
+    wait_until(client, "the login form", "return location.pathname === '/login'").await;
+
+    login(client, base, "editor").await;
+    let tiles = client.find(Locator::Css(".tiles")).await.expect("tiles").text().await.expect("text");
+    assert!(tiles.contains("25\nassets") || tiles.contains("25 assets"), "dashboard total: {tiles}");
+    wait_until(client, "the chart", "return document.querySelectorAll('#changes-chart rect').length === 30").await;
+    screenshot(client, "dashboard", 1500).await;
+
+    // Search: typing filters the list in place (htmx), and the URL follows.
+    client.goto(&format!("{base}/assets")).await.expect("goto list");
+    let search = client.find(Locator::Css("#search")).await.expect("search box");
+    search.send_keys("db-").await.expect("type");
+    wait_until(
+        client,
+        "the live search result",
+        "return document.querySelectorAll('#asset-table a.host').length === 5 && location.search.includes('q=db-')",
+    )
+    .await;
+    let hosts: Vec<String> = {
+        let mut out = Vec::new();
+        for link in client.find_all(Locator::Css("#asset-table a.host")).await.expect("rows") {
+            out.push(link.text().await.expect("text"));
+        }
+        out
+    };
+    assert!(hosts.iter().all(|h| h.starts_with("db-")), "{hosts:?}");
+    // A filter select applies at once.
+    client
+        .find(Locator::Css("select[name=idc] option[value='sh-2']"))
+        .await
+        .expect("option")
+        .click()
+        .await
+        .expect("pick");
+    wait_until(client, "the IDC filter", "return location.search.includes('idc=sh-2')").await;
+    let filtered = client.find_all(Locator::Css("#asset-table a.host")).await.expect("rows").len();
+    assert_eq!(filtered, 2, "db hosts in sh-2");
+    client.goto(&format!("{base}/assets?sort=hostname")).await.expect("goto list");
+    screenshot(client, "assets", 1100).await;
+
+    // Export exactly the filtered list.
+    client.goto(&format!("{base}/assets?q=db-&idc=sh-2")).await.expect("goto filtered");
+    client.find(Locator::Css("#export-csv")).await.expect("csv button").click().await.expect("click");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let csv = loop {
+        let done = std::fs::read_dir(downloads)
+            .expect("downloads")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "csv"));
+        if let Some(path) = done {
+            break std::fs::read_to_string(path).expect("read download");
+        }
+        assert!(Instant::now() < deadline, "the CSV download did not arrive");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "header and the two filtered assets: {csv}");
+    assert!(lines[1..].iter().all(|l| l.contains("db-") && l.contains("sh-2")), "{csv}");
+
+    // Open an asset from the list and edit its owner.
+    let (id, hostname) = assets.iter().find(|(_, h)| h.starts_with("db-02")).cloned().expect("db-02");
+    client.goto(&format!("{base}/assets?q=db-02")).await.expect("goto");
+    client.find(Locator::LinkText(&hostname)).await.expect("host link").click().await.expect("open");
+    wait_until(client, "the detail page", &format!("return location.pathname === '/assets/{id}'")).await;
+    assert_eq!(client.find(Locator::Css("#hostname")).await.expect("h1").text().await.expect("text"), hostname);
+    screenshot(client, "asset", 2600).await;
+    let owner = client.find(Locator::Css("#owner")).await.expect("owner field");
+    owner.clear().await.expect("clear");
+    owner.send_keys("team-e2e").await.expect("type");
+    client.find(Locator::Css("#business-form button[type=submit]")).await.expect("save").click().await.expect("save");
+    wait_until(client, "the saved page", "return location.search.includes('saved=1')").await;
+    let timeline = client.find(Locator::Css("#timeline")).await.expect("timeline").text().await.expect("text");
+    assert!(timeline.contains("team-e2e") && timeline.contains("user:editor"), "{timeline}");
+    assert_eq!(owner_of(server, id).await.as_deref(), Some("team-e2e"));
+
+    // The as-of date picker: the inventory at the end of today, with collected_at beside it.
+    client.goto(&format!("{base}/assets")).await.expect("goto list");
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    client
+        .execute("const i = document.querySelector('#as_of'); i.value = arguments[0]; i.dispatchEvent(new Event('change', {bubbles: true}));", vec![json!(today)])
+        .await
+        .expect("pick date");
+    wait_until(client, "the as-of list", "return !!document.querySelector('.asof-banner')").await;
+
+    // A form post without the CSRF token is refused, even with the session cookie.
+    assert_eq!(
+        page_post(client, &format!("/assets/{id}/business"), json!({"owner": "forged", "orig_owner": "team-e2e"}))
+            .await,
+        403
+    );
+    assert_eq!(owner_of(server, id).await.as_deref(), Some("team-e2e"));
+
+    // Hostile host names and external sections are text: no script runs, the text is shown as typed.
+    client.goto(&format!("{base}/assets/{hostile}")).await.expect("hostile page");
+    let title = client.find(Locator::Css("#hostname")).await.expect("h1").text().await.expect("text");
+    assert_eq!(title, "<script>window.__xss='host'</script>");
+    client.goto(&format!("{base}/assets?q=%3C")).await.expect("hostile list");
+    client.goto(&format!("{base}/changes")).await.expect("change log");
+    let fired =
+        client.execute("return window.__xss === undefined ? null : String(window.__xss)", vec![]).await.expect("check");
+    assert_eq!(fired, Value::Null, "a script from the data ran");
+    let images = client.execute("return document.querySelectorAll('img').length", vec![]).await.expect("count");
+    assert_eq!(images, json!(0), "no <img> element was injected");
+
+    // Log out: back to the form, and the session is gone.
+    client.find(Locator::Css("#logout-form button")).await.expect("logout").click().await.expect("click");
+    wait_until(client, "the login page after logout", "return location.pathname === '/login'").await;
+    client.goto(&format!("{base}/assets")).await.expect("goto");
+    wait_until(client, "a redirect to login", "return location.pathname === '/login'").await;
+
+    // A viewer sees no edit form, and a post with a valid token is refused by role.
+    login(client, base, "viewer").await;
+    client.goto(&format!("{base}/assets/{id}")).await.expect("detail");
+    assert!(client.find(Locator::Css("#business-form")).await.is_err(), "viewers get no edit form");
+    let csrf = client
+        .execute("return document.querySelector('#logout-form input[name=csrf]').value", vec![])
+        .await
+        .expect("token");
+    let status = page_post(
+        client,
+        &format!("/assets/{id}/business"),
+        json!({"csrf": csrf, "owner": "viewer", "orig_owner": "team-e2e"}),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(owner_of(server, id).await.as_deref(), Some("team-e2e"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_journey() {
+    ensure_chromium();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = WebServer::start(&db).await;
+    let assets = seed(&server).await;
+    let mut doc = report("<script>window.__xss='host'</script>");
+    doc["sections"]["inventory-ext"] = json!({"status": "ok", "data": {"note": "\"><img src=x onerror=\"window.__xss='ext'\">", "k": "<script>window.__xss='ext2'</script>"}});
+    let hostile = server.ingest(&doc).await;
+    let patch = json!({"tags": ["\"><img src=x onerror=\"window.__xss='tag'\">"]});
+    cmdb_server::assets::patch_business(&server.db, hostile, "user:admin", patch.as_object().expect("object"))
+        .await
+        .expect("patch");
+
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().expect("profile dir");
+    let downloads = tempfile::tempdir().expect("downloads dir");
+    let client = browser(&driver, profile.path(), downloads.path()).await;
+    let outcome =
+        tokio::time::timeout(Duration::from_secs(240), journey(&server, &assets, hostile, &client, downloads.path()))
+            .await;
+    let _ = client.close().await;
+    outcome.expect("the browser journey took longer than 4 minutes");
+
+    // What the journey did is in the audit log.
+    let actions: Vec<String> = sqlx::query("SELECT action FROM audit_log ORDER BY id")
+        .fetch_all(server.db.reader())
+        .await
+        .expect("audit")
+        .iter()
+        .map(|r| r.try_get(0).expect("text"))
+        .collect();
+    assert_eq!(actions, vec!["login", "export.csv", "logout", "login"], "{actions:?}");
+}
