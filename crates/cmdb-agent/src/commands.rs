@@ -69,6 +69,8 @@ async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Ssh(args) => ssh(&loaded, args).await,
         Command::Salt(args) => salt(&loaded, args).await,
         Command::Collectors { sudo_user } => {
+            // Unknown names in `collectors` are a startup error for every command that plans.
+            loaded.plan()?;
             let plan_names = loaded.config.collectors.clone();
             let listed = listing::collectors(&plan_names, &loaded.externals());
             let user =
@@ -78,6 +80,8 @@ async fn dispatch(cli: Cli) -> Result<u8> {
         }
         Command::Config => {
             print!("{}", render_config(&loaded));
+            // Printed first, so the listing shows where the offending list came from.
+            loaded.plan()?;
             Ok(0)
         }
         Command::Spool { action } => spool(&loaded, *action).await,
@@ -218,10 +222,10 @@ async fn ssh(loaded: &LoadedConfig, args: &crate::cli::SshArgs) -> Result<u8> {
     let jobs: Vec<Job<SshTarget>> = match &args.source.inventory {
         Some(path) => inventory::load(path)?
             .into_iter()
-            .map(|h| Job {
-                key: h.name.clone(),
-                name: h.name.clone(),
-                target: SshTarget { name: h.name, host: h.address, port: h.port.unwrap_or(ssh.port), user: h.user },
+            .map(|h| {
+                let target =
+                    SshTarget { name: h.name.clone(), host: h.address, port: h.port.unwrap_or(ssh.port), user: h.user };
+                Job::new(h.name, target)
             })
             .collect(),
         None => {
@@ -241,6 +245,7 @@ async fn ssh(loaded: &LoadedConfig, args: &crate::cli::SshArgs) -> Result<u8> {
                 jobs.push(Job {
                     key: format!("asset-{}", t.asset_id),
                     name: t.hostname.clone(),
+                    server_hostname: Some(t.hostname.clone()),
                     target: SshTarget { name: t.hostname, host, port, user: None },
                 });
             }
@@ -248,7 +253,9 @@ async fn ssh(loaded: &LoadedConfig, args: &crate::cli::SshArgs) -> Result<u8> {
         }
     };
     if jobs.is_empty() {
-        bail!("no hosts to collect");
+        // Every listed host reported today already: a normal outcome for a scheduled run.
+        eprintln!("nothing to collect: the server lists no host that needs collecting");
+        return Ok(0);
     }
     let options = loaded.ssh_options()?;
     let client = Arc::new(SshClient::new(options).map_err(|e| anyhow::anyhow!("cannot set up SSH: {e}"))?);
@@ -306,18 +313,19 @@ pub fn parse_minion_list(expr: &str) -> Result<Vec<String>> {
 async fn salt(loaded: &LoadedConfig, args: &crate::cli::SaltArgs) -> Result<u8> {
     let plan = loaded.plan()?;
     let jobs: Vec<Job<String>> = match &args.source.target {
-        Some(expr) => {
-            parse_minion_list(expr)?.into_iter().map(|m| Job { key: m.clone(), name: m.clone(), target: m }).collect()
-        }
+        Some(expr) => parse_minion_list(expr)?.into_iter().map(|m| Job::new(m.clone(), m)).collect(),
         None => {
             let client = deliverer_client(loaded)?;
             let targets = client.collect_targets(Some("salt")).await.context("cannot get the minions to collect")?;
             let mut jobs = Vec::new();
             for t in targets {
                 match t.salt_minion_id.filter(|m| !m.trim().is_empty()) {
-                    Some(minion) => {
-                        jobs.push(Job { key: format!("asset-{}", t.asset_id), name: t.hostname, target: minion })
-                    }
+                    Some(minion) => jobs.push(Job {
+                        key: format!("asset-{}", t.asset_id),
+                        name: t.hostname.clone(),
+                        server_hostname: Some(t.hostname),
+                        target: minion,
+                    }),
                     None => tracing::debug!(hostname = %t.hostname, "target has no salt_minion_id; skipped"),
                 }
             }
@@ -325,7 +333,8 @@ async fn salt(loaded: &LoadedConfig, args: &crate::cli::SaltArgs) -> Result<u8> 
         }
     };
     if jobs.is_empty() {
-        bail!("no minions to collect");
+        eprintln!("nothing to collect: the server lists no minion that needs collecting");
+        return Ok(0);
     }
     let sink = sink(loaded, &args.fanout)?;
     let context = Arc::new(RunContext {

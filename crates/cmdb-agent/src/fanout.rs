@@ -169,7 +169,17 @@ impl Summary {
         let failed: usize = failures.values().sum();
         let _ = write!(out, "ok {}, failed {failed}", self.ok());
         if !failures.is_empty() {
-            let parts: Vec<String> = failures.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            // The transport buckets always show, so a glance tells "all unreachable" from "auth".
+            let mut parts: Vec<String> = ["unreachable", "auth", "host key", "timeout"]
+                .iter()
+                .map(|k| format!("{k} {}", failures.get(*k).copied().unwrap_or(0)))
+                .collect();
+            parts.extend(
+                failures
+                    .iter()
+                    .filter(|(k, _)| !["unreachable", "auth", "host key", "timeout"].contains(&k.as_str()))
+                    .map(|(k, n)| format!("{k} {n}")),
+            );
             let _ = write!(out, " ({})", parts.join(", "));
         }
         let _ = writeln!(out, " in {:.1}s", self.elapsed.as_secs_f64());
@@ -286,19 +296,31 @@ pub struct Job<T> {
     pub key: String,
     /// The fallback host name for the report.
     pub name: String,
+    /// The host name the server has for this host (targets from `--from-server`). When the host
+    /// now calls itself something else, the report carries this name as `previous_hostname`, so
+    /// it lands on the asset the server listed, even one registered by hand with no hardware keys.
+    pub server_hostname: Option<String>,
     /// Transport-specific address.
     pub target: T,
 }
 
+impl<T> Job<T> {
+    /// A job for `target`, known as `name` (also its state key).
+    pub fn new(name: impl Into<String>, target: T) -> Self {
+        let name = name.into();
+        Job { key: name.clone(), name, server_hostname: None, target }
+    }
+}
+
 /// Turns one host's script output into a report and hands it on.
-async fn finish_host(
+async fn finish_host<T>(
     context: &RunContext,
-    key: &str,
-    name: &str,
+    job: &Job<T>,
     boundary: &str,
     collected_at: chrono::DateTime<Utc>,
     output: Result<ScriptOutput, HostFailure>,
 ) -> HostRecord {
+    let (key, name) = (job.key.as_str(), job.name.as_str());
     let output = match output {
         Ok(output) => output,
         Err(failure) => return HostRecord { target: key.to_owned(), result: Err(failure) },
@@ -319,7 +341,14 @@ async fn finish_host(
         .plan
         .report(&outputs, &HostContext { mode: context.mode, collected_at, fallback_hostname: Some(name.to_owned()) });
     let mut report = host.report;
-    announce_rename(&mut report, &context.state, key);
+    match &job.server_hostname {
+        Some(listed) if listed != &report.host.hostname => {
+            tracing::info!(target = key, listed = %listed, now = %report.host.hostname, "host name differs from the server's");
+            report.host.previous_hostname = Some(listed.clone());
+        }
+        Some(_) => {}
+        None => announce_rename(&mut report, &context.state, key),
+    }
     let handed = context.sink.take(key, &report).await;
     HostRecord { target: key.to_owned(), result: Ok((host.failed_sections, handed)) }
 }
@@ -346,7 +375,7 @@ pub async fn run_ssh(
         tasks.spawn(async move {
             let collected_at = Utc::now();
             let output = client.run(&job.target, &script).await;
-            let record = finish_host(&context, &job.key, &job.name, &boundary, collected_at, output).await;
+            let record = finish_host(&context, &job, &boundary, collected_at, output).await;
             drop(permit);
             record
         });
@@ -415,7 +444,7 @@ pub async fn run_salt(
             let Ok(permit) = semaphore.clone().acquire_owned().await else { break };
             let (context, boundary, job) = (context.clone(), boundary.clone(), job.clone());
             tasks.spawn(async move {
-                let record = finish_host(&context, &job.key, &job.name, &boundary, collected_at, output).await;
+                let record = finish_host(&context, &job, &boundary, collected_at, output).await;
                 drop(permit);
                 record
             });
@@ -455,7 +484,7 @@ mod tests {
             elapsed: Duration::from_millis(1500),
         };
         let text = summary.render();
-        assert!(text.starts_with("ok 2, failed 3 (auth 1, unreachable 2) in 1.5s\n"), "{text}");
+        assert!(text.starts_with("ok 2, failed 3 (unreachable 2, auth 1, host key 0, timeout 0) in 1.5s\n"), "{text}");
         assert!(text.contains("disk on 1 host"), "{text}");
         assert!(text.contains("  web-03  unreachable: connection refused\n"), "{text}");
         assert!(text.contains("  web-04  authentication failed: publickey\n"), "{text}");

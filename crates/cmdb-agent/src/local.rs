@@ -248,7 +248,11 @@ async fn spawn(run: Run<'_>, sudo: &str, path: &str, timeout: Duration) -> Optio
             c
         }
         Run::Shell(script) => {
-            let mut c = Command::new("sh");
+            // POSIX puts sh in /bin; naming it saves a PATH search of failed execs per probe.
+            let sh = if Path::new("/bin/sh").exists() { "/bin/sh" } else { "sh" };
+            let mut c = Command::new(sh);
+            // $0 as the bundle's inner `sh -c` has it: the shell's error messages start with it.
+            c.arg0("sh");
             c.arg("-c").arg(script).env("SUDO", sudo);
             c
         }

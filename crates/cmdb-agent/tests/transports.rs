@@ -187,6 +187,45 @@ async fn ssh_dry_run_writes_one_file_per_host() {
     assert!(server.seen().is_empty(), "a dry run sends nothing");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn ssh_from_server_collects_the_listed_hosts_and_names_them_as_the_server_does() {
+    let hosts = fake_ssh_hosts();
+    let server = TestServer::start().await;
+    let targets: Vec<serde_json::Value> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, (address, _))| {
+            serde_json::json!({"asset_id": i + 1, "hostname": format!("registered-{i}"), "manage_address": address,
+                               "ssh_port": SSH_PORT, "salt_minion_id": format!("registered-{i}")})
+        })
+        .collect();
+    *server.shared.targets.lock().expect("lock") =
+        serde_json::json!({"cutoff": "2026-01-01T00:00:00Z", "targets": targets});
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, "[ssh]\nuser = \"root\"\n").expect("config");
+    let out = agent(dir.path(), &config, &dir.path().join("state"), &server)
+        .arg("ssh")
+        .arg("--from-server")
+        .arg("--known-hosts")
+        .arg(Path::new(SSH_STATE).join("known_hosts"))
+        .arg("--ssh-key")
+        .arg(Path::new(SSH_STATE).join("client_key"))
+        .output()
+        .await
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let seen = server.seen();
+    assert!(seen.iter().any(|s| s.method == "GET" && s.target == "/api/v1/collect-targets?mode=ssh" && s.signature_ok));
+    let stored = server.stored();
+    assert_eq!(stored.len(), hosts.len());
+    for (i, (_, fixture)) in hosts.iter().enumerate() {
+        let hostname = expected_hostname(fixture);
+        let report = stored.iter().find(|r| r["host"]["hostname"] == hostname.as_str()).expect("report");
+        assert_eq!(report["host"]["previous_hostname"], format!("registered-{i}").as_str(), "{fixture}");
+    }
+}
+
 fn salt_is_up() -> bool {
     let Ok(out) = std::process::Command::new(Path::new(SALT_DIR).join("venv/bin/salt"))
         .args([
@@ -250,4 +289,39 @@ async fn salt_collects_minions_and_reports_an_unknown_one_as_failed() {
         assert_eq!(parsed.agent.mode, Mode::Salt);
         assert_eq!(parsed.host.hostname, hostname.trim(), "every minion is this machine");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn salt_from_server_uses_each_targets_minion_id() {
+    {
+        let _guard = lock(&format!("{SALT_DIR}.lock"));
+        if !salt_is_up() {
+            run_script("loopback-salt.sh", &["up", "3"], &[("DIR", SALT_DIR)]);
+        }
+    }
+    let server = TestServer::start().await;
+    *server.shared.targets.lock().expect("lock") = serde_json::json!({"targets": [
+        {"asset_id": 7, "hostname": "salt-registered", "manage_address": null, "ssh_port": null, "salt_minion_id": "m2"},
+        {"asset_id": 8, "hostname": "not-a-minion", "manage_address": null, "ssh_port": null, "salt_minion_id": null}
+    ]});
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!("[salt]\nsalt_bin = \"{SALT_DIR}/venv/bin/salt\"\nextra_args = [\"-c\", \"{SALT_DIR}/etc\"]\ntimeout = \"20s\"\n"),
+    )
+    .expect("config");
+    let out = tokio::time::timeout(
+        Duration::from_secs(300),
+        agent(dir.path(), &config, &dir.path().join("state"), &server).arg("salt").arg("--from-server").output(),
+    )
+    .await
+    .expect("salt run finishes")
+    .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let stored = server.stored();
+    assert_eq!(stored.len(), 1, "only the target with a minion id");
+    assert_eq!(stored[0]["agent"]["mode"], "salt");
+    assert_eq!(stored[0]["host"]["previous_hostname"], "salt-registered");
+    assert!(server.seen().iter().any(|s| s.target == "/api/v1/collect-targets?mode=salt"));
 }
