@@ -297,7 +297,9 @@ async fn a_hung_probe_times_out_the_host_and_its_probe_timeout_kills_it() {
     let started = Instant::now();
     let err = client.run(&hosts.target("127.0.0.8"), &script).await.expect_err("hangs");
     assert!(matches!(err, HostFailure::Timeout(_)), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(3), "reported at the command timeout: {:?}", started.elapsed());
+    // Had the 1 s command timeout not fired, the probe timeout would have ended the script
+    // at 2 s with a result instead of this error; the bound only guards against a hang.
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
     // sshd will not signal a root session, so the probe's own `timeout` must end it.
     let deadline = Instant::now() + Duration::from_secs(6);
     while process_running(marker) && Instant::now() < deadline {

@@ -82,7 +82,7 @@ async fn a_hung_command_of_an_ordinary_user_is_killed_at_the_command_timeout() {
     let started = std::time::Instant::now();
     let err = client.run(&target(), &format!("{marker}; echo never\n")).await.expect_err("hangs");
     assert!(matches!(err, HostFailure::Timeout(_)), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
     while ssh_support::process_running(marker) && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));

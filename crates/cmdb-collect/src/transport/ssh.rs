@@ -776,7 +776,7 @@ mod tests {
         let started = std::time::Instant::now();
         let err = client.run(&target, "true").await.expect_err("times out");
         assert!(matches!(err, HostFailure::Timeout(_)), "{err:?}");
-        assert!(started.elapsed() < Duration::from_secs(3));
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
         server.abort();
     }
 
