@@ -43,8 +43,6 @@ pub fn execute(cli: Cli) -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let code = if e.chain().any(|c| c.downcast_ref::<ConfigError>().is_some()) { EXIT_CONFIG } else { 1 };
-            // Through tracing when it is on, so journald gets it with the rest; also plain on stderr.
-            tracing::error!("{e:#}");
             let _ = writeln!(std::io::stderr(), "cmdb-agent: {e:#}");
             ExitCode::from(code)
         }
@@ -171,6 +169,7 @@ pub async fn run(loaded: &LoadedConfig, replay: Option<&Path>) -> Result<Summary
     Ok(Summary {
         records: vec![HostRecord { target: report.host.hostname.clone(), result: Ok((host.failed_sections, handed)) }],
         elapsed: started.elapsed(),
+        not_started: 0,
     })
 }
 

@@ -106,6 +106,37 @@ pub struct Summary {
     pub records: Vec<HostRecord>,
     /// How long the run took.
     pub elapsed: Duration,
+    /// Hosts never started because the run was interrupted (Ctrl-C, SIGTERM).
+    pub not_started: usize,
+}
+
+/// Exit status of an interrupted run (128 + SIGINT, as shells report it).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// Watches for Ctrl-C and SIGTERM: the first stops new hosts from starting (those in flight
+/// finish and their reports are delivered or spooled); a second Ctrl-C exits at once.
+pub fn interrupt_watch() -> tokio::sync::watch::Receiver<bool> {
+    let (sender, receiver) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => if result.is_err() { return },
+            () = terminate => {}
+        }
+        tracing::warn!("interrupted: no new host starts; waiting for those in flight (Ctrl-C again stops at once)");
+        let _ = sender.send(true);
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(i32::from(EXIT_INTERRUPTED));
+        }
+    });
+    receiver
 }
 
 /// Exit status when every host was collected but some reports wait in the spool (EX_TEMPFAIL).
@@ -151,9 +182,12 @@ impl Summary {
     }
 
     /// The process exit status: 0 all good, 1 any host failed (or its report was refused),
-    /// [`EXIT_SPOOLED`] when all were collected but some reports wait in the spool.
+    /// [`EXIT_SPOOLED`] when all were collected but some reports wait in the spool,
+    /// [`EXIT_INTERRUPTED`] when hosts were left out because the run was interrupted.
     pub fn exit_code(&self) -> u8 {
-        if self.records.iter().any(|r| self.is_failed(r)) {
+        if self.not_started > 0 {
+            EXIT_INTERRUPTED
+        } else if self.records.iter().any(|r| self.is_failed(r)) {
             1
         } else if self.spooled() > 0 {
             EXIT_SPOOLED
@@ -181,6 +215,9 @@ impl Summary {
                     .map(|(k, n)| format!("{k} {n}")),
             );
             let _ = write!(out, " ({})", parts.join(", "));
+        }
+        if self.not_started > 0 {
+            let _ = write!(out, ", not started {} (interrupted)", self.not_started);
         }
         let _ = writeln!(out, " in {:.1}s", self.elapsed.as_secs_f64());
         let rejected = self.count(|h| matches!(h, Handed::Delivery(Outcome::Rejected { .. })));
@@ -368,9 +405,18 @@ pub async fn run_ssh(
     let mut tasks = JoinSet::new();
     let mut summary = Summary::default();
     let mut failed = 0;
-    for job in jobs {
+    let mut interrupted = interrupt_watch();
+    let total = jobs.len();
+    for (index, job) in jobs.into_iter().enumerate() {
         // Waiting for a permit before spawning keeps at most `concurrency` hosts (and sockets) in flight.
-        let Ok(permit) = semaphore.clone().acquire_owned().await else { break };
+        let permit = tokio::select! {
+            permit = semaphore.clone().acquire_owned() => permit.ok(),
+            _ = interrupted.wait_for(|stop| *stop) => None,
+        };
+        let Some(permit) = permit.filter(|_| !*interrupted.borrow()) else {
+            summary.not_started = total - index;
+            break;
+        };
         let (context, client, boundary, script) = (context.clone(), client.clone(), boundary.clone(), script.clone());
         tasks.spawn(async move {
             let collected_at = Utc::now();
@@ -432,7 +478,12 @@ pub async fn run_salt(
     let mut summary = Summary::default();
     let mut failed = 0;
     let batch_size = options.batch_size.max(1);
-    for batch in jobs.chunks(batch_size) {
+    let interrupted = interrupt_watch();
+    for (number, batch) in jobs.chunks(batch_size).enumerate() {
+        if *interrupted.borrow() {
+            summary.not_started = jobs.len() - number * batch_size;
+            break;
+        }
         let minions: Vec<String> = batch.iter().map(|j| j.target.clone()).collect();
         let collected_at = Utc::now();
         let results = salt::run(&options, &minions, &script).await;
@@ -482,6 +533,7 @@ mod tests {
                 record("web-05", Err(HostFailure::Unreachable("no route to host".into()))),
             ],
             elapsed: Duration::from_millis(1500),
+            not_started: 0,
         };
         let text = summary.render();
         assert!(text.starts_with("ok 2, failed 3 (unreachable 2, auth 1, host key 0, timeout 0) in 1.5s\n"), "{text}");
@@ -500,6 +552,9 @@ mod tests {
         ));
         assert_eq!(summary.exit_code(), 1);
         assert!(summary.render().contains("rejected by the server (HTTP 400): bad"));
+        summary.not_started = 3;
+        assert_eq!(summary.exit_code(), EXIT_INTERRUPTED);
+        assert!(summary.render().contains(", not started 3 (interrupted) in "), "{}", summary.render());
         assert_eq!(FailureKind::HostKey.to_string(), "host key");
     }
 

@@ -246,6 +246,47 @@ async fn ssh_fan_out_ends_with_a_summary_and_fails_when_hosts_fail() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_fan_out_finishes_hosts_in_flight_and_says_what_was_left_out() {
+    let (dir, config) = setup();
+    // Accepts TCP connections but never speaks SSH: each host hangs until the connect timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let inventory = dir.path().join("hosts");
+    let hosts: String = (1..=5).map(|i| format!("root@127.0.0.{i}:{port}\n")).collect();
+    std::fs::write(&inventory, hosts).expect("inventory");
+    let known_hosts = dir.path().join("known_hosts");
+    std::fs::write(&known_hosts, "").expect("known_hosts");
+    let child = agent(dir.path())
+        .env("CMDB_SSH_PASSWORD", "not-used")
+        .env("CMDB_SSH__CONNECT_TIMEOUT", "3s")
+        .arg("--config")
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("ssh")
+        .arg("--inventory")
+        .arg(&inventory)
+        .arg("--known-hosts")
+        .arg(&known_hosts)
+        .arg("--concurrency")
+        .arg("1")
+        .arg("--dry-run")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let pid = child.id().expect("pid").to_string();
+    let kill = std::process::Command::new("kill").args(["-INT", &pid]).status().expect("kill runs");
+    assert!(kill.success());
+    let out = child.wait_with_output().await.expect("exits");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("ok 0, failed 1") && err.contains("not started 4 (interrupted)"), "{err}");
+    drop(silent);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn salt_target_lists_are_checked() {
     let (dir, config) = setup();
     let out =
