@@ -314,3 +314,92 @@ async fn missing_key_file_fails_once_up_front() {
     options.auth = SshAuth::KeyFile { path: PathBuf::from("/nonexistent/cmdb/key"), passphrase: None };
     assert!(matches!(SshClient::new(options), Err(HostFailure::Auth(_))));
 }
+
+/// An extra sshd on 127.0.0.2 port 2324 that presents the test hosts' key with a host
+/// certificate signed by a test CA (principals 127.0.0.2 and cert-host.test), for the
+/// `@cert-authority` lines. Started once, reused while it runs.
+fn certificate_host() -> &'static PathBuf {
+    static CA: OnceLock<PathBuf> = OnceLock::new();
+    CA.get_or_init(|| {
+        let hosts = hosts();
+        let dir = hosts.dir.join("cert");
+        let _lock = ssh_support::setup_lock(&hosts.dir.with_extension("cert.lock"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        if ssh_support::pids_alive(&dir, "sshd") {
+            return dir;
+        }
+        keygen(&dir.join("ca"), "ed25519", "");
+        let host_key = dir.join("host_key");
+        std::fs::copy(hosts.dir.join("ssh_host_ed25519_key"), &host_key).expect("copy key");
+        std::fs::copy(hosts.dir.join("ssh_host_ed25519_key.pub"), dir.join("host_key.pub")).expect("copy pub");
+        let signed = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-s"])
+            .arg(dir.join("ca"))
+            .args(["-h", "-I", "cmdb-test-host", "-n", "127.0.0.2,cert-host.test", "-V", "-1d:+3650d"])
+            .arg(dir.join("host_key.pub"))
+            .output()
+            .expect("ssh-keygen -s");
+        assert!(signed.status.success(), "{}", String::from_utf8_lossy(&signed.stderr));
+        let config = format!(
+            "Port 2324\nListenAddress 127.0.0.2\nHostKey {key}\nHostCertificate {key}-cert.pub\nPidFile {dir}/sshd.pid\n\
+             AuthorizedKeysFile {auth}\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nUseDNS no\nLogLevel ERROR\n",
+            key = host_key.display(),
+            dir = dir.display(),
+            auth = hosts.dir.join("authorized_keys").display()
+        );
+        std::fs::write(dir.join("sshd.conf"), config).expect("config");
+        let started = std::process::Command::new("/usr/sbin/sshd")
+            .arg("-f")
+            .arg(dir.join("sshd.conf"))
+            .arg("-E")
+            .arg(dir.join("sshd.log"))
+            .status()
+            .expect("sshd starts");
+        assert!(started.success());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect("127.0.0.2:2324").is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        dir
+    })
+}
+
+#[tokio::test]
+async fn host_certificates_are_trusted_through_cert_authority_lines() {
+    let dir = certificate_host();
+    let hosts = hosts();
+    let ca = std::fs::read_to_string(dir.join("ca.pub")).expect("ca.pub");
+    let ca = ca.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    let known_hosts = tempfile::tempdir().expect("tempdir");
+    let mut options = hosts.options();
+    let mut target = hosts.target("127.0.0.2");
+    target.port = 2324;
+    let mut run = |contents: String| {
+        let path = known_hosts.path().join(format!("kh-{}", rand_suffix()));
+        std::fs::write(&path, contents).expect("write");
+        options.known_hosts = path;
+        SshClient::new(options.clone()).expect("client")
+    };
+    // Only the CA is listed: the certificate (principal 127.0.0.2, signed by it) is trusted.
+    // As in OpenSSH, a host on a port other than 22 is named [host]:port in every line.
+    for pattern in ["[127.0.0.*]:2324", "*"] {
+        let out = run(format!("@cert-authority {pattern} {ca}\n")).run(&target, "echo cert-ok").await;
+        assert_eq!(out.expect("certificate trusted").stdout, b"cert-ok\n");
+    }
+    // A CA line for other hosts does not cover this one, and another CA is not this one.
+    let other_ca = std::fs::read_to_string(hosts.dir.join("client_key.pub")).expect("pub");
+    let other_ca = other_ca.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    for contents in [format!("@cert-authority *.example.com {ca}\n"), format!("@cert-authority * {other_ca}\n")] {
+        let err = run(contents.clone()).run(&target, "true").await;
+        assert!(matches!(err, Err(HostFailure::HostKey(_))), "{contents}: {err:?}");
+    }
+    // A revoked CA loses even though it is listed.
+    let err = run(format!("@cert-authority * {ca}\n@revoked * {ca}\n")).run(&target, "true").await;
+    assert!(matches!(err, Err(HostFailure::HostKey(ref m)) if m.contains("@revoked")), "{err:?}");
+}
+
+fn rand_suffix() -> u64 {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
