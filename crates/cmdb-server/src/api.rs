@@ -475,7 +475,9 @@ fn parse_cursor(text: &str) -> Result<(i64, i64), ApiError> {
 /// `GET /api/v1/changes?after=<cursor>`: every change, oldest first. A consumer that follows
 /// `next` never misses a change: on PostgreSQL the feed only shows transactions older than the
 /// oldest one still running, ordered by transaction id, so a late commit cannot land behind a
-/// cursor; on SQLite commits are serialized, so ids are commit order.
+/// cursor; on SQLite commits are serialized, so ids are commit order. The price on PostgreSQL: the
+/// horizon is cluster-wide, so a long write transaction anywhere in the cluster delays (never
+/// drops) what the feed shows until it ends.
 pub async fn change_feed(
     State(state): State<Shared>,
     principal: Principal,

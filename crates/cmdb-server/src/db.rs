@@ -70,6 +70,7 @@ pub struct Db {
     backend: Backend,
     writer: AnyPool,
     reader: AnyPool,
+    states: std::sync::Arc<crate::store::StateCache>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -110,7 +111,7 @@ impl Db {
                 let writer = pool(1).await.map_err(OpenError::Connect)?;
                 SQLITE_MIGRATIONS.run(&writer).await.map_err(OpenError::Migrate)?;
                 let reader = pool(settings.sqlite_readers.max(1)).await.map_err(OpenError::Connect)?;
-                Db { backend, writer, reader }
+                Db { backend, writer, reader, states: Default::default() }
             }
             Backend::Postgres => {
                 let options = AnyConnectOptions::from_str(url).map_err(OpenError::Connect)?;
@@ -123,7 +124,7 @@ impl Db {
                     .map_err(OpenError::Connect)?;
                 // Several instances may start at once: PostgreSQL's migration lock serializes them.
                 POSTGRES_MIGRATIONS.run(&pool).await.map_err(OpenError::Migrate)?;
-                Db { backend, writer: pool.clone(), reader: pool }
+                Db { backend, writer: pool.clone(), reader: pool, states: Default::default() }
             }
         };
         Ok(db)
@@ -142,6 +143,11 @@ impl Db {
     /// The pool for read-only queries.
     pub fn reader(&self) -> &AnyPool {
         &self.reader
+    }
+
+    /// Asset states cached by version (see [`crate::store::StateCache`]).
+    pub fn states(&self) -> &crate::store::StateCache {
+        &self.states
     }
 
     /// Starts a write transaction.

@@ -14,6 +14,8 @@
 //! lock on their host name and board UUID (so two first reports cannot both create the asset) and
 //! by a row lock on the asset. On SQLite the single writer connection serializes everything.
 
+use std::sync::Arc;
+
 use cmdb_model::business::{AssetStatus, BusinessFields};
 use cmdb_model::diff::{Action, ChangeOp, apply, diff_report};
 use cmdb_model::identity::{MatchKey, ReportKeys, admissible};
@@ -232,7 +234,7 @@ async fn ingest_once(
 
     let now = now_us();
     let collected_at = report.collected_at.timestamp_micros();
-    let (asset_id, matched_by, created, stored) = match matched {
+    let (asset_id, matched_by, created, stored, version) = match matched {
         Some((row, match_key)) => {
             let Some(locked) = store::lock_asset(&mut tx, backend, row.id).await? else {
                 return Err(IngestError::Inconsistent(format!("asset {} vanished", row.id)));
@@ -257,8 +259,11 @@ async fn ingest_once(
                 );
                 return Ok((outcome, Disposition::Stale));
             }
-            let state = store::load_state(&mut tx, row.id).await?;
-            (row.id, Some(match_key), false, state)
+            let state = match db.states().get(row.id, locked.version) {
+                Some(state) => state,
+                None => Arc::new(store::load_state(&mut tx, row.id).await?),
+            };
+            (row.id, Some(match_key), false, state, locked.version)
         }
         None => {
             if let Some(key) = key
@@ -268,7 +273,7 @@ async fn ingest_once(
                 return Err(forbidden(key, &report.host.hostname));
             }
             let id = store::insert_asset(&mut tx, &report.host.hostname, AssetStatus::Online.as_str(), now).await?;
-            (id, None, true, AssetState::default())
+            (id, None, true, Arc::new(AssetState::default()), 0)
         }
     };
 
@@ -300,10 +305,15 @@ async fn ingest_once(
         });
     }
     ops.extend(diff_report(&stored, report));
-    let mut state = stored;
-    for op in &ops {
-        apply(&mut state, op).map_err(|e| IngestError::Inconsistent(e.to_string()))?;
-    }
+    let state = if ops.is_empty() {
+        stored
+    } else {
+        let mut state = AssetState::clone(&stored);
+        for op in &ops {
+            apply(&mut state, op).map_err(|e| IngestError::Inconsistent(e.to_string()))?;
+        }
+        Arc::new(state)
+    };
     if !ops.is_empty() {
         let context = ChangeContext {
             asset_id,
@@ -353,6 +363,9 @@ async fn ingest_once(
         };
     }
     tx.commit().await?;
+    // write_summary bumped the version when the state changed.
+    let version = if ops.is_empty() { version } else { version + 1 };
+    db.states().put(asset_id, version, state);
     let disposition = if ops.is_empty() { Disposition::Unchanged } else { Disposition::Changed };
     Ok((outcome, disposition))
 }

@@ -43,6 +43,8 @@ pub struct AssetKeysRow {
     pub last_seen_at: Option<i64>,
     /// `collected_at` of the last applied report.
     pub last_collected_at: Option<i64>,
+    /// Bumped by every state write: a cached state of the same version is current.
+    pub version: i64,
 }
 
 impl AssetKeysRow {
@@ -58,8 +60,7 @@ impl AssetKeysRow {
     }
 }
 
-const KEYS_COLUMNS: &str =
-    "id, hostname, board_uuid, board_sn, board_manufacturer, machine_id, status, last_seen_at, last_collected_at";
+const KEYS_COLUMNS: &str = "id, hostname, board_uuid, board_sn, board_manufacturer, machine_id, status, last_seen_at, last_collected_at, version";
 
 fn keys_row(row: &sqlx::any::AnyRow) -> Result<AssetKeysRow, sqlx::Error> {
     Ok(AssetKeysRow {
@@ -72,6 +73,7 @@ fn keys_row(row: &sqlx::any::AnyRow) -> Result<AssetKeysRow, sqlx::Error> {
         status: row.try_get(6)?,
         last_seen_at: row.try_get(7)?,
         last_collected_at: row.try_get(8)?,
+        version: row.try_get(9)?,
     })
 }
 
@@ -116,14 +118,44 @@ pub async fn lock_asset(
 ) -> Result<Option<AssetKeysRow>, sqlx::Error> {
     let sql = match backend {
         Backend::Postgres => {
-            "SELECT id, hostname, board_uuid, board_sn, board_manufacturer, machine_id, status, last_seen_at, last_collected_at FROM assets WHERE id = $1 FOR UPDATE"
+            "SELECT id, hostname, board_uuid, board_sn, board_manufacturer, machine_id, status, last_seen_at, last_collected_at, version FROM assets WHERE id = $1 FOR UPDATE"
         }
         Backend::Sqlite => {
-            "SELECT id, hostname, board_uuid, board_sn, board_manufacturer, machine_id, status, last_seen_at, last_collected_at FROM assets WHERE id = $1"
+            "SELECT id, hostname, board_uuid, board_sn, board_manufacturer, machine_id, status, last_seen_at, last_collected_at, version FROM assets WHERE id = $1"
         }
     };
     let row = sqlx::query(sql).bind(id).fetch_optional(&mut *conn).await?;
     row.as_ref().map(keys_row).transpose()
+}
+
+/// Recently used asset states by version, so an unchanged report does not reread and reparse the
+/// state it is compared with. A cached entry is used only when its version equals the version read
+/// (under the row lock) in the transaction, so it is exact even with several server instances: any
+/// write, by any instance, bumps the version.
+#[derive(Debug, Default)]
+pub struct StateCache {
+    entries: std::sync::Mutex<std::collections::HashMap<i64, (i64, std::sync::Arc<AssetState>)>>,
+}
+
+/// Entries kept before the cache starts over (about 10 KB each for a typical server).
+const STATE_CACHE_CAPACITY: usize = 20_000;
+
+impl StateCache {
+    /// The state of `asset_id` at `version`, if cached.
+    pub fn get(&self, asset_id: i64, version: i64) -> Option<std::sync::Arc<AssetState>> {
+        let entries = self.entries.lock().ok()?;
+        entries.get(&asset_id).filter(|(v, _)| *v == version).map(|(_, state)| state.clone())
+    }
+
+    /// Remembers the state of `asset_id` at `version`.
+    pub fn put(&self, asset_id: i64, version: i64, state: std::sync::Arc<AssetState>) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= STATE_CACHE_CAPACITY && !entries.contains_key(&asset_id) {
+                entries.clear();
+            }
+            entries.insert(asset_id, (version, state));
+        }
+    }
 }
 
 /// Loads an asset's current state (sections and components).
