@@ -44,6 +44,9 @@ fn options() -> &'static SaltOptions {
     OPTIONS.get_or_init(|| {
         let _lock = ssh_support::setup_lock(&Path::new(DIR).with_extension("lock"));
         if !salt_is_up() {
+            // Started here, so stopped when this process (and any test process that joined
+            // it) is done; a master someone else started is left to them.
+            ssh_support::stop_when_unused(&Path::new(DIR).with_extension("users"), "loopback-salt.sh", &[("DIR", DIR)]);
             ssh_support::run_script("loopback-salt.sh", &["up", "3"], &[("DIR", DIR)], Duration::from_secs(600));
         }
         SaltOptions {

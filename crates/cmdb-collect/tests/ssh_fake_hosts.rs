@@ -48,6 +48,7 @@ fn fake_hosts() -> &'static BTreeMap<String, String> {
     HOSTS.get_or_init(|| {
         let state = Path::new(STATE);
         let _lock = ssh_support::setup_lock(&state.with_extension("lock"));
+        ssh_support::stop_when_unused(&state.with_extension("users"), "fake-ssh-hosts.sh", &[("STATE", STATE)]);
         let digest = fixtures_digest();
         let first = std::fs::read_to_string(state.join("inventory")).unwrap_or_default();
         let healthy = std::fs::read_to_string(state.join("fixtures.digest")).is_ok_and(|d| d.trim() == digest)

@@ -325,6 +325,7 @@ fn certificate_host() -> &'static PathBuf {
         let dir = hosts.dir.join("cert");
         let _lock = ssh_support::setup_lock(&hosts.dir.with_extension("cert.lock"));
         std::fs::create_dir_all(&dir).expect("mkdir");
+        ssh_support::kill_when_unused(&hosts.dir.with_extension("cert.users"), &dir.join("sshd.pid"));
         if ssh_support::pids_alive(&dir, "sshd") {
             return dir;
         }

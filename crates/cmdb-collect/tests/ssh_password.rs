@@ -22,6 +22,7 @@ fn password() -> &'static String {
     PASSWORD.get_or_init(|| {
         let state = Path::new(STATE);
         let _lock = ssh_support::setup_lock(&state.with_extension("lock"));
+        ssh_support::stop_when_unused(&state.with_extension("users"), "password-sshd.sh", &[("DIR", STATE)]);
         let port = PORT.to_string();
         let reusable = ssh_support::pids_alive(state, "sshd") && state.join("password").exists();
         if !reusable {

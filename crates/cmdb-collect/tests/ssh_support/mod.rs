@@ -6,8 +6,10 @@
 //! developer's `loopback-sshd.sh up` or another binary cannot restart a server under a running
 //! test. Setup runs under an exclusive `flock` on a lock file beside the state, so two test
 //! processes never run a script at the same time; inside a process a `OnceLock` runs it once.
-//! The servers are left running for the next run (they cost a few MB); `scripts/*.sh down`
-//! stops them.
+//! The servers live as long as the test processes that use them: each user holds a shared
+//! `flock` on a `.users` file for its lifetime, and a detached watchdog started beside the
+//! servers waits for an exclusive lock on it (that is, for every user to exit) and then runs
+//! the script's `down`. A second test process arriving meanwhile reuses the running servers.
 
 #![allow(dead_code)]
 
@@ -35,6 +37,42 @@ pub fn setup_lock(path: &Path) -> SetupLock {
     let file = File::options().create(true).truncate(false).write(true).open(path).expect("lock file opens");
     file.lock().expect("flock");
     SetupLock(file)
+}
+
+/// Marks this process as a user of the servers behind `users_lock` until it exits, and starts
+/// a detached watchdog that runs `script down` (with `env`) once no process uses them any more.
+pub fn stop_when_unused(users_lock: &Path, script: &str, env: &[(&str, &str)]) {
+    let script = scripts_dir().join(script).display().to_string();
+    watch(users_lock, &["bash", &script, "down"], env);
+}
+
+/// As [`stop_when_unused`], for a server whose only handle is its pid file.
+pub fn kill_when_unused(users_lock: &Path, pid_file: &Path) {
+    let pid_file = pid_file.display().to_string();
+    watch(users_lock, &["sh", "-c", "kill \"$(cat \"$0\")\" 2>/dev/null; rm -f \"$0\"", &pid_file], &[]);
+}
+
+fn watch(users_lock: &Path, down: &[&str], env: &[(&str, &str)]) {
+    use std::os::unix::process::CommandExt;
+    static HELD: std::sync::Mutex<Vec<File>> = std::sync::Mutex::new(Vec::new());
+    let file = File::options().create(true).truncate(false).write(true).open(users_lock).expect("users lock");
+    file.lock_shared().expect("shared flock");
+    HELD.lock().unwrap_or_else(|p| p.into_inner()).push(file);
+    // Own process group and no inherited output: neither Ctrl-C on the test run nor a test
+    // harness waiting for its output pipes to close is held up by the watchdog.
+    let spawned = Command::new("flock")
+        .arg("-x")
+        .arg(users_lock)
+        .args(down)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn();
+    if let Err(e) = spawned {
+        eprintln!("no watchdog to stop {down:?} (is flock installed?): {e}");
+    }
 }
 
 /// Runs `script` with `args` and `env`, failing the test with its output if it fails or takes
@@ -118,6 +156,8 @@ impl LoopbackHosts {
     /// Starts (or reuses) `count` hosts with state in `dir` on `port`.
     pub fn up(dir: &Path, port: u16, count: usize) -> Self {
         let _lock = setup_lock(&dir.with_extension("lock"));
+        let dir_text = dir.display().to_string();
+        stop_when_unused(&dir.with_extension("users"), "loopback-sshd.sh", &[("DIR", &dir_text)]);
         let addresses: Vec<String> = (2..count + 2).map(|i| format!("127.0.0.{i}")).collect();
         let last = addresses.last().expect("at least one host");
         let inventory = std::fs::read_to_string(dir.join("inventory")).unwrap_or_default();
@@ -126,7 +166,6 @@ impl LoopbackHosts {
         if !healthy {
             let count_text = count.to_string();
             let port_text = port.to_string();
-            let dir_text = dir.display().to_string();
             run_script(
                 "loopback-sshd.sh",
                 &["up", &count_text],
