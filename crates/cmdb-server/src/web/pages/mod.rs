@@ -119,13 +119,15 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<WebState>> for Posted<T> {
     async fn from_request(request: Request, state: &Arc<WebState>) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = request.into_parts();
         let user = CurrentUser::from_request_parts(&mut parts, state).await?;
+        let headers = parts.headers.clone();
         let request = Request::from_parts(parts, body);
         let body = Bytes::from_request(request, state)
             .await
             .map_err(|e| WebError::BadRequest(format!("cannot read the form: {e}")))?;
-        // htmx sends the token as a header; plain forms as a field.
+        // Plain forms carry the token as a field; htmx requests (see assets/app.js) as a header.
         let field: CsrfField = serde_urlencoded::from_bytes(&body).unwrap_or(CsrfField { csrf: String::new() });
-        if !user.session.csrf_matches(&field.csrf) {
+        let header = headers.get(session::CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !user.session.csrf_matches(&field.csrf) && !user.session.csrf_matches(header) {
             tracing::warn!(user = %user.session.name, "form refused: missing or wrong CSRF token");
             return Err(WebError::Csrf);
         }
