@@ -998,6 +998,31 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configuration_loads_and_sets_every_section() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("agent.toml.example");
+        let loaded =
+            load(&ConfigInputs { file: Some(example.clone()), ..ConfigInputs::default() }).expect("example loads");
+        let origin = Origin::File(example);
+        for key in [
+            "server_url",
+            "key_file",
+            "collectors",
+            "nic_exclude",
+            "become",
+            "state_dir",
+            "external.raid.command",
+            "ssh.concurrency",
+            "ssh.host_key_policy",
+            "salt.extra_args",
+            "delivery.retries",
+            "spool.max_age",
+        ] {
+            assert_eq!(loaded.origin(key), origin, "{key} is not shown in the example");
+        }
+        loaded.plan().expect("the example's collectors plan");
+    }
+
+    #[test]
     fn defaults_apply_without_any_layer() {
         let dir = tempfile::tempdir().expect("tempdir");
         let inputs = ConfigInputs { file: Some(write(dir.path(), "agent.toml", "")), ..ConfigInputs::default() };
