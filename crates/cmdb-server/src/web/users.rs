@@ -423,10 +423,9 @@ pub fn forget_first_password(data_dir: &Path, old_password: &str) {
     let path = data_dir.join("admin-password");
     if let Ok(text) = std::fs::read_to_string(&path)
         && subtle::ConstantTimeEq::ct_eq(text.trim().as_bytes(), old_password.as_bytes()).into()
+        && let Err(error) = std::fs::remove_file(&path)
     {
-        if let Err(error) = std::fs::remove_file(&path) {
-            tracing::warn!(%error, path = %path.display(), "cannot remove the first-start password file");
-        }
+        tracing::warn!(%error, path = %path.display(), "cannot remove the first-start password file");
     }
 }
 
