@@ -60,7 +60,7 @@ pub struct Retention {
 }
 
 /// The legacy course-client endpoint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Legacy {
     /// Accept `POST /api/asset`.
@@ -103,12 +103,6 @@ impl Default for ServerConfig {
 impl Default for Retention {
     fn default() -> Self {
         Retention { reports_days: 30, errors_days: 90, prune_interval_secs: 300 }
-    }
-}
-
-impl Default for Legacy {
-    fn default() -> Self {
-        Legacy { enabled: false, key: None }
     }
 }
 
@@ -217,6 +211,8 @@ impl ServerConfig {
 mod tests {
     use super::*;
 
+    // figment's Jail closure returns figment's own (large) error type.
+    #[allow(clippy::result_large_err)]
     #[test]
     fn layers_and_errors_name_their_source() {
         figment::Jail::expect_with(|jail| {

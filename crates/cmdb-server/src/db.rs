@@ -207,11 +207,12 @@ impl Db {
 fn sqlite_url(url: &str) -> Result<String, OpenError> {
     let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if path != ":memory:" && !path.is_empty() {
-        if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|source| OpenError::Directory { path: parent.display().to_string(), source })?;
-        }
+    if path != ":memory:"
+        && !path.is_empty()
+        && let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent)
+            .map_err(|source| OpenError::Directory { path: parent.display().to_string(), source })?;
     }
     let mut query: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
     if !query.iter().any(|p| p.starts_with("mode=")) {

@@ -18,6 +18,9 @@ use tokio::sync::Mutex;
 
 const HOSTS: usize = 24;
 
+/// host -> (last acknowledged sequence number, report ids acknowledged).
+type Acked = BTreeMap<usize, (i64, Vec<String>)>;
+
 fn spawn_server(db: &TestDb, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_cmdb-server"))
         .args(["--listen", &format!("127.0.0.1:{port}"), "--database-url", &db.url, "--data-dir"])
@@ -87,8 +90,7 @@ async fn kill_nine_loses_nothing(backend: Backend) {
     let mut child = spawn_server(&db, port);
     wait_ready(&http, &base).await;
 
-    // host -> (last acknowledged seq, report ids acknowledged)
-    let acked: Arc<Mutex<BTreeMap<usize, (i64, Vec<String>)>>> = Arc::default();
+    let acked: Arc<Mutex<Acked>> = Arc::default();
     let mut senders = Vec::new();
     for host in 0..HOSTS {
         let (http, base, key_id, secret, acked) =
