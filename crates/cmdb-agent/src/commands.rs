@@ -105,9 +105,7 @@ async fn collect(loaded: &LoadedConfig, replay: Option<&Path>) -> Result<u8> {
         None => {
             let mut report = collect_local(&plan, loaded.config.become_root).await.report;
             // Show what `run` would send; a missing or unreadable state only loses the hint.
-            if let Ok(state) = HostnameState::load(&loaded.config.state_dir) {
-                announce_rename(&mut report, &state, LOCAL_TARGET);
-            }
+            announce_rename(&mut report, &HostnameState::peek(&loaded.config.state_dir), LOCAL_TARGET);
             report
         }
     };

@@ -82,6 +82,19 @@ impl HostnameState {
         })
     }
 
+    /// Reads the state without ever writing: a missing or unreadable file is an empty state
+    /// (for `cmdb-agent collect`, which promises to change nothing).
+    pub fn peek(state_dir: &Path) -> Self {
+        let file = std::fs::read(state_dir.join(FILE_NAME))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<StateFile>(&bytes).ok())
+            .unwrap_or_default();
+        HostnameState {
+            dir: state_dir.to_owned(),
+            inner: Mutex::new(Inner { file, changed: BTreeSet::new(), last_save: None }),
+        }
+    }
+
     /// The `previous_hostname` for a report from `target` now named `hostname`: the last
     /// delivered name when it differs.
     pub fn previous_hostname(&self, target: &str, hostname: &str) -> Option<String> {
@@ -201,6 +214,14 @@ mod tests {
         let merged = HostnameState::load(dir.path()).expect("reload");
         assert_eq!(merged.get("host-a").map(|t| t.hostname), Some("a".to_owned()));
         assert_eq!(merged.get("host-b").map(|t| t.hostname), Some("b".to_owned()));
+    }
+
+    #[test]
+    fn peeking_never_writes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(FILE_NAME), b"{not json").expect("write");
+        assert_eq!(HostnameState::peek(dir.path()).get("x"), None);
+        assert!(dir.path().join(FILE_NAME).exists() && !dir.path().join("hostnames.json.corrupt").exists());
     }
 
     #[test]
