@@ -312,7 +312,93 @@ async fn first_admin_must_change_the_generated_password(backend: Backend) {
     assert_eq!(server.client().login("admin", "a new long password").await.status, 303);
 }
 
+async fn admins_manage_users_keys_and_tokens(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let server = WebServer::start(&db).await;
+    let mut admin = server.login("admin").await;
+    let csrf = admin.csrf().await;
+    let shown = |html: &str, label: &str| -> String {
+        let marker = format!("<dt>{label}</dt><dd><code class=\"select-all\">");
+        let start = html.find(&marker).unwrap_or_else(|| panic!("no {label}: {html}")) + marker.len();
+        html[start..].split('<').next().unwrap_or("").to_owned()
+    };
+
+    // A token made in the UI works against the API with its role, until it is revoked.
+    let page =
+        admin.post_form("/admin/tokens", &[("csrf", &csrf), ("name", "inventory-script"), ("role", "viewer")]).await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.headers.get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"));
+    let token = shown(&page.body, "token");
+    let api = reqwest::Client::new();
+    let status = |token: String| {
+        let api = api.clone();
+        let url = format!("{}/api/v1/assets", server.base);
+        async move { api.get(url).bearer_auth(token).send().await.expect("api").status().as_u16() }
+    };
+    assert_eq!(status(token.clone()).await, 200);
+    let id: i64 = sqlx::query("SELECT id FROM api_tokens WHERE name = 'inventory-script'")
+        .fetch_one(server.db.reader())
+        .await
+        .expect("token row")
+        .try_get(0)
+        .expect("id");
+    let id_text = id.to_string();
+    assert_eq!(admin.post_form("/admin/tokens/revoke", &[("csrf", &csrf), ("id", &id_text)]).await.status, 303);
+    assert_eq!(status(token).await, 401);
+    assert!(admin.get("/admin/tokens").await.body.contains("revoked"));
+
+    // An agent key: shown once, listed without its secret, revoked.
+    let page = admin.post_form("/admin/keys", &[("csrf", &csrf), ("name", "rack-12"), ("scope", "collector")]).await;
+    let key_id = shown(&page.body, "key_id");
+    let secret = shown(&page.body, "secret");
+    assert_eq!(secret.len(), 64);
+    let listing = admin.get("/admin/keys").await.body;
+    assert!(listing.contains(&key_id) && !listing.contains(&secret), "secrets are shown once");
+    assert_eq!(admin.post_form("/admin/keys/revoke", &[("csrf", &csrf), ("key_id", &key_id)]).await.status, 303);
+    let revoked = count(
+        &server,
+        &format!("SELECT COUNT(*) FROM agent_keys WHERE key_id = '{key_id}' AND revoked_at IS NOT NULL"),
+    )
+    .await;
+    assert_eq!(revoked, 1);
+
+    // Roles: a new user, promoted; the last administrator cannot demote themself.
+    let page = admin
+        .post_form("/admin/users", &[("csrf", &csrf), ("name", "Carol"), ("role", "viewer"), ("password", "")])
+        .await;
+    let password = shown(&page.body, "Password");
+    let carol = users::find(&server.db, "carol").await.expect("find").expect("carol");
+    assert!(carol.must_change_password);
+    let path = format!("/admin/users/{}", carol.id);
+    assert_eq!(admin.post_form(&path, &[("csrf", &csrf), ("action", "role"), ("role", "editor")]).await.status, 303);
+    assert_eq!(users::get(&server.db, carol.id).await.expect("carol").role, cmdb_server::auth::Role::Editor);
+    let me = users::find(&server.db, "admin").await.expect("find").expect("admin");
+    let demote = admin
+        .post_form(&format!("/admin/users/{}", me.id), &[("csrf", &csrf), ("action", "role"), ("role", "viewer")])
+        .await;
+    assert_eq!(demote.status, 409);
+    assert!(demote.body.contains("last active administrator"), "{}", demote.body);
+    let mut carol_browser = server.client();
+    assert_eq!(carol_browser.login("carol", &password).await.location(), "/account");
+
+    // All of it is in the audit log, which filters by action.
+    let audit = admin.get("/admin/audit?action=token.").await.body;
+    assert!(
+        audit.contains("<td>token.create</td>")
+            && audit.contains("<td>token.revoke</td>")
+            && !audit.contains("<td>agent_key.create</td>")
+    );
+    let actions = count(
+        &server,
+        "SELECT COUNT(*) FROM audit_log WHERE actor = 'admin' AND action IN \
+         ('token.create', 'token.revoke', 'agent_key.create', 'agent_key.revoke', 'user.create', 'user.role')",
+    )
+    .await;
+    assert_eq!(actions, 6);
+}
+
 on_both_backends!(
+    admins_manage_users_keys_and_tokens,
     login_logout_and_cookies,
     sessions_rotate_and_expire,
     csrf_and_roles,
