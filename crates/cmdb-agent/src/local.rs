@@ -454,6 +454,8 @@ mod tests {
             needs_root: false,
             replay_file: None,
             timeout: Duration::from_secs(secs),
+
+            may_hang: true,
         };
         let outputs = run_probes(
             &[

@@ -5,6 +5,10 @@
 //!   INI inventory with a host range, collects every host and delivers to the in-test server.
 //! - Salt: the loopback master and minions m1..m3 of `scripts/loopback-salt.sh` (/tmp/cmdb-salt,
 //!   shared with cmdb-collect's Salt tests and set up by whichever test needs it first).
+//!
+//! The servers live as long as the test processes that use them: each user holds a shared `flock`
+//! on a `.users` file beside the state, and a detached `flock -x ... down` watchdog, started by
+//! whoever started the servers, stops them once every user has exited.
 
 mod support;
 
@@ -54,18 +58,68 @@ fn run_script(script: &str, args: &[&str], env: &[(&str, &str)]) {
     );
 }
 
-/// (address, fixture directory name) of each fake SSH host, started once per test process.
+/// Files whose shared locks mark this process as a user of a test server, held until it exits.
+static USING: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+
+/// Declares this process a user of the servers behind `users` (a shared lock held until exit).
+/// Returns true when no other process was using them (so they may be restarted).
+fn use_servers(users: &str) -> bool {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(users)
+        .unwrap_or_else(|e| panic!("{users}: {e}"));
+    let alone = file.try_lock().is_ok();
+    if alone {
+        file.unlock().unwrap_or_else(|e| panic!("unlock {users}: {e}"));
+    }
+    file.lock_shared().unwrap_or_else(|e| panic!("shared lock {users}: {e}"));
+    USING.lock().unwrap_or_else(|p| p.into_inner()).push(file);
+    alone
+}
+
+/// Starts a detached watchdog that runs `script down` (with `env`) once nobody uses `users`.
+fn stop_when_unused(users: &str, script: &str, env: &[(&str, &str)]) {
+    use std::os::unix::process::CommandExt;
+    let script = workspace_root().join("scripts").join(script);
+    let spawned = std::process::Command::new("flock")
+        .arg("-x")
+        .arg(users)
+        .arg("bash")
+        .arg(script)
+        .arg("down")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        // Its own process group: Ctrl-C on the test run must not kill the watchdog first.
+        .process_group(0)
+        .spawn();
+    if let Err(e) = spawned {
+        eprintln!("no watchdog stops {users} (is flock installed?): {e}");
+    }
+}
+
+/// (address, fixture directory name) of each fake SSH host, started once per test process
+/// (or reused while another test process uses them).
 fn fake_ssh_hosts() -> &'static Vec<(String, String)> {
     static HOSTS: OnceLock<Vec<(String, String)>> = OnceLock::new();
     HOSTS.get_or_init(|| {
         let _guard = lock(&format!("{SSH_STATE}.lock"));
-        let fixtures = workspace_root().join("fixtures/hosts").display().to_string();
-        let port = SSH_PORT.to_string();
-        run_script(
-            "fake-ssh-hosts.sh",
-            &["up", &fixtures, &SSH_FIRST_OCTET.to_string()],
-            &[("STATE", SSH_STATE), ("ROOT", SSH_ROOT), ("PORT", &port)],
-        );
+        let users = format!("{SSH_STATE}.users");
+        let running = Path::new(SSH_STATE).join("hosts.tsv").exists() && Path::new(SSH_STATE).join("sshd.pid").exists();
+        if use_servers(&users) || !running {
+            // Nobody else uses them: start afresh from the current fixtures.
+            let fixtures = workspace_root().join("fixtures/hosts").display().to_string();
+            let port = SSH_PORT.to_string();
+            run_script(
+                "fake-ssh-hosts.sh",
+                &["up", &fixtures, &SSH_FIRST_OCTET.to_string()],
+                &[("STATE", SSH_STATE), ("ROOT", SSH_ROOT), ("PORT", &port)],
+            );
+            stop_when_unused(&users, "fake-ssh-hosts.sh", &[("STATE", SSH_STATE)]);
+        }
         let tsv = std::fs::read_to_string(Path::new(SSH_STATE).join("hosts.tsv")).expect("hosts.tsv");
         tsv.lines().filter_map(|l| l.split_once('\t')).map(|(a, h)| (a.to_owned(), h.to_owned())).collect()
     })
@@ -226,6 +280,20 @@ async fn ssh_from_server_collects_the_listed_hosts_and_names_them_as_the_server_
     }
 }
 
+/// Starts (or joins) the loopback Salt master and minions.
+fn ensure_salt() {
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        let _guard = lock(&format!("{SALT_DIR}.lock"));
+        let users = format!("{SALT_DIR}.users");
+        use_servers(&users);
+        if !salt_is_up() {
+            run_script("loopback-salt.sh", &["up", "3"], &[("DIR", SALT_DIR)]);
+            stop_when_unused(&users, "loopback-salt.sh", &[("DIR", SALT_DIR)]);
+        }
+    });
+}
+
 fn salt_is_up() -> bool {
     let Ok(out) = std::process::Command::new(Path::new(SALT_DIR).join("venv/bin/salt"))
         .args([
@@ -250,12 +318,7 @@ fn salt_is_up() -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn salt_collects_minions_and_reports_an_unknown_one_as_failed() {
-    {
-        let _guard = lock(&format!("{SALT_DIR}.lock"));
-        if !salt_is_up() {
-            run_script("loopback-salt.sh", &["up", "3"], &[("DIR", SALT_DIR)]);
-        }
-    }
+    ensure_salt();
     let server = TestServer::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("agent.toml");
@@ -293,12 +356,7 @@ async fn salt_collects_minions_and_reports_an_unknown_one_as_failed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn salt_from_server_uses_each_targets_minion_id() {
-    {
-        let _guard = lock(&format!("{SALT_DIR}.lock"));
-        if !salt_is_up() {
-            run_script("loopback-salt.sh", &["up", "3"], &[("DIR", SALT_DIR)]);
-        }
-    }
+    ensure_salt();
     let server = TestServer::start().await;
     *server.shared.targets.lock().expect("lock") = serde_json::json!({"targets": [
         {"asset_id": 7, "hostname": "salt-registered", "manage_address": null, "ssh_port": null, "salt_minion_id": "m2"},
