@@ -439,3 +439,55 @@ async fn user_create_command_reads_the_password_from_stdin() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("at least 10 characters"));
 }
+
+/// The real binary, first start on an empty database: prints the administrator's password once and
+/// saves it; the second start does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_start_prints_the_admin_password_once() {
+    use std::io::BufRead;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let data_dir = db.dir.path().join("data");
+    let start = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cmdb-server"))
+            .args(["--listen", "127.0.0.1:0", "--database-url", &db.url, "--data-dir"])
+            .arg(&data_dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start cmdb-server")
+    };
+    // Reads stdout until the server says it listens (bounded), then stops it.
+    let run = |mut child: std::process::Child| -> String {
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                let done = line.contains("listening on");
+                text.push_str(&line);
+                text.push('\n');
+                if done {
+                    break;
+                }
+            }
+            let _ = tx.send(text);
+        });
+        let text = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("the server started within 60 s");
+        let _ = child.kill();
+        let _ = child.wait();
+        text
+    };
+    let first = run(start());
+    let line = first.lines().find(|l| l.trim_start().starts_with("password:")).unwrap_or_else(|| panic!("{first}"));
+    let password = line.split_whitespace().nth(1).expect("password").to_owned();
+    assert_eq!(password.len(), 20);
+    assert!(first.contains("Created the web UI administrator \"admin\""), "{first}");
+    assert!(first.contains("/login"), "{first}");
+    let saved = std::fs::read_to_string(data_dir.join("admin-password")).expect("saved");
+    assert_eq!(saved.trim(), password);
+    let second = run(start());
+    assert!(!second.contains(&password) && !second.contains("password:"), "printed once: {second}");
+    let server = WebServer::start(&db).await;
+    let login = server.client().login("admin", &password).await;
+    assert_eq!((login.status, login.location()), (303, "/account"));
+}

@@ -254,6 +254,47 @@ mod tests {
         assert!(!user.csrf_matches(&random_token()));
     }
 
+    fn parts(peer: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut request = axum::http::Request::builder().uri("/");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let (mut parts, _) = request.body(()).expect("request").into_parts();
+        parts.extensions.insert(ConnectInfo(peer.parse::<SocketAddr>().expect("addr")));
+        parts
+    }
+
+    fn settings(trusted: &[&str], secure: Option<bool>) -> WebSettings {
+        WebSettings {
+            session_idle: std::time::Duration::from_secs(60),
+            session_absolute: std::time::Duration::from_secs(600),
+            secure_cookies: secure,
+            trusted_proxies: trusted.iter().map(|t| t.parse().expect("ip")).collect(),
+            dashboard_cache: std::time::Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn forwarded_headers_count_only_from_trusted_proxies() {
+        let forwarded = [("x-forwarded-for", "198.51.100.7, 10.0.0.2"), ("x-forwarded-proto", "https")];
+        // From a stranger, the headers are ignored: the peer is the client, and it is not TLS.
+        let stranger = parts("203.0.113.9:5000", &forwarded);
+        let none = settings(&[], None);
+        assert_eq!(client_ip(&stranger, &none), Some("203.0.113.9".parse().expect("ip")));
+        assert!(!is_tls(&stranger, &none));
+        // From our proxies (a chain of two), the last untrusted hop is the client.
+        let proxied = parts("10.0.0.1:5000", &forwarded);
+        let trusted = settings(&["10.0.0.1", "10.0.0.2"], None);
+        assert_eq!(client_ip(&proxied, &trusted), Some("198.51.100.7".parse().expect("ip")));
+        assert!(is_tls(&proxied, &trusted));
+        // A configured flag wins over headers.
+        assert!(is_tls(&stranger, &settings(&[], Some(true))));
+        assert!(!is_tls(&proxied, &settings(&["10.0.0.1"], Some(false))));
+        // Without connect info the address is unknown (and per-address throttling is skipped).
+        let (bare, _) = axum::http::Request::builder().uri("/").body(()).expect("request").into_parts();
+        assert_eq!(client_ip(&bare, &none), None);
+    }
+
     #[test]
     fn cookie_attributes() {
         let c = set_cookie(SESSION_COOKIE, "v", 60, "Lax", "/", true);
