@@ -381,7 +381,44 @@ async fn exports_and_the_as_of_view(backend: Backend) {
     assert!(viewer.get("/assets?as_of=31.12.2026").await.status == 400);
 }
 
+async fn managed_lists_constrain_the_edit_form(backend: Backend) {
+    use cmdb_server::reporting::lists::{self, ListKind};
+    let db = TestDb::new(backend).await;
+    let server = WebServer::start(&db).await;
+    let id = server.ingest(&report("rack-host-01")).await;
+    for value in ["sh-1", "bj-2"] {
+        lists::add(&server.db, ListKind::Idc, value, "", "admin").await.expect("add");
+    }
+    let mut editor = server.login("editor").await;
+    let page = editor.get(&format!("/assets/{id}")).await.body;
+    assert!(page.contains("<select name=\"idc\">"), "a managed list is a select box");
+    assert!(page.contains("<input name=\"business_unit\""), "an empty list leaves the field free");
+    let csrf = hidden_value(&page, "csrf").expect("csrf");
+    let path = format!("/assets/{id}/business");
+    let refused = editor
+        .post_form(
+            &path,
+            &[("csrf", &csrf), ("idc", "gz-9"), ("orig_idc", ""), ("status", "online"), ("orig_status", "online")],
+        )
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(refused.body.contains("not in the managed idc list"), "{}", refused.body);
+    assert_eq!(cmdb_server::assets::detail(&server.db, id).await.expect("detail").business.idc, None);
+    let saved = editor
+        .post_form(
+            &path,
+            &[("csrf", &csrf), ("idc", "bj-2"), ("orig_idc", ""), ("status", "online"), ("orig_status", "online")],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    assert_eq!(
+        cmdb_server::assets::detail(&server.db, id).await.expect("detail").business.idc.as_deref(),
+        Some("bj-2")
+    );
+}
+
 on_both_backends!(
+    managed_lists_constrain_the_edit_form,
     hostile_text_is_shown_as_text_everywhere,
     list_search_filters_sort_and_pages,
     dashboard_figures,

@@ -17,6 +17,7 @@ use super::dashboard::{Count, ErrorLine, error_line};
 use super::{CurrentUser, Layout, Posted, cell, parse_instant, parse_query, query_string};
 use crate::assets::{self, AssetDetail, AssetPage, ListQuery};
 use crate::auth::Role;
+use crate::reporting::lists::{self, ListKind};
 use crate::store::{self, CHANGE_COLUMNS, ChangeRecord};
 use crate::web::error::WebError;
 use crate::web::{WebState, audit, templates};
@@ -455,6 +456,27 @@ impl BusinessForm {
     }
 }
 
+/// The managed lists (part of the audit API): once a list has values, the edit form offers only
+/// those, and an edit that sets another value is refused.
+#[derive(Debug, Default, Serialize)]
+struct ManagedChoices {
+    idc: Vec<String>,
+    business_unit: Vec<String>,
+    tag: Vec<String>,
+}
+
+impl ManagedChoices {
+    async fn load(db: &crate::db::Db) -> Result<Self, WebError> {
+        let all = lists::all(db).await?;
+        let get = |kind: ListKind| all.get(&kind).map(|set| set.iter().cloned().collect()).unwrap_or_default();
+        Ok(ManagedChoices {
+            idc: get(ListKind::Idc),
+            business_unit: get(ListKind::BusinessUnit),
+            tag: get(ListKind::Tag),
+        })
+    }
+}
+
 #[derive(Serialize)]
 struct DetailPage {
     layout: Layout,
@@ -468,6 +490,7 @@ struct DetailPage {
     statuses: Vec<&'static str>,
     idcs: Vec<Count>,
     business_units: Vec<Count>,
+    managed: ManagedChoices,
     timeline: Vec<ChangeLine>,
     older: Option<String>,
     errors: Vec<ErrorLine>,
@@ -597,6 +620,7 @@ async fn render_detail(
         statuses: assets::statuses(),
         idcs: figures.idc.clone(),
         business_units: figures.business_unit.clone(),
+        managed: ManagedChoices::load(db).await?,
         timeline,
         older,
         errors,
@@ -725,6 +749,15 @@ pub async fn edit_business(
             conflicts.join(", ")
         );
         // The form now carries the current values as its originals, so saving again applies.
+        return render_detail(&state, user, id, DetailParams::default(), Some((submitted, message))).await;
+    }
+    // Values the person set must be in the managed lists (when those have values), as for imports.
+    let next =
+        BusinessFields::from_fields(&current).patched(&patch).map_err(|e| WebError::BadRequest(e.to_string()))?;
+    let changed: std::collections::BTreeSet<String> = patch.keys().cloned().collect();
+    let refused = lists::violations(&lists::all(db).await?, &next, &changed);
+    if !refused.is_empty() {
+        let message = refused.iter().map(|(field, why)| format!("{field}: {why}")).collect::<Vec<_>>().join("; ");
         return render_detail(&state, user, id, DetailParams::default(), Some((submitted, message))).await;
     }
     if !patch.is_empty() {
