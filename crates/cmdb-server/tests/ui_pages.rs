@@ -415,6 +415,36 @@ async fn managed_lists_constrain_the_edit_form(backend: Backend) {
         cmdb_server::assets::detail(&server.db, id).await.expect("detail").business.idc.as_deref(),
         Some("bj-2")
     );
+
+    // The lists page: editors add and describe, only admins remove, and only unused values.
+    let page = editor.get("/lists").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("bj-2") && page.body.contains("sh-1"));
+    let added = editor
+        .post_form(
+            "/lists",
+            &[("csrf", &csrf), ("action", "add"), ("list", "idc"), ("value", "gz-9"), ("description", "Guangzhou")],
+        )
+        .await;
+    assert_eq!(added.status, 303, "{}", added.body);
+    let removal = [("csrf", csrf.as_str()), ("action", "remove"), ("list", "idc"), ("value", "gz-9")];
+    assert_eq!(editor.post_form("/lists", &removal).await.status, 403);
+    let mut admin = server.login("admin").await;
+    let admin_csrf = admin.csrf().await;
+    let in_use = admin
+        .post_form("/lists", &[("csrf", &admin_csrf), ("action", "remove"), ("list", "idc"), ("value", "bj-2")])
+        .await;
+    assert_eq!(in_use.status, 409, "a value in use stays");
+    let removed = admin
+        .post_form("/lists", &[("csrf", &admin_csrf), ("action", "remove"), ("list", "idc"), ("value", "gz-9")])
+        .await;
+    assert_eq!(removed.status, 303);
+    assert!(!admin.get("/lists").await.body.contains("Guangzhou"));
+    assert_eq!(
+        editor.post_form("/lists", &[("action", "add"), ("list", "idc"), ("value", "x")]).await.status,
+        403,
+        "CSRF"
+    );
 }
 
 on_both_backends!(

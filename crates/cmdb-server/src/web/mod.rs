@@ -121,6 +121,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/assets/{id}/business", post(pages::assets::edit_business))
         .route("/changes", get(pages::changes::page))
         .route("/errors", get(pages::errors::page))
+        .route("/lists", get(pages::lists::page).post(pages::lists::change))
         .route("/admin/users", get(pages::admin::users).post(pages::admin::create_user))
         .route("/admin/users/{id}", post(pages::admin::update_user))
         .route("/admin/keys", get(pages::admin::keys).post(pages::admin::create_key))

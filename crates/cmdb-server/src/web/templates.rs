@@ -26,6 +26,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("asset.html", include_str!("../../templates/asset.html")),
     ("changes.html", include_str!("../../templates/changes.html")),
     ("errors.html", include_str!("../../templates/errors.html")),
+    ("lists.html", include_str!("../../templates/lists.html")),
     ("admin_users.html", include_str!("../../templates/admin_users.html")),
     ("admin_keys.html", include_str!("../../templates/admin_keys.html")),
     ("admin_tokens.html", include_str!("../../templates/admin_tokens.html")),

@@ -21,6 +21,7 @@ pub mod auth;
 pub mod changes;
 pub mod dashboard;
 pub mod errors;
+pub mod lists;
 
 /// The logged-in user of a page request.
 #[derive(Debug, Clone)]
