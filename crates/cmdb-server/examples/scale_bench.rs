@@ -136,7 +136,7 @@ fn business(i: usize, owner: u64) -> Map<String, Value> {
     object(json!({
         "idc": format!("DC-{}", i % 4 + 1), "cabinet": format!("R{:03}", i % 500), "cabinet_u": (i % 40) + 1,
         "business_unit": unit, "owner": format!("team-{owner}"),
-        "status": if i % 50 == 0 { "retired" } else { "online" }, "tags": tags,
+        "status": if i.is_multiple_of(50) { "retired" } else { "online" }, "tags": tags,
         "manage_address": null, "ssh_port": null, "salt_minion_id": null, "notes": null,
     }))
 }
@@ -177,6 +177,9 @@ fn asset_history(i: usize, start: i64, end: i64, mix: &mut Mix) -> (AssetState, 
     (state, events)
 }
 
+/// A change row to insert: asset, recorded_at, collected_at, report id, source, the change.
+type ChangeRow = (i64, i64, Option<i64>, Option<String>, String, ChangeOp);
+
 async fn seed(db: &Db, count: usize) -> Result<u64> {
     let now = Utc::now().timestamp_micros();
     let span_start = now - 730 * DAY;
@@ -186,7 +189,7 @@ async fn seed(db: &Db, count: usize) -> Result<u64> {
     for first in (0..count).step_by(batch) {
         let mut tx = db.begin_write().await?;
         let mut asset_rows = Vec::new();
-        let mut change_rows: Vec<(i64, i64, Option<i64>, Option<String>, String, ChangeOp)> = Vec::new();
+        let mut change_rows: Vec<ChangeRow> = Vec::new();
         let mut section_rows: Vec<(i64, String, String)> = Vec::new();
         let mut component_rows: Vec<(i64, String, String, String)> = Vec::new();
         let mut term_rows: Vec<(String, i64)> = Vec::new();

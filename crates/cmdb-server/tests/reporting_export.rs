@@ -118,7 +118,10 @@ fn soffice() -> &'static str {
 
 /// Converts every sheet of `xlsx` to CSV with headless LibreOffice and reads them back, in
 /// sheet order: (sheet file name, (headers, rows)).
-fn libreoffice_csv(xlsx: &[u8]) -> Vec<(String, (Vec<String>, Vec<Vec<String>>))> {
+/// A sheet read back: its file name, its header and its rows.
+type Sheet = (String, (Vec<String>, Vec<Vec<String>>));
+
+fn libreoffice_csv(xlsx: &[u8]) -> Vec<Sheet> {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("book.xlsx");
     std::fs::write(&input, xlsx).expect("write");

@@ -273,6 +273,9 @@ async fn export_assets_xlsx(
     Ok(download(bytes, XLSX, &format!("cmdb-assets-{}.xlsx", stamp(at))))
 }
 
+/// The as-of moment and the change period [from, to) of an audit export.
+type AuditPeriod = (DateTime<Utc>, DateTime<Utc>, DateTime<Utc>);
+
 /// Query of the audit exports.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -284,7 +287,7 @@ struct AuditParams {
 
 impl AuditParams {
     /// (as_of, from, to); the period defaults to the start of as_of's year up to and including as_of.
-    fn resolve(&self) -> Result<(DateTime<Utc>, DateTime<Utc>, DateTime<Utc>), ApiError> {
+    fn resolve(&self) -> Result<AuditPeriod, ApiError> {
         let as_of = AsOfParam { as_of: self.as_of.clone() }.required()?;
         let from = match self.from.as_deref().filter(|t| !t.trim().is_empty()) {
             Some(text) => parse_moment("from", text, false)?,
