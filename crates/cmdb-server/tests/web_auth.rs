@@ -29,6 +29,17 @@ async fn login_logout_and_cookies(backend: Backend) {
     assert_eq!(anonymous.status, 303);
     assert_eq!(anonymous.location(), "/login?next=%2Fassets%3Fq%3Dweb");
 
+    // The login form has its own CSRF token (double submit with a SameSite=Strict cookie): a
+    // login posted from elsewhere, without the cookie, is refused even with the right password.
+    let mut forged = server.client();
+    let form = forged.get("/login").await;
+    let token = hidden_value(&form.body, "csrf").expect("login csrf");
+    assert!(form.set_cookies().iter().any(|c| c.starts_with("cmdb_login_csrf=") && c.contains("SameSite=Strict")));
+    forged.cookies.clear();
+    let refused = forged.post_form("/login", &[("csrf", &token), ("name", "editor"), ("password", PASSWORD)]).await;
+    assert_eq!(refused.status, 403);
+    assert!(!forged.cookies.contains_key("cmdb_session"));
+
     let wrong = browser.login("editor", "not the password").await;
     assert_eq!(wrong.status, 401);
     assert!(wrong.body.contains("Wrong user name or password"), "{}", wrong.body);

@@ -71,7 +71,15 @@ pub async fn login_form(
     {
         return Ok(Redirect::to(&next).into_response());
     }
-    let csrf = session::random_token();
+    // Keep the browser's pre-session token if it has one, so two open login tabs both work.
+    let csrf = match session::cookie(&parts.headers, LOGIN_CSRF_COOKIE) {
+        Some(token)
+            if token.len() == 43 && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            token.to_owned()
+        }
+        _ => session::random_token(),
+    };
     login_page(StatusCode::OK, &csrf, &next, "", None, session::is_tls(&parts, &state.settings))
 }
 
