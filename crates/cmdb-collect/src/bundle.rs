@@ -59,18 +59,26 @@ pub fn script(probes: &[ProbeSpec], become_root: Become, boundary: &str) -> Stri
     }
     for probe in probes {
         let secs = probe.timeout.as_secs().max(1);
+        let body = sh_quote(&probe.script);
+        let _ = writeln!(s, "printf '%s\\n' '=={boundary}:begin:{}'", probe.id);
+        if probe.may_hang {
+            let _ = writeln!(
+                s,
+                "if [ -n \"$T\" ]; then $T {secs} sh -c {body} 2>\"$E\" </dev/null; else sh -c {body} 2>\"$E\" </dev/null; fi"
+            );
+        } else {
+            // A subshell, not `sh -c`: one fork instead of two process starts, and an `exit` in
+            // the snippet still ends only the snippet.
+            let _ = writeln!(s, "(eval {body}) 2>\"$E\" </dev/null");
+        }
+        // `[ -s ]` is a builtin: a probe with nothing on stderr (most of them) does not pay for `head`.
         let _ = write!(
             s,
-            "printf '%s\\n' '=={b}:begin:{id}'\n\
-             if [ -n \"$T\" ]; then $T {secs} sh -c {body} 2>\"$E\" </dev/null; else sh -c {body} 2>\"$E\" </dev/null; fi\n\
-             c=$?\n\
-             printf '\\n%s\\n' \"=={b}:end:{id}:$c\"\n\
-             head -c {limit} \"$E\" 2>/dev/null\n\
-             printf '\\n%s\\n' '=={b}:done:{id}'\n",
-            b = boundary,
+            "c=$?\n\
+             printf '\\n%s\\n' \"=={boundary}:end:{id}:$c\"\n\
+             [ -s \"$E\" ] && head -c {STDERR_LIMIT} \"$E\" 2>/dev/null\n\
+             printf '\\n%s\\n' '=={boundary}:done:{id}'\n",
             id = probe.id,
-            body = sh_quote(&probe.script),
-            limit = STDERR_LIMIT,
         );
     }
     s.push_str("[ \"$E\" = /dev/null ] || rm -f \"$E\"\n");
@@ -139,6 +147,8 @@ mod tests {
             needs_root: false,
             replay_file: None,
             timeout: Duration::from_secs(timeout),
+
+            may_hang: true,
         }
     }
 

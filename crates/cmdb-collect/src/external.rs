@@ -43,6 +43,8 @@ impl ExternalCollector {
             needs_root: self.needs_root,
             replay_file: Some(format!("{}.json", self.probe_id())),
             timeout: self.timeout,
+
+            may_hang: true,
         }
     }
 

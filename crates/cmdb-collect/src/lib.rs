@@ -90,6 +90,7 @@ pub const ENVELOPE_PROBES: &[Probe] = &[
         needs_root: false,
         replay_file: Some("hostname"),
         timeout_secs: 5,
+        may_hang: false,
     },
     Probe {
         id: "machine-id",
@@ -98,5 +99,6 @@ pub const ENVELOPE_PROBES: &[Probe] = &[
         needs_root: false,
         replay_file: Some("machine-id"),
         timeout_secs: 5,
+        may_hang: false,
     },
 ];

@@ -24,6 +24,11 @@ pub struct Probe {
     pub replay_file: Option<&'static str>,
     /// How long the command may run before it is killed.
     pub timeout_secs: u64,
+    /// True when the command can hang (a RAID tool on a sick controller, dmidecode on odd
+    /// firmware, lsblk on a dead device): it runs under `timeout`. Reads of kernel and /etc files
+    /// run without that guard, which saves three process starts per probe; the transport's
+    /// overall script timeout still bounds them.
+    pub may_hang: bool,
 }
 
 /// A probe ready to run: a built-in [`Probe`] or an external collector's command.
@@ -39,6 +44,8 @@ pub struct ProbeSpec {
     pub replay_file: Option<String>,
     /// Kill the command after this long.
     pub timeout: Duration,
+    /// Run it under `timeout` (see [`Probe::may_hang`]).
+    pub may_hang: bool,
 }
 
 impl From<&Probe> for ProbeSpec {
@@ -49,6 +56,7 @@ impl From<&Probe> for ProbeSpec {
             needs_root: probe.needs_root,
             replay_file: probe.replay_file.map(str::to_owned),
             timeout: Duration::from_secs(probe.timeout_secs),
+            may_hang: probe.may_hang,
         }
     }
 }

@@ -248,6 +248,8 @@ mod tests {
             needs_root: false,
             replay_file: None,
             timeout: Duration::from_secs(5),
+
+            may_hang: true,
         }
     }
 

@@ -46,6 +46,7 @@ const PROBES: &[Probe] = &[
         needs_root: false,
         replay_file: Some("os-release"),
         timeout_secs: 5,
+        may_hang: false,
     },
     Probe {
         id: UNAME,
@@ -54,6 +55,7 @@ const PROBES: &[Probe] = &[
         needs_root: false,
         replay_file: Some("uname"),
         timeout_secs: 5,
+        may_hang: false,
     },
 ];
 

@@ -49,6 +49,7 @@ pub const DMI_SYSFS_PROBE: Probe = Probe {
     needs_root: false,
     replay_file: None,
     timeout_secs: 5,
+    may_hang: false,
 };
 
 const PROBES: &[Probe] = &[
@@ -59,6 +60,7 @@ const PROBES: &[Probe] = &[
         needs_root: true,
         replay_file: Some("board.out"),
         timeout_secs: 10,
+        may_hang: true,
     },
     DMI_SYSFS_PROBE,
 ];

@@ -30,6 +30,7 @@ const PROBES: &[Probe] = &[Probe {
     needs_root: false,
     replay_file: Some("cpuinfo.out"),
     timeout_secs: 5,
+    may_hang: false,
 }];
 
 /// Decides the cpu section from the probe's output.

@@ -63,6 +63,7 @@ const PROBES: &[Probe] = &[
         needs_root: true,
         replay_file: Some("disk.out"),
         timeout_secs: 60,
+        may_hang: true,
     },
     Probe {
         id: STORCLI_PROBE,
@@ -71,6 +72,7 @@ const PROBES: &[Probe] = &[
         needs_root: true,
         replay_file: Some("storcli.json"),
         timeout_secs: 60,
+        may_hang: true,
     },
     Probe {
         id: LSBLK_PROBE,
@@ -80,6 +82,7 @@ const PROBES: &[Probe] = &[
         needs_root: false,
         replay_file: Some("lsblk.json"),
         timeout_secs: 10,
+        may_hang: true,
     },
 ];
 

@@ -48,6 +48,7 @@ const PROBES: &[Probe] = &[
         needs_root: true,
         replay_file: Some("memory.out"),
         timeout_secs: 10,
+        may_hang: true,
     },
     Probe {
         id: MEMINFO,
@@ -56,6 +57,7 @@ const PROBES: &[Probe] = &[
         needs_root: false,
         replay_file: Some("meminfo"),
         timeout_secs: 5,
+        may_hang: false,
     },
     DMI_SYSFS_PROBE,
 ];

@@ -63,6 +63,7 @@ const PROBES: &[Probe] = &[
         needs_root: false,
         replay_file: Some("ip-addr.json"),
         timeout_secs: 5,
+        may_hang: false,
     },
     Probe {
         id: TEXT_PROBE,
@@ -71,6 +72,7 @@ const PROBES: &[Probe] = &[
         needs_root: false,
         replay_file: Some("nic.out"),
         timeout_secs: 5,
+        may_hang: false,
     },
 ];
 
