@@ -77,7 +77,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
 
-/// Deletes expired nonces and old bookkeeping rows. History is never pruned.
+/// Deletes expired nonces, sessions and throttle rows, and old bookkeeping rows. History is never
+/// pruned.
 pub async fn prune(db: &Db, config: &ServerConfig) -> Result<u64, sqlx::Error> {
     let now = crate::db::now_us();
     let day = 86_400_000_000_i64;
@@ -96,6 +97,7 @@ pub async fn prune(db: &Db, config: &ServerConfig) -> Result<u64, sqlx::Error> {
         .execute(db.writer())
         .await?
         .rows_affected();
+    removed += crate::web::prune(db).await?;
     Ok(removed)
 }
 
@@ -116,7 +118,9 @@ pub async fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener) -> s
             }
         })
     };
-    let result = axum::serve(listener, app(state.clone())).with_graceful_shutdown(shutdown_signal()).await;
+    // The peer address feeds per-IP login throttling and the audit log.
+    let service = app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let result = axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await;
     pruner.abort();
     state.db.close().await;
     result

@@ -45,6 +45,34 @@ pub struct ServerConfig {
     pub legacy: Legacy,
     /// Database connection pools.
     pub pool: Pool,
+    /// The web UI's sessions and proxies.
+    pub web: Web,
+}
+
+/// Web UI sessions and the reverse proxy in front of the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Web {
+    /// Mark cookies `Secure`: "auto" (when the request came over TLS, per `public_url` or a trusted
+    /// proxy's `X-Forwarded-Proto`), "always" or "never".
+    pub secure_cookies: String,
+    /// IP addresses of reverse proxies whose `X-Forwarded-For`/`X-Forwarded-Proto` are believed.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Minutes a session survives without a request.
+    pub session_idle_minutes: u64,
+    /// Hours a session lasts at most, however active.
+    pub session_absolute_hours: u64,
+}
+
+impl Default for Web {
+    fn default() -> Self {
+        Web {
+            secure_cookies: "auto".to_owned(),
+            trusted_proxies: Vec::new(),
+            session_idle_minutes: 8 * 60,
+            session_absolute_hours: 24,
+        }
+    }
 }
 
 /// Retention of bookkeeping rows (history is never pruned).
@@ -96,6 +124,7 @@ impl Default for ServerConfig {
             retention: Retention::default(),
             legacy: Legacy::default(),
             pool: Pool::default(),
+            web: Web::default(),
         }
     }
 }
@@ -185,6 +214,18 @@ impl ServerConfig {
             return Err(ConfigError::Invalid {
                 field: "log_format",
                 message: "must be \"text\" or \"json\"".to_owned(),
+            });
+        }
+        if !matches!(self.web.secure_cookies.as_str(), "auto" | "always" | "never") {
+            return Err(ConfigError::Invalid {
+                field: "web.secure_cookies",
+                message: "must be \"auto\", \"always\" or \"never\"".to_owned(),
+            });
+        }
+        if self.web.session_idle_minutes == 0 || self.web.session_absolute_hours == 0 {
+            return Err(ConfigError::Invalid {
+                field: "web",
+                message: "session lifetimes must be positive".to_owned(),
             });
         }
         if self.body_limit_bytes < 1024 {

@@ -328,6 +328,7 @@ async fn main() -> Result<()> {
                         ScopeArg::Collector => KeyScope::Collector,
                     };
                     let (key_id, secret) = auth::create_agent_key(db.writer(), scope, &name).await?;
+                    audit(&db, "agent_key.create", &format!("{key_id} scope {} name {name:?}", scope.as_str())).await;
                     println!("key_id = \"{key_id}\"\nsecret = \"{secret}\"");
                     eprintln!("The secret is shown once; store it where the agent reads it (mode 0600).");
                 }
@@ -348,6 +349,7 @@ async fn main() -> Result<()> {
                     if !admin::revoke_key(&db, &key_id).await? {
                         bail!("no active agent key {key_id}");
                     }
+                    audit(&db, "agent_key.revoke", &key_id).await;
                     println!("revoked {key_id}");
                 }
             }
@@ -362,7 +364,9 @@ async fn main() -> Result<()> {
                         RoleArg::Editor => Role::Editor,
                         RoleArg::Admin => Role::Admin,
                     };
-                    println!("{}", auth::create_token(db.writer(), &name, role).await?);
+                    let token = auth::create_token(db.writer(), &name, role).await?;
+                    audit(&db, "token.create", &format!("name {name:?} role {}", role.as_str())).await;
+                    println!("{token}");
                     eprintln!("The token is shown once.");
                 }
                 TokenCommand::List => {
@@ -383,6 +387,7 @@ async fn main() -> Result<()> {
                     if !admin::revoke_token(&db, id).await? {
                         bail!("no active token {id}");
                     }
+                    audit(&db, "token.revoke", &format!("id {id}")).await;
                     println!("revoked token {id}");
                 }
             }
@@ -391,30 +396,15 @@ async fn main() -> Result<()> {
     }
 }
 
-fn toml_string(config: &ServerConfig) -> Result<String> {
-    // figment reads TOML; printing it back as JSON-ish TOML keeps the dependency list short.
-    let value = serde_json::to_value(config)?;
-    let mut out = String::new();
-    let mut tables = Vec::new();
-    if let serde_json::Value::Object(map) = value {
-        for (key, value) in map {
-            match value {
-                serde_json::Value::Object(table) => tables.push((key, table)),
-                serde_json::Value::Null => out.push_str(&format!("# {key} (unset)\n")),
-                other => out.push_str(&format!("{key} = {other}\n")),
-            }
-        }
-        for (name, table) in tables {
-            out.push_str(&format!("\n[{name}]\n"));
-            for (key, value) in table {
-                match value {
-                    serde_json::Value::Null => out.push_str(&format!("# {key} (unset)\n")),
-                    other => out.push_str(&format!("{key} = {other}\n")),
-                }
-            }
-        }
+/// Records an administrative action taken from the command line in the audit log.
+async fn audit(db: &Db, action: &str, detail: &str) {
+    if let Err(e) = cmdb_server::web::audit::record(db, "cli", action, detail).await {
+        eprintln!("warning: could not write the audit log: {e}");
     }
-    Ok(out)
+}
+
+fn toml_string(config: &ServerConfig) -> Result<String> {
+    Ok(toml::to_string(config)?)
 }
 
 async fn serve(config: ServerConfig) -> Result<()> {

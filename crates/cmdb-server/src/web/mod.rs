@@ -43,8 +43,8 @@ pub mod users;
 
 /// How the UI treats sessions and proxies.
 ///
-/// Derived from [`ServerConfig`]: cookies are `Secure` when `public_url` is `https://...`. Until the
-/// configuration has a `[web]` section, no proxy is trusted, so `X-Forwarded-*` headers are ignored.
+/// Derived from [`ServerConfig`]'s `[web]` section: with `secure_cookies = "auto"`, cookies are
+/// `Secure` when `public_url` is `https://...` or a trusted proxy says the request came over TLS.
 #[derive(Debug, Clone)]
 pub struct WebSettings {
     /// A session ends after this long without a request.
@@ -64,11 +64,16 @@ impl WebSettings {
     /// The settings for `config`.
     pub fn from_config(config: &ServerConfig) -> Self {
         let https = config.public_url.as_deref().is_some_and(|url| url.to_ascii_lowercase().starts_with("https://"));
+        let secure_cookies = match config.web.secure_cookies.as_str() {
+            "always" => Some(true),
+            "never" => Some(false),
+            _ => https.then_some(true),
+        };
         WebSettings {
-            session_idle: Duration::from_secs(8 * 3600),
-            session_absolute: Duration::from_secs(24 * 3600),
-            secure_cookies: https.then_some(true),
-            trusted_proxies: Vec::new(),
+            session_idle: Duration::from_secs(config.web.session_idle_minutes.saturating_mul(60)),
+            session_absolute: Duration::from_secs(config.web.session_absolute_hours.saturating_mul(3600)),
+            secure_cookies,
+            trusted_proxies: config.web.trusted_proxies.clone(),
             dashboard_cache: Duration::from_secs(30),
         }
     }
