@@ -10,8 +10,11 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use sqlx::{AnyConnection, Row};
 
-use crate::db::{Db, from_us, now_us};
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::db::{Backend, Db, from_us, now_us};
 use crate::error::ApiError;
+use crate::reporting::lists::{self, ListKind};
 use crate::store::sql::Sql;
 use crate::store::summary::{AssetSummary, search_terms};
 use crate::store::{self, ChangeContext};
@@ -246,7 +249,7 @@ pub fn detail_from_state(summary: AssetListItem, state: &AssetState) -> AssetDet
 
 async fn write_ops(
     conn: &mut AnyConnection,
-    db: &Db,
+    backend: Backend,
     asset_id: i64,
     state: &mut AssetState,
     ops: &[ChangeOp],
@@ -260,16 +263,42 @@ async fn write_ops(
     }
     let now = now_us();
     let context = ChangeContext { asset_id, recorded_at: now, collected_at: None, report_id: None, source };
-    store::insert_changes(conn, db.backend(), &context, ops).await?;
+    store::insert_changes(conn, backend, &context, ops).await?;
     store::write_state(conn, asset_id, state, ops).await?;
     store::write_summary(conn, asset_id, &AssetSummary::from_state(state), &search_terms(state), now).await?;
     crate::metrics::changes(ops.len());
     Ok(())
 }
 
+/// The managed lists (IDC, business unit, tags) as edits must respect them.
+pub type ManagedLists = BTreeMap<ListKind, BTreeSet<String>>;
+
+fn check_lists(lists: &ManagedLists, next: &BusinessFields, fields: &Map<String, Value>) -> Result<(), ApiError> {
+    let touched: BTreeSet<String> = fields.keys().cloned().collect();
+    match lists::violations(lists, next, &touched).into_iter().next() {
+        Some((field, message)) => Err(ApiError::Invalid { pointer: format!("/{field}"), message }),
+        None => Ok(()),
+    }
+}
+
 /// Registers a host by hand: `fields` holds `hostname` plus any business fields. Status defaults
 /// to racked.
-pub async fn register(db: &Db, source: &str, mut fields: Map<String, Value>) -> Result<i64, ApiError> {
+pub async fn register(db: &Db, source: &str, fields: Map<String, Value>) -> Result<i64, ApiError> {
+    let lists = lists::all(db).await?;
+    let mut tx = db.begin_write().await?;
+    let id = register_in(&mut tx, db.backend(), &lists, source, fields).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// [`register`] inside the caller's write transaction (bulk imports apply all lines in one).
+pub async fn register_in(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    lists: &ManagedLists,
+    source: &str,
+    mut fields: Map<String, Value>,
+) -> Result<i64, ApiError> {
     let hostname = match fields.remove("hostname") {
         Some(Value::String(h)) if !h.trim().is_empty() && h.len() <= 253 => h.trim().to_owned(),
         _ => {
@@ -282,39 +311,53 @@ pub async fn register(db: &Db, source: &str, mut fields: Map<String, Value>) -> 
     let business = BusinessFields::default()
         .patched(&fields)
         .map_err(|e| ApiError::Invalid { pointer: format!("/{}", e.field), message: e.to_string() })?;
-    let mut tx = db.begin_write().await?;
+    check_lists(lists, &business, &fields)?;
     let existing = sqlx::query("SELECT id FROM assets WHERE hostname = $1 AND status <> 'retired'")
         .bind(hostname.clone())
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut *conn)
         .await?;
     if let Some(row) = existing {
         let id: i64 = row.try_get(0)?;
         return Err(ApiError::Conflict(format!("asset {id} already has host name {hostname:?}")));
     }
-    let id = store::insert_asset(&mut tx, &hostname, business.status.as_str(), now_us()).await?;
+    let id = store::insert_asset(conn, &hostname, business.status.as_str(), now_us()).await?;
     let mut host = Map::new();
     host.insert("hostname".to_owned(), Value::String(hostname));
     host.insert("machine_id".to_owned(), Value::Null);
     let mut ops = Vec::new();
-    let empty = AssetState::default();
-    diff_section(HOST_SECTION, empty.sections.get(HOST_SECTION), &SectionState::from_fields(host), &mut ops);
+    diff_section(HOST_SECTION, None, &SectionState::from_fields(host), &mut ops);
     diff_section(BUSINESS_SECTION, None, &SectionState::from_fields(business.to_fields()), &mut ops);
     let mut state = AssetState::default();
-    write_ops(&mut tx, db, id, &mut state, &ops, source).await?;
-    tx.commit().await?;
+    write_ops(conn, backend, id, &mut state, &ops, source).await?;
     Ok(id)
 }
 
 /// Applies a business-field patch to an asset; returns the number of changes.
 pub async fn patch_business(db: &Db, id: i64, source: &str, patch: &Map<String, Value>) -> Result<usize, ApiError> {
+    let lists = lists::all(db).await?;
     let mut tx = db.begin_write().await?;
-    store::lock_asset(&mut tx, db.backend(), id).await?.ok_or_else(|| ApiError::NotFound(format!("no asset {id}")))?;
-    let mut state = store::load_state(&mut tx, id).await?;
+    let changes = patch_business_in(&mut tx, db.backend(), &lists, id, source, patch).await?;
+    tx.commit().await?;
+    Ok(changes)
+}
+
+/// [`patch_business`] inside the caller's write transaction.
+pub async fn patch_business_in(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    lists: &ManagedLists,
+    id: i64,
+    source: &str,
+    patch: &Map<String, Value>,
+) -> Result<usize, ApiError> {
+    store::lock_asset(conn, backend, id).await?.ok_or_else(|| ApiError::NotFound(format!("no asset {id}")))?;
+    let mut state = store::load_state(conn, id).await?;
     let current =
         state.sections.get(BUSINESS_SECTION).map(|s| BusinessFields::from_fields(&s.fields)).unwrap_or_default();
     let next = current
         .patched(patch)
         .map_err(|e| ApiError::Invalid { pointer: format!("/{}", e.field), message: e.to_string() })?;
+    check_lists(lists, &next, patch)?;
     let mut ops = Vec::new();
     diff_section(
         BUSINESS_SECTION,
@@ -322,8 +365,7 @@ pub async fn patch_business(db: &Db, id: i64, source: &str, patch: &Map<String, 
         &SectionState::from_fields(next.to_fields()),
         &mut ops,
     );
-    write_ops(&mut tx, db, id, &mut state, &ops, source).await?;
-    tx.commit().await?;
+    write_ops(conn, backend, id, &mut state, &ops, source).await?;
     Ok(ops.len())
 }
 

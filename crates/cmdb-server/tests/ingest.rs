@@ -322,6 +322,16 @@ async fn business_edits_are_history(backend: Backend) {
     assert_eq!((status, body["pointer"].clone()), (422, json!("/status")));
     let (status, page) = server.get("/api/v1/assets?tag=prod").await;
     assert_eq!((status, page["total"].clone()), (200, json!(1)));
+    // Once the IDC list is managed, the API refuses values outside it, as the UI and import do.
+    let (status, body) = server.send_json(&server.admin, "POST", "/api/v1/lists/idc", &json!({"value": "SH-1"})).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = server.send_json(&server.admin, "PATCH", &path, &json!({"idc": "NOWHERE"})).await;
+    assert_eq!((status, body["pointer"].clone()), (422, json!("/idc")), "{body}");
+    let (status, _) = server.send_json(&server.admin, "PATCH", &path, &json!({"owner": "dba"})).await;
+    assert_eq!(status, 200, "fields the lists do not govern stay editable");
+    let (status, body) =
+        server.send_json(&server.admin, "POST", "/api/v1/assets", &json!({"hostname": "x-01", "idc": "NOWHERE"})).await;
+    assert_eq!((status, body["pointer"].clone()), (422, json!("/idc")), "{body}");
 }
 
 async fn health_and_auth_edges(backend: Backend) {

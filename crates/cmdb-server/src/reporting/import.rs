@@ -74,12 +74,10 @@ pub struct ImportReport {
 
 /// Why an import failed after it started writing.
 #[derive(Debug, thiserror::Error)]
-#[error("line {line} failed after {applied} line(s) were applied: {source}")]
+#[error("line {line} failed, so no line was applied: {source}")]
 pub struct ApplyFailure {
     /// The line that failed.
     pub line: u64,
-    /// Lines applied before it (they stay: each is a complete, recorded edit).
-    pub applied: usize,
     /// The error.
     #[source]
     pub source: ApiError,
@@ -375,7 +373,7 @@ pub async fn import_csv(db: &Db, source: &str, body: &[u8], dry_run: bool) -> Re
     let parsed = parse(body, &mut errors);
     let lines = parsed.len();
     let planned = if errors.is_empty() {
-        plan(db, parsed, &mut errors).await.map_err(|source| ApplyFailure { line: 0, applied: 0, source })?
+        plan(db, parsed, &mut errors).await.map_err(|source| ApplyFailure { line: 0, source })?
     } else {
         Vec::new()
     };
@@ -397,23 +395,29 @@ pub async fn import_csv(db: &Db, source: &str, body: &[u8], dry_run: bool) -> Re
     if dry_run || !errors.is_empty() {
         return Ok(ImportReport { dry_run, applied: false, lines, errors, results });
     }
-    // Every line was checked against the database just now; what can still fail here is the
-    // database itself, or a person registering the same host name in between.
-    for (index, (p, result)) in planned.into_iter().zip(results.iter_mut()).enumerate() {
-        let failure = |source| ApplyFailure { line: p.line, applied: index, source };
+    // Every line was checked against the database just now; what can still fail is the database
+    // itself, or a person registering the same host name in between. All lines are applied in one
+    // transaction, so then nothing is applied.
+    let managed = lists::all(db).await.map_err(|source| ApplyFailure { line: 0, source })?;
+    let mut tx = db.begin_write().await.map_err(|e| ApplyFailure { line: 0, source: e.into() })?;
+    for (p, result) in planned.into_iter().zip(results.iter_mut()) {
+        let failure = |source| ApplyFailure { line: p.line, source };
         match p.target {
             None => {
                 let mut fields = p.patch.clone();
                 fields.insert("hostname".to_owned(), Value::String(p.hostname.clone()));
-                let id = assets::register(db, source, fields).await.map_err(failure)?;
+                let id = assets::register_in(&mut tx, db.backend(), &managed, source, fields).await.map_err(failure)?;
                 result.asset_id = Some(id);
             }
             Some(id) if !p.fields.is_empty() => {
-                assets::patch_business(db, id, source, &p.patch).await.map_err(failure)?;
+                assets::patch_business_in(&mut tx, db.backend(), &managed, id, source, &p.patch)
+                    .await
+                    .map_err(failure)?;
             }
             Some(_) => {}
         }
     }
+    tx.commit().await.map_err(|e| ApplyFailure { line: 0, source: e.into() })?;
     let counts: BTreeMap<&str, usize> = results.iter().fold(BTreeMap::new(), |mut m, r| {
         *m.entry(r.action).or_insert(0) += 1;
         m

@@ -408,13 +408,10 @@ async fn import_csv(
     let report = match import::import_csv(&state.db, &principal.source(), &body, dry_run).await {
         Ok(report) => report,
         Err(failure) => {
-            tracing::warn!(error = %failure, "CSV import stopped part-way");
+            tracing::warn!(error = %failure, "CSV import failed; nothing applied");
             audit(&state, &principal, "import.csv", &format!("failed: {failure}")).await;
             return Err(match failure.source {
-                ApiError::Conflict(m) => ApiError::Conflict(format!(
-                    "line {}: {m}; {} line(s) before it were applied",
-                    failure.line, failure.applied
-                )),
+                ApiError::Conflict(m) => ApiError::Conflict(format!("line {}: {m}; nothing was applied", failure.line)),
                 other => other,
             });
         }
