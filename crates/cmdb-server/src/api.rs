@@ -474,10 +474,10 @@ fn parse_cursor(text: &str) -> Result<(i64, i64), ApiError> {
 
 /// `GET /api/v1/changes?after=<cursor>`: every change, oldest first. A consumer that follows
 /// `next` never misses a change: on PostgreSQL the feed only shows transactions older than the
-/// oldest one still running, ordered by transaction id, so a late commit cannot land behind a
-/// cursor; on SQLite commits are serialized, so ids are commit order. The price on PostgreSQL: the
-/// horizon is cluster-wide, so a long write transaction anywhere in the cluster delays (never
-/// drops) what the feed shows until it ends.
+/// oldest one still writing in this database (see [`feed_horizon`]), ordered by transaction id,
+/// so a late commit cannot land behind a cursor; on SQLite commits are serialized, so ids are
+/// commit order. The price on PostgreSQL: a long write transaction in the cmdb database delays
+/// (never drops) what the feed shows until it ends.
 pub async fn change_feed(
     State(state): State<Shared>,
     principal: Principal,
@@ -490,17 +490,51 @@ pub async fn change_feed(
     };
     let limit = query.limit.unwrap_or(500).clamp(1, 1000);
     let horizon = match state.db.backend() {
-        crate::db::Backend::Postgres => " AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
-        crate::db::Backend::Sqlite => "",
+        crate::db::Backend::Postgres => Some(feed_horizon(state.db.reader()).await?),
+        crate::db::Backend::Sqlite => None,
     };
     let mut q = Sql::new(format!("SELECT {CHANGE_COLUMNS} FROM changes WHERE (txid, id) > ("));
     q.bind(tx).push(", ").bind(id).push(")");
-    q.push(horizon);
+    if let Some(horizon) = horizon {
+        q.push(" AND txid < ").bind(horizon);
+    }
     q.push(" ORDER BY txid, id LIMIT ").bind(limit);
     let rows = q.query().fetch_all(state.db.reader()).await?;
     let items = rows.iter().map(store::change_row).collect::<Result<Vec<_>, _>>()?;
     let next = items.last().map(|c| c.cursor.clone()).or(query.after);
     Ok(Json(ChangePage { items, next }))
+}
+
+/// The PostgreSQL feed horizon: every transaction with a smaller id has ended, or belongs to
+/// another database and so never writes our `changes`. It is the smallest transaction id still
+/// running in this database, else the current snapshot's `xmax`.
+///
+/// Why not `pg_snapshot_xmin`: that horizon is cluster-wide, so any transaction in any database
+/// of the cluster (a neighbour's batch job, `VACUUM`, another test) would hold the feed back.
+///
+/// The order of the three statements is what makes this safe, and each runs in its own implicit
+/// transaction so `pg_stat_activity` is read fresh: (1) `xmax` is read first; (2) the running
+/// transactions of this database are read after it, so any transaction below `xmax` that is not
+/// listed had already ended; (3) the caller's query takes its snapshot after that, so it sees
+/// every such ended transaction. A transaction that gets its id after (1) gets one at or above
+/// `xmax` and stays beyond the horizon. `backend_xid` is a 32-bit `xid`; it is widened to the
+/// 64-bit ids in `changes.txid` relative to `xmax`, which is exact because a running transaction
+/// is always within 2^31 of it (one that got its id at or after `xmax` is beyond the horizon
+/// anyway). Sessions are listed with their `backend_xid` for the role that runs them, so every
+/// cmdb-server instance on the database must connect as the same role (or one granted
+/// `pg_read_all_stats`).
+async fn feed_horizon(pool: &sqlx::AnyPool) -> Result<i64, ApiError> {
+    let xmax: i64 =
+        sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint").fetch_one(pool).await?;
+    let oldest_running: Option<i64> = sqlx::query_scalar(
+        "SELECT MIN(CASE WHEN behind < 2147483648 THEN $1 - behind ELSE $1 END) FROM ( \
+           SELECT ((($1 - backend_xid::text::bigint) % 4294967296) + 4294967296) % 4294967296 AS behind \
+           FROM pg_stat_activity WHERE datname = current_database() AND backend_xid IS NOT NULL) AS running",
+    )
+    .bind(xmax)
+    .fetch_one(pool)
+    .await?;
+    Ok(oldest_running.map_or(xmax, |oldest| oldest.min(xmax)))
 }
 
 /// One collection error.
