@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 backend=${1:-sqlite}
-bin=${CMDB_SERVER_BIN:-target/debug/cmdb-server}
+# Not CMDB_SERVER_*: the server reads that prefix as configuration and refuses unknown keys.
+bin=${CONTRACT_SERVER_BIN:-target/debug/cmdb-server}
 [ -x "$bin" ] || cargo build --locked -p cmdb-server
 dir=$(mktemp -d)
 port=$((20000 + RANDOM % 20000))
@@ -25,7 +26,16 @@ cleanup() {
 trap cleanup EXIT
 "$bin" --listen "127.0.0.1:$port" --database-url "$url" --data-dir "$dir/data" > "$dir/server.out" 2> "$dir/server.err" &
 server=$!
-for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+ready=no
+for _ in $(seq 100); do
+  if curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; then ready=yes; break; fi
+  sleep 0.1
+done
+if [ $ready != yes ]; then
+  echo "contract-check: cmdb-server did not become ready on $backend; its stderr:" >&2
+  grep -v '^  ' "$dir/server.err" >&2 || true
+  exit 1
+fi
 key=$("$bin" --database-url "$url" agent-key create --scope collector --name contract 2>/dev/null)
 key_id=$(echo "$key" | sed -n 's/^key_id = "\(.*\)"$/\1/p')
 secret=$(echo "$key" | sed -n 's/^secret = "\(.*\)"$/\1/p')
