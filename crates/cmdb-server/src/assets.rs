@@ -265,7 +265,7 @@ async fn write_ops(
     let context = ChangeContext { asset_id, recorded_at: now, collected_at: None, report_id: None, source };
     store::insert_changes(conn, backend, &context, ops).await?;
     store::write_state(conn, asset_id, state, ops).await?;
-    store::write_summary(conn, asset_id, &AssetSummary::from_state(state), &search_terms(state), now).await?;
+    store::write_summary(conn, asset_id, &AssetSummary::from_state(state), &search_terms(state), None, now).await?;
     crate::metrics::changes(ops.len());
     Ok(())
 }

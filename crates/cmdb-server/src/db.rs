@@ -100,6 +100,9 @@ impl Db {
                         .max_connections(max)
                         .min_connections(0)
                         .acquire_timeout(settings.acquire_timeout)
+                        // A connection to a local file does not go stale; pinging it on every
+                        // acquire would cost the single writer a round trip per report.
+                        .test_before_acquire(false)
                         .after_connect(|conn, _meta| {
                             Box::pin(async move {
                                 conn.execute(SQLITE_PRAGMAS).await?;

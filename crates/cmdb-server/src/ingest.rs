@@ -236,8 +236,14 @@ async fn ingest_once(
     let collected_at = report.collected_at.timestamp_micros();
     let (asset_id, matched_by, created, stored, version) = match matched {
         Some((row, match_key)) => {
-            let Some(locked) = store::lock_asset(&mut tx, backend, row.id).await? else {
-                return Err(IngestError::Inconsistent(format!("asset {} vanished", row.id)));
+            // On SQLite, BEGIN IMMEDIATE already made this the only writer, so the row read with
+            // the candidates is current; PostgreSQL rereads it under a row lock.
+            let locked = match backend {
+                Backend::Sqlite => row.clone(),
+                Backend::Postgres => match store::lock_asset(&mut tx, backend, row.id).await? {
+                    Some(locked) => locked,
+                    None => return Err(IngestError::Inconsistent(format!("asset {} vanished", row.id))),
+                },
             };
             if locked.last_collected_at.is_some_and(|last| collected_at < last) {
                 let outcome = Outcome {
@@ -306,7 +312,7 @@ async fn ingest_once(
     }
     ops.extend(diff_report(&stored, report));
     let state = if ops.is_empty() {
-        stored
+        Arc::clone(&stored)
     } else {
         let mut state = AssetState::clone(&stored);
         for op in &ops {
@@ -324,7 +330,18 @@ async fn ingest_once(
         };
         store::insert_changes(&mut tx, backend, &context, &ops).await?;
         store::write_state(&mut tx, asset_id, &state, &ops).await?;
-        store::write_summary(&mut tx, asset_id, &AssetSummary::from_state(&state), &search_terms(&state), now).await?;
+        // The stored rows are the terms of the stored state (every write goes through
+        // write_summary); a new asset has none yet.
+        let previous_terms = if created { Default::default() } else { search_terms(&stored) };
+        store::write_summary(
+            &mut tx,
+            asset_id,
+            &AssetSummary::from_state(&state),
+            &search_terms(&state),
+            Some(&previous_terms),
+            now,
+        )
+        .await?;
     }
     sqlx::query("UPDATE assets SET last_seen_at = $2, last_collected_at = $3, last_report_id = $4 WHERE id = $1")
         .bind(asset_id)

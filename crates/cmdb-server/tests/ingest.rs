@@ -360,7 +360,42 @@ async fn health_and_auth_edges(backend: Backend) {
     assert!(text.contains("cmdb_ingest_seconds_bucket"), "{text}");
 }
 
+/// Search terms are maintained by difference: after reports that change an address, a serial
+/// and then only a figure, the stored terms are exactly the terms of the stored state, the old
+/// address finds nothing and the new one finds the host.
+async fn search_terms_follow_the_state(backend: Backend) {
+    use sqlx::Row;
+    let db = TestDb::new(backend).await;
+    let server = TestServer::start(&db).await;
+    let id = asset_id(&server.accept(&report("terms-01")).await);
+    let mut moved = at(report("terms-01"), 1);
+    moved["sections"]["nic"]["data"]["interfaces"][0]["ipv4"] = json!(["10.9.9.9/24"]);
+    moved["sections"]["disk"]["data"]["disks"][1]["sn"] = json!("D1-REPLACED");
+    server.accept(&moved).await;
+    let mut figure = at(moved.clone(), 2);
+    figure["sections"]["cpu"]["data"]["cpu_count"] = json!(16);
+    server.accept(&figure).await;
+
+    let search = |q: &str| format!("/api/v1/assets?q={q}");
+    assert_eq!(server.get(&search("10.0.0.5")).await.1["total"], 0, "the old address is gone");
+    assert_eq!(server.get(&search("10.9.9.9")).await.1["items"][0]["id"], id);
+    assert_eq!(server.get(&search("D1-REPLACED")).await.1["items"][0]["id"], id);
+
+    let mut conn = server.state.db.reader().acquire().await.expect("conn");
+    let state = cmdb_server::store::load_state(&mut conn, id).await.expect("state");
+    let stored: std::collections::BTreeSet<String> = sqlx::query("SELECT term FROM search_terms WHERE asset_id = $1")
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await
+        .expect("terms")
+        .iter()
+        .map(|r| r.try_get::<String, _>(0).expect("term"))
+        .collect();
+    assert_eq!(stored, cmdb_server::store::summary::search_terms(&state));
+}
+
 on_both_backends!(
+    search_terms_follow_the_state,
     first_report_creates_an_online_asset,
     unchanged_report_writes_no_change_but_updates_last_seen,
     changes_are_recorded_field_by_field,

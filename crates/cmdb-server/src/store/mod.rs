@@ -347,6 +347,7 @@ pub async fn write_summary(
     asset_id: i64,
     summary: &AssetSummary,
     terms: &BTreeSet<String>,
+    previous_terms: Option<&BTreeSet<String>>,
     now: i64,
 ) -> Result<(), sqlx::Error> {
     let b = &summary.business;
@@ -385,9 +386,32 @@ pub async fn write_summary(
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("DELETE FROM search_terms WHERE asset_id = $1").bind(asset_id).execute(&mut *conn).await?;
-    let terms: Vec<&String> = terms.iter().collect();
-    for chunk in terms.chunks(INSERT_CHUNK) {
+    // With the terms of the state being replaced, only the difference is written: most reports
+    // change a figure or a component, not a name, address or serial, and then the search index
+    // is not touched at all. Without them, the asset's terms are rewritten whole.
+    let added: Vec<&String> = match previous_terms {
+        Some(previous) => {
+            let removed: Vec<&String> = previous.difference(terms).collect();
+            for chunk in removed.chunks(INSERT_CHUNK) {
+                let mut q = Sql::new("DELETE FROM search_terms WHERE asset_id = ");
+                q.bind(asset_id).push(" AND term IN (");
+                for (i, term) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        q.push(", ");
+                    }
+                    q.bind((*term).clone());
+                }
+                q.push(")");
+                q.query().execute(&mut *conn).await?;
+            }
+            terms.difference(previous).collect()
+        }
+        None => {
+            sqlx::query("DELETE FROM search_terms WHERE asset_id = $1").bind(asset_id).execute(&mut *conn).await?;
+            terms.iter().collect()
+        }
+    };
+    for chunk in added.chunks(INSERT_CHUNK) {
         let mut q = Sql::new("INSERT INTO search_terms (term, asset_id)");
         q.values(chunk, |row, term| {
             row.bind((*term).clone()).bind(asset_id);
