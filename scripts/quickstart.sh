@@ -4,11 +4,12 @@
 #   migrated on first start), collects this machine with the agent using the key the server's first
 #   start wrote, and prints the URL to open and how to log in. The server keeps running in the
 #   foreground; Ctrl-C stops it. Run it again any time: the data stays in ./data.
-# Env: CMDB_LISTEN (default 127.0.0.1:8080), CMDB_DATA (default ./data).
+# Env: QUICKSTART_LISTEN (default 127.0.0.1:8080), QUICKSTART_DATA (default ./data). Not CMDB_*: the
+# agent reads every CMDB_* variable as its configuration and refuses keys it does not know.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-LISTEN=${CMDB_LISTEN:-127.0.0.1:8080}
-DATA=${CMDB_DATA:-data}
+LISTEN=${QUICKSTART_LISTEN:-127.0.0.1:8080}
+DATA=${QUICKSTART_DATA:-data}
 URL="http://$LISTEN"
 
 cargo build --release --locked -p cmdb-server -p cmdb-agent

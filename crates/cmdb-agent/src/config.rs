@@ -524,7 +524,11 @@ fn flag_layer(flags: &[FlagSetting]) -> Layer {
 /// Describes where a figment error points: the file and key, the variable, or the flag.
 fn describe_error(error: &figment::Error) -> ConfigError {
     let mut keys: Vec<String> = error.path.clone();
-    if let figment::error::Kind::UnknownField(field, _) = &error.kind {
+    // figment's path already ends with the unknown field for some values (a top-level key from
+    // the environment) and not for others (a key inside a table of a file).
+    if let figment::error::Kind::UnknownField(field, _) = &error.kind
+        && keys.last() != Some(field)
+    {
         keys.push(field.clone());
     }
     let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
@@ -1083,6 +1087,15 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains(&file.display().to_string()), "{text}");
         assert!(text.contains("ssh.concurency") && text.contains("concurrency"), "{text}");
+    }
+
+    #[test]
+    fn unknown_env_keys_name_the_exact_variable() {
+        for (name, expected) in [("CMDB_LISTEN", "CMDB_LISTEN"), ("CMDB_SSH__CONCURENCY", "CMDB_SSH__CONCURENCY")] {
+            let err = load(&ConfigInputs { env: env(&[(name, "8")]), ..ConfigInputs::default() }).expect_err("unknown");
+            let text = err.to_string();
+            assert!(text.contains(&format!("environment variable {expected}:")), "{text}");
+        }
     }
 
     #[test]
