@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::db::{Backend, Db, from_us, now_us};
 use crate::error::ApiError;
 use crate::reporting::lists::{self, ListKind};
-use crate::store::sql::Sql;
+use crate::store::sql::{Batch, Sql};
 use crate::store::summary::{AssetSummary, search_terms};
 use crate::store::{self, ChangeContext};
 
@@ -263,9 +263,11 @@ async fn write_ops(
     }
     let now = now_us();
     let context = ChangeContext { asset_id, recorded_at: now, collected_at: None, report_id: None, source };
-    store::insert_changes(conn, backend, &context, ops).await?;
-    store::write_state(conn, asset_id, state, ops).await?;
-    store::write_summary(conn, asset_id, &AssetSummary::from_state(state), &search_terms(state), None, now).await?;
+    let mut writes = Batch::default();
+    store::insert_changes(&mut writes, backend, &context, ops);
+    store::write_state(&mut writes, asset_id, state, ops);
+    store::write_summary(&mut writes, asset_id, &AssetSummary::from_state(state), &search_terms(state), None, now);
+    writes.run(conn, backend).await?;
     crate::metrics::changes(ops.len());
     Ok(())
 }

@@ -240,15 +240,21 @@ pub async fn record_nonce(
     timestamp: i64,
     clock_window_secs: u64,
 ) -> Result<bool, sqlx::Error> {
+    let done = nonce_insert(key_id, nonce, timestamp, clock_window_secs).query().execute(&mut *conn).await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The statement [`record_nonce`] runs, for callers that batch it: it affects one row when the
+/// nonce is new and none when it was used before.
+pub fn nonce_insert(key_id: &str, nonce: &str, timestamp: i64, clock_window_secs: u64) -> crate::store::sql::Sql {
     let window = i64::try_from(clock_window_secs).unwrap_or(i64::MAX / 2_000_000);
     let expires_at = (timestamp.saturating_add(window).saturating_add(1)).saturating_mul(1_000_000);
-    let done = sqlx::query("INSERT INTO nonces (key_id, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-        .bind(key_id.to_owned())
-        .bind(nonce.to_owned())
-        .bind(expires_at)
-        .execute(&mut *conn)
-        .await?;
-    Ok(done.rows_affected() == 1)
+    let mut q = crate::store::sql::Sql::new("INSERT INTO nonces (key_id, nonce, expires_at)");
+    q.values(&[()], |row, ()| {
+        row.bind(key_id).bind(nonce).bind(expires_at);
+    });
+    q.push(" ON CONFLICT DO NOTHING");
+    q
 }
 
 /// A fresh random secret: `bytes` random bytes as lowercase hex.

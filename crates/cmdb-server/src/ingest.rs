@@ -23,11 +23,13 @@ use cmdb_model::report::{Report, SectionResult};
 use cmdb_model::state::{AssetState, BUSINESS_SECTION};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
-use crate::auth::{AgentKey, KeyScope, record_nonce};
+use crate::auth::{AgentKey, KeyScope, nonce_insert};
 use crate::db::{Backend, Db, is_unavailable, now_us};
+use crate::store::sql::{Batch, Sql};
 use crate::store::summary::{AssetSummary, search_terms};
 use crate::store::{self, AssetKeysRow, ChangeContext};
 
@@ -139,14 +141,21 @@ fn lock_key(text: &str) -> i64 {
     i64::from_ne_bytes(hash.to_ne_bytes())
 }
 
-async fn stored_outcome(conn: &mut AnyConnection, report_id: &str) -> Result<Option<Outcome>, sqlx::Error> {
-    let row = sqlx::query("SELECT outcome FROM reports WHERE report_id = $1")
-        .bind(report_id.to_owned())
-        .fetch_optional(&mut *conn)
-        .await?;
-    let Some(row) = row else { return Ok(None) };
+fn stored_outcome_query(report_id: &str) -> Sql {
+    let mut q = Sql::new("SELECT outcome FROM reports WHERE report_id = ");
+    q.bind(report_id);
+    q
+}
+
+fn decode_outcome(rows: &[AnyRow]) -> Result<Option<Outcome>, sqlx::Error> {
+    let Some(row) = rows.first() else { return Ok(None) };
     let text: String = row.try_get(0)?;
     serde_json::from_str(&text).map(Some).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+async fn stored_outcome(conn: &mut AnyConnection, report_id: &str) -> Result<Option<Outcome>, sqlx::Error> {
+    let rows = stored_outcome_query(report_id).query().fetch_all(&mut *conn).await?;
+    decode_outcome(&rows)
 }
 
 fn find_match(candidates: &[AssetKeysRow], keys: &ReportKeys) -> Option<(AssetKeysRow, MatchKey)> {
@@ -179,57 +188,85 @@ async fn ingest_once(
 ) -> Result<(Outcome, Disposition), IngestError> {
     let backend = db.backend();
     let report_id = report.report_id.to_string();
-    let mut tx = db.begin_write().await?;
-
-    if let Some(n) = nonce
-        && !record_nonce(&mut tx, n.key_id, n.nonce, n.timestamp, n.window_secs).await?
-    {
-        return Err(IngestError::Replay);
-    }
-    if let Some(outcome) = stored_outcome(&mut tx, &report_id).await? {
-        tx.commit().await?;
-        return Ok((outcome, Disposition::Duplicate));
-    }
-
     let keys = ReportKeys::from_report(report);
+    let host_key = key.filter(|k| k.scope == KeyScope::Host);
+
+    // Everything that decides what to write is read first, in one batch that also starts the
+    // transaction (one round trip on SQLite). Every decision is exact: on SQLite this is the only
+    // writer; on PostgreSQL the advisory locks serialize reports of one host (and so two
+    // deliveries of one report) and the key row is locked.
+    let mut reads = Batch::default();
     if backend == Backend::Postgres {
+        // Two first reports of one host must not both create it.
         let mut locks = vec![lock_key(&format!("hostname:{}", keys.hostname))];
         if let Some(uuid) = keys.board_uuid.value() {
             locks.push(lock_key(&format!("uuid:{uuid}")));
         }
         locks.sort_unstable();
         locks.dedup();
-        let sql = if locks.len() == 1 {
-            "SELECT pg_advisory_xact_lock($1)"
-        } else {
-            "SELECT pg_advisory_xact_lock($1), pg_advisory_xact_lock($2)"
-        };
-        let mut query = sqlx::query(sql);
-        for lock in locks {
-            query = query.bind(lock);
+        let mut q = Sql::new("SELECT ");
+        for (index, lock) in locks.into_iter().enumerate() {
+            if index > 0 {
+                q.push(", ");
+            }
+            q.push("pg_advisory_xact_lock(").bind(lock).push(")");
         }
-        query.execute(&mut *tx).await?;
+        reads.push(q);
     }
+    let nonce_statement = nonce.map(|n| reads.push(nonce_insert(n.key_id, n.nonce, n.timestamp, n.window_secs)));
+    let outcome_statement = reads.push(stored_outcome_query(&report_id));
+    let key_statement = host_key.map(|k| {
+        let mut q = Sql::new("SELECT asset_id FROM agent_keys WHERE id = ");
+        q.bind(k.id);
+        if backend == Backend::Postgres {
+            q.push(" FOR UPDATE");
+        }
+        reads.push(q)
+    });
     let mut hostnames = vec![keys.hostname.as_str()];
     if let Some(previous) = &keys.previous_hostname {
         hostnames.push(previous);
     }
     let sn = keys.board_serial.value().map(|(_, sn)| sn.as_str());
-    let candidates = store::identity_candidates(
-        &mut tx,
+    let candidates_statement = reads.push(store::identity_candidates(
         keys.board_uuid.value().map(String::as_str),
         sn,
         keys.machine_id.as_deref(),
         &hostnames,
-    )
-    .await?;
+    ));
+    let (mut tx, read) = db.begin_write_batch(reads).await?;
+    if let Some(i) = nonce_statement
+        && read[i].rows_affected != 1
+    {
+        tx.rollback().await?;
+        return Err(IngestError::Replay);
+    }
+    if let Some(outcome) = decode_outcome(&read[outcome_statement].rows)? {
+        // Committed so that the nonce is spent.
+        tx.commit_with(Batch::default()).await?;
+        return Ok((outcome, Disposition::Duplicate));
+    }
+    // The asset a host key is bound to, as stored now (the key was looked up before the lock).
+    let bound: Option<i64> = match key_statement {
+        Some(i) => match read[i].rows.first() {
+            Some(row) => row.try_get(0)?,
+            None => None,
+        },
+        None => None,
+    };
+    let candidates = store::keys_rows(&read[candidates_statement].rows)?;
     let matched = find_match(&candidates, &keys);
 
-    if let (Some(key), Some((row, _))) = (key, &matched)
-        && key.scope == KeyScope::Host
-        && key.asset_id.is_some_and(|bound| bound != row.id)
-    {
-        return Err(forbidden(key, &report.host.hostname));
+    if let Some(key) = host_key {
+        let refused = match &matched {
+            Some((row, _)) => bound.is_some_and(|b| b != row.id),
+            // A host key already bound may not create a second asset.
+            None => bound.is_some(),
+        };
+        if refused {
+            tx.rollback().await?;
+            return Err(forbidden(&key.key_id, &report.host.hostname));
+        }
     }
 
     let now = now_us();
@@ -240,7 +277,7 @@ async fn ingest_once(
             // the candidates is current; PostgreSQL rereads it under a row lock.
             let locked = match backend {
                 Backend::Sqlite => row.clone(),
-                Backend::Postgres => match store::lock_asset(&mut tx, backend, row.id).await? {
+                Backend::Postgres => match store::lock_asset(tx.conn(), backend, row.id).await? {
                     Some(locked) => locked,
                     None => return Err(IngestError::Inconsistent(format!("asset {} vanished", row.id))),
                 },
@@ -254,8 +291,9 @@ async fn ingest_once(
                     created: false,
                     changes: 0,
                 };
-                save_outcome(&mut tx, &outcome, now).await?;
-                tx.commit().await?;
+                let mut last = Batch::default();
+                last.push(save_outcome_query(&outcome, now)?);
+                tx.commit_with(last).await?;
                 tracing::warn!(
                     report_id = %report.report_id,
                     asset_id = row.id,
@@ -267,35 +305,22 @@ async fn ingest_once(
             }
             let state = match db.states().get(row.id, locked.version) {
                 Some(state) => state,
-                None => Arc::new(store::load_state(&mut tx, row.id).await?),
+                None => Arc::new(store::load_state(tx.conn(), row.id).await?),
             };
             (row.id, Some(match_key), false, state, locked.version)
         }
         None => {
-            if let Some(key) = key
-                && key.scope == KeyScope::Host
-                && key.asset_id.is_some()
-            {
-                return Err(forbidden(key, &report.host.hostname));
-            }
-            let id = store::insert_asset(&mut tx, &report.host.hostname, AssetStatus::Online.as_str(), now).await?;
+            let id = store::insert_asset(tx.conn(), &report.host.hostname, AssetStatus::Online.as_str(), now).await?;
             (id, None, true, Arc::new(AssetState::default()), 0)
         }
     };
 
-    if let Some(key) = key
-        && key.scope == KeyScope::Host
-    {
-        // Exact even when another instance bound the key a moment ago: the row decides.
-        let bound =
-            sqlx::query("UPDATE agent_keys SET asset_id = $1 WHERE id = $2 AND (asset_id IS NULL OR asset_id = $1)")
-                .bind(asset_id)
-                .bind(key.id)
-                .execute(&mut *tx)
-                .await?;
-        if bound.rows_affected() != 1 {
-            return Err(forbidden(key, &report.host.hostname));
-        }
+    // Every write of the report goes in one batch with the COMMIT (one round trip on SQLite).
+    let mut writes = Batch::default();
+    if host_key.is_some() && bound.is_none() {
+        let mut q = Sql::new("UPDATE agent_keys SET asset_id = ");
+        q.bind(asset_id).push(" WHERE id = ").bind(host_key.map_or(0, |k| k.id));
+        writes.push(q);
     }
 
     let mut ops: Vec<ChangeOp> = Vec::new();
@@ -328,58 +353,68 @@ async fn ingest_once(
             report_id: Some(&report_id),
             source,
         };
-        store::insert_changes(&mut tx, backend, &context, &ops).await?;
-        store::write_state(&mut tx, asset_id, &state, &ops).await?;
+        store::insert_changes(&mut writes, backend, &context, &ops);
+        store::write_state(&mut writes, asset_id, &state, &ops);
         // The stored rows are the terms of the stored state (every write goes through
         // write_summary); a new asset has none yet.
         let previous_terms = if created { Default::default() } else { search_terms(&stored) };
         store::write_summary(
-            &mut tx,
+            &mut writes,
             asset_id,
             &AssetSummary::from_state(&state),
             &search_terms(&state),
             Some(&previous_terms),
             now,
-        )
-        .await?;
+        );
     }
-    sqlx::query("UPDATE assets SET last_seen_at = $2, last_collected_at = $3, last_report_id = $4 WHERE id = $1")
-        .bind(asset_id)
-        .bind(now)
+    let mut seen = Sql::new("UPDATE assets SET last_seen_at = ");
+    seen.bind(now)
+        .push(", last_collected_at = ")
         .bind(collected_at)
+        .push(", last_report_id = ")
         .bind(report_id.clone())
-        .execute(&mut *tx)
-        .await?;
-    for (section, result) in &report.sections {
-        if let SectionResult::Error(message) = result {
-            sqlx::query(
-                "INSERT INTO collection_errors (asset_id, report_id, hostname, source, section, message, collected_at, recorded_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(asset_id)
-            .bind(report_id.clone())
-            .bind(report.host.hostname.clone())
-            .bind(source.to_owned())
-            .bind(section.clone())
-            .bind(message.clone())
-            .bind(collected_at)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
+        .push(" WHERE id = ")
+        .bind(asset_id);
+    writes.push(seen);
+    let errors: Vec<(&String, &String)> = report
+        .sections
+        .iter()
+        .filter_map(|(section, result)| match result {
+            SectionResult::Error(message) => Some((section, message)),
+            _ => None,
+        })
+        .collect();
+    if !errors.is_empty() {
+        let mut q = Sql::new(
+            "INSERT INTO collection_errors (asset_id, report_id, hostname, source, section, message, collected_at, recorded_at)",
+        );
+        q.values(&errors, |row, (section, message)| {
+            row.bind(asset_id)
+                .bind(report_id.clone())
+                .bind(report.host.hostname.clone())
+                .bind(source)
+                .bind((*section).clone())
+                .bind((*message).clone())
+                .bind(collected_at)
+                .bind(now);
+        });
+        writes.push(q);
     }
     let outcome =
         Outcome { report_id: report.report_id, asset_id, applied: true, matched_by, created, changes: ops.len() };
-    if !save_outcome(&mut tx, &outcome, now).await? {
-        // Another instance committed the same report id while we worked: answer with its outcome.
-        drop(tx);
-        let mut conn = db.reader().acquire().await?;
-        return match stored_outcome(&mut conn, &report_id).await? {
-            Some(first) => Ok((first, Disposition::Duplicate)),
-            None => Err(IngestError::Inconsistent(format!("report {report_id} vanished"))),
-        };
+    writes.push(save_outcome_query(&outcome, now)?);
+    if let Err(error) = tx.commit_with(writes).await {
+        // The report id is unique: should it have been taken after all (a report id reused
+        // with other content, which the locks do not cover), the insert fails before COMMIT,
+        // nothing of this report is written, and the first outcome is the answer.
+        if matches!(&error, sqlx::Error::Database(e) if e.is_unique_violation()) {
+            let mut conn = db.reader().acquire().await?;
+            if let Some(first) = stored_outcome(&mut conn, &report_id).await? {
+                return Ok((first, Disposition::Duplicate));
+            }
+        }
+        return Err(error.into());
     }
-    tx.commit().await?;
     // write_summary bumped the version when the state changed.
     let version = if ops.is_empty() { version } else { version + 1 };
     db.states().put(asset_id, version, state);
@@ -387,27 +422,20 @@ async fn ingest_once(
     Ok((outcome, disposition))
 }
 
-fn forbidden(key: &AgentKey, hostname: &str) -> IngestError {
-    tracing::warn!(key_id = %key.key_id, hostname, "host-scoped agent key reported for another asset; refused");
+fn forbidden(key_id: &str, hostname: &str) -> IngestError {
+    tracing::warn!(key_id, hostname, "host-scoped agent key reported for another asset; refused");
     IngestError::Forbidden(format!(
-        "agent key {} is a host key bound to another asset; use a collector key for SSH/Salt workers",
-        key.key_id
+        "agent key {key_id} is a host key bound to another asset; use a collector key for SSH/Salt workers"
     ))
 }
 
-/// Stores the outcome under the report id; `false` when the id is already taken.
-async fn save_outcome(conn: &mut AnyConnection, outcome: &Outcome, now: i64) -> Result<bool, sqlx::Error> {
+fn save_outcome_query(outcome: &Outcome, now: i64) -> Result<Sql, sqlx::Error> {
     let text = serde_json::to_string(outcome).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let done = sqlx::query(
-        "INSERT INTO reports (report_id, asset_id, received_at, outcome) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-    )
-    .bind(outcome.report_id.to_string())
-    .bind(outcome.asset_id)
-    .bind(now)
-    .bind(text)
-    .execute(&mut *conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    let mut q = Sql::new("INSERT INTO reports (report_id, asset_id, received_at, outcome)");
+    q.values(&[()], |row, ()| {
+        row.bind(outcome.report_id.to_string()).bind(outcome.asset_id).bind(now).bind(text.clone());
+    });
+    Ok(q)
 }
 
 /// True when `error` should be answered with 503 (the client retries later).

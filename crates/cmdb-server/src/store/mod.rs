@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use sqlx::{AnyConnection, Row};
 
 use crate::db::Backend;
-use sql::Sql;
+use sql::{Batch, Sql};
 use summary::AssetSummary;
 
 /// Rows per multi-row INSERT (SQLite allows 32766 bound values; each change row binds 12).
@@ -77,14 +77,14 @@ fn keys_row(row: &sqlx::any::AnyRow) -> Result<AssetKeysRow, sqlx::Error> {
     })
 }
 
-/// Every non-retired asset that shares at least one identity key with the report.
-pub async fn identity_candidates(
-    conn: &mut AnyConnection,
+/// The query for every non-retired asset that shares at least one identity key with the report;
+/// decode its rows with [`keys_rows`].
+pub fn identity_candidates(
     board_uuid: Option<&str>,
     board_sn: Option<&str>,
     machine_id: Option<&str>,
     hostnames: &[&str],
-) -> Result<Vec<AssetKeysRow>, sqlx::Error> {
+) -> Sql {
     let mut q = Sql::new(format!("SELECT {KEYS_COLUMNS} FROM assets WHERE status <> 'retired' AND ("));
     let mut terms: Vec<(&str, &str)> = Vec::new();
     if let Some(uuid) = board_uuid {
@@ -106,7 +106,11 @@ pub async fn identity_candidates(
         q.push(column).push(" = ").bind(*value);
     }
     q.push(") ORDER BY last_seen_at DESC, id DESC LIMIT 50");
-    let rows = q.query().fetch_all(&mut *conn).await?;
+    q
+}
+
+/// Decodes the rows of [`identity_candidates`].
+pub fn keys_rows(rows: &[sqlx::any::AnyRow]) -> Result<Vec<AssetKeysRow>, sqlx::Error> {
     rows.iter().map(keys_row).collect()
 }
 
@@ -198,12 +202,7 @@ fn to_json(value: &Map<String, Value>) -> String {
 
 /// Writes the parts of `state` that `ops` touched: sections and components are upserted or
 /// deleted to match `state`, which must be the result of applying `ops`.
-pub async fn write_state(
-    conn: &mut AnyConnection,
-    asset_id: i64,
-    state: &AssetState,
-    ops: &[ChangeOp],
-) -> Result<(), sqlx::Error> {
+pub fn write_state(batch: &mut Batch, asset_id: i64, state: &AssetState, ops: &[ChangeOp]) {
     let mut sections: BTreeSet<&str> = BTreeSet::new();
     let mut components: BTreeSet<(&str, &str)> = BTreeSet::new();
     for op in ops {
@@ -219,27 +218,19 @@ pub async fn write_state(
     for section in sections {
         match state.sections.get(section) {
             Some(s) => {
-                sqlx::query(
-                    "INSERT INTO asset_sections (asset_id, section, fields) VALUES ($1, $2, $3) \
-                     ON CONFLICT (asset_id, section) DO UPDATE SET fields = excluded.fields",
-                )
-                .bind(asset_id)
-                .bind(section.to_owned())
-                .bind(to_json(&s.fields))
-                .execute(&mut *conn)
-                .await?;
+                let mut q = Sql::new("INSERT INTO asset_sections (asset_id, section, fields)");
+                q.values(&[()], |row, ()| {
+                    row.bind(asset_id).bind(section).bind(to_json(&s.fields));
+                });
+                q.push(" ON CONFLICT (asset_id, section) DO UPDATE SET fields = excluded.fields");
+                batch.push(q);
             }
             None => {
-                sqlx::query("DELETE FROM asset_sections WHERE asset_id = $1 AND section = $2")
-                    .bind(asset_id)
-                    .bind(section.to_owned())
-                    .execute(&mut *conn)
-                    .await?;
-                sqlx::query("DELETE FROM components WHERE asset_id = $1 AND section = $2")
-                    .bind(asset_id)
-                    .bind(section.to_owned())
-                    .execute(&mut *conn)
-                    .await?;
+                for table in ["asset_sections", "components"] {
+                    let mut q = Sql::new(format!("DELETE FROM {table} WHERE asset_id = "));
+                    q.bind(asset_id).push(" AND section = ").bind(section);
+                    batch.push(q);
+                }
             }
         }
     }
@@ -248,12 +239,9 @@ pub async fn write_state(
         match state.sections.get(section).and_then(|s| s.components.get(key)) {
             Some(data) => upserts.push((section, key, to_json(data))),
             None => {
-                sqlx::query("DELETE FROM components WHERE asset_id = $1 AND section = $2 AND ckey = $3")
-                    .bind(asset_id)
-                    .bind(section.to_owned())
-                    .bind(key.to_owned())
-                    .execute(&mut *conn)
-                    .await?;
+                let mut q = Sql::new("DELETE FROM components WHERE asset_id = ");
+                q.bind(asset_id).push(" AND section = ").bind(section).push(" AND ckey = ").bind(key);
+                batch.push(q);
             }
         }
     }
@@ -263,9 +251,8 @@ pub async fn write_state(
             row.bind(asset_id).bind(*section).bind(*key).bind(data.clone());
         });
         q.push(" ON CONFLICT (asset_id, section, ckey) DO UPDATE SET data = excluded.data");
-        q.query().execute(&mut *conn).await?;
+        batch.push(q);
     }
-    Ok(())
 }
 
 /// Where a change came from and when.
@@ -288,12 +275,7 @@ fn value_text(value: &Option<Value>) -> Option<String> {
 }
 
 /// Appends change records (history first: callers insert changes before writing the state).
-pub async fn insert_changes(
-    conn: &mut AnyConnection,
-    backend: Backend,
-    context: &ChangeContext<'_>,
-    ops: &[ChangeOp],
-) -> Result<(), sqlx::Error> {
+pub fn insert_changes(batch: &mut Batch, backend: Backend, context: &ChangeContext<'_>, ops: &[ChangeOp]) {
     for chunk in ops.chunks(INSERT_CHUNK) {
         let mut q = Sql::new(
             "INSERT INTO changes (txid, asset_id, recorded_at, collected_at, report_id, source, section, component, path, action, old_value, new_value, summary)",
@@ -318,9 +300,8 @@ pub async fn insert_changes(
                 .bind(value_text(&op.new))
                 .bind(op.sentence());
         });
-        q.query().execute(&mut *conn).await?;
+        batch.push(q);
     }
-    Ok(())
 }
 
 /// Inserts a new asset row and returns its id.
@@ -342,50 +323,68 @@ pub async fn insert_asset(
 }
 
 /// Rewrites an asset's denormalized columns and search terms from its state.
-pub async fn write_summary(
-    conn: &mut AnyConnection,
+pub fn write_summary(
+    batch: &mut Batch,
     asset_id: i64,
     summary: &AssetSummary,
     terms: &BTreeSet<String>,
     previous_terms: Option<&BTreeSet<String>>,
     now: i64,
-) -> Result<(), sqlx::Error> {
+) {
     let b = &summary.business;
-    sqlx::query(
-        "UPDATE assets SET hostname = $2, board_uuid = $3, board_sn = $4, board_manufacturer = $5, machine_id = $6, \
-         status = $7, idc = $8, cabinet = $9, business_unit = $10, owner = $11, tags = $12, manage_address = $13, \
-         ssh_port = $14, salt_minion_id = $15, os_name = $16, os_version = $17, manufacturer = $18, model = $19, \
-         serial = $20, cpu_model = $21, cpu_count = $22, memory_mb = $23, disk_bytes = $24, ip_addresses = $25, \
-         updated_at = $26, version = version + 1 WHERE id = $1",
-    )
-    .bind(asset_id)
-    .bind(summary.hostname.clone())
-    .bind(summary.board_uuid.clone())
-    .bind(summary.board_sn.clone())
-    .bind(summary.board_manufacturer.clone())
-    .bind(summary.machine_id.clone())
-    .bind(b.status.as_str())
-    .bind(b.idc.clone())
-    .bind(b.cabinet.clone())
-    .bind(b.business_unit.clone())
-    .bind(b.owner.clone())
-    .bind(summary.tags_column())
-    .bind(b.manage_address.clone())
-    .bind(b.ssh_port.map(i64::from))
-    .bind(b.salt_minion_id.clone())
-    .bind(summary.os_name.clone())
-    .bind(summary.os_version.clone())
-    .bind(summary.manufacturer.clone())
-    .bind(summary.model.clone())
-    .bind(summary.serial.clone())
-    .bind(summary.cpu_model.clone())
-    .bind(summary.cpu_count)
-    .bind(summary.memory_mb)
-    .bind(summary.disk_bytes)
-    .bind(summary.ip_addresses.clone())
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
+    let mut q = Sql::new("UPDATE assets SET hostname = ");
+    q.bind(summary.hostname.clone())
+        .push(", board_uuid = ")
+        .bind(summary.board_uuid.clone())
+        .push(", board_sn = ")
+        .bind(summary.board_sn.clone())
+        .push(", board_manufacturer = ")
+        .bind(summary.board_manufacturer.clone())
+        .push(", machine_id = ")
+        .bind(summary.machine_id.clone())
+        .push(", status = ")
+        .bind(b.status.as_str())
+        .push(", idc = ")
+        .bind(b.idc.clone())
+        .push(", cabinet = ")
+        .bind(b.cabinet.clone())
+        .push(", business_unit = ")
+        .bind(b.business_unit.clone())
+        .push(", owner = ")
+        .bind(b.owner.clone())
+        .push(", tags = ")
+        .bind(summary.tags_column())
+        .push(", manage_address = ")
+        .bind(b.manage_address.clone())
+        .push(", ssh_port = ")
+        .bind(b.ssh_port.map(i64::from))
+        .push(", salt_minion_id = ")
+        .bind(b.salt_minion_id.clone())
+        .push(", os_name = ")
+        .bind(summary.os_name.clone())
+        .push(", os_version = ")
+        .bind(summary.os_version.clone())
+        .push(", manufacturer = ")
+        .bind(summary.manufacturer.clone())
+        .push(", model = ")
+        .bind(summary.model.clone())
+        .push(", serial = ")
+        .bind(summary.serial.clone())
+        .push(", cpu_model = ")
+        .bind(summary.cpu_model.clone())
+        .push(", cpu_count = ")
+        .bind(summary.cpu_count)
+        .push(", memory_mb = ")
+        .bind(summary.memory_mb)
+        .push(", disk_bytes = ")
+        .bind(summary.disk_bytes)
+        .push(", ip_addresses = ")
+        .bind(summary.ip_addresses.clone())
+        .push(", updated_at = ")
+        .bind(now)
+        .push(", version = version + 1 WHERE id = ")
+        .bind(asset_id);
+    batch.push(q);
     // With the terms of the state being replaced, only the difference is written: most reports
     // change a figure or a component, not a name, address or serial, and then the search index
     // is not touched at all. Without them, the asset's terms are rewritten whole.
@@ -402,12 +401,14 @@ pub async fn write_summary(
                     q.bind((*term).clone());
                 }
                 q.push(")");
-                q.query().execute(&mut *conn).await?;
+                batch.push(q);
             }
             terms.difference(previous).collect()
         }
         None => {
-            sqlx::query("DELETE FROM search_terms WHERE asset_id = $1").bind(asset_id).execute(&mut *conn).await?;
+            let mut q = Sql::new("DELETE FROM search_terms WHERE asset_id = ");
+            q.bind(asset_id);
+            batch.push(q);
             terms.iter().collect()
         }
     };
@@ -417,9 +418,8 @@ pub async fn write_summary(
             row.bind((*term).clone()).bind(asset_id);
         });
         q.push(" ON CONFLICT DO NOTHING");
-        q.query().execute(&mut *conn).await?;
+        batch.push(q);
     }
-    Ok(())
 }
 
 /// One stored change record.

@@ -5,9 +5,17 @@
 //! with numbered placeholders plus the values to bind, in order. Only our own literals ever go
 //! into the text; every value is bound.
 
-use sqlx::any::AnyArguments;
+use futures_util::TryStreamExt;
+use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
-use sqlx::{Any, AssertSqlSafe};
+use sqlx::{Any, AnyConnection, AssertSqlSafe, Either, Executor};
+
+use crate::db::Backend;
+
+/// The highest `$N` SQLite accepts (SQLITE_MAX_VARIABLE_NUMBER since 3.32). A batch's
+/// placeholders are numbered across all its statements, so a batch with more parameters is sent
+/// in several parts.
+const SQLITE_MAX_PARAMS: usize = 32_766;
 
 /// A value to bind.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,6 +116,128 @@ impl Sql {
     }
 }
 
+impl Sql {
+    /// Appends `other` as a further statement, renumbering its placeholders after ours (SQLite
+    /// numbers `$N` across every statement of one query).
+    fn append_statement(&mut self, other: &Sql) {
+        let offset = self.params.len();
+        if !self.text.is_empty() {
+            self.text.push_str(";\n");
+        }
+        // Only our own literals are ever in the text, and none holds a `$`, so every `$` starts a
+        // placeholder.
+        let mut rest = other.text.as_str();
+        while let Some(at) = rest.find('$') {
+            self.text.push_str(&rest[..=at]);
+            rest = &rest[at + 1..];
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            let number: usize = rest[..digits].parse().unwrap_or(0);
+            self.text.push_str(&(number + offset).to_string());
+            rest = &rest[digits..];
+        }
+        self.text.push_str(rest);
+        self.params.extend(other.params.iter().cloned());
+    }
+}
+
+/// What one statement of a [`Batch`] did.
+#[derive(Default)]
+pub struct StatementDone {
+    /// Rows inserted, updated or deleted (meaningless for a SELECT on SQLite, which reports the
+    /// previous write's count).
+    pub rows_affected: u64,
+    /// Rows the statement returned.
+    pub rows: Vec<AnyRow>,
+}
+
+/// Statements sent to the database together, in order; the first error stops the rest.
+///
+/// A SQLite connection lives on its own worker thread, and a write transaction's throughput is
+/// bounded by the round trips to that thread (each is two thread wake-ups), not by SQLite's work.
+/// So on SQLite a batch goes as one multi-statement query: one round trip for all of it. (sqlx
+/// runs every statement of a SQLite query and reports each one's result; the `Executor`
+/// interface used here is the one it documents for that.) PostgreSQL's extended protocol takes
+/// one statement per query, so there the statements go one after another.
+#[derive(Debug, Default)]
+pub struct Batch {
+    statements: Vec<Sql>,
+}
+
+impl Batch {
+    /// Adds a statement and returns its index in [`Batch::run`]'s results.
+    pub fn push(&mut self, statement: Sql) -> usize {
+        self.statements.push(statement);
+        self.statements.len() - 1
+    }
+
+    /// Adds every statement of `other` after these.
+    pub fn append(&mut self, other: Batch) {
+        self.statements.extend(other.statements);
+    }
+
+    /// Number of statements.
+    pub fn len(&self) -> usize {
+        self.statements.len()
+    }
+
+    /// True when there is nothing to run.
+    pub fn is_empty(&self) -> bool {
+        self.statements.is_empty()
+    }
+
+    /// Runs the statements in order and returns what each one did.
+    pub async fn run(self, conn: &mut AnyConnection, backend: Backend) -> Result<Vec<StatementDone>, sqlx::Error> {
+        let mut done = Vec::with_capacity(self.statements.len());
+        match backend {
+            Backend::Postgres => {
+                for statement in &self.statements {
+                    done.push(run_one(conn, statement, 1).await?.pop().unwrap_or_default());
+                }
+            }
+            Backend::Sqlite => {
+                let mut part = Sql::default();
+                let mut count = 0;
+                for statement in &self.statements {
+                    if count > 0 && part.params.len() + statement.params.len() > SQLITE_MAX_PARAMS {
+                        done.extend(run_one(conn, &part, count).await?);
+                        part = Sql::default();
+                        count = 0;
+                    }
+                    part.append_statement(statement);
+                    count += 1;
+                }
+                if count > 0 {
+                    done.extend(run_one(conn, &part, count).await?);
+                }
+            }
+        }
+        Ok(done)
+    }
+}
+
+/// Runs `sql`, which holds `statements` statements, and returns each one's result.
+async fn run_one(conn: &mut AnyConnection, sql: &Sql, statements: usize) -> Result<Vec<StatementDone>, sqlx::Error> {
+    let mut done = Vec::with_capacity(statements);
+    let mut rows = Vec::new();
+    let query = sql.query();
+    let mut stream = conn.fetch_many(query);
+    while let Some(step) = stream.try_next().await? {
+        match step {
+            Either::Right(row) => rows.push(row),
+            Either::Left(result) => {
+                done.push(StatementDone { rows_affected: result.rows_affected(), rows: std::mem::take(&mut rows) })
+            }
+        }
+    }
+    if done.len() != statements {
+        return Err(sqlx::Error::Protocol(format!(
+            "a batch of {statements} statements reported {} results",
+            done.len()
+        )));
+    }
+    Ok(done)
+}
+
 /// Builds one row of a VALUES list.
 pub struct RowBuilder<'a> {
     sql: &'a mut Sql,
@@ -150,5 +280,20 @@ mod tests {
         sql.push(" WHERE x = ").bind("y");
         assert_eq!(sql.text(), "INSERT INTO t (a, b, c) VALUES ($1, 0, $2), ($3, 0, $4) WHERE x = $5");
         assert_eq!(sql.params.len(), 5);
+    }
+
+    #[test]
+    fn appended_statements_number_on() {
+        let mut first = Sql::new("UPDATE t SET a = ");
+        first.bind(1_i64).push(" WHERE b = ").bind("x");
+        let mut second = Sql::new("INSERT INTO u (a, b)");
+        second.values(&[7_i64], |row, v| {
+            row.bind(*v).bind("y");
+        });
+        let mut joined = Sql::default();
+        joined.append_statement(&first);
+        joined.append_statement(&second);
+        assert_eq!(joined.text(), "UPDATE t SET a = $1 WHERE b = $2;\nINSERT INTO u (a, b) VALUES ($3, $4)");
+        assert_eq!(joined.params, vec![Param::Int(Some(1)), "x".into(), Param::Int(Some(7)), "y".into()]);
     }
 }
