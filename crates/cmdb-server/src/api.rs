@@ -167,6 +167,7 @@ fn ingest_error(error: IngestError) -> ApiError {
             ApiError::Internal(message)
         }
         IngestError::Db(e) => e.into(),
+        IngestError::Aborted(message) => ApiError::Unavailable(message),
     }
 }
 

@@ -5,8 +5,8 @@
 //! write transaction starts, row locks, the change feed's transaction ids) branch on [`Backend`].
 //!
 //! SQLite gets one writer connection and a small pool of readers. Writes are serialized in the
-//! process (so they never fail with SQLITE_BUSY against each other) and start with
-//! `BEGIN IMMEDIATE` (so a second process, such as an admin command, waits on the busy timeout
+//! process (so they never fail with SQLITE_BUSY against each other; reports go through one writer
+//! task, see [`crate::ingest::sqlite_writer`]) and start with `BEGIN IMMEDIATE` (so a second process, such as an admin command, waits on the busy timeout
 //! instead of failing on a lock upgrade). WAL mode with synchronous=NORMAL survives a process
 //! crash without losing a committed transaction.
 
@@ -14,10 +14,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AnyPool, Executor};
-
-use crate::store::sql::{Batch, Sql, StatementDone};
+use sqlx::{AnyPool, Executor};
 
 /// Which database the server runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +71,9 @@ pub struct Db {
     writer: AnyPool,
     reader: AnyPool,
     states: std::sync::Arc<crate::store::StateCache>,
+    /// SQLite: the queue of the writer task that ingests reports (see
+    /// [`crate::ingest::sqlite_writer`]).
+    ingest_queue: Option<tokio::sync::mpsc::Sender<crate::ingest::Job>>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -117,7 +117,12 @@ impl Db {
                 let writer = pool(1).await.map_err(OpenError::Connect)?;
                 SQLITE_MIGRATIONS.run(&writer).await.map_err(OpenError::Migrate)?;
                 let reader = pool(settings.sqlite_readers.max(1)).await.map_err(OpenError::Connect)?;
-                Db { backend, writer, reader, states: Default::default() }
+                let db = Db { backend, writer, reader, states: Default::default(), ingest_queue: None };
+                // The writer task holds a Db without the queue, so it ends when the last
+                // handle that can send to it is dropped.
+                let (queue, jobs) = tokio::sync::mpsc::channel(1024);
+                tokio::spawn(crate::ingest::sqlite_writer(db.clone(), jobs));
+                Db { ingest_queue: Some(queue), ..db }
             }
             Backend::Postgres => {
                 let options = AnyConnectOptions::from_str(url).map_err(OpenError::Connect)?;
@@ -130,7 +135,7 @@ impl Db {
                     .map_err(OpenError::Connect)?;
                 // Several instances may start at once: PostgreSQL's migration lock serializes them.
                 POSTGRES_MIGRATIONS.run(&pool).await.map_err(OpenError::Migrate)?;
-                Db { backend, writer: pool.clone(), reader: pool, states: Default::default() }
+                Db { backend, writer: pool.clone(), reader: pool, states: Default::default(), ingest_queue: None }
             }
         };
         Ok(db)
@@ -151,6 +156,11 @@ impl Db {
         &self.reader
     }
 
+    /// The SQLite writer task's queue (None on PostgreSQL, where requests write concurrently).
+    pub fn ingest_queue(&self) -> Option<&tokio::sync::mpsc::Sender<crate::ingest::Job>> {
+        self.ingest_queue.as_ref()
+    }
+
     /// Asset states cached by version (see [`crate::store::StateCache`]).
     pub fn states(&self) -> &crate::store::StateCache {
         &self.states
@@ -161,32 +171,6 @@ impl Db {
         match self.backend {
             Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => self.writer.begin().await,
-        }
-    }
-
-    /// Starts a write transaction with `first` as its first statements, and returns their
-    /// results. On SQLite, `BEGIN IMMEDIATE` travels in the same round trip as `first` (and
-    /// [`BatchedTx::commit_with`] sends `COMMIT` with the last statements), which is what lets
-    /// the single writer take thousands of reports a second.
-    pub async fn begin_write_batch(&self, first: Batch) -> Result<(BatchedTx, Vec<StatementDone>), sqlx::Error> {
-        match self.backend {
-            Backend::Sqlite => {
-                let conn = self.writer.acquire().await?;
-                // Open from here on: should anything below fail or be cancelled, the connection
-                // is closed rather than returned to the pool inside a transaction.
-                let mut tx = BatchedTx::Sqlite(SqliteTx { conn, open: true });
-                let mut batch = Batch::default();
-                batch.push(Sql::new("BEGIN IMMEDIATE"));
-                batch.append(first);
-                let mut done = batch.run(tx.conn(), Backend::Sqlite).await?;
-                done.remove(0);
-                Ok((tx, done))
-            }
-            Backend::Postgres => {
-                let mut tx = BatchedTx::Postgres(self.writer.begin().await?);
-                let done = first.run(tx.conn(), Backend::Postgres).await?;
-                Ok((tx, done))
-            }
         }
     }
 
@@ -232,74 +216,6 @@ impl Db {
     pub async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;
-    }
-}
-
-/// A write transaction from [`Db::begin_write_batch`]. Dropping it without committing rolls it
-/// back.
-pub enum BatchedTx {
-    /// SQLite.
-    Sqlite(SqliteTx),
-    /// PostgreSQL.
-    Postgres(sqlx::Transaction<'static, Any>),
-}
-
-/// A SQLite write transaction that sqlx does not know about: its BEGIN went as an ordinary
-/// statement, so sqlx would not roll it back. Dropped while open (an error or a cancelled
-/// request), it closes its connection instead of returning it to the pool, and closing rolls
-/// the transaction back.
-pub struct SqliteTx {
-    conn: PoolConnection<Any>,
-    open: bool,
-}
-
-impl Drop for SqliteTx {
-    fn drop(&mut self) {
-        if self.open {
-            self.conn.close_on_drop();
-        }
-    }
-}
-
-impl BatchedTx {
-    /// The connection, for statements that need their results before the next is built.
-    pub fn conn(&mut self) -> &mut AnyConnection {
-        match self {
-            BatchedTx::Sqlite(tx) => &mut tx.conn,
-            BatchedTx::Postgres(tx) => tx,
-        }
-    }
-
-    /// Rolls back.
-    pub async fn rollback(self) -> Result<(), sqlx::Error> {
-        match self {
-            BatchedTx::Sqlite(mut tx) => {
-                sqlx::query("ROLLBACK").execute(&mut *tx.conn).await?;
-                tx.open = false;
-                Ok(())
-            }
-            BatchedTx::Postgres(tx) => tx.rollback().await,
-        }
-    }
-
-    /// Runs `last` and commits (on SQLite in one round trip), returning `last`'s results.
-    pub async fn commit_with(self, last: Batch) -> Result<Vec<StatementDone>, sqlx::Error> {
-        match self {
-            BatchedTx::Sqlite(mut tx) => {
-                let statements = last.len();
-                let mut batch = last;
-                batch.push(Sql::new("COMMIT"));
-                let mut done = batch.run(&mut tx.conn, Backend::Sqlite).await?;
-                tx.open = false;
-                done.truncate(statements);
-                Ok(done)
-            }
-            BatchedTx::Postgres(mut tx) => {
-                let done = last.run(&mut tx, Backend::Postgres).await?;
-                tx.commit().await?;
-                Ok(done)
-            }
-        }
     }
 }
 

@@ -1,7 +1,7 @@
-//! Report ingestion: identity -> diff -> one transaction that appends the changes and updates the
-//! state.
+//! Report ingestion: identity -> diff -> the writes that append the changes and update the state.
 //!
-//! Per report, in one write transaction:
+//! Per report, all or nothing (its own transaction on PostgreSQL, its own savepoint in a
+//! group-committed transaction on SQLite, see [`sqlite_writer`]):
 //! 1. record the request's nonce (a replayed request stops here);
 //! 2. a report id seen before returns the first outcome and writes nothing else;
 //! 3. resolve the asset by identity keys (see `cmdb_model::identity`), creating it if none matches;
@@ -12,8 +12,9 @@
 //!
 //! On PostgreSQL, concurrent reports for one host are serialized by a transaction-scoped advisory
 //! lock on their host name and board UUID (so two first reports cannot both create the asset) and
-//! by a row lock on the asset. On SQLite the single writer connection serializes everything.
+//! by a row lock on the asset. On SQLite the single writer task serializes everything.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use cmdb_model::business::{AssetStatus, BusinessFields};
@@ -24,7 +25,8 @@ use cmdb_model::state::{AssetState, BUSINESS_SECTION};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, Row};
 use uuid::Uuid;
 
 use crate::auth::{AgentKey, KeyScope, nonce_insert};
@@ -103,6 +105,9 @@ pub enum IngestError {
     /// The database failed.
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// The report's transaction was rolled back with others'; retrying is safe.
+    #[error("not stored, retry: {0}")]
+    Aborted(String),
 }
 
 /// Ingests one validated report. `source` is agent, ssh, salt or legacy.
@@ -113,10 +118,27 @@ pub async fn ingest(
     key: Option<&AgentKey>,
     nonce: Option<&NonceUse<'_>>,
 ) -> Result<(Outcome, Disposition), IngestError> {
+    if let Some(queue) = db.ingest_queue() {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = Job {
+            report: report.clone(),
+            source: source.to_owned(),
+            key: key.cloned(),
+            nonce: nonce.map(|n| OwnedNonce {
+                key_id: n.key_id.to_owned(),
+                nonce: n.nonce.to_owned(),
+                timestamp: n.timestamp,
+                window_secs: n.window_secs,
+            }),
+            reply,
+        };
+        queue.send(job).await.map_err(|_| IngestError::Aborted("the writer has stopped".to_owned()))?;
+        return answer.await.map_err(|_| IngestError::Aborted("the writer has stopped".to_owned()))?;
+    }
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match ingest_once(db, report, source, key, nonce).await {
+        match ingest_postgres(db, Submission { report, source, key, nonce }).await {
             // Deadlocks and serialization failures are safe to retry: the transaction rolled back.
             Err(IngestError::Db(e)) if attempt < 4 && is_retryable(&e) => {
                 tracing::debug!(attempt, error = %e, "retrying report transaction");
@@ -179,23 +201,80 @@ fn find_match(candidates: &[AssetKeysRow], keys: &ReportKeys) -> Option<(AssetKe
     None
 }
 
-async fn ingest_once(
+/// One report on its way to the SQLite writer.
+pub struct Job {
+    report: Report,
+    source: String,
+    key: Option<AgentKey>,
+    nonce: Option<OwnedNonce>,
+    reply: Reply,
+}
+
+/// What a report's sender is told.
+type Answer = Result<(Outcome, Disposition), IngestError>;
+
+/// Where the SQLite writer sends a report's answer.
+type Reply = tokio::sync::oneshot::Sender<Answer>;
+
+/// A report and who sent it.
+#[derive(Clone, Copy)]
+struct Submission<'a> {
+    report: &'a Report,
+    source: &'a str,
+    key: Option<&'a AgentKey>,
+    nonce: Option<&'a NonceUse<'a>>,
+}
+
+struct OwnedNonce {
+    key_id: String,
+    nonce: String,
+    timestamp: i64,
+    window_secs: u64,
+}
+
+/// States written by the open transaction, by asset: (version, state). They reach the shared
+/// cache only once the transaction commits.
+type Pending = HashMap<i64, (i64, Arc<AssetState>)>;
+
+/// What the reads of one report decided: the writes that apply it and the answer to give once
+/// they are committed.
+struct Decision {
+    /// Statements that apply the report.
+    writes: Batch,
+    /// False when nothing of the report may be kept (a replayed nonce, a refused key).
+    keep: bool,
+    /// The answer, valid once `writes` are committed (or at once when `keep` is false).
+    answer: Result<(Outcome, Disposition), IngestError>,
+    /// The asset state to cache once committed: (asset, version, state).
+    cache: Option<(i64, i64, Arc<AssetState>)>,
+}
+
+/// Reads what decides a report's fate and builds its writes, inside an open transaction.
+///
+/// Everything that decides what to write is read first, in one batch (one round trip on
+/// SQLite) that starts with `prefix`. Every decision is exact: on SQLite the connection is the
+/// only writer; on PostgreSQL the advisory locks serialize reports of one host (and so two
+/// deliveries of one report) and the key row is locked.
+async fn decide(
+    conn: &mut AnyConnection,
     db: &Db,
-    report: &Report,
-    source: &str,
-    key: Option<&AgentKey>,
-    nonce: Option<&NonceUse<'_>>,
-) -> Result<(Outcome, Disposition), IngestError> {
+    pending: &Pending,
+    prefix: Vec<Sql>,
+    submission: Submission<'_>,
+) -> Result<Decision, IngestError> {
+    let Submission { report, source, key, nonce } = submission;
     let backend = db.backend();
     let report_id = report.report_id.to_string();
     let keys = ReportKeys::from_report(report);
     let host_key = key.filter(|k| k.scope == KeyScope::Host);
+    let refuse =
+        |answer: IngestError| Decision { writes: Batch::default(), keep: false, answer: Err(answer), cache: None };
 
-    // Everything that decides what to write is read first, in one batch that also starts the
-    // transaction (one round trip on SQLite). Every decision is exact: on SQLite this is the only
-    // writer; on PostgreSQL the advisory locks serialize reports of one host (and so two
-    // deliveries of one report) and the key row is locked.
     let mut reads = Batch::default();
+    let skip = prefix.len();
+    for statement in prefix {
+        reads.push(statement);
+    }
     if backend == Backend::Postgres {
         // Two first reports of one host must not both create it.
         let mut locks = vec![lock_key(&format!("hostname:{}", keys.hostname))];
@@ -234,27 +313,31 @@ async fn ingest_once(
         keys.machine_id.as_deref(),
         &hostnames,
     ));
-    let (mut tx, read) = db.begin_write_batch(reads).await?;
-    if let Some(i) = nonce_statement
+    let read = reads.run(conn, backend).await?;
+    let read = &read[skip..];
+    if let Some(i) = nonce_statement.map(|i| i - skip)
         && read[i].rows_affected != 1
     {
-        tx.rollback().await?;
-        return Err(IngestError::Replay);
+        return Ok(refuse(IngestError::Replay));
     }
-    if let Some(outcome) = decode_outcome(&read[outcome_statement].rows)? {
-        // Committed so that the nonce is spent.
-        tx.commit_with(Batch::default()).await?;
-        return Ok((outcome, Disposition::Duplicate));
+    if let Some(outcome) = decode_outcome(&read[outcome_statement - skip].rows)? {
+        // Kept, so that the nonce is spent.
+        return Ok(Decision {
+            writes: Batch::default(),
+            keep: true,
+            answer: Ok((outcome, Disposition::Duplicate)),
+            cache: None,
+        });
     }
     // The asset a host key is bound to, as stored now (the key was looked up before the lock).
-    let bound: Option<i64> = match key_statement {
+    let bound: Option<i64> = match key_statement.map(|i| i - skip) {
         Some(i) => match read[i].rows.first() {
             Some(row) => row.try_get(0)?,
             None => None,
         },
         None => None,
     };
-    let candidates = store::keys_rows(&read[candidates_statement].rows)?;
+    let candidates = store::keys_rows(&read[candidates_statement - skip].rows)?;
     let matched = find_match(&candidates, &keys);
 
     if let Some(key) = host_key {
@@ -264,20 +347,20 @@ async fn ingest_once(
             None => bound.is_some(),
         };
         if refused {
-            tx.rollback().await?;
-            return Err(forbidden(&key.key_id, &report.host.hostname));
+            return Ok(refuse(forbidden(&key.key_id, &report.host.hostname)));
         }
     }
 
     let now = now_us();
     let collected_at = report.collected_at.timestamp_micros();
+    let mut writes = Batch::default();
     let (asset_id, matched_by, created, stored, version) = match matched {
         Some((row, match_key)) => {
-            // On SQLite, BEGIN IMMEDIATE already made this the only writer, so the row read with
-            // the candidates is current; PostgreSQL rereads it under a row lock.
+            // On SQLite the connection is the only writer, so the row read with the candidates
+            // is current; PostgreSQL rereads it under a row lock.
             let locked = match backend {
                 Backend::Sqlite => row.clone(),
-                Backend::Postgres => match store::lock_asset(tx.conn(), backend, row.id).await? {
+                Backend::Postgres => match store::lock_asset(conn, backend, row.id).await? {
                     Some(locked) => locked,
                     None => return Err(IngestError::Inconsistent(format!("asset {} vanished", row.id))),
                 },
@@ -291,9 +374,7 @@ async fn ingest_once(
                     created: false,
                     changes: 0,
                 };
-                let mut last = Batch::default();
-                last.push(save_outcome_query(&outcome, now)?);
-                tx.commit_with(last).await?;
+                writes.push(save_outcome_query(&outcome, now)?);
                 tracing::warn!(
                     report_id = %report.report_id,
                     asset_id = row.id,
@@ -301,25 +382,30 @@ async fn ingest_once(
                     last_applied = %crate::db::from_us(locked.last_collected_at.unwrap_or_default()),
                     "stale report acknowledged and not applied"
                 );
-                return Ok((outcome, Disposition::Stale));
+                return Ok(Decision { writes, keep: true, answer: Ok((outcome, Disposition::Stale)), cache: None });
             }
-            let state = match db.states().get(row.id, locked.version) {
+            let cached = pending
+                .get(&row.id)
+                .filter(|(v, _)| *v == locked.version)
+                .map(|(_, state)| Arc::clone(state))
+                .or_else(|| db.states().get(row.id, locked.version));
+            let state = match cached {
                 Some(state) => state,
-                None => Arc::new(store::load_state(tx.conn(), row.id).await?),
+                None => Arc::new(store::load_state(conn, row.id).await?),
             };
             (row.id, Some(match_key), false, state, locked.version)
         }
         None => {
-            let id = store::insert_asset(tx.conn(), &report.host.hostname, AssetStatus::Online.as_str(), now).await?;
+            let id = store::insert_asset(conn, &report.host.hostname, AssetStatus::Online.as_str(), now).await?;
             (id, None, true, Arc::new(AssetState::default()), 0)
         }
     };
 
-    // Every write of the report goes in one batch with the COMMIT (one round trip on SQLite).
-    let mut writes = Batch::default();
-    if host_key.is_some() && bound.is_none() {
+    if let Some(key) = host_key
+        && bound.is_none()
+    {
         let mut q = Sql::new("UPDATE agent_keys SET asset_id = ");
-        q.bind(asset_id).push(" WHERE id = ").bind(host_key.map_or(0, |k| k.id));
+        q.bind(asset_id).push(" WHERE id = ").bind(key.id);
         writes.push(q);
     }
 
@@ -402,24 +488,191 @@ async fn ingest_once(
     }
     let outcome =
         Outcome { report_id: report.report_id, asset_id, applied: true, matched_by, created, changes: ops.len() };
+    // The report id is unique: should it have been taken after all (a report id reused with
+    // other content, which the locks do not cover), this insert fails, nothing of the report is
+    // kept, and the first outcome is the answer.
     writes.push(save_outcome_query(&outcome, now)?);
-    if let Err(error) = tx.commit_with(writes).await {
-        // The report id is unique: should it have been taken after all (a report id reused
-        // with other content, which the locks do not cover), the insert fails before COMMIT,
-        // nothing of this report is written, and the first outcome is the answer.
-        if matches!(&error, sqlx::Error::Database(e) if e.is_unique_violation()) {
-            let mut conn = db.reader().acquire().await?;
-            if let Some(first) = stored_outcome(&mut conn, &report_id).await? {
-                return Ok((first, Disposition::Duplicate));
+    // write_summary bumps the version when the state changes.
+    let version = if ops.is_empty() { version } else { version + 1 };
+    let disposition = if ops.is_empty() { Disposition::Unchanged } else { Disposition::Changed };
+    Ok(Decision { writes, keep: true, answer: Ok((outcome, disposition)), cache: Some((asset_id, version, state)) })
+}
+
+/// The answer to a report whose writes failed on a unique violation: the report id was taken,
+/// so the first outcome is the answer.
+async fn taken_report_id(db: &Db, report_id: Uuid, error: sqlx::Error) -> Result<(Outcome, Disposition), IngestError> {
+    if matches!(&error, sqlx::Error::Database(e) if e.is_unique_violation()) {
+        let mut conn = db.reader().acquire().await?;
+        if let Some(first) = stored_outcome(&mut conn, &report_id.to_string()).await? {
+            return Ok((first, Disposition::Duplicate));
+        }
+    }
+    Err(error.into())
+}
+
+/// One report, one transaction (PostgreSQL: several connections and server instances write
+/// concurrently, serialized per host by the locks `decide` takes).
+async fn ingest_postgres(db: &Db, submission: Submission<'_>) -> Result<(Outcome, Disposition), IngestError> {
+    let report = submission.report;
+    let mut tx = db.begin_write().await?;
+    let decision = decide(&mut tx, db, &Pending::new(), Vec::new(), submission).await?;
+    if !decision.keep {
+        tx.rollback().await?;
+        return decision.answer;
+    }
+    if let Err(error) = decision.writes.run(&mut tx, Backend::Postgres).await {
+        drop(tx);
+        return taken_report_id(db, report.report_id, error).await;
+    }
+    tx.commit().await?;
+    if let Some((asset_id, version, state)) = decision.cache {
+        db.states().put(asset_id, version, state);
+    }
+    decision.answer
+}
+
+/// Reports a SQLite writer group takes before it commits.
+const GROUP_MAX: usize = 64;
+
+/// The SQLite writer: takes queued reports in groups, each report inside a savepoint of one
+/// transaction per group, and answers a group's reports once it has committed (group commit).
+///
+/// SQLite has one writer, and what bounds it is latency, not work: every statement is a round
+/// trip to the connection's worker thread, and between two reports the connection used to pass
+/// through the pool (a ping on every release) and a task wake-up. Here a report costs two round
+/// trips (its reads with `SAVEPOINT`, its writes with `RELEASE`) and a group one `BEGIN` and one
+/// `COMMIT`. A report is answered only after its group committed, so an acknowledged report is
+/// durable exactly as before; a report that fails is rolled back to its savepoint alone.
+pub async fn sqlite_writer(db: Db, mut queue: tokio::sync::mpsc::Receiver<Job>) {
+    while let Some(first) = queue.recv().await {
+        let mut conn = match db.writer().acquire().await {
+            Ok(conn) => conn,
+            Err(error) => {
+                let _ = first.reply.send(Err(error.into()));
+                continue;
+            }
+        };
+        let mut group = GroupState { open: false, answers: Vec::new(), pending: Pending::new() };
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(job) = next.take() {
+            taken += 1;
+            if !group.run_job(&mut conn, &db, job).await {
+                break;
+            }
+            if taken < GROUP_MAX {
+                next = queue.try_recv().ok();
             }
         }
-        return Err(error.into());
+        group.finish(&mut conn, &db).await;
     }
-    // write_summary bumped the version when the state changed.
-    let version = if ops.is_empty() { version } else { version + 1 };
-    db.states().put(asset_id, version, state);
-    let disposition = if ops.is_empty() { Disposition::Unchanged } else { Disposition::Changed };
-    Ok((outcome, disposition))
+}
+
+struct GroupState {
+    /// A transaction is open on the connection.
+    open: bool,
+    /// Answers held back until the group commits.
+    answers: Vec<(Reply, Answer)>,
+    /// States written in this group.
+    pending: Pending,
+}
+
+impl GroupState {
+    /// Runs one report; false when the group had to be abandoned (its transaction rolled back).
+    async fn run_job(&mut self, conn: &mut PoolConnection<Any>, db: &Db, job: Job) -> bool {
+        let mut prefix = Vec::new();
+        if !self.open {
+            prefix.push(Sql::new("BEGIN IMMEDIATE"));
+            self.open = true;
+        }
+        prefix.push(Sql::new("SAVEPOINT report"));
+        let nonce = job.nonce.as_ref().map(|n| NonceUse {
+            key_id: &n.key_id,
+            nonce: &n.nonce,
+            timestamp: n.timestamp,
+            window_secs: n.window_secs,
+        });
+        let submission =
+            Submission { report: &job.report, source: &job.source, key: job.key.as_ref(), nonce: nonce.as_ref() };
+        let decision = decide(conn, db, &self.pending, prefix, submission).await;
+        let failure = match decision {
+            Ok(decision) if decision.keep => {
+                let mut writes = decision.writes;
+                writes.push(Sql::new("RELEASE report"));
+                match writes.run(conn, Backend::Sqlite).await {
+                    Ok(_) => {
+                        if let Some((asset_id, version, state)) = decision.cache {
+                            self.pending.insert(asset_id, (version, state));
+                        }
+                        self.answers.push((job.reply, decision.answer));
+                        return true;
+                    }
+                    Err(error) => error,
+                }
+            }
+            Ok(decision) => {
+                // Refused: nothing of it is kept, and its answer needs no commit.
+                let _ = job.reply.send(decision.answer);
+                return self.undo(conn).await;
+            }
+            Err(IngestError::Db(error)) => error,
+            Err(other) => {
+                let _ = job.reply.send(Err(other));
+                return self.undo(conn).await;
+            }
+        };
+        let kept = self.undo(conn).await;
+        let answer =
+            if kept { taken_report_id(db, job.report.report_id, failure).await } else { Err(IngestError::Db(failure)) };
+        let _ = job.reply.send(answer);
+        kept
+    }
+
+    /// Rolls the current report back to its savepoint; if even that fails, abandons the group.
+    async fn undo(&mut self, conn: &mut PoolConnection<Any>) -> bool {
+        let mut undo = Batch::default();
+        undo.push(Sql::new("ROLLBACK TO report"));
+        undo.push(Sql::new("RELEASE report"));
+        if undo.run(conn, Backend::Sqlite).await.is_ok() {
+            return true;
+        }
+        self.abandon(conn, "a report's savepoint could not be rolled back").await;
+        false
+    }
+
+    /// Rolls the whole group back and tells its reports to retry.
+    async fn abandon(&mut self, conn: &mut PoolConnection<Any>, why: &str) {
+        if self.open && sqlx::query("ROLLBACK").execute(&mut **conn).await.is_err() {
+            // A connection in an unknown state is not returned to the pool.
+            conn.close_on_drop();
+        }
+        self.open = false;
+        self.pending.clear();
+        for (reply, _) in self.answers.drain(..) {
+            let _ = reply.send(Err(IngestError::Aborted(why.to_owned())));
+        }
+    }
+
+    /// Commits the group and sends its answers.
+    async fn finish(mut self, conn: &mut PoolConnection<Any>, db: &Db) {
+        if !self.open {
+            return;
+        }
+        match sqlx::query("COMMIT").execute(&mut **conn).await {
+            Ok(_) => {
+                for (asset_id, (version, state)) in self.pending.drain() {
+                    db.states().put(asset_id, version, state);
+                }
+                for (reply, answer) in self.answers.drain(..) {
+                    let _ = reply.send(answer);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "committing a group of reports failed; they will be retried");
+                self.abandon(conn, "the database could not commit; retry").await;
+            }
+        }
+    }
 }
 
 fn forbidden(key_id: &str, hostname: &str) -> IngestError {
@@ -440,5 +693,5 @@ fn save_outcome_query(outcome: &Outcome, now: i64) -> Result<Sql, sqlx::Error> {
 
 /// True when `error` should be answered with 503 (the client retries later).
 pub fn is_transient(error: &IngestError) -> bool {
-    matches!(error, IngestError::Db(e) if is_unavailable(e))
+    matches!(error, IngestError::Aborted(_)) || matches!(error, IngestError::Db(e) if is_unavailable(e))
 }

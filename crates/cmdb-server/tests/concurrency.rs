@@ -154,7 +154,99 @@ async fn feed_consumer_misses_nothing(backend: Backend) {
     assert_eq!(count(&first, "SELECT COUNT(*) FROM assets").await, 12, "no duplicate assets across instances");
 }
 
-on_both_backends!(racing_reports_for_one_host, feed_consumer_misses_nothing);
+/// Reports that fail and reports that succeed, all at once (on SQLite they share groups of one
+/// transaction): each gets its own answer, a refused or replayed report leaves nothing behind,
+/// and the others are stored whole.
+async fn refused_reports_fail_alone(backend: Backend) {
+    use cmdb_server::auth::{KeyCache, KeyScope, create_agent_key};
+    use cmdb_server::ingest::{self, Disposition, IngestError, NonceUse};
+
+    let test_db = TestDb::new(backend).await;
+    let db = test_db.open().await;
+    let (host_key_id, _) = create_agent_key(db.writer(), KeyScope::Host, "bound").await.expect("key");
+    let keys = KeyCache::new(std::time::Duration::ZERO);
+    let host_key = keys.get(db.writer(), &host_key_id).await.expect("lookup").expect("key");
+    let parse = |value: serde_json::Value| {
+        cmdb_model::report::validate(serde_json::from_value(value).expect("wire")).expect("valid")
+    };
+    // The host key is bound to mixed-00 by its first report.
+    let bound = parse(report("mixed-00"));
+    ingest::ingest(&db, &bound, "agent", Some(&host_key), None).await.expect("first report of the host key");
+    let host_key =
+        KeyCache::new(std::time::Duration::ZERO).get(db.writer(), &host_key_id).await.expect("lookup").expect("key");
+
+    let mut tasks = Vec::new();
+    for i in 0..60_i64 {
+        let db = db.clone();
+        let host_key = host_key.clone();
+        tasks.push(tokio::spawn(async move {
+            let hostname = format!("mixed-{:02}", i % 20 + 1);
+            let mut value = at(report(&hostname), i);
+            value["sections"]["cpu"]["data"]["cpu_count"] = json!(8 + i);
+            let report = cmdb_model::report::validate(serde_json::from_value(value).expect("wire")).expect("valid");
+            // Every fifth report reuses the nonce of the one before (a replay), every seventh
+            // comes with the host key bound to mixed-00 (refused).
+            let nonce = format!("nonce-{}", if i % 5 == 4 { i - 1 } else { i });
+            let used =
+                NonceUse { key_id: "k", nonce: &nonce, timestamp: chrono::Utc::now().timestamp(), window_secs: 300 };
+            let key = (i % 7 == 6).then_some(&host_key);
+            let answer = ingest::ingest(&db, &report, "ssh", key, Some(&used)).await;
+            (i, hostname, nonce, answer)
+        }));
+    }
+    let mut applied: std::collections::BTreeMap<String, i64> = Default::default();
+    let (mut replays, mut refused) = (0, 0);
+    let mut spent = BTreeSet::new();
+    for task in tasks {
+        let (i, hostname, nonce, answer) = task.await.expect("task");
+        match answer {
+            Ok((outcome, disposition)) => {
+                assert!(spent.insert(nonce), "report {i}: a nonce is accepted once");
+                assert!(i % 7 != 6, "report {i} with a foreign host key was refused");
+                // Racing reports of one host may arrive out of order: the older is stale.
+                assert_eq!(outcome.applied, disposition != Disposition::Stale, "report {i}: {outcome:?}");
+                assert!(disposition != Disposition::Duplicate, "report {i}: every report id is new");
+                *applied.entry(hostname).or_default() += 1;
+            }
+            Err(IngestError::Replay) => replays += 1,
+            Err(IngestError::Forbidden(_)) => {
+                assert_eq!(i % 7, 6, "only the foreign host key is refused");
+                refused += 1;
+            }
+            Err(other) => panic!("report {i}: {other}"),
+        }
+    }
+    assert!(replays >= 1 && refused >= 1, "the mix had replays ({replays}) and refusals ({refused})");
+    let mut conn = db.reader().acquire().await.expect("conn");
+    let stored: i64 =
+        sqlx::query("SELECT COUNT(*) FROM reports").fetch_one(&mut *conn).await.expect("n").try_get(0).expect("n");
+    assert_eq!(stored, 1 + applied.values().sum::<i64>(), "exactly the acknowledged reports are stored");
+    let nonces: BTreeSet<String> = sqlx::query("SELECT nonce FROM nonces")
+        .fetch_all(&mut *conn)
+        .await
+        .expect("nonces")
+        .iter()
+        .map(|row| row.try_get(0).expect("nonce"))
+        .collect();
+    assert_eq!(nonces, spent, "exactly the nonces of acknowledged reports are spent (a refused one is not)");
+    let ids: Vec<i64> = sqlx::query("SELECT id FROM assets")
+        .fetch_all(&mut *conn)
+        .await
+        .expect("ids")
+        .iter()
+        .map(|row| row.try_get(0).expect("id"))
+        .collect();
+    assert_eq!(ids.len(), 1 + applied.len(), "no asset from a refused report");
+    for id in ids {
+        let state = store::load_state(&mut conn, id).await.expect("state");
+        let ops: Vec<_> = store::asset_history(&mut conn, id).await.expect("history").iter().map(|c| c.op()).collect();
+        assert_eq!(replay(&ops).expect("replay"), state, "asset {id}: history rebuilds the state");
+    }
+    drop(conn);
+    db.close().await;
+}
+
+on_both_backends!(racing_reports_for_one_host, feed_consumer_misses_nothing, refused_reports_fail_alone);
 
 /// The PostgreSQL feed horizon: an open write transaction in another database of the cluster does
 /// not hold the feed back, while one in cmdb's own database does (until it ends, and then the

@@ -170,11 +170,6 @@ impl Batch {
         self.statements.len() - 1
     }
 
-    /// Adds every statement of `other` after these.
-    pub fn append(&mut self, other: Batch) {
-        self.statements.extend(other.statements);
-    }
-
     /// Number of statements.
     pub fn len(&self) -> usize {
         self.statements.len()
