@@ -21,10 +21,11 @@ pub struct CommandLine {
 }
 
 impl CommandLine {
-    fn new(command: &str, needs_root: bool, script: &str) -> Self {
-        let candidates = local::candidate_loop(script)
-            .map(|(candidates, _)| candidates.into_iter().map(str::to_owned).collect())
-            .unwrap_or_default();
+    fn new(command: &str, needs_root: bool, programs: &[&str]) -> Self {
+        // A probe that names one program runs it as its command says; one that names several
+        // tries them in turn.
+        let candidates =
+            if programs.len() > 1 { programs.iter().map(|p| (*p).to_owned()).collect() } else { Vec::new() };
         CommandLine { command: command.to_owned(), needs_root, candidates }
     }
 }
@@ -48,14 +49,14 @@ pub fn collectors(enabled: &[String], externals: &[ExternalCollector]) -> Vec<Li
         name: "(every report)".to_owned(),
         summary: "Host name and machine id for the report envelope.".to_owned(),
         enabled: true,
-        commands: ENVELOPE_PROBES.iter().map(|p| CommandLine::new(p.command, p.needs_root, p.script)).collect(),
+        commands: ENVELOPE_PROBES.iter().map(|p| CommandLine::new(p.command, p.needs_root, p.programs)).collect(),
     }];
     for c in COLLECTORS {
         out.push(Listed {
             name: c.name().to_owned(),
             summary: c.summary().to_owned(),
             enabled: enabled.iter().any(|e| e == c.name()),
-            commands: c.probes().iter().map(|p| CommandLine::new(p.command, p.needs_root, p.script)).collect(),
+            commands: c.probes().iter().map(|p| CommandLine::new(p.command, p.needs_root, p.programs)).collect(),
         });
     }
     for e in externals {
@@ -63,7 +64,7 @@ pub fn collectors(enabled: &[String], externals: &[ExternalCollector]) -> Vec<Li
             name: e.name.clone(),
             summary: format!("External collector (timeout {}s).", e.timeout.as_secs()),
             enabled: enabled.iter().any(|n| n == &e.name),
-            commands: vec![CommandLine::new(&e.command, e.needs_root, "")],
+            commands: vec![CommandLine::new(&e.command, e.needs_root, &[])],
         });
     }
     out
@@ -207,11 +208,7 @@ mod tests {
             std::fs::write(&path, "#!/bin/sh\n").expect("write");
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         }
-        let line = CommandLine::new(
-            "MegaCli -PDList -aALL -NoLog",
-            true,
-            "for c in MegaCli64 MegaCli; do p=$(command -v \"$c\" 2>/dev/null) && exec $SUDO \"$p\" -PDList -aALL -NoLog; done; echo \"MegaCli: command not found\" >&2; exit 127",
-        );
+        let line = CommandLine::new("MegaCli -PDList -aALL -NoLog", true, &["MegaCli64", "MegaCli"]);
         let (entries, missing) = sudoers_entries(&line, &dir.path().display().to_string());
         assert_eq!(entries, vec![format!("{}/MegaCli64 -PDList -aALL -NoLog", dir.path().display())]);
         assert!(missing.is_empty());

@@ -9,8 +9,8 @@
 //!   reads) is done in-process; so is the `hostname` probe (the kernel's node name);
 //! - a plain command line is executed directly, and so is the first alternative of
 //!   `cmd 2>/dev/null || ...` (when it exits 0 the shell would have printed exactly its output);
-//! - a `for c in A B; do p=$(command -v "$c") && exec ...; done; echo "X: command not found" >&2;
-//!   exit 127` probe whose candidates are all missing from PATH is "not found" without a spawn;
+//! - a probe none of whose programs ([`cmdb_collect::Probe::programs`]) is on PATH is "not found"
+//!   without a spawn, with the message the bundle prints;
 //! - everything else, and every shortcut that does not succeed cleanly, runs the probe's own
 //!   script through `sh -c` with the bundle's environment (`LC_ALL=C`, its PATH, `SUDO`).
 //!
@@ -200,23 +200,6 @@ fn expand_sudo(command: &str, sudo: &str) -> String {
     }
 }
 
-/// The candidates and message of a `for c in A B; do p=$(command -v "$c" 2>/dev/null) && exec
-/// ...; done; echo "MSG" >&2; exit 127` probe.
-pub fn candidate_loop(script: &str) -> Option<(Vec<&str>, &str)> {
-    let rest = script.trim().strip_prefix("for c in ")?;
-    let (list, rest) = rest.split_once("; do p=$(command -v \"$c\" 2>/dev/null) && exec ")?;
-    let (_, tail) = rest.split_once("; done; ")?;
-    let message = tail.strip_prefix("echo \"")?.strip_suffix("\" >&2; exit 127")?;
-    if message.contains(['"', '$', '`', '\\']) {
-        return None;
-    }
-    let candidates: Vec<&str> = list.split_whitespace().collect();
-    let plain = candidates
-        .iter()
-        .all(|c| c.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'-' | b'_')));
-    (plain && !candidates.is_empty()).then_some((candidates, message))
-}
-
 /// Exit classification exactly as [`cmdb_collect::bundle::split`] does it for `sh`'s `$?`.
 fn classify(code: i32) -> Exit {
     match code {
@@ -299,11 +282,11 @@ async fn run_probe(
     path: String,
     missing: MissingPrograms,
 ) -> (String, ProbeOutput) {
-    if let Some((candidates, message)) = candidate_loop(&probe.script)
-        && candidates.iter().all(|c| which(c, &path).is_none())
+    if let Some(first) = probe.programs.first()
+        && probe.programs.iter().all(|p| which(p, &path).is_none())
     {
-        let output = ProbeOutput { stdout: Vec::new(), stderr: format!("{message}\n"), exit: Exit::NotFound };
-        return (probe.id, output);
+        let stderr = format!("{}\n", bundle::missing_program_message(first));
+        return (probe.id, ProbeOutput { stdout: Vec::new(), stderr, exit: Exit::NotFound });
     }
     if let Some(alternatives) = top_level_alternatives(&probe.script) {
         if let [only] = alternatives.as_slice()
@@ -403,16 +386,6 @@ mod tests {
     }
 
     #[test]
-    fn recognises_candidate_loops() {
-        let script = "for c in MegaCli64 MegaCli /opt/x/megacli; do p=$(command -v \"$c\" 2>/dev/null) && exec $SUDO \"$p\" -PDList; done; echo \"MegaCli: command not found\" >&2; exit 127";
-        assert_eq!(
-            candidate_loop(script),
-            Some((vec!["MegaCli64", "MegaCli", "/opt/x/megacli"], "MegaCli: command not found"))
-        );
-        assert_eq!(candidate_loop("for c in a; do echo $c; done"), None);
-    }
-
-    #[test]
     fn plain_command_lines_only() {
         assert_eq!(plain_argv("ip -j addr show").map(|v| v.len()), Some(4));
         assert!(plain_argv("lsblk -J -b -d -o NAME,SIZE,ROTA").is_some());
@@ -456,6 +429,7 @@ mod tests {
             timeout: Duration::from_secs(secs),
 
             may_hang: true,
+            programs: Vec::new(),
         };
         let outputs = run_probes(
             &[

@@ -48,6 +48,8 @@ pub fn script(probes: &[ProbeSpec], become_root: Become, boundary: &str) -> Stri
         "PATH=\"$PATH:/usr/local/sbin:/usr/sbin:/sbin:/opt/MegaRAID/MegaCli:/opt/MegaRAID/storcli\"; export PATH\n",
     );
     s.push_str("E=\"${TMPDIR:-/tmp}/.cmdb-$$.err\"; { : > \"$E\"; } 2>/dev/null || E=/dev/null\n");
+    // Sets $? without a process (`(exit N)` would fork a subshell).
+    s.push_str("rc() { return \"$1\"; }\n");
     // TERM first (sudo relays it to the command it runs as root), KILL two seconds later where
     // `timeout` knows -k (GNU coreutils, busybox >= 1.33).
     s.push_str("if command -v timeout >/dev/null 2>&1; then if timeout -k 1 5 true 2>/dev/null; then T='timeout -k 2'; else T=timeout; fi; else T=; fi\n");
@@ -61,6 +63,11 @@ pub fn script(probes: &[ProbeSpec], become_root: Become, boundary: &str) -> Stri
         let secs = probe.timeout.as_secs().max(1);
         let body = sh_quote(&probe.script);
         let _ = writeln!(s, "printf '%s\\n' '=={boundary}:begin:{}'", probe.id);
+        if !probe.programs.is_empty() {
+            let found: Vec<String> =
+                probe.programs.iter().map(|p| format!("command -v {} >/dev/null 2>&1", sh_quote(p))).collect();
+            let _ = writeln!(s, "if {}; then", found.join(" || "));
+        }
         if probe.may_hang {
             let _ = writeln!(
                 s,
@@ -70,6 +77,10 @@ pub fn script(probes: &[ProbeSpec], become_root: Become, boundary: &str) -> Stri
             // A subshell, not `sh -c`: one fork instead of two process starts, and an `exit` in
             // the snippet still ends only the snippet.
             let _ = writeln!(s, "(eval {body}) 2>\"$E\" </dev/null");
+        }
+        if let Some(first) = probe.programs.first() {
+            let missing = sh_quote(&missing_program_message(first));
+            let _ = writeln!(s, "else printf '%s\\n' {missing} >\"$E\"; rc 127; fi");
         }
         // `[ -s ]` is a builtin: a probe with nothing on stderr (most of them) does not pay for `head`.
         let _ = write!(
@@ -83,6 +94,12 @@ pub fn script(probes: &[ProbeSpec], become_root: Become, boundary: &str) -> Stri
     }
     s.push_str("[ \"$E\" = /dev/null ] || rm -f \"$E\"\n");
     s
+}
+
+/// What the script prints on stderr for a probe none of whose programs is installed (`first` is
+/// the first of them).
+pub fn missing_program_message(first: &str) -> String {
+    format!("{first}: command not found")
 }
 
 fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
@@ -147,8 +164,8 @@ mod tests {
             needs_root: false,
             replay_file: None,
             timeout: Duration::from_secs(timeout),
-
             may_hang: true,
+            programs: Vec::new(),
         }
     }
 
@@ -188,6 +205,27 @@ mod tests {
         assert_eq!((fails.exit, fails.stdout.as_slice(), fails.stderr.trim()), (Exit::Code(3), &b"out\n"[..], "oops"));
         assert_eq!(outputs.get("hangs").expect("ran").exit, Exit::TimedOut);
         assert_eq!(outputs.get("after").expect("ran").stdout, b"fine\n");
+    }
+
+    #[test]
+    fn probes_whose_programs_are_missing_start_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = dir.path().join("ran");
+        let touch = format!("echo ran > {}; echo out", sh_quote(&marker.display().to_string()));
+        let mut absent = spec("absent", &touch, 5);
+        absent.programs = vec!["no-such-tool-cmdb".into(), "/no/such/path/tool".into()];
+        let mut present = spec("present", "echo out", 5);
+        present.programs = vec!["no-such-tool-cmdb".into(), "sh".into()];
+        let mut quick = spec("quick", "echo quick", 5);
+        quick.may_hang = false;
+        quick.programs = vec!["sh".into()];
+        let outputs = run(&[absent, present, quick]);
+        let absent = outputs.get("absent").expect("framed");
+        assert_eq!((absent.exit, absent.stdout.as_slice()), (Exit::NotFound, &b""[..]));
+        assert_eq!(absent.stderr.trim(), "no-such-tool-cmdb: command not found");
+        assert!(!marker.exists(), "the probe's script never ran");
+        assert_eq!(outputs.get("present").expect("ran").stdout, b"out\n", "one program found is enough");
+        assert_eq!(outputs.get("quick").expect("ran").stdout, b"quick\n");
     }
 
     #[test]

@@ -45,6 +45,7 @@ impl ExternalCollector {
             timeout: self.timeout,
 
             may_hang: true,
+            programs: Vec::new(),
         }
     }
 

@@ -91,6 +91,7 @@ pub const ENVELOPE_PROBES: &[Probe] = &[
         replay_file: Some("hostname"),
         timeout_secs: 5,
         may_hang: false,
+        programs: &[],
     },
     Probe {
         id: "machine-id",
@@ -100,5 +101,6 @@ pub const ENVELOPE_PROBES: &[Probe] = &[
         replay_file: Some("machine-id"),
         timeout_secs: 5,
         may_hang: false,
+        programs: &[],
     },
 ];

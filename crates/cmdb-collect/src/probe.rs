@@ -29,6 +29,11 @@ pub struct Probe {
     /// run without that guard, which saves three process starts per probe; the transport's
     /// overall script timeout still bounds them.
     pub may_hang: bool,
+    /// The programs the probe runs, one of which must be on PATH. When none is, the bundled
+    /// script answers "command not found" (status 127) with a shell builtin, without starting a
+    /// process: on a host without RAID tools or dmidecode that saves a `timeout`, a `sh` and the
+    /// lookups per probe. Empty: the probe always runs.
+    pub programs: &'static [&'static str],
 }
 
 /// A probe ready to run: a built-in [`Probe`] or an external collector's command.
@@ -46,6 +51,8 @@ pub struct ProbeSpec {
     pub timeout: Duration,
     /// Run it under `timeout` (see [`Probe::may_hang`]).
     pub may_hang: bool,
+    /// Programs one of which must be on PATH (see [`Probe::programs`]); empty: always run.
+    pub programs: Vec<String>,
 }
 
 impl From<&Probe> for ProbeSpec {
@@ -57,6 +64,7 @@ impl From<&Probe> for ProbeSpec {
             replay_file: probe.replay_file.map(str::to_owned),
             timeout: Duration::from_secs(probe.timeout_secs),
             may_hang: probe.may_hang,
+            programs: probe.programs.iter().map(|p| (*p).to_owned()).collect(),
         }
     }
 }

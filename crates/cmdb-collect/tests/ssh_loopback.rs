@@ -293,6 +293,7 @@ async fn a_hung_probe_times_out_the_host_and_its_probe_timeout_kills_it() {
         replay_file: None,
         timeout: Duration::from_secs(2),
         may_hang: true,
+        programs: Vec::new(),
     };
     let script = cmdb_collect::bundle::script(&[probe], Become::None, &cmdb_collect::bundle::new_boundary());
     let started = Instant::now();

@@ -250,6 +250,7 @@ mod tests {
             timeout: Duration::from_secs(5),
 
             may_hang: true,
+            programs: Vec::new(),
         }
     }
 

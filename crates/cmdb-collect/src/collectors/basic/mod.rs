@@ -47,6 +47,7 @@ const PROBES: &[Probe] = &[
         replay_file: Some("os-release"),
         timeout_secs: 5,
         may_hang: false,
+        programs: &[],
     },
     Probe {
         id: UNAME,
@@ -56,6 +57,7 @@ const PROBES: &[Probe] = &[
         replay_file: Some("uname"),
         timeout_secs: 5,
         may_hang: false,
+        programs: &[],
     },
 ];
 

@@ -50,6 +50,7 @@ pub const DMI_SYSFS_PROBE: Probe = Probe {
     replay_file: None,
     timeout_secs: 5,
     may_hang: false,
+    programs: &[],
 };
 
 const PROBES: &[Probe] = &[
@@ -61,6 +62,7 @@ const PROBES: &[Probe] = &[
         replay_file: Some("board.out"),
         timeout_secs: 10,
         may_hang: true,
+        programs: &["dmidecode"],
     },
     DMI_SYSFS_PROBE,
 ];

@@ -31,6 +31,7 @@ const PROBES: &[Probe] = &[Probe {
     replay_file: Some("cpuinfo.out"),
     timeout_secs: 5,
     may_hang: false,
+    programs: &[],
 }];
 
 /// Decides the cpu section from the probe's output.

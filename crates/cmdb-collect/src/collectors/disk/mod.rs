@@ -59,20 +59,22 @@ const PROBES: &[Probe] = &[
         command: "MegaCli -PDList -aALL -NoLog",
         // Run by full path: sudo looks commands up in its own secure_path, which does not
         // include /opt/MegaRAID, and sudoers rules name full paths anyway.
-        script: "for c in MegaCli64 MegaCli megacli64 megacli; do p=$(command -v \"$c\" 2>/dev/null) && exec $SUDO \"$p\" -PDList -aALL -NoLog; done; echo \"MegaCli: command not found\" >&2; exit 127",
+        script: "for c in MegaCli64 MegaCli megacli64 megacli; do if command -v \"$c\" >/dev/null 2>&1; then exec $SUDO \"$(command -v \"$c\")\" -PDList -aALL -NoLog; fi; done; echo \"MegaCli: command not found\" >&2; exit 127",
         needs_root: true,
         replay_file: Some("disk.out"),
         timeout_secs: 60,
         may_hang: true,
+        programs: &["MegaCli64", "MegaCli", "megacli64", "megacli"],
     },
     Probe {
         id: STORCLI_PROBE,
         command: "storcli /call/eall/sall show all J nolog",
-        script: "for c in storcli64 storcli perccli64 perccli /opt/MegaRAID/perccli/perccli64; do p=$(command -v \"$c\" 2>/dev/null) && exec $SUDO \"$p\" /call/eall/sall show all J nolog; done; echo \"storcli: command not found\" >&2; exit 127",
+        script: "for c in storcli64 storcli perccli64 perccli /opt/MegaRAID/perccli/perccli64; do if command -v \"$c\" >/dev/null 2>&1; then exec $SUDO \"$(command -v \"$c\")\" /call/eall/sall show all J nolog; fi; done; echo \"storcli: command not found\" >&2; exit 127",
         needs_root: true,
         replay_file: Some("storcli.json"),
         timeout_secs: 60,
         may_hang: true,
+        programs: &["storcli64", "storcli", "perccli64", "perccli", "/opt/MegaRAID/perccli/perccli64"],
     },
     Probe {
         id: LSBLK_PROBE,
@@ -83,6 +85,7 @@ const PROBES: &[Probe] = &[
         replay_file: Some("lsblk.json"),
         timeout_secs: 10,
         may_hang: true,
+        programs: &[],
     },
 ];
 

@@ -49,6 +49,7 @@ const PROBES: &[Probe] = &[
         replay_file: Some("memory.out"),
         timeout_secs: 10,
         may_hang: true,
+        programs: &["dmidecode"],
     },
     Probe {
         id: MEMINFO,
@@ -58,6 +59,7 @@ const PROBES: &[Probe] = &[
         replay_file: Some("meminfo"),
         timeout_secs: 5,
         may_hang: false,
+        programs: &[],
     },
     DMI_SYSFS_PROBE,
 ];

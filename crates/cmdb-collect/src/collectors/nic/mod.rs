@@ -64,6 +64,7 @@ const PROBES: &[Probe] = &[
         replay_file: Some("ip-addr.json"),
         timeout_secs: 5,
         may_hang: false,
+        programs: &[],
     },
     Probe {
         id: TEXT_PROBE,
@@ -73,6 +74,7 @@ const PROBES: &[Probe] = &[
         replay_file: Some("nic.out"),
         timeout_secs: 5,
         may_hang: false,
+        programs: &[],
     },
 ];
 
