@@ -1,7 +1,7 @@
 //! Report ingestion: identity -> diff -> the writes that append the changes and update the state.
 //!
-//! Per report, all or nothing (its own transaction on PostgreSQL, its own savepoint in a
-//! group-committed transaction on SQLite, see [`sqlite_writer`]):
+//! Per report, in one write transaction (on SQLite run by the writer task, see
+//! [`sqlite_writer`]):
 //! 1. record the request's nonce (a replayed request stops here);
 //! 2. a report id seen before returns the first outcome and writes nothing else;
 //! 3. resolve the asset by identity keys (see `cmdb_model::identity`), creating it if none matches;
@@ -14,7 +14,6 @@
 //! lock on their host name and board UUID (so two first reports cannot both create the asset) and
 //! by a row lock on the asset. On SQLite the single writer task serializes everything.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use cmdb_model::business::{AssetStatus, BusinessFields};
@@ -105,7 +104,7 @@ pub enum IngestError {
     /// The database failed.
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
-    /// The report's transaction was rolled back with others'; retrying is safe.
+    /// The SQLite writer task is gone (the server is shutting down); retrying is safe.
     #[error("not stored, retry: {0}")]
     Aborted(String),
 }
@@ -232,10 +231,6 @@ struct OwnedNonce {
     window_secs: u64,
 }
 
-/// States written by the open transaction, by asset: (version, state). They reach the shared
-/// cache only once the transaction commits.
-type Pending = HashMap<i64, (i64, Arc<AssetState>)>;
-
 /// What the reads of one report decided: the writes that apply it and the answer to give once
 /// they are committed.
 struct Decision {
@@ -258,7 +253,6 @@ struct Decision {
 async fn decide(
     conn: &mut AnyConnection,
     db: &Db,
-    pending: &Pending,
     prefix: Vec<Sql>,
     submission: Submission<'_>,
 ) -> Result<Decision, IngestError> {
@@ -384,12 +378,7 @@ async fn decide(
                 );
                 return Ok(Decision { writes, keep: true, answer: Ok((outcome, Disposition::Stale)), cache: None });
             }
-            let cached = pending
-                .get(&row.id)
-                .filter(|(v, _)| *v == locked.version)
-                .map(|(_, state)| Arc::clone(state))
-                .or_else(|| db.states().get(row.id, locked.version));
-            let state = match cached {
+            let state = match db.states().get(row.id, locked.version) {
                 Some(state) => state,
                 None => Arc::new(store::load_state(conn, row.id).await?),
             };
@@ -515,7 +504,7 @@ async fn taken_report_id(db: &Db, report_id: Uuid, error: sqlx::Error) -> Result
 async fn ingest_postgres(db: &Db, submission: Submission<'_>) -> Result<(Outcome, Disposition), IngestError> {
     let report = submission.report;
     let mut tx = db.begin_write().await?;
-    let decision = decide(&mut tx, db, &Pending::new(), Vec::new(), submission).await?;
+    let decision = decide(&mut tx, db, Vec::new(), submission).await?;
     if !decision.keep {
         tx.rollback().await?;
         return decision.answer;
@@ -531,18 +520,18 @@ async fn ingest_postgres(db: &Db, submission: Submission<'_>) -> Result<(Outcome
     decision.answer
 }
 
-/// Reports a SQLite writer group takes before it commits.
-const GROUP_MAX: usize = 64;
+/// Reports the SQLite writer takes back to back before it hands the connection back to the pool,
+/// so that other writes (sessions, edits, pruning) get their turn under load.
+const RUN_MAX: usize = 64;
 
-/// The SQLite writer: takes queued reports in groups, each report inside a savepoint of one
-/// transaction per group, and answers a group's reports once it has committed (group commit).
+/// The SQLite writer: takes queued reports one after another on the writer connection, each in
+/// its own transaction, and answers each once it has committed.
 ///
 /// SQLite has one writer, and what bounds it is latency, not work: every statement is a round
 /// trip to the connection's worker thread, and between two reports the connection used to pass
 /// through the pool (a ping on every release) and a task wake-up. Here a report costs two round
-/// trips (its reads with `SAVEPOINT`, its writes with `RELEASE`) and a group one `BEGIN` and one
-/// `COMMIT`. A report is answered only after its group committed, so an acknowledged report is
-/// durable exactly as before; a report that fails is rolled back to its savepoint alone.
+/// trips (`BEGIN IMMEDIATE` with its reads, its writes with `COMMIT`), and the connection stays
+/// with this task while reports are queued.
 pub async fn sqlite_writer(db: Db, mut queue: tokio::sync::mpsc::Receiver<Job>) {
     while let Some(first) = queue.recv().await {
         let mut conn = match db.writer().acquire().await {
@@ -552,126 +541,74 @@ pub async fn sqlite_writer(db: Db, mut queue: tokio::sync::mpsc::Receiver<Job>) 
                 continue;
             }
         };
-        let mut group = GroupState { open: false, answers: Vec::new(), pending: Pending::new() };
         let mut next = Some(first);
         let mut taken = 0;
         while let Some(job) = next.take() {
             taken += 1;
-            if !group.run_job(&mut conn, &db, job).await {
+            if !sqlite_report(&mut conn, &db, job).await {
+                // The connection's state is unknown: closed rather than reused.
+                conn.close_on_drop();
                 break;
             }
-            if taken < GROUP_MAX {
+            if taken < RUN_MAX {
                 next = queue.try_recv().ok();
             }
         }
-        group.finish(&mut conn, &db).await;
     }
 }
 
-struct GroupState {
-    /// A transaction is open on the connection.
-    open: bool,
-    /// Answers held back until the group commits.
-    answers: Vec<(Reply, Answer)>,
-    /// States written in this group.
-    pending: Pending,
-}
-
-impl GroupState {
-    /// Runs one report; false when the group had to be abandoned (its transaction rolled back).
-    async fn run_job(&mut self, conn: &mut PoolConnection<Any>, db: &Db, job: Job) -> bool {
-        let mut prefix = Vec::new();
-        if !self.open {
-            prefix.push(Sql::new("BEGIN IMMEDIATE"));
-            self.open = true;
-        }
-        prefix.push(Sql::new("SAVEPOINT report"));
-        let nonce = job.nonce.as_ref().map(|n| NonceUse {
-            key_id: &n.key_id,
-            nonce: &n.nonce,
-            timestamp: n.timestamp,
-            window_secs: n.window_secs,
-        });
-        let submission =
-            Submission { report: &job.report, source: &job.source, key: job.key.as_ref(), nonce: nonce.as_ref() };
-        let decision = decide(conn, db, &self.pending, prefix, submission).await;
-        let failure = match decision {
-            Ok(decision) if decision.keep => {
-                let mut writes = decision.writes;
-                writes.push(Sql::new("RELEASE report"));
-                match writes.run(conn, Backend::Sqlite).await {
-                    Ok(_) => {
-                        if let Some((asset_id, version, state)) = decision.cache {
-                            self.pending.insert(asset_id, (version, state));
-                        }
-                        self.answers.push((job.reply, decision.answer));
-                        return true;
+/// Ingests one report in its own transaction and answers it; false when the connection could
+/// not be brought back out of the transaction.
+async fn sqlite_report(conn: &mut PoolConnection<Any>, db: &Db, job: Job) -> bool {
+    let nonce = job.nonce.as_ref().map(|n| NonceUse {
+        key_id: &n.key_id,
+        nonce: &n.nonce,
+        timestamp: n.timestamp,
+        window_secs: n.window_secs,
+    });
+    let submission =
+        Submission { report: &job.report, source: &job.source, key: job.key.as_ref(), nonce: nonce.as_ref() };
+    let decision = decide(conn, db, vec![Sql::new("BEGIN IMMEDIATE")], submission).await;
+    let failure = match decision {
+        Ok(decision) if decision.keep => {
+            let mut writes = decision.writes;
+            writes.push(Sql::new("COMMIT"));
+            match writes.run(conn, Backend::Sqlite).await {
+                Ok(_) => {
+                    if let Some((asset_id, version, state)) = decision.cache {
+                        db.states().put(asset_id, version, state);
                     }
-                    Err(error) => error,
+                    let _ = job.reply.send(decision.answer);
+                    return true;
                 }
+                Err(error) => IngestError::Db(error),
             }
-            Ok(decision) => {
-                // Refused: nothing of it is kept, and its answer needs no commit.
-                let _ = job.reply.send(decision.answer);
-                return self.undo(conn).await;
-            }
-            Err(IngestError::Db(error)) => error,
-            Err(other) => {
-                let _ = job.reply.send(Err(other));
-                return self.undo(conn).await;
-            }
-        };
-        let kept = self.undo(conn).await;
-        let answer =
-            if kept { taken_report_id(db, job.report.report_id, failure).await } else { Err(IngestError::Db(failure)) };
-        let _ = job.reply.send(answer);
-        kept
-    }
+        }
+        Ok(decision) => {
+            // Refused: nothing of it is kept.
+            let rolled_back = rollback(conn).await;
+            let _ = job.reply.send(decision.answer);
+            return rolled_back;
+        }
+        Err(error) => error,
+    };
+    let rolled_back = rollback(conn).await;
+    let answer = match failure {
+        IngestError::Db(error) => taken_report_id(db, job.report.report_id, error).await,
+        other => Err(other),
+    };
+    let _ = job.reply.send(answer);
+    rolled_back
+}
 
-    /// Rolls the current report back to its savepoint; if even that fails, abandons the group.
-    async fn undo(&mut self, conn: &mut PoolConnection<Any>) -> bool {
-        let mut undo = Batch::default();
-        undo.push(Sql::new("ROLLBACK TO report"));
-        undo.push(Sql::new("RELEASE report"));
-        if undo.run(conn, Backend::Sqlite).await.is_ok() {
-            return true;
-        }
-        self.abandon(conn, "a report's savepoint could not be rolled back").await;
-        false
-    }
-
-    /// Rolls the whole group back and tells its reports to retry.
-    async fn abandon(&mut self, conn: &mut PoolConnection<Any>, why: &str) {
-        if self.open && sqlx::query("ROLLBACK").execute(&mut **conn).await.is_err() {
-            // A connection in an unknown state is not returned to the pool.
-            conn.close_on_drop();
-        }
-        self.open = false;
-        self.pending.clear();
-        for (reply, _) in self.answers.drain(..) {
-            let _ = reply.send(Err(IngestError::Aborted(why.to_owned())));
-        }
-    }
-
-    /// Commits the group and sends its answers.
-    async fn finish(mut self, conn: &mut PoolConnection<Any>, db: &Db) {
-        if !self.open {
-            return;
-        }
-        match sqlx::query("COMMIT").execute(&mut **conn).await {
-            Ok(_) => {
-                for (asset_id, (version, state)) in self.pending.drain() {
-                    db.states().put(asset_id, version, state);
-                }
-                for (reply, answer) in self.answers.drain(..) {
-                    let _ = reply.send(answer);
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "committing a group of reports failed; they will be retried");
-                self.abandon(conn, "the database could not commit; retry").await;
-            }
-        }
+/// Ends the open transaction, if any; false when the connection did not answer.
+async fn rollback(conn: &mut PoolConnection<Any>) -> bool {
+    match sqlx::query("ROLLBACK").execute(&mut **conn).await {
+        Ok(_) => true,
+        // No transaction left to roll back (BEGIN itself failed, or SQLite already rolled it
+        // back): the connection is fine.
+        Err(sqlx::Error::Database(e)) if e.message().contains("no transaction is active") => true,
+        Err(_) => false,
     }
 }
 

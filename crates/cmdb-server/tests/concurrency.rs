@@ -154,8 +154,8 @@ async fn feed_consumer_misses_nothing(backend: Backend) {
     assert_eq!(count(&first, "SELECT COUNT(*) FROM assets").await, 12, "no duplicate assets across instances");
 }
 
-/// Reports that fail and reports that succeed, all at once (on SQLite they share groups of one
-/// transaction): each gets its own answer, a refused or replayed report leaves nothing behind,
+/// Reports that fail and reports that succeed, all at once (on SQLite back to back through the
+/// writer task): each gets its own answer, a refused or replayed report leaves nothing behind,
 /// and the others are stored whole.
 async fn refused_reports_fail_alone(backend: Backend) {
     use cmdb_server::auth::{KeyCache, KeyScope, create_agent_key};
