@@ -532,7 +532,21 @@ const RUN_MAX: usize = 64;
 /// through the pool (a ping on every release) and a task wake-up. Here a report costs two round
 /// trips (`BEGIN IMMEDIATE` with its reads, its writes with `COMMIT`), and the connection stays
 /// with this task while reports are queued.
-pub async fn sqlite_writer(db: Db, mut queue: tokio::sync::mpsc::Receiver<Job>) {
+pub async fn sqlite_writer(db: Db, queue: tokio::sync::mpsc::Receiver<Job>) {
+    // A panic must not stop ingestion for good: the loop runs in a task of its own and is
+    // restarted on the same queue (the report it was working on is answered 503 and retried).
+    let queue = Arc::new(tokio::sync::Mutex::new(queue));
+    loop {
+        match tokio::spawn(writer_loop(db.clone(), Arc::clone(&queue))).await {
+            Err(error) if error.is_panic() => tracing::error!("the SQLite writer panicked; restarting it"),
+            // The queue closed (every Db handle is gone) or the runtime is shutting down.
+            _ => return,
+        }
+    }
+}
+
+async fn writer_loop(db: Db, queue: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Job>>>) {
+    let mut queue = queue.lock().await;
     while let Some(first) = queue.recv().await {
         let mut conn = match db.writer().acquire().await {
             Ok(conn) => conn,
@@ -545,14 +559,32 @@ pub async fn sqlite_writer(db: Db, mut queue: tokio::sync::mpsc::Receiver<Job>) 
         let mut taken = 0;
         while let Some(job) = next.take() {
             taken += 1;
-            if !sqlite_report(&mut conn, &db, job).await {
+            let mut in_flight = InFlight { conn: &mut conn, done: false };
+            if !sqlite_report(in_flight.conn, &db, job).await {
                 // The connection's state is unknown: closed rather than reused.
-                conn.close_on_drop();
                 break;
             }
+            in_flight.done = true;
+            drop(in_flight);
             if taken < RUN_MAX {
                 next = queue.try_recv().ok();
             }
+        }
+    }
+}
+
+/// The writer connection while a report is on it: unless the report finished cleanly (including
+/// when a panic unwinds through it), the connection is closed instead of going back to the pool
+/// inside a transaction.
+struct InFlight<'a> {
+    conn: &'a mut PoolConnection<Any>,
+    done: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.conn.close_on_drop();
         }
     }
 }
