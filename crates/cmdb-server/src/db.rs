@@ -80,8 +80,11 @@ static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// The SQLite pragmas every connection runs: WAL, crash-safe commits, a generous busy timeout.
-const SQLITE_PRAGMAS: &str =
-    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;";
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+     PRAGMA wal_autocheckpoint = 10000;";
+
+/// How often the background task checkpoints the SQLite WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
 impl Db {
     /// Opens (and for SQLite creates) the database at `url` and applies migrations.
@@ -122,6 +125,10 @@ impl Db {
                 // handle that can send to it is dropped.
                 let (queue, jobs) = tokio::sync::mpsc::channel(1024);
                 tokio::spawn(crate::ingest::sqlite_writer(db.clone(), jobs));
+                // Checkpoints run beside the writer rather than inside its commits (SQLite's
+                // automatic checkpoint, here only a backstop at 10,000 pages, would run in the
+                // writer's COMMIT and hold every queued report up while it copies pages).
+                tokio::spawn(checkpoint_wal(db.reader().clone()));
                 Db { ingest_queue: Some(queue), ..db }
             }
             Backend::Postgres => {
@@ -216,6 +223,19 @@ impl Db {
     pub async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;
+    }
+}
+
+/// Copies the WAL into the database file every [`CHECKPOINT_EVERY`] (PASSIVE: never waits for,
+/// nor blocks, readers or the writer), until the pool closes.
+async fn checkpoint_wal(pool: AnyPool) {
+    while !pool.is_closed() {
+        tokio::time::sleep(CHECKPOINT_EVERY).await;
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await
+            && !pool.is_closed()
+        {
+            tracing::debug!(%error, "WAL checkpoint failed; the next one retries");
+        }
     }
 }
 
