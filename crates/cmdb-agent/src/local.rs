@@ -427,7 +427,6 @@ mod tests {
             needs_root: false,
             replay_file: None,
             timeout: Duration::from_secs(secs),
-
             may_hang: true,
             programs: Vec::new(),
         };

@@ -5,9 +5,10 @@
 //! write transaction starts, row locks, the change feed's transaction ids) branch on [`Backend`].
 //!
 //! SQLite gets one writer connection and a small pool of readers. Writes are serialized in the
-//! process (so they never fail with SQLITE_BUSY against each other; reports go through one writer
-//! task, see [`crate::ingest::sqlite_writer`]) and start with `BEGIN IMMEDIATE` (so a second process, such as an admin command, waits on the busy timeout
-//! instead of failing on a lock upgrade). WAL mode with synchronous=NORMAL survives a process
+//! process (so they never fail with SQLITE_BUSY against each other; reports go through one
+//! writer task, see [`crate::ingest::sqlite_writer`]) and start with `BEGIN IMMEDIATE` (so a
+//! second process, such as an admin command, waits on the busy timeout instead of failing on a
+//! lock upgrade). WAL mode with synchronous=NORMAL survives a process
 //! crash without losing a committed transaction.
 
 use std::str::FromStr;

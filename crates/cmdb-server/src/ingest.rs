@@ -131,8 +131,9 @@ pub async fn ingest(
             }),
             reply,
         };
-        queue.send(job).await.map_err(|_| IngestError::Aborted("the writer has stopped".to_owned()))?;
-        return answer.await.map_err(|_| IngestError::Aborted("the writer has stopped".to_owned()))?;
+        let stopped = || IngestError::Aborted("the writer has stopped".to_owned());
+        queue.send(job).await.map_err(|_| stopped())?;
+        return answer.await.map_err(|_| stopped())?;
     }
     let mut attempt = 0;
     loop {
@@ -264,8 +265,8 @@ async fn decide(
     let refuse =
         |answer: IngestError| Decision { writes: Batch::default(), keep: false, answer: Err(answer), cache: None };
 
+    // The indices `push` returns count the prefix, so they index `run`'s results directly.
     let mut reads = Batch::default();
-    let skip = prefix.len();
     for statement in prefix {
         reads.push(statement);
     }
@@ -308,13 +309,12 @@ async fn decide(
         &hostnames,
     ));
     let read = reads.run(conn, backend).await?;
-    let read = &read[skip..];
-    if let Some(i) = nonce_statement.map(|i| i - skip)
+    if let Some(i) = nonce_statement
         && read[i].rows_affected != 1
     {
         return Ok(refuse(IngestError::Replay));
     }
-    if let Some(outcome) = decode_outcome(&read[outcome_statement - skip].rows)? {
+    if let Some(outcome) = decode_outcome(&read[outcome_statement].rows)? {
         // Kept, so that the nonce is spent.
         return Ok(Decision {
             writes: Batch::default(),
@@ -324,14 +324,11 @@ async fn decide(
         });
     }
     // The asset a host key is bound to, as stored now (the key was looked up before the lock).
-    let bound: Option<i64> = match key_statement.map(|i| i - skip) {
-        Some(i) => match read[i].rows.first() {
-            Some(row) => row.try_get(0)?,
-            None => None,
-        },
+    let bound: Option<i64> = match key_statement.and_then(|i| read[i].rows.first()) {
+        Some(row) => row.try_get(0)?,
         None => None,
     };
-    let candidates = store::keys_rows(&read[candidates_statement - skip].rows)?;
+    let candidates = store::keys_rows(&read[candidates_statement].rows)?;
     let matched = find_match(&candidates, &keys);
 
     if let Some(key) = host_key {

@@ -16,6 +16,23 @@ async fn count(server: &TestServer, sql: &'static str) -> i64 {
     sqlx::query(sql).fetch_one(server.state.db.reader()).await.expect("count").try_get(0).expect("int")
 }
 
+/// The first column of every row `sql` returns.
+async fn column<T>(conn: &mut sqlx::AnyConnection, sql: &'static str) -> Vec<T>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    let rows = sqlx::query(sql).fetch_all(&mut *conn).await.expect(sql);
+    rows.iter().map(|row| row.try_get(0).expect(sql)).collect()
+}
+
+/// Asserts that replaying asset `id`'s history rebuilds its stored state, and returns the state.
+async fn assert_history_rebuilds_state(conn: &mut sqlx::AnyConnection, id: i64) -> cmdb_model::state::AssetState {
+    let state = store::load_state(conn, id).await.expect("state");
+    let ops: Vec<_> = store::asset_history(conn, id).await.expect("history").iter().map(|c| c.op()).collect();
+    assert_eq!(replay(&ops).expect("replay"), state, "asset {id}: history rebuilds the state");
+    state
+}
+
 async fn racing_reports_for_one_host(backend: Backend) {
     let db = TestDb::new(backend).await;
     let server = TestServer::start(&db).await;
@@ -60,9 +77,8 @@ async fn racing_reports_for_one_host(backend: Backend) {
     assert_eq!(duplicates, 0);
     let mut conn = server.state.db.reader().acquire().await.expect("conn");
     let id: i64 = sqlx::query("SELECT id FROM assets").fetch_one(&mut *conn).await.expect("id").try_get(0).expect("id");
-    let state = store::load_state(&mut conn, id).await.expect("state");
-    let ops: Vec<_> = store::asset_history(&mut conn, id).await.expect("history").iter().map(|c| c.op()).collect();
-    assert_eq!(replay(&ops).expect("replay"), state, "history still rebuilds the state after the race");
+    // The history still rebuilds the state after the race.
+    let state = assert_history_rebuilds_state(&mut conn, id).await;
     assert_eq!(state.sections["disk"].components.len(), 2);
 }
 
@@ -221,26 +237,12 @@ async fn refused_reports_fail_alone(backend: Backend) {
     let stored: i64 =
         sqlx::query("SELECT COUNT(*) FROM reports").fetch_one(&mut *conn).await.expect("n").try_get(0).expect("n");
     assert_eq!(stored, 1 + applied.values().sum::<i64>(), "exactly the acknowledged reports are stored");
-    let nonces: BTreeSet<String> = sqlx::query("SELECT nonce FROM nonces")
-        .fetch_all(&mut *conn)
-        .await
-        .expect("nonces")
-        .iter()
-        .map(|row| row.try_get(0).expect("nonce"))
-        .collect();
+    let nonces: BTreeSet<String> = column(&mut conn, "SELECT nonce FROM nonces").await.into_iter().collect();
     assert_eq!(nonces, spent, "exactly the nonces of acknowledged reports are spent (a refused one is not)");
-    let ids: Vec<i64> = sqlx::query("SELECT id FROM assets")
-        .fetch_all(&mut *conn)
-        .await
-        .expect("ids")
-        .iter()
-        .map(|row| row.try_get(0).expect("id"))
-        .collect();
+    let ids: Vec<i64> = column(&mut conn, "SELECT id FROM assets").await;
     assert_eq!(ids.len(), 1 + applied.len(), "no asset from a refused report");
     for id in ids {
-        let state = store::load_state(&mut conn, id).await.expect("state");
-        let ops: Vec<_> = store::asset_history(&mut conn, id).await.expect("history").iter().map(|c| c.op()).collect();
-        assert_eq!(replay(&ops).expect("replay"), state, "asset {id}: history rebuilds the state");
+        assert_history_rebuilds_state(&mut conn, id).await;
     }
     drop(conn);
     db.close().await;

@@ -98,25 +98,6 @@ impl Sql {
         self
     }
 
-    /// The SQL text (for tests and logs).
-    pub fn text(&self) -> &str {
-        &self.text
-    }
-
-    /// The query, ready to execute.
-    pub fn query(&self) -> Query<'static, Any, AnyArguments> {
-        let mut query = sqlx::query(AssertSqlSafe(self.text.clone()));
-        for param in &self.params {
-            query = match param {
-                Param::Int(v) => query.bind(*v),
-                Param::Text(v) => query.bind(v.clone()),
-            };
-        }
-        query
-    }
-}
-
-impl Sql {
     /// Appends `other` as a further statement, renumbering its placeholders after ours (SQLite
     /// numbers `$N` across every statement of one query).
     fn append_statement(&mut self, other: &Sql) {
@@ -137,6 +118,23 @@ impl Sql {
         }
         self.text.push_str(rest);
         self.params.extend(other.params.iter().cloned());
+    }
+
+    /// The SQL text (for tests and logs).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The query, ready to execute.
+    pub fn query(&self) -> Query<'static, Any, AnyArguments> {
+        let mut query = sqlx::query(AssertSqlSafe(self.text.clone()));
+        for param in &self.params {
+            query = match param {
+                Param::Int(v) => query.bind(*v),
+                Param::Text(v) => query.bind(v.clone()),
+            };
+        }
+        query
     }
 }
 
@@ -168,16 +166,6 @@ impl Batch {
     pub fn push(&mut self, statement: Sql) -> usize {
         self.statements.push(statement);
         self.statements.len() - 1
-    }
-
-    /// Number of statements.
-    pub fn len(&self) -> usize {
-        self.statements.len()
-    }
-
-    /// True when there is nothing to run.
-    pub fn is_empty(&self) -> bool {
-        self.statements.is_empty()
     }
 
     /// Runs the statements in order and returns what each one did.
