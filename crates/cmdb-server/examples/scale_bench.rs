@@ -22,9 +22,10 @@ use chrono::{DateTime, Utc};
 use clap::Parser;
 use cmdb_model::diff::{ChangeOp, apply, diff_section};
 use cmdb_model::state::{AssetState, SectionState};
-use cmdb_server::assets::{self, ListQuery};
 use cmdb_server::db::{Db, PoolSettings, from_us};
-use cmdb_server::reporting::{asof, export};
+use cmdb_server::service::assets::{self, ListQuery};
+use cmdb_server::service::time::{AuditPeriod, Calendar};
+use cmdb_server::service::{asof, export};
 use cmdb_server::store::sql::Sql;
 use cmdb_server::store::summary::{AssetSummary, search_terms};
 use serde_json::{Map, Value, json};
@@ -313,7 +314,7 @@ async fn seed(db: &Db, count: usize) -> Result<u64> {
     Ok(changes)
 }
 
-async fn time<T, F: std::future::Future<Output = Result<T, cmdb_server::error::ApiError>>>(
+async fn time<T, F: std::future::Future<Output = Result<T, cmdb_server::service::ServiceError>>>(
     repeat: usize,
     mut run: impl FnMut() -> F,
 ) -> Result<(Duration, T)> {
@@ -396,28 +397,42 @@ async fn main() -> Result<()> {
         daily.rebuilt,
         started.elapsed().as_secs_f64()
     );
-    let at: DateTime<Utc> = month_ago + chrono::Duration::days(1) + chrono::Duration::hours(23);
+    let calendar = Calendar::new(chrono_tz::UTC, 300);
+    let at_instant: DateTime<Utc> = month_ago + chrono::Duration::days(1) + chrono::Duration::hours(23);
+    let at = calendar.settle(at_instant, Utc::now());
     let (t, page) = time(r, || asof::list_as_of(&db, at, &all)).await?;
-    println!("list as of {} (23 h after a snapshot; total {}): {}", at.format("%Y-%m-%d %H:%M"), page.total, ms(t));
+    println!(
+        "list as of {} (23 h after a snapshot; total {}): {}",
+        at.effective.format("%Y-%m-%d %H:%M"),
+        page.total,
+        ms(t)
+    );
     let q = ListQuery { q: Some("web-0012".into()), ..ListQuery::default() };
     let (t, page) = time(r, || asof::list_as_of(&db, at, &q)).await?;
     println!("search as of the same time (total {}): {}", page.total, ms(t));
-    let at_year = year_ago + chrono::Duration::hours(23);
+    let at_year = calendar.settle(year_ago + chrono::Duration::hours(23), Utc::now());
     let (t, page) = time(r, || asof::list_as_of(&db, at_year, &all)).await?;
-    println!("list as of {} (total {}): {}", at_year.format("%Y-%m-%d %H:%M"), page.total, ms(t));
-    let (t, items) = time(1, || export::list_items_as_of(&db, at, &all)).await?;
-    println!("whole list as of {} ({} rows, every page): {}", at.format("%Y-%m-%d %H:%M"), items.len(), ms(t));
+    println!("list as of {} (total {}): {}", at_year.effective.format("%Y-%m-%d %H:%M"), page.total, ms(t));
+    let (t, items) = time(1, || export::list_items_as_of(&db, at.effective, &all)).await?;
+    println!(
+        "whole list as of {} ({} rows, every page): {}",
+        at.effective.format("%Y-%m-%d %H:%M"),
+        items.len(),
+        ms(t)
+    );
 
-    let (t, csv) = time(1, || export::list_csv(&db, &all)).await?;
+    let (t, csv) =
+        time(1, || async { export::items_csv(&export::list_items(&db, &all).await?, chrono_tz::UTC) }).await?;
     println!("list export CSV ({} bytes): {}", csv.len(), ms(t));
-    let (t, xlsx) = time(1, || export::list_xlsx(&db, &all)).await?;
+    let (t, xlsx) =
+        time(1, || async { export::items_xlsx(&export::list_items(&db, &all).await?, chrono_tz::UTC) }).await?;
     println!("list export XLSX ({} bytes): {}", xlsx.len(), ms(t));
-    let from = at - chrono::Duration::days(30);
+    let period = AuditPeriod { as_of: at, from: at.effective - chrono::Duration::days(30), to: at.effective };
     let started = Instant::now();
-    let audit = export::audit_xlsx(&db, at, from, at).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let audit = export::audit_xlsx(&db, &period).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     println!(
         "audit workbook as of {} with 30 days of changes ({} bytes): {:.1} s",
-        at.format("%Y-%m-%d %H:%M"),
+        at.effective.format("%Y-%m-%d %H:%M"),
         audit.len(),
         started.elapsed().as_secs_f64()
     );

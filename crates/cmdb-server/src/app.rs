@@ -13,28 +13,10 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::api;
-use crate::auth::KeyCache;
 use crate::config::ServerConfig;
 use crate::db::Db;
 
-/// Everything a request handler needs.
-#[derive(Debug)]
-pub struct AppState {
-    /// The database.
-    pub db: Db,
-    /// The configuration.
-    pub config: ServerConfig,
-    /// Agent keys, cached briefly.
-    pub keys: KeyCache,
-}
-
-impl AppState {
-    /// State for `db` and `config`.
-    pub fn new(db: Db, config: ServerConfig) -> Arc<Self> {
-        let keys = KeyCache::new(Duration::from_secs(config.key_cache_secs));
-        Arc::new(AppState { db, config, keys })
-    }
-}
+pub use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -56,7 +38,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .fallback(api::not_found)
         .with_state(state.clone())
         .merge(crate::web::router(state.clone()))
-        .merge(crate::reporting::router(state));
+        .merge(crate::api::audit::router(state));
     api.layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
             axum::response::IntoResponse::into_response(crate::error::ApiError::Internal(
@@ -119,7 +101,7 @@ pub async fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener) -> s
         })
     };
     // Daily as-of snapshots keep "the inventory on date D" fast however long the history grows.
-    let snapshots = tokio::spawn(crate::reporting::asof::run_daily(state.db.clone()));
+    let snapshots = tokio::spawn(crate::service::asof::run_daily(state.db.clone(), state.calendar));
     // The peer address feeds per-IP login throttling and the audit log.
     let service = app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let result = axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await;

@@ -258,25 +258,10 @@ fn sqlite_url(url: &str) -> Result<String, OpenError> {
     Ok(format!("sqlite://{path}?{}", query.join("&")))
 }
 
-/// True when `error` means the database is unreachable or overloaded (the server answers 503 and
-/// the client retries), as opposed to a bug or a constraint violation.
+/// True when `error` means the database is unavailable or busy (see
+/// [`crate::service::error::classify`], the one place that decides).
 pub fn is_unavailable(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(db) => {
-            let code = db.code().unwrap_or_default();
-            // PostgreSQL: admin shutdown, crash shutdown, cannot connect now, too many connections,
-            // serialization failures and deadlocks (retryable). SQLite: BUSY / LOCKED.
-            matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01" | "5" | "6" | "517")
-                || code.starts_with("08")
-        }
-        _ => false,
-    }
+    crate::service::error::classify(error) == crate::service::error::DbFailure::Retryable
 }
 
 /// Now, in Unix microseconds (the unit of every timestamp column).

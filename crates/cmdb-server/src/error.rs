@@ -77,17 +77,32 @@ impl ApiError {
     }
 }
 
+impl From<crate::service::ServiceError> for ApiError {
+    fn from(error: crate::service::ServiceError) -> Self {
+        use crate::service::ServiceError as E;
+        match error {
+            E::Malformed(m) => ApiError::BadRequest(m),
+            E::Invalid { field, message } => ApiError::Invalid { pointer: field, message },
+            E::Forbidden(m) => ApiError::Forbidden(m),
+            E::NotFound(m) => ApiError::NotFound(m),
+            E::Conflict(m) => ApiError::Conflict(m),
+            E::Unavailable => ApiError::Unavailable("the database is unavailable; retry later".to_owned()),
+            // Logged where they were raised (ServiceError's From impls); the client learns no detail.
+            E::Corrupt(_) => ApiError::Internal("stored data does not decode; the server log has details".to_owned()),
+            E::Bug(m) => ApiError::Internal(m),
+        }
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        if crate::db::is_unavailable(&error) {
-            tracing::warn!(%error, "database unavailable");
-            crate::metrics::db_error();
-            ApiError::Unavailable("the database is unavailable; retry later".to_owned())
-        } else {
-            tracing::error!(%error, "database error");
-            crate::metrics::db_error();
-            ApiError::Internal("database error".to_owned())
-        }
+        crate::service::ServiceError::from(error).into()
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(error: crate::store::StoreError) -> Self {
+        crate::service::ServiceError::from(error).into()
     }
 }
 

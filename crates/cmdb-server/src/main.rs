@@ -130,7 +130,8 @@ fn role_of(role: RoleArg) -> Role {
 }
 
 async fn user_command(config: &ServerConfig, command: UserCommand) -> Result<()> {
-    use cmdb_server::web::{audit, users};
+    use cmdb_server::service::audit_log as audit;
+    use cmdb_server::web::users;
     let db = open(config).await?;
     let find = |name: String| {
         let db = db.clone();
@@ -398,7 +399,7 @@ async fn main() -> Result<()> {
 
 /// Records an administrative action taken from the command line in the audit log.
 async fn audit(db: &Db, action: &str, detail: &str) {
-    if let Err(e) = cmdb_server::web::audit::record(db, "cli", action, detail).await {
+    if let Err(e) = cmdb_server::service::audit_log::record(db, "cli", action, detail).await {
         eprintln!("warning: could not write the audit log: {e}");
     }
 }

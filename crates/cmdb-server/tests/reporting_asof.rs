@@ -5,8 +5,9 @@ mod common;
 
 use chrono::{DateTime, Duration, Utc};
 use cmdb_model::diff::{Action, ChangeOp, replay};
-use cmdb_server::assets::{self, ListQuery};
-use cmdb_server::reporting::asof;
+use cmdb_server::service::asof;
+use cmdb_server::service::assets::{self, ListQuery};
+use cmdb_server::service::time::AsOf;
 use common::{Backend, TestServer, at, report};
 use serde_json::{Value, json};
 
@@ -98,7 +99,7 @@ async fn as_of_now_equals_live(backend: Backend) {
     let now = Utc::now();
     for query in queries() {
         let live = assets::list(&server.state.db, &query).await.expect("live list");
-        let then = asof::list_as_of(&server.state.db, now, &query).await.expect("as-of list");
+        let then = asof::list_as_of(&server.state.db, AsOf::exact(now), &query).await.expect("as-of list");
         assert_eq!(then.total, live.total, "total for {query:?}");
         let live: Vec<Value> = live.items.into_iter().map(|i| without_times(json!(i))).collect();
         let then: Vec<Value> = then.items.into_iter().map(|i| without_times(json!(i))).collect();
@@ -108,7 +109,8 @@ async fn as_of_now_equals_live(backend: Backend) {
     assert_eq!(all.total, 4);
     for item in all.items {
         let live = assets::detail(&server.state.db, item.id).await.expect("detail");
-        let then = asof::asset_as_of(&server.state.db, item.id, now).await.expect("as-of").expect("exists now");
+        let then =
+            asof::asset_as_of(&server.state.db, item.id, AsOf::exact(now)).await.expect("as-of").expect("exists now");
         assert_eq!(then.sections, live.sections, "sections of {}", item.hostname);
         assert_eq!(then.business, live.business, "business fields of {}", item.hostname);
         // Every report in this history changed something, so the report that last changed the
@@ -158,7 +160,7 @@ async fn check_against_replay(server: &TestServer, moments: &[DateTime<Utc>]) {
         let mut existing = 0;
         for id in &ids {
             let want = replayed(server, *id, *moment).await;
-            let got = asof::asset_as_of(&server.state.db, *id, *moment).await.expect("as-of");
+            let got = asof::asset_as_of(&server.state.db, *id, AsOf::exact(*moment)).await.expect("as-of");
             match (want, got) {
                 (None, None) => {}
                 (Some(want), Some(got)) => {
@@ -172,7 +174,7 @@ async fn check_against_replay(server: &TestServer, moments: &[DateTime<Utc>]) {
                 (want, got) => panic!("asset {id} at {moment}: replay says {want:?}, as-of says {got:?}"),
             }
         }
-        let page = asof::list_as_of(&server.state.db, *moment, &ListQuery::default()).await.expect("list");
+        let page = asof::list_as_of(&server.state.db, AsOf::exact(*moment), &ListQuery::default()).await.expect("list");
         assert_eq!(page.total, existing, "assets existing at {moment}");
     }
 }
@@ -184,15 +186,28 @@ async fn as_of_past_matches_replay(backend: Backend) {
     check_against_replay(&server, &moments).await;
     // Spot checks of what the history says, so the test cannot pass on two equal wrong answers.
     let q = |owner: &str| ListQuery { owner: Some(owner.into()), ..ListQuery::default() };
-    assert_eq!(asof::list_as_of(&server.state.db, moments[1], &q("ops")).await.expect("list").total, 0);
-    assert_eq!(asof::list_as_of(&server.state.db, moments[2], &q("ops")).await.expect("list").total, 1);
-    assert_eq!(asof::list_as_of(&server.state.db, moments[4], &q("ops")).await.expect("list").total, 0);
-    assert_eq!(asof::list_as_of(&server.state.db, moments[4], &q("web-team")).await.expect("list").total, 1);
-    let memory = |page: cmdb_server::assets::AssetPage| page.items.iter().map(|i| i.memory_mb).collect::<Vec<_>>();
+    assert_eq!(asof::list_as_of(&server.state.db, AsOf::exact(moments[1]), &q("ops")).await.expect("list").total, 0);
+    assert_eq!(asof::list_as_of(&server.state.db, AsOf::exact(moments[2]), &q("ops")).await.expect("list").total, 1);
+    assert_eq!(asof::list_as_of(&server.state.db, AsOf::exact(moments[4]), &q("ops")).await.expect("list").total, 0);
+    assert_eq!(
+        asof::list_as_of(&server.state.db, AsOf::exact(moments[4]), &q("web-team")).await.expect("list").total,
+        1
+    );
+    let memory =
+        |page: cmdb_server::service::assets::AssetPage| page.items.iter().map(|i| i.memory_mb).collect::<Vec<_>>();
     let web = ListQuery { q: Some("web-01".into()), ..ListQuery::default() };
-    assert_eq!(memory(asof::list_as_of(&server.state.db, moments[2], &web).await.expect("list")), vec![Some(32768)]);
-    assert_eq!(memory(asof::list_as_of(&server.state.db, moments[3], &web).await.expect("list")), vec![Some(65536)]);
-    assert_eq!(asof::list_as_of(&server.state.db, moments[0], &ListQuery::default()).await.expect("list").total, 0);
+    assert_eq!(
+        memory(asof::list_as_of(&server.state.db, AsOf::exact(moments[2]), &web).await.expect("list")),
+        vec![Some(32768)]
+    );
+    assert_eq!(
+        memory(asof::list_as_of(&server.state.db, AsOf::exact(moments[3]), &web).await.expect("list")),
+        vec![Some(65536)]
+    );
+    assert_eq!(
+        asof::list_as_of(&server.state.db, AsOf::exact(moments[0]), &ListQuery::default()).await.expect("list").total,
+        0
+    );
 }
 
 /// Moves the whole history back by `by`, so snapshots (which must be settled) can fall inside it.
@@ -219,11 +234,12 @@ async fn snapshots_change_nothing(backend: Backend) {
     let moments: Vec<DateTime<Utc>> = moments.into_iter().map(|m| m - hour).collect();
     let mut probes = moments.clone();
     probes.push(Utc::now());
-    let snapshot_of = |list: &cmdb_server::assets::AssetPage| json!(list.items);
+    let snapshot_of = |list: &cmdb_server::service::assets::AssetPage| json!(list.items);
     let mut before = Vec::new();
     for probe in &probes {
-        before
-            .push(snapshot_of(&asof::list_as_of(&server.state.db, *probe, &ListQuery::default()).await.expect("list")));
+        before.push(snapshot_of(
+            &asof::list_as_of(&server.state.db, AsOf::exact(*probe), &ListQuery::default()).await.expect("list"),
+        ));
     }
     // A snapshot in the middle of the history (after the edits, before the hardware change), one
     // at its start and one after everything: every view must stay exactly the same.
@@ -238,7 +254,9 @@ async fn snapshots_change_nothing(backend: Backend) {
     assert_eq!(last.asset_count, 4);
     assert!(last.rebuilt < 4 + 1, "only assets changed since the previous snapshot are rebuilt");
     for (probe, want) in probes.iter().zip(&before) {
-        let got = snapshot_of(&asof::list_as_of(&server.state.db, *probe, &ListQuery::default()).await.expect("list"));
+        let got = snapshot_of(
+            &asof::list_as_of(&server.state.db, AsOf::exact(*probe), &ListQuery::default()).await.expect("list"),
+        );
         assert_eq!(&got, want, "as-of {probe} across snapshots");
     }
     check_against_replay(&server, &moments).await;
@@ -251,9 +269,9 @@ async fn snapshots_change_nothing(backend: Backend) {
     let (status, body) =
         server.send_json(&server.admin, "PATCH", &format!("/api/v1/assets/{web}"), &json!({"owner": "after"})).await;
     assert_eq!(status, 200, "{body}");
-    let now = asof::asset_as_of(&server.state.db, web, Utc::now()).await.expect("as-of").expect("exists");
+    let now = asof::asset_as_of(&server.state.db, web, AsOf::exact(Utc::now())).await.expect("as-of").expect("exists");
     assert_eq!(now.business.owner.as_deref(), Some("after"));
-    let then = asof::asset_as_of(&server.state.db, web, moments[4]).await.expect("as-of").expect("exists");
+    let then = asof::asset_as_of(&server.state.db, web, AsOf::exact(moments[4])).await.expect("as-of").expect("exists");
     assert_eq!(then.business.owner.as_deref(), Some("web-team"));
     // A snapshot of a time not yet settled is refused.
     assert!(asof::snapshot(&server.state.db, Utc::now(), "test").await.is_err());

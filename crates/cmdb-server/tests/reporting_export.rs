@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::Command;
 
 use chrono::Utc;
-use cmdb_server::assets::{self, ListQuery};
-use cmdb_server::reporting::export;
+use cmdb_server::service::assets::{self, ListQuery};
+use cmdb_server::service::export;
 use common::{Backend, TestServer, report};
 use serde_json::{Value, json};
 

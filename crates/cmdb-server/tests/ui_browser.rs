@@ -136,7 +136,7 @@ async fn seed(server: &WebServer) -> Vec<(i64, String)> {
         } else {
             patch["tags"] = json!(["prod"]);
         }
-        cmdb_server::assets::patch_business(&server.db, id, "user:admin", patch.as_object().expect("object"))
+        cmdb_server::service::assets::patch_business(&server.db, id, "user:admin", patch.as_object().expect("object"))
             .await
             .expect("patch");
         // Spread the history: older assets were added earlier, a day or so apart.
@@ -241,7 +241,7 @@ async fn page_post(client: &Client, path: &str, fields: Value) -> u16 {
 }
 
 async fn owner_of(server: &WebServer, id: i64) -> Option<String> {
-    cmdb_server::assets::detail(&server.db, id).await.expect("detail").business.owner
+    cmdb_server::service::assets::detail(&server.db, id).await.expect("detail").business.owner
 }
 
 async fn journey(server: &WebServer, assets: &[(i64, String)], hostile: i64, client: &Client, downloads: &Path) {
@@ -388,7 +388,7 @@ async fn browser_journey() {
     doc["sections"]["inventory-ext"] = json!({"status": "ok", "data": {"note": "\"><img src=x onerror=\"window.__xss='ext'\">", "k": "<script>window.__xss='ext2'</script>"}});
     let hostile = server.ingest(&doc).await;
     let patch = json!({"tags": ["\"><img src=x onerror=\"window.__xss='tag'\">"]});
-    cmdb_server::assets::patch_business(&server.db, hostile, "user:admin", patch.as_object().expect("object"))
+    cmdb_server::service::assets::patch_business(&server.db, hostile, "user:admin", patch.as_object().expect("object"))
         .await
         .expect("patch");
 

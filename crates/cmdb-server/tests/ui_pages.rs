@@ -37,9 +37,14 @@ async fn hostile_text_is_shown_as_text_everywhere(backend: Backend) {
     let img_host = server.ingest(&hostile_report("\"><img src=x onerror=alert('host2')>")).await;
     let patch = json!({"tags": ["\"><img src=x onerror=alert('tag')>", "plain"], "owner": "<b onmouseover=alert('owner')>x</b>",
         "business_unit": "<script>alert('bu')</script>", "idc": "\"><svg onload=alert('idc')>"});
-    cmdb_server::assets::patch_business(&server.db, script_host, "user:editor", patch.as_object().expect("object"))
-        .await
-        .expect("patch");
+    cmdb_server::service::assets::patch_business(
+        &server.db,
+        script_host,
+        "user:editor",
+        patch.as_object().expect("object"),
+    )
+    .await
+    .expect("patch");
     let mut admin = server.login("admin").await;
     // Admin objects with hostile names too.
     let csrf = admin.csrf().await;
@@ -116,7 +121,7 @@ async fn seed_fleet(server: &WebServer) -> Vec<i64> {
             "tags": if index % 4 == 0 { json!(["pci"]) } else { json!([]) },
             "status": if index == 11 { "offline" } else { "online" },
         });
-        cmdb_server::assets::patch_business(&server.db, id, "user:seed", patch.as_object().expect("object"))
+        cmdb_server::service::assets::patch_business(&server.db, id, "user:seed", patch.as_object().expect("object"))
             .await
             .expect("patch");
         ids.push(id);
@@ -286,7 +291,7 @@ async fn business_edits_validation_and_concurrency(backend: Backend) {
     let pairs = post(&fields);
     let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     assert_eq!(bob.post_form(&path, &refs).await.status, 303);
-    let detail = cmdb_server::assets::detail(&server.db, id).await.expect("detail");
+    let detail = cmdb_server::service::assets::detail(&server.db, id).await.expect("detail");
     assert_eq!(detail.business.owner.as_deref(), Some("alice-team"));
     assert_eq!(detail.business.idc.as_deref(), Some("sh-1"));
     assert_eq!(detail.business.tags, vec!["db", "pci"]);
@@ -298,7 +303,7 @@ async fn business_edits_validation_and_concurrency(backend: Backend) {
     let conflict = bob.post_form(&path, &refs).await;
     assert_eq!(conflict.status, 422);
     assert!(conflict.body.contains("Someone else changed owner"), "{}", conflict.body);
-    let detail = cmdb_server::assets::detail(&server.db, id).await.expect("detail");
+    let detail = cmdb_server::service::assets::detail(&server.db, id).await.expect("detail");
     assert_eq!(detail.business.owner.as_deref(), Some("alice-team"));
     // Saving the re-rendered form (which now carries the current originals) applies.
     let pairs = post(&form_of(&conflict.body));
@@ -382,7 +387,7 @@ async fn exports_and_the_as_of_view(backend: Backend) {
 }
 
 async fn managed_lists_constrain_the_edit_form(backend: Backend) {
-    use cmdb_server::reporting::lists::{self, ListKind};
+    use cmdb_server::service::lists::{self, ListKind};
     let db = TestDb::new(backend).await;
     let server = WebServer::start(&db).await;
     let id = server.ingest(&report("rack-host-01")).await;
@@ -403,7 +408,7 @@ async fn managed_lists_constrain_the_edit_form(backend: Backend) {
         .await;
     assert_eq!(refused.status, 422, "{}", refused.body);
     assert!(refused.body.contains("not in the managed idc list"), "{}", refused.body);
-    assert_eq!(cmdb_server::assets::detail(&server.db, id).await.expect("detail").business.idc, None);
+    assert_eq!(cmdb_server::service::assets::detail(&server.db, id).await.expect("detail").business.idc, None);
     let saved = editor
         .post_form(
             &path,
@@ -412,7 +417,7 @@ async fn managed_lists_constrain_the_edit_form(backend: Backend) {
         .await;
     assert_eq!(saved.status, 303, "{}", saved.body);
     assert_eq!(
-        cmdb_server::assets::detail(&server.db, id).await.expect("detail").business.idc.as_deref(),
+        cmdb_server::service::assets::detail(&server.db, id).await.expect("detail").business.idc.as_deref(),
         Some("bj-2")
     );
 

@@ -10,6 +10,22 @@ pub mod summary;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Stored data that does not decode: a bug or a hand-edited database, never the caller's fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Corrupt(pub String);
+
+/// Why a store function failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    /// What the database returned does not decode.
+    #[error(transparent)]
+    Corrupt(#[from] Corrupt),
+}
+
 use cmdb_model::diff::{Action, ChangeOp};
 use cmdb_model::state::{AssetState, SectionState};
 use serde_json::{Map, Value};

@@ -4,7 +4,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
-use crate::error::ApiError;
+use crate::service::ServiceError;
 
 /// Why a page could not be shown.
 #[derive(Debug, thiserror::Error)]
@@ -45,29 +45,31 @@ pub enum WebError {
 
 impl From<sqlx::Error> for WebError {
     fn from(error: sqlx::Error) -> Self {
-        match ApiError::from(error) {
-            ApiError::Unavailable(_) => WebError::Unavailable,
-            _ => WebError::Internal("database error".to_owned()),
-        }
+        ServiceError::from(error).into()
     }
 }
 
-impl From<ApiError> for WebError {
-    fn from(error: ApiError) -> Self {
+impl From<crate::store::StoreError> for WebError {
+    fn from(error: crate::store::StoreError) -> Self {
+        ServiceError::from(error).into()
+    }
+}
+
+impl From<ServiceError> for WebError {
+    fn from(error: ServiceError) -> Self {
         match error {
-            ApiError::BadRequest(m) | ApiError::UnsupportedMediaType(m) => WebError::BadRequest(m),
-            e @ ApiError::TooLarge(_) => WebError::BadRequest(e.to_string()),
-            ApiError::Invalid { pointer, message } => WebError::BadRequest(if pointer.is_empty() {
+            ServiceError::Malformed(m) => WebError::BadRequest(m),
+            ServiceError::Invalid { field, message } => WebError::BadRequest(if field.is_empty() {
                 message
             } else {
-                format!("{}: {message}", pointer.trim_start_matches('/'))
+                format!("{}: {message}", field.trim_start_matches('/'))
             }),
-            ApiError::Unauthorized(m) | ApiError::Forbidden(m) => WebError::Forbidden(m),
-            ApiError::NotFound(m) => WebError::NotFound(m),
-            ApiError::Conflict(m) => WebError::Conflict(m),
-            ApiError::TooManyRequests(m) => WebError::BadRequest(m),
-            ApiError::Unavailable(_) => WebError::Unavailable,
-            ApiError::Internal(m) => WebError::Internal(m),
+            ServiceError::Forbidden(m) => WebError::Forbidden(m),
+            ServiceError::NotFound(m) => WebError::NotFound(m),
+            ServiceError::Conflict(m) => WebError::Conflict(m),
+            ServiceError::Unavailable => WebError::Unavailable,
+            ServiceError::Corrupt(_) => WebError::Internal("stored data does not decode".to_owned()),
+            ServiceError::Bug(m) => WebError::Internal(m),
         }
     }
 }

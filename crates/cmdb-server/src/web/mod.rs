@@ -29,10 +29,9 @@ use axum::http::{HeaderName, HeaderValue, header};
 use axum::routing::{get, post};
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::app::AppState;
 use crate::config::ServerConfig;
+use crate::state::AppState;
 
-pub mod audit;
 pub mod error;
 mod pages;
 pub mod session;

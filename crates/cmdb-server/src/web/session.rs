@@ -204,7 +204,7 @@ pub async fn lookup(db: &Db, settings: &WebSettings, id: &str) -> Result<Option<
 /// the session cookie. Writes (anything but GET, HEAD, OPTIONS) must then carry the session's CSRF
 /// token in `X-CSRF-Token`, so a cross-site page cannot use a logged-in browser against the API.
 /// `Ok(None)` when there is no session cookie or the session is not live.
-pub async fn api_principal(parts: &Parts, state: &crate::app::AppState) -> Result<Option<Principal>, ApiError> {
+pub async fn api_principal(parts: &Parts, state: &crate::state::AppState) -> Result<Option<Principal>, ApiError> {
     let Some(id) = cookie(&parts.headers, SESSION_COOKIE) else { return Ok(None) };
     let settings = WebSettings::from_config(&state.config);
     let Some(user) = lookup(&state.db, &settings, id).await? else { return Ok(None) };

@@ -62,10 +62,11 @@ fn zone(tz: Option<&str>) -> chrono_tz::Tz {
     tz.and_then(|t| t.parse().ok()).unwrap_or(chrono_tz::UTC)
 }
 
-/// `{{ t|dt(tz) }}`: a date-time in the server's time zone, to the second; "—" when absent.
+/// `{{ t|dt(tz) }}`: a date-time in the server's time zone, to the second, with its offset (every time
+/// shown to a person names its zone); "—" when absent.
 fn format_datetime(value: Value, tz: Option<String>) -> String {
     match parse_datetime(&value) {
-        Some(t) => t.with_timezone(&zone(tz.as_deref())).format("%Y-%m-%d %H:%M:%S").to_string(),
+        Some(t) => t.with_timezone(&zone(tz.as_deref())).format("%Y-%m-%d %H:%M:%S %:z").to_string(),
         None => "—".to_owned(),
     }
 }

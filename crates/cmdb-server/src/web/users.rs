@@ -412,8 +412,13 @@ pub async fn first_admin(db: &Db, data_dir: &Path) -> Result<Option<FirstAdmin>,
     // Written before the commit: if the file cannot be written, nobody is left without a password.
     crate::admin::write_private(&password_file, &format!("{password}\n"))?;
     tx.commit().await?;
-    super::audit::record(db, "server", "user.create", "admin (first start; password must be changed at first login)")
-        .await?;
+    crate::service::audit_log::record(
+        db,
+        "server",
+        "user.create",
+        "admin (first start; password must be changed at first login)",
+    )
+    .await?;
     Ok(Some(FirstAdmin { name: FIRST_ADMIN_NAME.to_owned(), password, password_file }))
 }
 

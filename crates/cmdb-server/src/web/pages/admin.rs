@@ -10,10 +10,10 @@ use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
 
-use super::{CurrentUser, Layout, Posted, parse_instant, parse_query, start_of};
+use super::{CurrentUser, Layout, Posted, parse_query};
 use crate::admin::{self as keys_admin, KeyInfo, TokenInfo};
 use crate::auth::{self, KeyScope, Role};
-use crate::web::audit::{self, AuditQuery, Entry};
+use crate::service::audit_log::{self as audit, AuditQuery, Entry};
 use crate::web::error::WebError;
 use crate::web::users::{self, User};
 use crate::web::{WebState, templates};
@@ -372,15 +372,10 @@ pub async fn audit(
 ) -> Result<Response, WebError> {
     user.require(Role::Admin)?;
     let params: AuditParams = parse_query(raw.as_deref())?;
-    let tz = state.app.config.tz();
-    let from = match params.from.as_deref() {
-        Some(text) => Some(match chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
-            Ok(day) => start_of(day, tz)?.timestamp_micros(),
-            Err(_) => parse_instant(text, tz)?.timestamp_micros(),
-        }),
-        None => None,
-    };
-    let to = params.to.as_deref().map(|t| parse_instant(t, tz).map(|t| t.timestamp_micros() + 1)).transpose()?;
+    let cal = &state.app.calendar;
+    let from = params.from.as_deref().map(|t| cal.lower_bound("from", t).map(|t| t.timestamp_micros())).transpose()?;
+    // The audit log's `to` is exclusive; "to=DATE" includes all of DATE.
+    let to = params.to.as_deref().map(|t| cal.upper_bound("to", t).map(|t| t.timestamp_micros() + 1)).transpose()?;
     let query =
         AuditQuery { actor: params.actor.clone(), action: params.action.clone(), from, to, before: params.before };
     let entries = audit::list(&state.app.db, &query, AUDIT_PAGE).await?;

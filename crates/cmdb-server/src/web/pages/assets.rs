@@ -14,13 +14,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::dashboard::{Count, ErrorLine, error_line};
-use super::{CurrentUser, Layout, Posted, cell, parse_instant, parse_query, query_string};
-use crate::assets::{self, AssetDetail, AssetPage, ListQuery};
+use super::{CurrentUser, Layout, Posted, cell, parse_query, query_string};
 use crate::auth::Role;
-use crate::reporting::lists::{self, ListKind};
+use crate::service::assets::{self, AssetDetail, AssetPage, ListQuery};
+use crate::service::audit_log as audit;
+use crate::service::export;
+use crate::service::lists::{self, ListKind};
+use crate::service::time::{AsOf, Stated};
 use crate::store::{self, CHANGE_COLUMNS, ChangeRecord};
 use crate::web::error::WebError;
-use crate::web::{WebState, audit, templates};
+use crate::web::{WebState, templates};
 
 /// The list's parameters as they appear in the URL.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -131,7 +134,7 @@ struct ListPage {
     oses: Vec<Count>,
     manufacturers: Vec<Count>,
     tags: Vec<Count>,
-    as_of: Option<DateTime<Utc>>,
+    as_of: Option<Stated>,
     csv_href: String,
     xlsx_href: String,
     audit_href: Option<String>,
@@ -147,10 +150,9 @@ pub async fn list(
     user.require(Role::Viewer)?;
     let params: ListParams = parse_query(raw.as_deref())?;
     let query = params.list_query();
-    let tz = state.app.config.tz();
-    let as_of = params.as_of.as_deref().map(|t| parse_instant(t, tz)).transpose()?;
+    let as_of = resolve_as_of(&state, params.as_of.as_deref())?;
     let page = match as_of {
-        Some(at) => crate::reporting::asof::list_as_of(&state.app.db, at, &query).await?,
+        Some(at) => crate::service::asof::list_as_of(&state.app.db, at, &query).await?,
         None => assets::list(&state.app.db, &query).await?,
     };
     let pages = u32::try_from((page.total + i64::from(page.per_page) - 1) / i64::from(page.per_page.max(1)))
@@ -193,7 +195,7 @@ pub async fn list(
         oses: figures.os.clone(),
         manufacturers: figures.manufacturer.clone(),
         tags: figures.tags.clone(),
-        as_of,
+        as_of: as_of.map(|a| a.stated()),
         csv_href: filters.url("/assets/export.csv"),
         xlsx_href: filters.url("/assets/export.xlsx"),
         audit_href,
@@ -227,20 +229,22 @@ fn describe(params: &ListParams) -> String {
 async fn export_items(state: &WebState, params: &ListParams) -> Result<Vec<assets::AssetListItem>, WebError> {
     let query = params.filters_only().list_query();
     let db = &state.app.db;
-    Ok(match params.as_of.as_deref() {
-        Some(text) => {
-            let at = parse_instant(text, state.app.config.tz())?;
-            crate::reporting::export::list_items_as_of(db, at, &query).await?
-        }
-        None => crate::reporting::export::list_items(db, &query).await?,
+    Ok(match resolve_as_of(state, params.as_of.as_deref())? {
+        Some(at) => crate::service::export::list_items_as_of(db, at.effective, &query).await?,
+        None => crate::service::export::list_items(db, &query).await?,
     })
 }
 
-fn export_name(params: &ListParams, extension: &str) -> String {
-    match params.as_of.as_deref() {
-        Some(day) => format!("cmdb-assets-as-of-{}.{extension}", day.replace([':', '/'], "-")),
-        None => format!("cmdb-assets-{}.{extension}", Utc::now().format("%Y%m%d-%H%M%S")),
-    }
+/// The as-of of a page's query string, by the one rule of [`crate::service::time`].
+fn resolve_as_of(state: &WebState, text: Option<&str>) -> Result<Option<AsOf>, WebError> {
+    Ok(text.map(str::trim).filter(|t| !t.is_empty()).map(|t| state.app.calendar.as_of("as_of", t)).transpose()?)
+}
+
+fn export_name(state: &WebState, params: &ListParams, extension: &str) -> Result<String, WebError> {
+    Ok(match resolve_as_of(state, params.as_of.as_deref())? {
+        Some(at) => format!("cmdb-assets-as-of-{}.{extension}", at.file_stamp()),
+        None => format!("cmdb-assets-{}.{extension}", state.app.calendar.file_stamp(Utc::now())),
+    })
 }
 
 /// `GET /assets/export.csv`: exactly the filtered list (every page), as CSV; with `as_of`, the
@@ -253,10 +257,10 @@ pub async fn export_csv(
     user.require(Role::Viewer)?;
     let params: ListParams = parse_query(raw.as_deref())?;
     let items = export_items(&state, &params).await?;
-    let body = crate::reporting::export::items_csv(&items)?;
+    let body = crate::service::export::items_csv(&items, state.app.calendar.tz)?;
     let detail = format!("{} rows: {}", items.len(), describe(&params));
     audit::record_from(&state.app.db, &user.session.name, "export.csv", &detail, user.client_ip.as_deref()).await?;
-    Ok(download(body, "text/csv; charset=utf-8", &export_name(&params, "csv")))
+    Ok(download(body, "text/csv; charset=utf-8", &export_name(&state, &params, "csv")?))
 }
 
 /// `GET /assets/export.xlsx`: the same rows as XLSX.
@@ -268,13 +272,13 @@ pub async fn export_xlsx(
     user.require(Role::Viewer)?;
     let params: ListParams = parse_query(raw.as_deref())?;
     let items = export_items(&state, &params).await?;
-    let body = crate::reporting::export::items_xlsx(&items)?;
+    let body = crate::service::export::items_xlsx(&items, state.app.calendar.tz)?;
     let detail = format!("{} rows: {}", items.len(), describe(&params));
     audit::record_from(&state.app.db, &user.session.name, "export.xlsx", &detail, user.client_ip.as_deref()).await?;
     Ok(download(
         body,
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        &export_name(&params, "xlsx"),
+        &export_name(&state, &params, "xlsx")?,
     ))
 }
 
@@ -295,42 +299,17 @@ pub async fn export_audit(
 ) -> Result<Response, WebError> {
     user.require(Role::Viewer)?;
     let params: AuditParams = parse_query(raw.as_deref())?;
-    let tz = state.app.config.tz();
-    let as_of_text = params.as_of.ok_or_else(|| WebError::BadRequest("as_of (a date) is required".to_owned()))?;
-    let as_of = parse_instant(&as_of_text, tz)?;
-    let from = match params.from.as_deref() {
-        Some(text) => parse_day_start(text, tz)?,
-        None => {
-            let year = as_of.with_timezone(&tz).date_naive();
-            let first = chrono::NaiveDate::from_ymd_opt(chrono::Datelike::year(&year), 1, 1)
-                .ok_or_else(|| WebError::BadRequest("bad year".to_owned()))?;
-            super::start_of(first, tz)?
-        }
-    };
-    let to = match params.to.as_deref() {
-        Some(text) => parse_instant(text, tz)? + chrono::Duration::microseconds(1),
-        None => as_of + chrono::Duration::microseconds(1),
-    };
-    // The workbook takes seconds of CPU for a large inventory and is built in memory: it runs on a
-    // blocking thread so the async workers keep serving pages meanwhile.
-    let db = state.app.db.clone();
-    let body = tokio::task::spawn_blocking(move || {
-        tokio::runtime::Handle::current().block_on(crate::reporting::export::audit_xlsx(&db, as_of, from, to))
-    })
-    .await
-    .map_err(|e| WebError::Internal(format!("the audit workbook task failed: {e}")))??;
-    let detail = format!("as of {as_of_text}, changes {} to {}", from.to_rfc3339(), to.to_rfc3339());
-    audit::record_from(&state.app.db, &user.session.name, "export.audit_xlsx", &detail, user.client_ip.as_deref())
+    let as_of = params.as_of.ok_or_else(|| WebError::BadRequest("as_of (a date) is required".to_owned()))?;
+    let period = state.app.calendar.audit_period(&as_of, params.from.as_deref(), params.to.as_deref())?;
+    let body = export::audit_xlsx(&state.app.db, &period).await?;
+    let detail = export::describe_audit(&period);
+    audit::record_from(&state.app.db, &user.session.name, export::AUDIT_ACTION, &detail, user.client_ip.as_deref())
         .await?;
-    let name = format!("cmdb-audit-{}.xlsx", as_of_text.replace([':', '/'], "-"));
-    Ok(download(body, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", &name))
-}
-
-fn parse_day_start(text: &str, tz: chrono_tz::Tz) -> Result<DateTime<Utc>, WebError> {
-    match chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
-        Ok(day) => super::start_of(day, tz),
-        Err(_) => parse_instant(text, tz),
-    }
+    Ok(download(
+        body,
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        &export::audit_file_name(&period),
+    ))
 }
 
 /// A table of components (disks, memory modules, interfaces).
@@ -494,7 +473,7 @@ struct DetailPage {
     timeline: Vec<ChangeLine>,
     older: Option<String>,
     errors: Vec<ErrorLine>,
-    as_of: Option<DateTime<Utc>>,
+    as_of: Option<Stated>,
     as_of_text: Option<String>,
     saved: bool,
 }
@@ -547,12 +526,11 @@ async fn render_detail(
     form: Option<(BusinessForm, String)>,
 ) -> Result<Response, WebError> {
     let db = &state.app.db;
-    let tz = state.app.config.tz();
-    let as_of = params.as_of.as_deref().map(|t| parse_instant(t, tz)).transpose()?;
+    let as_of = resolve_as_of(state, params.as_of.as_deref())?;
     let asset = match as_of {
-        Some(at) => crate::reporting::asof::asset_as_of(db, id, at)
+        Some(at) => crate::service::asof::asset_as_of(db, id, at)
             .await?
-            .ok_or_else(|| WebError::NotFound(format!("asset {id} did not exist yet at {}", at.to_rfc3339())))?,
+            .ok_or_else(|| WebError::NotFound(format!("asset {id} did not exist yet at {}", at.stated().at)))?,
         None => assets::detail(db, id).await?,
     };
     let mut facts = Vec::new();
@@ -574,7 +552,7 @@ async fn render_detail(
     }
     // The timeline: newest first, one page, never past the as-of instant.
     let before = params.before.unwrap_or(i64::MAX);
-    let recorded_limit = as_of.map(|t| t.timestamp_micros()).unwrap_or(i64::MAX);
+    let recorded_limit = as_of.map(|t| t.effective.timestamp_micros()).unwrap_or(i64::MAX);
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {CHANGE_COLUMNS} FROM changes WHERE asset_id = $1 AND id < $2 AND recorded_at <= $3 ORDER BY id DESC LIMIT $4"
     )))
@@ -624,7 +602,7 @@ async fn render_detail(
         timeline,
         older,
         errors,
-        as_of,
+        as_of: as_of.map(|a| a.stated()),
         as_of_text: params.as_of.clone(),
         saved: params.saved.is_some(),
         asset,

@@ -10,10 +10,11 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use super::{CurrentUser, Layout, Posted, parse_query};
+use crate::service::audit_log as audit;
 use crate::web::error::WebError;
 use crate::web::session::{self, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
 use crate::web::throttle::{self, Scope};
-use crate::web::{WebState, audit, templates, users};
+use crate::web::{WebState, templates, users};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::assets::ChangeLine;
-use super::{CurrentUser, Layout, parse_instant, parse_query, start_of};
+use super::{CurrentUser, Layout, parse_query};
 use crate::auth::Role;
 use crate::store::sql::{Param, Sql};
 use crate::store::{CHANGE_COLUMNS, change_row};
@@ -53,13 +53,6 @@ struct ChangesPage {
     next: Option<String>,
     actions: [&'static str; 3],
     sources: [&'static str; 5],
-}
-
-fn day_start(text: &str, tz: chrono_tz::Tz) -> Result<i64, WebError> {
-    match chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
-        Ok(day) => Ok(start_of(day, tz)?.timestamp_micros()),
-        Err(_) => Ok(parse_instant(text, tz)?.timestamp_micros()),
-    }
 }
 
 /// One page of changes, newest first, with each asset's host name (a JOIN, not a query per row).
@@ -108,15 +101,15 @@ pub async fn page(
     user.require(Role::Viewer)?;
     let params: ChangeParams = parse_query(raw.as_deref())?;
     let db = &state.app.db;
-    let tz = state.app.config.tz();
+    let cal = &state.app.calendar;
     // The filters other than the source, on the changes table aliased `c`.
     let mut filters: Vec<(String, Param)> = Vec::new();
     if let Some(from) = params.from.as_deref() {
-        filters.push((" AND c.recorded_at >= ".to_owned(), day_start(from, tz)?.into()));
+        filters.push((" AND c.recorded_at >= ".to_owned(), cal.lower_bound("from", from)?.timestamp_micros().into()));
     }
     if let Some(to) = params.to.as_deref() {
         // "to" is inclusive: up to the end of that day.
-        filters.push((" AND c.recorded_at <= ".to_owned(), parse_instant(to, tz)?.timestamp_micros().into()));
+        filters.push((" AND c.recorded_at <= ".to_owned(), cal.upper_bound("to", to)?.timestamp_micros().into()));
     }
     if let Some(asset) = params.asset.as_deref().map(str::trim) {
         match asset.parse::<i64>() {

@@ -13,7 +13,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use super::{CurrentUser, Layout, parse_query, start_of};
+use super::{CurrentUser, Layout, parse_query};
 use crate::auth::Role;
 use crate::db::{Db, from_us, now_us};
 use crate::web::WebState;
@@ -95,7 +95,8 @@ async fn group_by(db: &Db, column: &str) -> Result<Vec<Count>, sqlx::Error> {
 }
 
 /// Computes every aggregate: six GROUP BY queries and one range scan, whatever the asset count.
-pub async fn compute(db: &Db, tz: chrono_tz::Tz) -> Result<Figures, WebError> {
+pub async fn compute(db: &Db, calendar: &crate::service::Calendar) -> Result<Figures, WebError> {
+    let tz = calendar.tz;
     let status = group_by(db, "status").await?;
     let os = group_by(db, "os_name").await?;
     let manufacturer = group_by(db, "manufacturer").await?;
@@ -119,7 +120,7 @@ pub async fn compute(db: &Db, tz: chrono_tz::Tz) -> Result<Figures, WebError> {
     let now = Utc::now();
     let today = now.with_timezone(&tz).date_naive();
     let first_day = today - Duration::days(DAYS - 1);
-    let start = start_of(first_day, tz)?;
+    let start = calendar.start_of(first_day)?;
     let rows = sqlx::query("SELECT recorded_at / 900000000, COUNT(*) FROM changes WHERE recorded_at >= $1 GROUP BY 1")
         .bind(start.timestamp_micros())
         .fetch_all(db.reader())
@@ -179,7 +180,7 @@ impl WebState {
         {
             return Ok(figures.clone());
         }
-        let figures = Arc::new(compute(&self.app.db, self.app.config.tz()).await?);
+        let figures = Arc::new(compute(&self.app.db, &self.app.calendar).await?);
         if let Ok(mut cached) = self.dashboard.lock() {
             *cached = Some((Instant::now(), figures.clone()));
         }

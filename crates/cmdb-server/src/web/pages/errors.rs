@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::dashboard::{ErrorLine, error_line};
-use super::{CurrentUser, Layout, parse_instant, parse_query, start_of};
+use super::{CurrentUser, Layout, parse_query};
 use crate::auth::Role;
 use crate::store::sql::Sql;
 use crate::web::error::WebError;
@@ -58,7 +58,7 @@ pub async fn page(
 ) -> Result<Response, WebError> {
     user.require(Role::Viewer)?;
     let params: ErrorParams = parse_query(raw.as_deref())?;
-    let tz = state.app.config.tz();
+    let cal = &state.app.calendar;
     let mut q = Sql::new(
         "SELECT id, asset_id, hostname, source, section, message, collected_at, recorded_at FROM collection_errors WHERE id < ",
     );
@@ -76,14 +76,10 @@ pub async fn page(
         q.push(" AND source = ").bind(source);
     }
     if let Some(from) = params.from.as_deref() {
-        let start = match chrono::NaiveDate::parse_from_str(from.trim(), "%Y-%m-%d") {
-            Ok(day) => start_of(day, tz)?,
-            Err(_) => parse_instant(from, tz)?,
-        };
-        q.push(" AND recorded_at >= ").bind(start.timestamp_micros());
+        q.push(" AND recorded_at >= ").bind(cal.lower_bound("from", from)?.timestamp_micros());
     }
     if let Some(to) = params.to.as_deref() {
-        q.push(" AND recorded_at <= ").bind(parse_instant(to, tz)?.timestamp_micros());
+        q.push(" AND recorded_at <= ").bind(cal.upper_bound("to", to)?.timestamp_micros());
     }
     q.push(" ORDER BY id DESC LIMIT ").bind(PAGE);
     let rows = q.query().fetch_all(state.app.db.reader()).await?;

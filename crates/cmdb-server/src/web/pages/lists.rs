@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{CurrentUser, Layout, Posted};
 use crate::auth::Role;
-use crate::reporting::lists::{self, ListKind, ManagedValue};
+use crate::service::lists::{self, ListKind, ManagedValue};
 use crate::web::error::WebError;
 use crate::web::{WebState, templates};
 

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -152,42 +151,6 @@ pub fn parse_query<T: DeserializeOwned>(raw: Option<&str>) -> Result<T, WebError
     serde_urlencoded::from_str(&text).map_err(|e| WebError::BadRequest(format!("bad query parameter: {e}")))
 }
 
-/// The instant a date or date-time typed into a form means, in time zone `tz`.
-///
-/// A date (`2026-12-31`) means the end of that day: "the inventory as of 31 December" includes
-/// everything recorded on the 31st. A date-time (`2026-12-31T18:00`) means that minute.
-pub fn parse_instant(text: &str, tz: chrono_tz::Tz) -> Result<DateTime<Utc>, WebError> {
-    let text = text.trim();
-    let local = if let Ok(day) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        let next = day.succ_opt().ok_or_else(|| WebError::BadRequest(format!("date out of range: {text}")))?;
-        return start_of(next, tz).map(|t| t - chrono::Duration::microseconds(1));
-    } else if let Ok(t) = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M") {
-        t
-    } else if let Ok(t) = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S") {
-        t
-    } else if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&Utc));
-    } else {
-        return Err(WebError::BadRequest(format!("not a date (YYYY-MM-DD) or date-time (YYYY-MM-DDTHH:MM): {text:?}")));
-    };
-    tz.from_local_datetime(&local)
-        .earliest()
-        .map(|t| t.with_timezone(&Utc))
-        .ok_or_else(|| WebError::BadRequest(format!("{text} does not exist in {tz}")))
-}
-
-/// The first instant of `day` in `tz` (midnight, or the first minute after a DST gap).
-pub fn start_of(day: NaiveDate, tz: chrono_tz::Tz) -> Result<DateTime<Utc>, WebError> {
-    let mut local = day.and_hms_opt(0, 0, 0).ok_or_else(|| WebError::BadRequest("bad date".to_owned()))?;
-    for _ in 0..180 {
-        if let Some(t) = tz.from_local_datetime(&local).earliest() {
-            return Ok(t.with_timezone(&Utc));
-        }
-        local += chrono::Duration::minutes(1);
-    }
-    Err(WebError::BadRequest(format!("{day} has no midnight in {tz}")))
-}
-
 /// A value from a report or the history, as text for a table cell: strings as they are, `null` as
 /// an empty cell, everything else as compact JSON.
 pub fn cell(value: &serde_json::Value) -> String {
@@ -201,17 +164,6 @@ pub fn cell(value: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates_mean_the_end_of_the_day_in_the_time_zone() {
-        let tz: chrono_tz::Tz = "Asia/Shanghai".parse().expect("tz");
-        let t = parse_instant("2026-12-31", tz).expect("date");
-        assert_eq!(t.to_rfc3339(), "2026-12-31T15:59:59.999999+00:00");
-        let t = parse_instant("2026-12-31T18:00", tz).expect("date-time");
-        assert_eq!(t.to_rfc3339(), "2026-12-31T10:00:00+00:00");
-        assert!(parse_instant("31/12/2026", tz).is_err());
-        assert!(parse_instant("2026-02-30", tz).is_err());
-    }
 
     #[test]
     fn empty_query_values_mean_any() {

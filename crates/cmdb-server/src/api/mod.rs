@@ -1,5 +1,8 @@
 //! The REST API handlers (JSON in, JSON out).
 
+pub mod audit;
+pub mod openapi;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,14 +19,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sqlx::Row;
 
-use crate::app::AppState;
-use crate::assets::{self, AssetPage, ListQuery};
+use self::audit::AsOfParam;
 use crate::auth::{self, AgentKey, Principal, Role};
 use crate::db::{from_us, now_us};
 use crate::error::ApiError;
 use crate::ingest::{self, Disposition, IngestError, NonceUse, Outcome};
 use crate::metrics;
-use crate::reporting::AsOfParam;
+use crate::service::assets::{self, AssetPage, ListQuery};
+use crate::state::AppState;
 use crate::store::sql::Sql;
 use crate::store::{self, CHANGE_COLUMNS, ChangeRecord};
 
@@ -350,8 +353,8 @@ pub async fn list_assets(
     Query(at): Query<AsOfParam>,
 ) -> Result<Json<AssetPage>, ApiError> {
     require(&principal, Role::Viewer)?;
-    match at.moment()? {
-        Some(at) => Ok(Json(crate::reporting::asof::list_as_of(&state.db, at, &query).await?)),
+    match at.resolve(&state)? {
+        Some(at) => Ok(Json(crate::service::asof::list_as_of(&state.db, at, &query).await?)),
         None => Ok(Json(assets::list(&state.db, &query).await?)),
     }
 }
@@ -391,11 +394,11 @@ pub async fn get_asset(
     Query(at): Query<AsOfParam>,
 ) -> Result<Json<assets::AssetDetail>, ApiError> {
     require(&principal, Role::Viewer)?;
-    match at.moment()? {
-        Some(at) => crate::reporting::asof::asset_as_of(&state.db, id, at)
+    match at.resolve(&state)? {
+        Some(at) => crate::service::asof::asset_as_of(&state.db, id, at)
             .await?
             .map(Json)
-            .ok_or_else(|| ApiError::NotFound(format!("asset {id} did not exist at {}", at.to_rfc3339()))),
+            .ok_or_else(|| ApiError::NotFound(format!("asset {id} did not exist at {}", at.stated().at))),
         None => Ok(Json(assets::detail(&state.db, id).await?)),
     }
 }

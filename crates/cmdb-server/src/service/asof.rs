@@ -26,9 +26,10 @@ use cmdb_model::state::AssetState;
 use serde::Serialize;
 use sqlx::{AnyConnection, Row};
 
-use crate::assets::{AssetDetail, AssetListItem, AssetPage, ListQuery, detail_from_state, list_item};
 use crate::db::{Backend, Db, from_us, now_us};
-use crate::error::ApiError;
+use crate::service::ServiceError;
+use crate::service::assets::{AssetDetail, AssetListItem, AssetPage, ListQuery, detail_from_state, list_item};
+use crate::service::time::{AsOf, Calendar};
 use crate::store::sql::{RowBuilder, Sql};
 use crate::store::summary::{AssetSummary, search_terms};
 use crate::store::{self, CHANGE_COLUMNS, ChangeRecord};
@@ -36,10 +37,7 @@ use crate::store::{self, CHANGE_COLUMNS, ChangeRecord};
 /// Assets per set-based query when rebuilding (keeps bound parameters well under SQLite's limit).
 const CHUNK: usize = 500;
 
-/// How far behind "now" a snapshot must be: a write transaction takes its recorded_at before it
-/// commits, so a change recorded at T may still become visible shortly after T. A snapshot is
-/// permanent, so it only covers times by which every such transaction has long committed.
-pub const SETTLE_SECS: i64 = 120;
+pub use crate::service::time::SETTLE_SECS;
 
 /// Columns an as-of row has besides its id, in the order [`bind_rebuilt`] binds them.
 const ROW_COLUMNS: &str = "hostname, status, idc, cabinet, business_unit, owner, tags, os_name, os_version, manufacturer, model, serial, cpu_model, cpu_count, memory_mb, disk_bytes, ip_addresses, manage_address, last_seen_at, last_collected_at, created_at, terms";
@@ -195,8 +193,8 @@ struct Base {
     state: String,
 }
 
-fn parse_state(text: &str) -> Result<AssetState, ApiError> {
-    serde_json::from_str(text).map_err(|e| ApiError::Internal(format!("a stored snapshot state does not parse: {e}")))
+fn parse_state(text: &str) -> Result<AssetState, ServiceError> {
+    serde_json::from_str(text).map_err(|e| ServiceError::Bug(format!("a stored snapshot state does not parse: {e}")))
 }
 
 fn in_list(q: &mut Sql, ids: &[i64]) {
@@ -223,7 +221,7 @@ pub async fn rebuild_changed(
     at: i64,
     only: Option<i64>,
     keep_state: bool,
-) -> Result<Vec<Rebuilt>, ApiError> {
+) -> Result<Vec<Rebuilt>, ServiceError> {
     let mut rebuilder = Rebuilder::new(conn, snapshot, at, only, keep_state).await?;
     let mut out = Vec::new();
     while let Some(chunk) = rebuilder.next_chunk(conn).await? {
@@ -254,7 +252,7 @@ impl Rebuilder {
         at: i64,
         only: Option<i64>,
         keep_state: bool,
-    ) -> Result<Rebuilder, ApiError> {
+    ) -> Result<Rebuilder, ServiceError> {
         // L(A, at) for every asset with a change in (snapshot, at]: the highest id recorded by then.
         let mut window = Sql::new("SELECT asset_id, MAX(id) FROM changes WHERE recorded_at <= ");
         window.bind(at);
@@ -278,7 +276,7 @@ impl Rebuilder {
     }
 
     /// The next chunk of rebuilt assets; `None` when done.
-    pub async fn next_chunk(&mut self, conn: &mut AnyConnection) -> Result<Option<Vec<Rebuilt>>, ApiError> {
+    pub async fn next_chunk(&mut self, conn: &mut AnyConnection) -> Result<Option<Vec<Rebuilt>>, ServiceError> {
         while self.position < self.last.len() {
             let end = (self.position + CHUNK).min(self.last.len());
             let chunk: Vec<(i64, i64)> = self.last[self.position..end].to_vec();
@@ -308,7 +306,7 @@ impl Rebuilder {
         Ok(Some(out))
     }
 
-    async fn rebuild(&mut self, conn: &mut AnyConnection, chunk: &[(i64, i64)]) -> Result<Vec<Rebuilt>, ApiError> {
+    async fn rebuild(&mut self, conn: &mut AnyConnection, chunk: &[(i64, i64)]) -> Result<Vec<Rebuilt>, ServiceError> {
         let mut out = Vec::with_capacity(chunk.len());
         let ids: Vec<i64> = chunk.iter().map(|(id, _)| *id).collect();
         let mut bases: HashMap<i64, Base> = HashMap::new();
@@ -405,7 +403,7 @@ async fn replay_prefix(
     asset_id: i64,
     upto: i64,
     created_at: i64,
-) -> Result<Rebuilt, ApiError> {
+) -> Result<Rebuilt, ServiceError> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {CHANGE_COLUMNS} FROM changes WHERE asset_id = $1 AND id <= $2 ORDER BY id"
     )))
@@ -419,7 +417,7 @@ async fn replay_prefix(
         let record = store::change_row(row)?;
         apply(&mut state, &record.op()).map_err(|e| {
             tracing::error!(asset_id, error = %e, "history does not replay");
-            ApiError::Internal(format!("the history of asset {asset_id} does not replay: {e}"))
+            ServiceError::Bug(format!("the history of asset {asset_id} does not replay: {e}"))
         })?;
         if record.report_id.is_some() {
             seen = (Some(record.recorded_at.timestamp_micros()), record.collected_at.map(|t| t.timestamp_micros()));
@@ -429,12 +427,17 @@ async fn replay_prefix(
 }
 
 /// One asset as it stood at `at`; `None` when it did not exist yet.
-pub async fn asset_as_of(db: &Db, id: i64, at: DateTime<Utc>) -> Result<Option<AssetDetail>, ApiError> {
-    Ok(rebuild_one(db, id, at).await?.map(|r| detail_from_state(r.list_item(), &r.state)))
+/// One asset as it stood at `at` (its effective instant); `None` when it did not exist yet.
+pub async fn asset_as_of(db: &Db, id: i64, at: AsOf) -> Result<Option<AssetDetail>, ServiceError> {
+    Ok(rebuild_one(db, id, at.effective).await?.map(|r| {
+        let mut detail = detail_from_state(r.list_item(), &r.state);
+        detail.as_of = Some(at.stated());
+        detail
+    }))
 }
 
 /// One asset rebuilt at `at` with its state; `None` when it did not exist yet.
-pub async fn rebuild_one(db: &Db, id: i64, at: DateTime<Utc>) -> Result<Option<Rebuilt>, ApiError> {
+pub async fn rebuild_one(db: &Db, id: i64, at: DateTime<Utc>) -> Result<Option<Rebuilt>, ServiceError> {
     let at = at.timestamp_micros();
     let mut conn = db.reader().acquire().await?;
     let snapshot = snapshot_before(&mut conn, at).await?;
@@ -542,7 +545,7 @@ pub struct AsOfRows {
 
 impl AsOfRows {
     /// Prepares the rows as of `at`.
-    pub async fn prepare(db: &Db, at: DateTime<Utc>) -> Result<AsOfRows, ApiError> {
+    pub async fn prepare(db: &Db, at: DateTime<Utc>) -> Result<AsOfRows, ServiceError> {
         let at = at.timestamp_micros();
         let mut tx = db.reader().begin().await?;
         let snapshot = snapshot_before(&mut tx, at).await?;
@@ -578,7 +581,7 @@ impl AsOfRows {
     }
 
     /// Number of rows matching `query`'s filters.
-    pub async fn count(&mut self, query: &ListQuery) -> Result<i64, ApiError> {
+    pub async fn count(&mut self, query: &ListQuery) -> Result<i64, ServiceError> {
         let mut q = Sql::new("SELECT COUNT(*) FROM ");
         union_sql(&mut q, self.snapshot, self.delta);
         push_filters(&mut q, self.backend, query);
@@ -591,8 +594,8 @@ impl AsOfRows {
         query: &ListQuery,
         limit: Option<i64>,
         offset: i64,
-    ) -> Result<Vec<AssetListItem>, ApiError> {
-        let mut q = Sql::new(format!("SELECT {} FROM ", crate::assets::LIST_COLUMNS));
+    ) -> Result<Vec<AssetListItem>, ServiceError> {
+        let mut q = Sql::new(format!("SELECT {} FROM ", crate::service::assets::LIST_COLUMNS));
         union_sql(&mut q, self.snapshot, self.delta);
         push_filters(&mut q, self.backend, query);
         q.push(&order_by(query.sort.as_deref()));
@@ -604,14 +607,15 @@ impl AsOfRows {
     }
 
     /// Ends the read transaction (and drops the temporary table).
-    pub async fn finish(self) -> Result<(), ApiError> {
+    pub async fn finish(self) -> Result<(), ServiceError> {
         self.tx.rollback().await?;
         Ok(())
     }
 }
 
 /// The asset list as it stood at `at`, filtered and paged like the live list.
-pub async fn list_as_of(db: &Db, at: DateTime<Utc>, query: &ListQuery) -> Result<AssetPage, ApiError> {
+pub async fn list_as_of(db: &Db, as_of: AsOf, query: &ListQuery) -> Result<AssetPage, ServiceError> {
+    let at = as_of.effective;
     let started = std::time::Instant::now();
     let per_page = query.per_page.unwrap_or(50).clamp(1, 500);
     let page = query.page.unwrap_or(1).max(1);
@@ -620,7 +624,7 @@ pub async fn list_as_of(db: &Db, at: DateTime<Utc>, query: &ListQuery) -> Result
     let items = rows.items(query, Some(i64::from(per_page)), i64::from((page - 1) * per_page)).await?;
     rows.finish().await?;
     tracing::debug!(%at, total, elapsed_ms = started.elapsed().as_millis() as u64, "as-of list");
-    Ok(AssetPage { items, total, page, per_page })
+    Ok(AssetPage { items, total, page, per_page, as_of: Some(as_of.stated()) })
 }
 
 /// What a snapshot run did.
@@ -641,12 +645,12 @@ pub struct SnapshotInfo {
 /// Materializes the state of every asset at `at` (at least [`SETTLE_SECS`] in the past) as a
 /// snapshot. Written in short transactions so ingestion is never held up for long; the snapshot
 /// becomes visible only once complete.
-pub async fn snapshot(db: &Db, at: DateTime<Utc>, reason: &str) -> Result<SnapshotInfo, ApiError> {
+pub async fn snapshot(db: &Db, at: DateTime<Utc>, reason: &str) -> Result<SnapshotInfo, ServiceError> {
     let started = std::time::Instant::now();
     let at_us = at.timestamp_micros();
     if at_us > now_us() - SETTLE_SECS * 1_000_000 {
-        return Err(ApiError::Invalid {
-            pointer: "/at".to_owned(),
+        return Err(ServiceError::Invalid {
+            field: "/at".to_owned(),
             message: format!(
                 "a snapshot must be at least {SETTLE_SECS} s in the past, so no write of that time is still in flight"
             ),
@@ -714,14 +718,14 @@ pub async fn snapshot(db: &Db, at: DateTime<Utc>, reason: &str) -> Result<Snapsh
 
 /// Stores rebuilt states as versions: immutable facts keyed by (asset, last change), shared by
 /// every snapshot in which the asset had not changed since.
-async fn write_versions(db: &Db, rebuilt: &[Rebuilt]) -> Result<(), ApiError> {
+async fn write_versions(db: &Db, rebuilt: &[Rebuilt]) -> Result<(), ServiceError> {
     for chunk in rebuilt.chunks(CHUNK / 2) {
         let mut q = Sql::new(format!("INSERT INTO asset_versions (asset_id, upto, {ROW_COLUMNS}, state)"));
         let states: Vec<String> = chunk
             .iter()
             .map(|r| serde_json::to_string(&r.state))
             .collect::<Result<_, _>>()
-            .map_err(|e| ApiError::Internal(format!("cannot serialize a state: {e}")))?;
+            .map_err(|e| ServiceError::Bug(format!("cannot serialize a state: {e}")))?;
         let rows: Vec<(&Rebuilt, &String)> = chunk.iter().zip(states.iter()).collect();
         q.values(&rows, |row, (r, state)| {
             row.bind(r.asset_id).bind(r.upto);
@@ -736,7 +740,12 @@ async fn write_versions(db: &Db, rebuilt: &[Rebuilt]) -> Result<(), ApiError> {
 
 /// Writes the members of snapshot `id`: the previous snapshot's, with the rebuilt assets' new
 /// `upto`; then marks it complete, in one transaction.
-async fn fill_members(db: &Db, id: i64, previous: Option<SnapshotRef>, rebuilt: &[(i64, i64)]) -> Result<(), ApiError> {
+async fn fill_members(
+    db: &Db,
+    id: i64,
+    previous: Option<SnapshotRef>,
+    rebuilt: &[(i64, i64)],
+) -> Result<(), ServiceError> {
     let mut tx = db.begin_write().await?;
     if let Some(p) = previous {
         sqlx::query(
@@ -766,7 +775,7 @@ async fn fill_members(db: &Db, id: i64, previous: Option<SnapshotRef>, rebuilt: 
 }
 
 /// Every complete snapshot, newest first.
-pub async fn snapshots(db: &Db) -> Result<Vec<serde_json::Value>, ApiError> {
+pub async fn snapshots(db: &Db) -> Result<Vec<serde_json::Value>, ServiceError> {
     let rows = sqlx::query(
         "SELECT id, taken_at, created_at, reason, asset_count FROM snapshots WHERE status = 'complete' ORDER BY taken_at DESC, id DESC",
     )
@@ -785,20 +794,21 @@ pub async fn snapshots(db: &Db) -> Result<Vec<serde_json::Value>, ApiError> {
     Ok(out)
 }
 
-/// The time of the daily snapshot due at `now`: the latest UTC midnight at least
-/// [`SETTLE_SECS`] ago.
-pub fn daily_due(now: DateTime<Utc>) -> DateTime<Utc> {
-    let settled = now - chrono::Duration::seconds(SETTLE_SECS);
-    settled.date_naive().and_hms_opt(0, 0, 0).map(|t| t.and_utc()).unwrap_or(settled)
-}
-
-/// Takes the daily snapshot (UTC midnight) whenever one is due; runs until the task is dropped.
-/// Checks every ten minutes, so a server that was down at midnight catches up when it starts.
-pub async fn run_daily(db: Db) {
+/// Takes the daily snapshot whenever one is due: at the last instant of each local day in the
+/// configured zone (see [`Calendar::daily_snapshot_due`]), so that a date's as-of starts from a
+/// snapshot at that very instant. Runs until the task is dropped; checks every ten minutes, so a
+/// server that was down at midnight catches up when it starts.
+pub async fn run_daily(db: Db, calendar: Calendar) {
     let mut interval = tokio::time::interval(std::time::Duration::from_secs(600));
     loop {
         interval.tick().await;
-        let due = daily_due(Utc::now());
+        let due = match calendar.daily_snapshot_due(Utc::now()) {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot tell when the daily snapshot is due");
+                continue;
+            }
+        };
         match snapshot(&db, due, "daily").await {
             Ok(info) if info.created => {
                 tracing::info!(snapshot = info.id, taken_at = %info.taken_at, "daily snapshot taken")
@@ -812,15 +822,6 @@ pub async fn run_daily(db: Db) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    #[test]
-    fn daily_snapshot_waits_for_writes_to_settle() {
-        let just_after = Utc.with_ymd_and_hms(2026, 1, 1, 0, 1, 0).single().expect("date");
-        assert_eq!(daily_due(just_after), Utc.with_ymd_and_hms(2025, 12, 31, 0, 0, 0).single().expect("date"));
-        let later = Utc.with_ymd_and_hms(2026, 1, 1, 0, 5, 0).single().expect("date");
-        assert_eq!(daily_due(later), Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().expect("date"));
-    }
 
     #[test]
     fn sort_accepts_only_known_columns() {

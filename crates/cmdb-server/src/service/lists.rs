@@ -11,7 +11,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use crate::db::{Db, from_us, now_us};
-use crate::error::ApiError;
+use crate::service::ServiceError;
 
 /// Which list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -39,11 +39,10 @@ impl ListKind {
     }
 
     /// Parses the name; a 404 names the lists that exist.
-    pub fn parse(text: &str) -> Result<ListKind, ApiError> {
-        ListKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == text)
-            .ok_or_else(|| ApiError::NotFound(format!("no list {text:?}: the lists are idc, business_unit and tag")))
+    pub fn parse(text: &str) -> Result<ListKind, ServiceError> {
+        ListKind::ALL.into_iter().find(|k| k.as_str() == text).ok_or_else(|| {
+            ServiceError::NotFound(format!("no list {text:?}: the lists are idc, business_unit and tag"))
+        })
     }
 
     /// The business field the list constrains.
@@ -80,8 +79,8 @@ pub struct ManagedValue {
 
 /// Checks a new value: trimmed, not empty, no control characters, tags without commas (the tag
 /// column separates with commas).
-pub fn normalize(kind: ListKind, value: &str) -> Result<String, ApiError> {
-    let invalid = |message: String| ApiError::Invalid { pointer: "/value".to_owned(), message };
+pub fn normalize(kind: ListKind, value: &str) -> Result<String, ServiceError> {
+    let invalid = |message: String| ServiceError::Invalid { field: "/value".to_owned(), message };
     let value = value.trim();
     if value.is_empty() {
         return Err(invalid("the value is empty".to_owned()));
@@ -99,7 +98,7 @@ pub fn normalize(kind: ListKind, value: &str) -> Result<String, ApiError> {
 }
 
 /// How many assets use each value of `kind` now (one query).
-async fn usage(db: &Db, kind: ListKind) -> Result<BTreeMap<String, i64>, ApiError> {
+async fn usage(db: &Db, kind: ListKind) -> Result<BTreeMap<String, i64>, ServiceError> {
     let mut out = BTreeMap::new();
     match kind {
         ListKind::Idc | ListKind::BusinessUnit => {
@@ -129,7 +128,7 @@ async fn usage(db: &Db, kind: ListKind) -> Result<BTreeMap<String, i64>, ApiErro
 }
 
 /// The values of a list with their use, in value order.
-pub async fn values(db: &Db, kind: ListKind) -> Result<Vec<ManagedValue>, ApiError> {
+pub async fn values(db: &Db, kind: ListKind) -> Result<Vec<ManagedValue>, ServiceError> {
     let rows = sqlx::query(
         "SELECT value, description, created_at, created_by FROM managed_values WHERE list = $1 ORDER BY value",
     )
@@ -152,7 +151,7 @@ pub async fn values(db: &Db, kind: ListKind) -> Result<Vec<ManagedValue>, ApiErr
 }
 
 /// Every list's values (for validation and select boxes), one query.
-pub async fn all(db: &Db) -> Result<BTreeMap<ListKind, BTreeSet<String>>, ApiError> {
+pub async fn all(db: &Db) -> Result<BTreeMap<ListKind, BTreeSet<String>>, ServiceError> {
     let rows = sqlx::query("SELECT list, value FROM managed_values").fetch_all(db.reader()).await?;
     let mut out: BTreeMap<ListKind, BTreeSet<String>> =
         ListKind::ALL.into_iter().map(|k| (k, BTreeSet::new())).collect();
@@ -172,12 +171,12 @@ pub async fn add(
     value: &str,
     description: &str,
     actor: &str,
-) -> Result<ManagedValue, ApiError> {
+) -> Result<ManagedValue, ServiceError> {
     let value = normalize(kind, value)?;
     let description = description.trim();
     if description.len() > 1000 {
-        return Err(ApiError::Invalid {
-            pointer: "/description".to_owned(),
+        return Err(ServiceError::Invalid {
+            field: "/description".to_owned(),
             message: "longer than 1000 bytes".to_owned(),
         });
     }
@@ -194,7 +193,7 @@ pub async fn add(
     .execute(db.writer())
     .await?;
     if done.rows_affected() == 0 {
-        return Err(ApiError::Conflict(format!("{value:?} is already in the {} list", kind.as_str())));
+        return Err(ServiceError::Conflict(format!("{value:?} is already in the {} list", kind.as_str())));
     }
     tracing::info!(list = kind.as_str(), value = %value, actor, "managed value added");
     let assets = usage(db, kind).await?.get(&value).copied().unwrap_or(0);
@@ -208,11 +207,11 @@ pub async fn add(
 }
 
 /// Changes a value's description; 404 when the value is not in the list.
-pub async fn describe(db: &Db, kind: ListKind, value: &str, description: &str) -> Result<(), ApiError> {
+pub async fn describe(db: &Db, kind: ListKind, value: &str, description: &str) -> Result<(), ServiceError> {
     let description = description.trim();
     if description.len() > 1000 {
-        return Err(ApiError::Invalid {
-            pointer: "/description".to_owned(),
+        return Err(ServiceError::Invalid {
+            field: "/description".to_owned(),
             message: "longer than 1000 bytes".to_owned(),
         });
     }
@@ -223,16 +222,16 @@ pub async fn describe(db: &Db, kind: ListKind, value: &str, description: &str) -
         .execute(db.writer())
         .await?;
     if done.rows_affected() == 0 {
-        return Err(ApiError::NotFound(format!("{value:?} is not in the {} list", kind.as_str())));
+        return Err(ServiceError::NotFound(format!("{value:?} is not in the {} list", kind.as_str())));
     }
     Ok(())
 }
 
 /// Removes a value; 409 while assets use it, 404 when it is not in the list.
-pub async fn remove(db: &Db, kind: ListKind, value: &str) -> Result<(), ApiError> {
+pub async fn remove(db: &Db, kind: ListKind, value: &str) -> Result<(), ServiceError> {
     let used = usage(db, kind).await?.get(value).copied().unwrap_or(0);
     if used > 0 {
-        return Err(ApiError::Conflict(format!(
+        return Err(ServiceError::Conflict(format!(
             "{used} asset(s) still use {value:?}; change them first (the list filter finds them)"
         )));
     }
@@ -242,7 +241,7 @@ pub async fn remove(db: &Db, kind: ListKind, value: &str) -> Result<(), ApiError
         .execute(db.writer())
         .await?;
     if done.rows_affected() == 0 {
-        return Err(ApiError::NotFound(format!("{value:?} is not in the {} list", kind.as_str())));
+        return Err(ServiceError::NotFound(format!("{value:?} is not in the {} list", kind.as_str())));
     }
     tracing::info!(list = kind.as_str(), value, "managed value removed");
     Ok(())

@@ -1,6 +1,6 @@
-//! The year-end audit: the as-of view rebuilt from history ([`asof`]), exports as CSV and XLSX
-//! ([`export`]), CSV import of hosts and business fields ([`import`]), managed lists of IDC,
-//! business unit and tag values ([`lists`]), and the OpenAPI document ([`openapi`]).
+//! REST adapters of the year-end audit over the service layer: the as-of view, snapshots, exports,
+//! the CSV import, managed lists, and the OpenAPI document. Every date goes through
+//! [`crate::service::Calendar`], the same rule the pages use.
 //!
 //! Routes (all under `/api/v1` but the docs page; roles via bearer tokens):
 //! - `GET /audit/assets?as_of=`, `GET /audit/assets/{id}?as_of=`: the as-of view (viewer).
@@ -20,21 +20,18 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
-use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::openapi;
 use crate::api::{Shared, require};
-use crate::app::AppState;
-use crate::assets::{AssetDetail, AssetPage, ListQuery};
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
-
-pub mod asof;
-pub mod export;
-pub mod import;
-pub mod lists;
-pub mod openapi;
+use crate::service::assets::{AssetDetail, AssetPage, ListQuery};
+use crate::service::time::{AsOf, AuditPeriod, DayEnd};
+use crate::service::{asof, export, import, lists};
+use crate::state::AppState;
 
 /// Routes of the audit API.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -57,46 +54,26 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Parses a moment given as RFC 3339, or as a date (`YYYY-MM-DD`, UTC) meaning its first or last
-/// microsecond.
-pub fn parse_moment(name: &str, text: &str, end_of_day: bool) -> Result<DateTime<Utc>, ApiError> {
-    let text = text.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        let start = date.and_hms_opt(0, 0, 0).map(|t| Utc.from_utc_datetime(&t));
-        if let Some(start) = start {
-            return Ok(if end_of_day {
-                start + chrono::Duration::days(1) - chrono::Duration::microseconds(1)
-            } else {
-                start
-            });
-        }
-    }
-    Err(ApiError::BadRequest(format!(
-        "{name} must be RFC 3339 (2025-12-31T23:59:59Z) or a date (2025-12-31), not {text:?}"
-    )))
-}
-
 /// The `as_of` query parameter.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct AsOfParam {
-    /// RFC 3339 or a date.
+    /// A date (the end of that day in the configured zone), a local date-time, or an instant.
     pub as_of: Option<String>,
 }
 
 impl AsOfParam {
-    /// The moment, when given.
-    pub fn moment(&self) -> Result<Option<DateTime<Utc>>, ApiError> {
-        self.as_of.as_deref().filter(|t| !t.trim().is_empty()).map(|t| parse_moment("as_of", t, true)).transpose()
+    /// The as-of, when given, resolved by the server's calendar.
+    pub fn resolve(&self, state: &AppState) -> Result<Option<AsOf>, ApiError> {
+        match self.as_of.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            Some(text) => Ok(Some(state.calendar.as_of("as_of", text)?)),
+            None => Ok(None),
+        }
     }
 
-    /// The moment, which must be given.
-    pub fn required(&self) -> Result<DateTime<Utc>, ApiError> {
-        self.moment()?
-            .ok_or_else(|| ApiError::BadRequest("as_of is required (e.g. as_of=2025-12-31T23:59:59Z)".to_owned()))
+    /// The as-of, which must be given.
+    pub fn required(&self, state: &AppState) -> Result<AsOf, ApiError> {
+        self.resolve(state)?.ok_or_else(|| ApiError::BadRequest("as_of is required (e.g. as_of=2025-12-31)".to_owned()))
     }
 }
 
@@ -108,7 +85,7 @@ async fn audit_assets(
     Query(at): Query<AsOfParam>,
 ) -> Result<Json<AssetPage>, ApiError> {
     require(&principal, Role::Viewer)?;
-    Ok(Json(asof::list_as_of(&state.db, at.required()?, &query).await?))
+    Ok(Json(asof::list_as_of(&state.db, at.required(&state)?, &query).await?))
 }
 
 /// `GET /api/v1/audit/assets/{id}?as_of=`: one asset as it stood then.
@@ -119,11 +96,11 @@ async fn audit_asset(
     Query(at): Query<AsOfParam>,
 ) -> Result<Json<AssetDetail>, ApiError> {
     require(&principal, Role::Viewer)?;
-    let at = at.required()?;
+    let at = at.required(&state)?;
     asof::asset_as_of(&state.db, id, at)
         .await?
         .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("asset {id} did not exist at {}", at.to_rfc3339())))
+        .ok_or_else(|| ApiError::NotFound(format!("asset {id} did not exist at {}", at.stated().at)))
 }
 
 /// `GET /api/v1/audit/snapshots`.
@@ -176,7 +153,7 @@ async fn take_snapshot(
     require(&principal, Role::Admin)?;
     let body: SnapshotBody = json_body(&headers, body, true)?;
     let at = match body.at.as_deref() {
-        Some(text) => parse_moment("at", text, true)?,
+        Some(text) => state.calendar.parse("at", text, DayEnd::End)?.0,
         None => Utc::now() - chrono::Duration::seconds(asof::SETTLE_SECS),
     };
     let info = asof::snapshot(&state.db, at, &format!("manual:{}", principal.name)).await?;
@@ -187,7 +164,7 @@ async fn take_snapshot(
 
 /// Records an audited action; a failure to record is logged, not fatal to the request.
 async fn audit(state: &Shared, principal: &Principal, action: &str, detail: &str) {
-    if let Err(e) = crate::web::audit::record(&state.db, &principal.name, action, detail).await {
+    if let Err(e) = crate::service::audit_log::record(&state.db, &principal.name, action, detail).await {
         tracing::warn!(error = %e, action, "cannot write the audit log");
     }
 }
@@ -210,7 +187,7 @@ const CSV: &str = "text/csv; charset=utf-8";
 const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 
 /// Describes list filters for the audit log.
-fn describe_filters(query: &ListQuery, at: Option<DateTime<Utc>>) -> String {
+fn describe_filters(query: &ListQuery, at: Option<AsOf>) -> String {
     let mut parts = Vec::new();
     for (name, value) in [
         ("q", &query.q),
@@ -227,13 +204,17 @@ fn describe_filters(query: &ListQuery, at: Option<DateTime<Utc>>) -> String {
         }
     }
     if let Some(at) = at {
-        parts.push(format!("as_of={}", at.to_rfc3339()));
+        parts.push(format!("as_of={}", at.stated().at));
     }
     if parts.is_empty() { "all assets".to_owned() } else { parts.join(" ") }
 }
 
-fn stamp(at: Option<DateTime<Utc>>) -> String {
-    at.unwrap_or_else(Utc::now).format("%Y%m%d-%H%M%S").to_string()
+/// The file name stamp: the effective as-of, or now, in the configured zone with its offset.
+fn stamp(state: &AppState, at: Option<AsOf>) -> String {
+    match at {
+        Some(at) => at.file_stamp(),
+        None => state.calendar.file_stamp(Utc::now()),
+    }
 }
 
 /// `GET /api/v1/export/assets.csv`.
@@ -244,14 +225,14 @@ async fn export_assets_csv(
     Query(at): Query<AsOfParam>,
 ) -> Result<Response, ApiError> {
     require(&principal, Role::Viewer)?;
-    let at = at.moment()?;
+    let at = at.resolve(&state)?;
     let items = match at {
-        Some(at) => export::list_items_as_of(&state.db, at, &query).await?,
+        Some(at) => export::list_items_as_of(&state.db, at.effective, &query).await?,
         None => export::list_items(&state.db, &query).await?,
     };
-    let bytes = export::items_csv(&items)?;
+    let bytes = export::items_csv(&items, state.calendar.tz)?;
     audit(&state, &principal, "export.csv", &format!("{} assets: {}", items.len(), describe_filters(&query, at))).await;
-    Ok(download(bytes, CSV, &format!("cmdb-assets-{}.csv", stamp(at))))
+    Ok(download(bytes, CSV, &format!("cmdb-assets-{}.csv", stamp(&state, at))))
 }
 
 /// `GET /api/v1/export/assets.xlsx`.
@@ -262,19 +243,16 @@ async fn export_assets_xlsx(
     Query(at): Query<AsOfParam>,
 ) -> Result<Response, ApiError> {
     require(&principal, Role::Viewer)?;
-    let at = at.moment()?;
+    let at = at.resolve(&state)?;
     let items = match at {
-        Some(at) => export::list_items_as_of(&state.db, at, &query).await?,
+        Some(at) => export::list_items_as_of(&state.db, at.effective, &query).await?,
         None => export::list_items(&state.db, &query).await?,
     };
-    let bytes = export::items_xlsx(&items)?;
+    let bytes = export::items_xlsx(&items, state.calendar.tz)?;
     audit(&state, &principal, "export.xlsx", &format!("{} assets: {}", items.len(), describe_filters(&query, at)))
         .await;
-    Ok(download(bytes, XLSX, &format!("cmdb-assets-{}.xlsx", stamp(at))))
+    Ok(download(bytes, XLSX, &format!("cmdb-assets-{}.xlsx", stamp(&state, at))))
 }
-
-/// The as-of moment and the change period [from, to) of an audit export.
-type AuditPeriod = (DateTime<Utc>, DateTime<Utc>, DateTime<Utc>);
 
 /// Query of the audit exports.
 #[derive(Debug, Default, Deserialize)]
@@ -286,21 +264,14 @@ struct AuditParams {
 }
 
 impl AuditParams {
-    /// (as_of, from, to); the period defaults to the start of as_of's year up to and including as_of.
-    fn resolve(&self) -> Result<AuditPeriod, ApiError> {
-        let as_of = AsOfParam { as_of: self.as_of.clone() }.required()?;
-        let from = match self.from.as_deref().filter(|t| !t.trim().is_empty()) {
-            Some(text) => parse_moment("from", text, false)?,
-            None => Utc.with_ymd_and_hms(as_of.year(), 1, 1, 0, 0, 0).single().unwrap_or(as_of),
-        };
-        let to = match self.to.as_deref().filter(|t| !t.trim().is_empty()) {
-            Some(text) => parse_moment("to", text, true)?,
-            None => as_of + chrono::Duration::microseconds(1),
-        };
-        if from > to {
-            return Err(ApiError::BadRequest("from is after to".to_owned()));
-        }
-        Ok((as_of, from, to))
+    /// The period: as_of is required; see [`crate::service::Calendar::audit_period`].
+    fn resolve(&self, state: &AppState) -> Result<AuditPeriod, ApiError> {
+        let as_of = self
+            .as_of
+            .as_deref()
+            .filter(|t| !t.trim().is_empty())
+            .ok_or_else(|| ApiError::BadRequest("as_of is required (e.g. as_of=2025-12-31)".to_owned()))?;
+        Ok(state.calendar.audit_period(as_of, self.from.as_deref(), self.to.as_deref())?)
     }
 }
 
@@ -311,21 +282,10 @@ async fn audit_workbook(
     Query(params): Query<AuditParams>,
 ) -> Result<Response, ApiError> {
     require(&principal, Role::Viewer)?;
-    let (as_of, from, to) = params.resolve()?;
-    let bytes = export::audit_xlsx(&state.db, as_of, from, to).await?;
-    audit(
-        &state,
-        &principal,
-        "export.audit",
-        &format!(
-            "audit workbook as of {} with changes from {} to {}",
-            as_of.to_rfc3339(),
-            from.to_rfc3339(),
-            to.to_rfc3339()
-        ),
-    )
-    .await;
-    Ok(download(bytes, XLSX, &format!("cmdb-audit-{}.xlsx", stamp(Some(as_of)))))
+    let period = params.resolve(&state)?;
+    let bytes = export::audit_xlsx(&state.db, &period).await?;
+    audit(&state, &principal, export::AUDIT_ACTION, &export::describe_audit(&period)).await;
+    Ok(download(bytes, XLSX, &export::audit_file_name(&period)))
 }
 
 /// `GET /api/v1/audit/assets.csv`.
@@ -335,10 +295,10 @@ async fn audit_assets_csv(
     Query(at): Query<AsOfParam>,
 ) -> Result<Response, ApiError> {
     require(&principal, Role::Viewer)?;
-    let at = at.required()?;
+    let at = at.required(&state)?;
     let bytes = export::audit_assets_csv(&state.db, at).await?;
-    audit(&state, &principal, "export.audit", &format!("audit assets CSV as of {}", at.to_rfc3339())).await;
-    Ok(download(bytes, CSV, &format!("cmdb-audit-assets-{}.csv", stamp(Some(at)))))
+    audit(&state, &principal, export::AUDIT_ACTION, &format!("audit assets CSV as of {}", at.stated().at)).await;
+    Ok(download(bytes, CSV, &format!("cmdb-audit-assets-{}.csv", at.file_stamp())))
 }
 
 /// `GET /api/v1/audit/components.csv`.
@@ -348,10 +308,10 @@ async fn audit_components_csv(
     Query(at): Query<AsOfParam>,
 ) -> Result<Response, ApiError> {
     require(&principal, Role::Viewer)?;
-    let at = at.required()?;
+    let at = at.required(&state)?;
     let bytes = export::audit_components_csv(&state.db, at).await?;
-    audit(&state, &principal, "export.audit", &format!("audit components CSV as of {}", at.to_rfc3339())).await;
-    Ok(download(bytes, CSV, &format!("cmdb-audit-components-{}.csv", stamp(Some(at)))))
+    audit(&state, &principal, export::AUDIT_ACTION, &format!("audit components CSV as of {}", at.stated().at)).await;
+    Ok(download(bytes, CSV, &format!("cmdb-audit-components-{}.csv", at.file_stamp())))
 }
 
 /// `GET /api/v1/audit/changes.csv`.
@@ -361,16 +321,12 @@ async fn audit_changes_csv(
     Query(params): Query<AuditParams>,
 ) -> Result<Response, ApiError> {
     require(&principal, Role::Viewer)?;
-    let (as_of, from, to) = params.resolve()?;
-    let bytes = export::audit_changes_csv(&state.db, from, to).await?;
-    audit(
-        &state,
-        &principal,
-        "export.audit",
-        &format!("audit changes CSV from {} to {}", from.to_rfc3339(), to.to_rfc3339()),
-    )
-    .await;
-    Ok(download(bytes, CSV, &format!("cmdb-audit-changes-{}.csv", stamp(Some(as_of)))))
+    let period = params.resolve(&state)?;
+    let bytes = export::audit_changes_csv(&state.db, &period).await?;
+    let cal = &state.calendar;
+    let detail = format!("audit changes CSV from {} to {}", cal.state(period.from).at, cal.state(period.to).at);
+    audit(&state, &principal, export::AUDIT_ACTION, &detail).await;
+    Ok(download(bytes, CSV, &format!("cmdb-audit-changes-{}.csv", period.as_of.file_stamp())))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -411,8 +367,10 @@ async fn import_csv(
             tracing::warn!(error = %failure, "CSV import failed; nothing applied");
             audit(&state, &principal, "import.csv", &format!("failed: {failure}")).await;
             return Err(match failure.source {
-                ApiError::Conflict(m) => ApiError::Conflict(format!("line {}: {m}; nothing was applied", failure.line)),
-                other => other,
+                crate::service::ServiceError::Conflict(m) => {
+                    ApiError::Conflict(format!("line {}: {m}; nothing was applied", failure.line))
+                }
+                other => other.into(),
             });
         }
     };
@@ -524,20 +482,4 @@ async fn openapi_json() -> impl IntoResponse {
 /// `GET /api/docs`: the operations, server-rendered (no script, no CDN).
 async fn api_docs() -> Html<&'static str> {
     Html(openapi::PAGE.as_str())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn moments_accept_rfc3339_and_dates() {
-        let end = parse_moment("as_of", "2025-12-31", true).expect("date");
-        assert_eq!(end.to_rfc3339(), "2025-12-31T23:59:59.999999+00:00");
-        let start = parse_moment("from", "2025-01-01", false).expect("date");
-        assert_eq!(start.to_rfc3339(), "2025-01-01T00:00:00+00:00");
-        let exact = parse_moment("as_of", "2025-12-31T23:59:59+08:00", true).expect("rfc3339");
-        assert_eq!(exact.to_rfc3339(), "2025-12-31T15:59:59+00:00");
-        assert!(parse_moment("as_of", "last tuesday", true).is_err());
-    }
 }

@@ -1,24 +1,27 @@
 //! Exports: the (filtered) asset list as CSV or XLSX, live or as of a date, and the year-end audit
 //! workbook (assets and components as of a date, every change in a period) with CSV variants.
 //!
-//! Cells are typed: numbers are numbers and times are date-times (UTC) in XLSX, so a spreadsheet
-//! sorts and sums them; in CSV times are RFC 3339. Text that a spreadsheet would take for a formula
+//! Cells are typed: numbers are numbers and times are Excel date-times in the configured zone (named
+//! in the column header) in XLSX, so a spreadsheet sorts and sums them; in CSV times are RFC 3339
+//! with the zone's offset. Text that a spreadsheet would take for a formula
 //! (starting with `=`, `+`, `-`, `@`, tab or carriage return) is prefixed with `'` in CSV (the
 //! OWASP advice against CSV injection; the importer strips it again). XLSX cells are written as
 //! strings, which no spreadsheet evaluates. A sheet holds at most [`MAX_SHEET_ROWS`] rows; longer
 //! tables continue on "Changes 2", "Changes 3", ...
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use chrono_tz::Tz;
 use cmdb_model::business::BusinessFields;
 use cmdb_model::state::{AssetState, BUSINESS_SECTION};
 use rust_xlsxwriter::{ExcelDateTime, Format, Workbook, XlsxError};
 use serde_json::Value;
 use sqlx::Row;
 
-use crate::assets::{AssetListItem, LIST_COLUMNS, ListQuery, list_item, push_filters};
-use crate::db::{Db, from_us, now_us};
-use crate::error::ApiError;
-use crate::reporting::asof::{self, AsOfRows, Rebuilt, SnapshotRef};
+use crate::db::{Db, from_us};
+use crate::service::ServiceError;
+use crate::service::asof::{self, AsOfRows, Rebuilt};
+use crate::service::assets::{AssetListItem, LIST_COLUMNS, ListQuery, list_item, push_filters};
+use crate::service::time::{AsOf, AuditPeriod, Calendar};
 use crate::store::sql::Sql;
 use crate::store::{self, CHANGE_COLUMNS, ChangeRecord};
 
@@ -54,13 +57,13 @@ impl Cell {
         value.map_or(Cell::Empty, Cell::Time)
     }
 
-    /// The CSV field.
-    pub fn csv(&self) -> String {
+    /// The CSV field; times are RFC 3339 with their offset in `tz`.
+    pub fn csv(&self, tz: Tz) -> String {
         match self {
             Cell::Empty => String::new(),
             Cell::Text(text) => csv_text(text),
             Cell::Int(n) => n.to_string(),
-            Cell::Time(t) => t.to_rfc3339_opts(SecondsFormat::Secs, true),
+            Cell::Time(t) => t.with_timezone(&tz).to_rfc3339_opts(SecondsFormat::Secs, true),
         }
     }
 }
@@ -269,40 +272,42 @@ fn change_cells(c: &ChangeRecord, hostname: &str) -> Vec<Cell> {
 
 /// Where export rows go: a CSV document or a run of worksheets.
 trait Table {
-    fn row(&mut self, cells: &[Cell]) -> Result<(), ApiError>;
+    fn row(&mut self, cells: &[Cell]) -> Result<(), ServiceError>;
 }
 
 /// A CSV document being written.
 struct CsvTable {
     writer: csv::Writer<Vec<u8>>,
     rows: u64,
+    tz: Tz,
 }
 
 impl CsvTable {
-    fn new(headers: &[&str]) -> Result<CsvTable, ApiError> {
+    fn new(headers: &[&str], tz: Tz) -> Result<CsvTable, ServiceError> {
         let mut writer = csv::Writer::from_writer(Vec::new());
         writer.write_record(headers).map_err(csv_error)?;
-        Ok(CsvTable { writer, rows: 0 })
+        Ok(CsvTable { writer, rows: 0, tz })
     }
 
-    fn finish(self) -> Result<Vec<u8>, ApiError> {
-        self.writer.into_inner().map_err(|e| ApiError::Internal(format!("cannot finish the CSV: {e}")))
+    fn finish(self) -> Result<Vec<u8>, ServiceError> {
+        self.writer.into_inner().map_err(|e| ServiceError::Bug(format!("cannot finish the CSV: {e}")))
     }
 }
 
-fn csv_error(e: csv::Error) -> ApiError {
-    ApiError::Internal(format!("cannot write the CSV: {e}"))
+fn csv_error(e: csv::Error) -> ServiceError {
+    ServiceError::Bug(format!("cannot write the CSV: {e}"))
 }
 
 impl Table for CsvTable {
-    fn row(&mut self, cells: &[Cell]) -> Result<(), ApiError> {
+    fn row(&mut self, cells: &[Cell]) -> Result<(), ServiceError> {
         self.rows += 1;
-        self.writer.write_record(cells.iter().map(Cell::csv)).map_err(csv_error)
+        let tz = self.tz;
+        self.writer.write_record(cells.iter().map(|c| c.csv(tz))).map_err(csv_error)
     }
 }
 
-fn xlsx_error(e: XlsxError) -> ApiError {
-    ApiError::Internal(format!("cannot write the workbook: {e}"))
+fn xlsx_error(e: XlsxError) -> ServiceError {
+    ServiceError::Bug(format!("cannot write the workbook: {e}"))
 }
 
 /// A workbook whose tables continue on a new sheet when one is full. Every table sheet is in
@@ -313,6 +318,7 @@ struct Book {
     tables: Vec<TableState>,
     header: Format,
     time: Format,
+    tz: Tz,
 }
 
 struct TableState {
@@ -324,20 +330,26 @@ struct TableState {
 }
 
 impl Book {
-    fn new() -> Book {
+    fn new(tz: Tz) -> Book {
         Book {
             workbook: Workbook::new(),
             tables: Vec::new(),
             header: Format::new().set_bold(),
             time: Format::new().set_num_format("yyyy-mm-dd hh:mm:ss"),
+            tz,
         }
     }
 
     /// Adds a table; returns its handle for [`Book::row`].
-    fn table(&mut self, name: &str, headers: &[&str]) -> Result<usize, ApiError> {
+    fn table(&mut self, name: &str, headers: &[&str]) -> Result<usize, ServiceError> {
         self.tables.push(TableState {
             name: name.to_owned(),
-            headers: headers.iter().map(|h| (*h).to_owned()).collect(),
+            // Time columns (named `*_at`) hold wall-clock date-times of the zone, which Excel cannot
+            // carry in the cell, so the header names it.
+            headers: headers
+                .iter()
+                .map(|h| if h.ends_with("_at") { format!("{h} ({})", self.tz.name()) } else { (*h).to_owned() })
+                .collect(),
             sheet: 0,
             sheets: 0,
             next_row: 0,
@@ -347,7 +359,7 @@ impl Book {
         Ok(t)
     }
 
-    fn new_sheet(&mut self, t: usize) -> Result<(), ApiError> {
+    fn new_sheet(&mut self, t: usize) -> Result<(), ServiceError> {
         let index = self.workbook.worksheets().len();
         let table = &mut self.tables[t];
         table.sheets += 1;
@@ -365,7 +377,7 @@ impl Book {
         Ok(())
     }
 
-    fn row(&mut self, t: usize, cells: &[Cell]) -> Result<(), ApiError> {
+    fn row(&mut self, t: usize, cells: &[Cell]) -> Result<(), ServiceError> {
         if self.tables[t].next_row >= MAX_SHEET_ROWS {
             self.new_sheet(t)?;
         }
@@ -388,7 +400,9 @@ impl Book {
                     sheet.write_number(row, col, *n as f64).map_err(xlsx_error)?;
                 }
                 Cell::Time(t) => {
-                    let value = ExcelDateTime::from_timestamp(t.timestamp()).map_err(xlsx_error)?;
+                    // The wall-clock time in the zone, as a person there reads it.
+                    let local = t.with_timezone(&self.tz).naive_local();
+                    let value = ExcelDateTime::from_timestamp(local.and_utc().timestamp()).map_err(xlsx_error)?;
                     sheet.write_datetime_with_format(row, col, &value, &self.time).map_err(xlsx_error)?;
                 }
             }
@@ -397,13 +411,13 @@ impl Book {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<Vec<u8>, ApiError> {
+    fn finish(mut self) -> Result<Vec<u8>, ServiceError> {
         self.workbook.save_to_buffer().map_err(xlsx_error)
     }
 }
 
 /// The live list rows `query` selects (every page), in its order.
-pub async fn list_items(db: &Db, query: &ListQuery) -> Result<Vec<AssetListItem>, ApiError> {
+pub async fn list_items(db: &Db, query: &ListQuery) -> Result<Vec<AssetListItem>, ServiceError> {
     let mut q = Sql::new(format!("SELECT {LIST_COLUMNS} FROM assets"));
     push_filters(&mut q, query);
     q.push(&asof::order_by(query.sort.as_deref()));
@@ -412,7 +426,11 @@ pub async fn list_items(db: &Db, query: &ListQuery) -> Result<Vec<AssetListItem>
 }
 
 /// The list rows `query` selects (every page) as they stood at `at`.
-pub async fn list_items_as_of(db: &Db, at: DateTime<Utc>, query: &ListQuery) -> Result<Vec<AssetListItem>, ApiError> {
+pub async fn list_items_as_of(
+    db: &Db,
+    at: DateTime<Utc>,
+    query: &ListQuery,
+) -> Result<Vec<AssetListItem>, ServiceError> {
     let mut rows = AsOfRows::prepare(db, at).await?;
     let items = rows.items(query, None, 0).await?;
     rows.finish().await?;
@@ -420,8 +438,8 @@ pub async fn list_items_as_of(db: &Db, at: DateTime<Utc>, query: &ListQuery) -> 
 }
 
 /// `items` as CSV.
-pub fn items_csv(items: &[AssetListItem]) -> Result<Vec<u8>, ApiError> {
-    let mut table = CsvTable::new(LIST_HEADERS)?;
+pub fn items_csv(items: &[AssetListItem], tz: Tz) -> Result<Vec<u8>, ServiceError> {
+    let mut table = CsvTable::new(LIST_HEADERS, tz)?;
     for item in items {
         table.row(&list_cells(item))?;
     }
@@ -429,8 +447,8 @@ pub fn items_csv(items: &[AssetListItem]) -> Result<Vec<u8>, ApiError> {
 }
 
 /// `items` as an XLSX workbook with one sheet, "Assets".
-pub fn items_xlsx(items: &[AssetListItem]) -> Result<Vec<u8>, ApiError> {
-    let mut book = Book::new();
+pub fn items_xlsx(items: &[AssetListItem], tz: Tz) -> Result<Vec<u8>, ServiceError> {
+    let mut book = Book::new(tz);
     let table = book.table("Assets", LIST_HEADERS)?;
     for item in items {
         book.row(table, &list_cells(item))?;
@@ -438,35 +456,18 @@ pub fn items_xlsx(items: &[AssetListItem]) -> Result<Vec<u8>, ApiError> {
     book.finish()
 }
 
-/// Exactly the assets the filters select (all pages), as CSV.
-pub async fn list_csv(db: &Db, query: &ListQuery) -> Result<Vec<u8>, ApiError> {
-    items_csv(&list_items(db, query).await?)
-}
-
-/// Exactly the assets the filters select (all pages), as XLSX.
-pub async fn list_xlsx(db: &Db, query: &ListQuery) -> Result<Vec<u8>, ApiError> {
-    items_xlsx(&list_items(db, query).await?)
-}
-
-/// A snapshot at `at` when `at` is settled (so that re-exporting the same date reads it directly),
-/// else the latest settled one; `None` on an empty database.
-async fn settled_snapshot(db: &Db, at: DateTime<Utc>) -> Result<Option<SnapshotRef>, ApiError> {
-    let settled = from_us(now_us() - asof::SETTLE_SECS * 1_000_000);
-    let point = at.min(settled);
-    let info = asof::snapshot(db, point, "audit").await?;
-    Ok(Some(SnapshotRef { id: info.id, taken_at: point.timestamp_micros() }))
-}
-
 /// Calls `each` for every asset as it stood at `at`, in asset id order, with its state. Reads the
 /// snapshot a chunk at a time and merges the assets changed since, so memory stays bounded.
 pub async fn for_each_asset_as_of(
     db: &Db,
     at: DateTime<Utc>,
-    each: &mut (dyn FnMut(&Rebuilt) -> Result<(), ApiError> + Send),
-) -> Result<u64, ApiError> {
-    let snapshot = settled_snapshot(db, at).await?;
+    each: &mut (dyn FnMut(&Rebuilt) -> Result<(), ServiceError> + Send),
+) -> Result<u64, ServiceError> {
+    // Reading never writes: the export starts from the latest snapshot the daily task (or an
+    // admin) took at or before `at`; a date's as-of has one at that very instant.
     let at_us = at.timestamp_micros();
     let mut conn = db.reader().acquire().await?;
+    let snapshot = asof::snapshot_before(&mut conn, at_us).await?;
     let changed = asof::rebuild_changed(&mut conn, snapshot, at_us, None, true).await?;
     let mut changed = changed.into_iter().peekable();
     let mut count = 0u64;
@@ -499,7 +500,7 @@ pub async fn for_each_asset_as_of(
                 }
                 let text: String = row.try_get(5)?;
                 let state: AssetState = serde_json::from_str(&text)
-                    .map_err(|e| ApiError::Internal(format!("a stored snapshot state does not parse: {e}")))?;
+                    .map_err(|e| ServiceError::Bug(format!("a stored snapshot state does not parse: {e}")))?;
                 let rebuilt = Rebuilt::from_parts(
                     asset_id,
                     row.try_get(1)?,
@@ -519,14 +520,14 @@ pub async fn for_each_asset_as_of(
     Ok(count)
 }
 
-/// Calls `each` for every change recorded in [from, to), oldest first, with the asset's current
+/// Calls `each` for every change recorded in [from, to] (both inclusive), oldest first, with the asset's current
 /// host name. Reads in pages by (recorded_at, id), so memory stays bounded.
 pub async fn for_each_change(
     db: &Db,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-    each: &mut (dyn FnMut(&ChangeRecord, &str) -> Result<(), ApiError> + Send),
-) -> Result<u64, ApiError> {
+    each: &mut (dyn FnMut(&ChangeRecord, &str) -> Result<(), ServiceError> + Send),
+) -> Result<u64, ServiceError> {
     let columns = CHANGE_COLUMNS.split(", ").map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", ");
     let (mut after_time, mut after_id) = (from.timestamp_micros() - 1, i64::MAX);
     let to = to.timestamp_micros();
@@ -535,7 +536,7 @@ pub async fn for_each_change(
     loop {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {columns}, a.hostname FROM changes c JOIN assets a ON a.id = c.asset_id \
-             WHERE c.recorded_at < $3 AND (c.recorded_at > $1 OR (c.recorded_at = $1 AND c.id > $2)) \
+             WHERE c.recorded_at <= $3 AND (c.recorded_at > $1 OR (c.recorded_at = $1 AND c.id > $2)) \
              ORDER BY c.recorded_at, c.id LIMIT 5000"
         )))
         .bind(after_time)
@@ -559,16 +560,16 @@ pub async fn for_each_change(
 }
 
 /// The audit's asset sheet as CSV: every asset as of `as_of`.
-pub async fn audit_assets_csv(db: &Db, as_of: DateTime<Utc>) -> Result<Vec<u8>, ApiError> {
-    let mut table = CsvTable::new(AUDIT_ASSET_HEADERS)?;
-    for_each_asset_as_of(db, as_of, &mut |r| table.row(&audit_asset_cells(r))).await?;
+pub async fn audit_assets_csv(db: &Db, as_of: AsOf) -> Result<Vec<u8>, ServiceError> {
+    let mut table = CsvTable::new(AUDIT_ASSET_HEADERS, as_of.tz)?;
+    for_each_asset_as_of(db, as_of.effective, &mut |r| table.row(&audit_asset_cells(r))).await?;
     table.finish()
 }
 
 /// The audit's component sheet as CSV: every component of every asset as of `as_of`.
-pub async fn audit_components_csv(db: &Db, as_of: DateTime<Utc>) -> Result<Vec<u8>, ApiError> {
-    let mut table = CsvTable::new(COMPONENT_HEADERS)?;
-    for_each_asset_as_of(db, as_of, &mut |r| {
+pub async fn audit_components_csv(db: &Db, as_of: AsOf) -> Result<Vec<u8>, ServiceError> {
+    let mut table = CsvTable::new(COMPONENT_HEADERS, as_of.tz)?;
+    for_each_asset_as_of(db, as_of.effective, &mut |r| {
         for cells in component_rows(r) {
             table.row(&cells)?;
         }
@@ -579,24 +580,39 @@ pub async fn audit_components_csv(db: &Db, as_of: DateTime<Utc>) -> Result<Vec<u
 }
 
 /// The audit's change sheet as CSV: every change recorded in [from, to).
-pub async fn audit_changes_csv(db: &Db, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<u8>, ApiError> {
-    let mut table = CsvTable::new(CHANGE_HEADERS)?;
-    for_each_change(db, from, to, &mut |c, hostname| table.row(&change_cells(c, hostname))).await?;
+pub async fn audit_changes_csv(db: &Db, period: &AuditPeriod) -> Result<Vec<u8>, ServiceError> {
+    let mut table = CsvTable::new(CHANGE_HEADERS, period.as_of.tz)?;
+    for_each_change(db, period.from, period.to, &mut |c, hostname| table.row(&change_cells(c, hostname))).await?;
     table.finish()
 }
 
-/// The audit workbook: assets as of `as_of`, their components, and every change in [from, to).
-pub async fn audit_xlsx(
-    db: &Db,
-    as_of: DateTime<Utc>,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Result<Vec<u8>, ApiError> {
-    if from > to {
-        return Err(ApiError::Invalid { pointer: "from".to_owned(), message: "from is after to".to_owned() });
-    }
+/// The audit log action of every audit export, from the API and the pages alike.
+pub const AUDIT_ACTION: &str = "export.audit";
+
+/// The audit workbook's file name: the effective as-of in the configured zone, with its offset.
+pub fn audit_file_name(period: &AuditPeriod) -> String {
+    format!("cmdb-audit-{}.xlsx", period.as_of.file_stamp())
+}
+
+/// How the audit log describes an audit workbook.
+pub fn describe_audit(period: &AuditPeriod) -> String {
+    let cal = Calendar::new(period.as_of.tz, 0);
+    format!(
+        "audit workbook as of {} with changes from {} to {}",
+        period.as_of.stated().at,
+        cal.state(period.from).at,
+        cal.state(period.to).at
+    )
+}
+
+/// The audit workbook: assets as of the period's as-of, their components, and every change
+/// recorded in [from, to].
+pub async fn audit_xlsx(db: &Db, period: &AuditPeriod) -> Result<Vec<u8>, ServiceError> {
+    let (as_of, from, to) = (period.as_of.effective, period.from, period.to);
+    let tz = period.as_of.tz;
+    let cal = Calendar::new(tz, 0);
     let started = std::time::Instant::now();
-    let mut book = Book::new();
+    let mut book = Book::new(tz);
     // "About" comes first but is filled last, when the counts are known; it is a normal sheet,
     // which can be written in any order.
     book.workbook.add_worksheet().set_name("About").map_err(xlsx_error)?;
@@ -617,12 +633,22 @@ pub async fn audit_xlsx(
         for_each_change(db, from, to, &mut |c, hostname| book.row(change_table, &change_cells(c, hostname))).await?;
     let about = book.workbook.worksheet_from_index(0).map_err(xlsx_error)?;
     let bold = Format::new().set_bold();
-    let lines: [(&str, String); 8] = [
+    let requested = if period.as_of.requested == period.as_of.effective {
+        String::new()
+    } else {
+        format!(
+            "{} (later than the latest settled instant, so read at the as-of above)",
+            cal.state(period.as_of.requested).at
+        )
+    };
+    let lines: [(&str, String); 10] = [
         ("cmdb audit export", String::new()),
-        ("Assets and components as of (UTC)", as_of.to_rfc3339_opts(SecondsFormat::Secs, true)),
-        ("Changes recorded from (UTC, inclusive)", from.to_rfc3339_opts(SecondsFormat::Secs, true)),
-        ("Changes recorded to (UTC, exclusive)", to.to_rfc3339_opts(SecondsFormat::Secs, true)),
-        ("Generated at (UTC)", Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)),
+        ("Time zone", tz.name().to_owned()),
+        ("Assets and components as of", cal.state(as_of).at),
+        ("As of requested", requested),
+        ("Changes recorded from (inclusive)", cal.state(from).at),
+        ("Changes recorded to (inclusive)", cal.state(to).at),
+        ("Generated at", cal.state(Utc::now()).at),
         ("Assets", assets.to_string()),
         ("Components", component_count.to_string()),
         ("Changes", changes.to_string()),
@@ -634,7 +660,7 @@ pub async fn audit_xlsx(
     }
     about
         .write_string(
-            9,
+            11,
             0,
             "As of a time means every change the server recorded at or before it (recorded_at); \
              data_collected_at is when the report that last changed the asset was collected.",

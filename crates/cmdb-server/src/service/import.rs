@@ -10,7 +10,7 @@
 //! Every line is checked before anything is written: field values, managed lists, duplicates, and
 //! that the named assets exist. A dry run stops there and reports what each line would do. A real
 //! run with any invalid line applies nothing. Each applied line is an ordinary registration or
-//! business edit through [`crate::assets`], so it is a change record whose source is the user.
+//! business edit through [`crate::service::assets`], so it is a change record whose source is the user.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -20,11 +20,11 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use sqlx::Row;
 
-use crate::assets;
 use crate::db::Db;
-use crate::error::ApiError;
-use crate::reporting::export::LIST_HEADERS;
-use crate::reporting::lists;
+use crate::service::ServiceError;
+use crate::service::assets;
+use crate::service::export::LIST_HEADERS;
+use crate::service::lists;
 use crate::store::sql::Sql;
 
 /// Most lines one import may have (a larger change is better split and reviewed in parts).
@@ -80,7 +80,7 @@ pub struct ApplyFailure {
     pub line: u64,
     /// The error.
     #[source]
-    pub source: ApiError,
+    pub source: ServiceError,
 }
 
 /// Columns of the list export that are facts, not business fields: accepted and ignored.
@@ -233,7 +233,7 @@ fn in_list(q: &mut Sql, values: impl IntoIterator<Item = crate::store::sql::Para
 }
 
 /// Checks every line and works out what it does; reads the database in a few set-based queries.
-async fn plan(db: &Db, parsed: Vec<Parsed>, errors: &mut Vec<LineError>) -> Result<Vec<Planned>, ApiError> {
+async fn plan(db: &Db, parsed: Vec<Parsed>, errors: &mut Vec<LineError>) -> Result<Vec<Planned>, ServiceError> {
     // Assets named by id, and live assets named by host name.
     let ids: BTreeSet<i64> = parsed.iter().filter_map(|p| p.id).collect();
     let names: BTreeSet<String> = parsed.iter().filter(|p| p.id.is_none()).filter_map(|p| p.hostname.clone()).collect();

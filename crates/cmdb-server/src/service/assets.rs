@@ -13,8 +13,8 @@ use sqlx::{AnyConnection, Row};
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::db::{Backend, Db, from_us, now_us};
-use crate::error::ApiError;
-use crate::reporting::lists::{self, ListKind};
+use crate::service::ServiceError;
+use crate::service::lists::{self, ListKind};
 use crate::store::sql::{Batch, Sql};
 use crate::store::summary::{AssetSummary, search_terms};
 use crate::store::{self, ChangeContext};
@@ -140,6 +140,9 @@ pub struct AssetPage {
     pub page: u32,
     /// Page size.
     pub per_page: u32,
+    /// For a list as of a time: the instant read, with its offset in the configured zone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<crate::service::time::Stated>,
 }
 
 const SORTABLE: &[&str] = &[
@@ -188,7 +191,7 @@ pub fn push_filters(q: &mut Sql, query: &ListQuery) {
 }
 
 /// Lists assets.
-pub async fn list(db: &Db, query: &ListQuery) -> Result<AssetPage, ApiError> {
+pub async fn list(db: &Db, query: &ListQuery) -> Result<AssetPage, ServiceError> {
     let per_page = query.per_page.unwrap_or(50).clamp(1, 500);
     let page = query.page.unwrap_or(1).max(1);
     let mut count = Sql::new("SELECT COUNT(*) FROM assets");
@@ -206,7 +209,7 @@ pub async fn list(db: &Db, query: &ListQuery) -> Result<AssetPage, ApiError> {
     q.push(" LIMIT ").bind(i64::from(per_page)).push(" OFFSET ").bind(i64::from((page - 1) * per_page));
     let rows = q.query().fetch_all(db.reader()).await?;
     let items = rows.iter().map(list_item).collect::<Result<Vec<_>, _>>()?;
-    Ok(AssetPage { items, total, page, per_page })
+    Ok(AssetPage { items, total, page, per_page, as_of: None })
 }
 
 /// An asset with everything stored about it.
@@ -219,16 +222,19 @@ pub struct AssetDetail {
     pub business: BusinessFields,
     /// Every section as report data (components as lists), including `host`.
     pub sections: Map<String, Value>,
+    /// For an asset as of a time: the instant read, with its offset in the configured zone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<crate::service::time::Stated>,
 }
 
 /// Reads one asset.
-pub async fn detail(db: &Db, id: i64) -> Result<AssetDetail, ApiError> {
+pub async fn detail(db: &Db, id: i64) -> Result<AssetDetail, ServiceError> {
     let mut conn = db.reader().acquire().await?;
     let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {LIST_COLUMNS} FROM assets WHERE id = $1")))
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no asset {id}")))?;
+        .ok_or_else(|| ServiceError::NotFound(format!("no asset {id}")))?;
     let summary = list_item(&row)?;
     let state = store::load_state(&mut conn, id).await?;
     Ok(detail_from_state(summary, &state))
@@ -244,7 +250,7 @@ pub fn detail_from_state(summary: AssetListItem, state: &AssetState) -> AssetDet
         .filter(|(name, _)| name.as_str() != BUSINESS_SECTION)
         .map(|(name, s)| (name.clone(), s.to_data(name)))
         .collect();
-    AssetDetail { summary, business, sections }
+    AssetDetail { summary, business, sections, as_of: None }
 }
 
 async fn write_ops(
@@ -254,9 +260,9 @@ async fn write_ops(
     state: &mut AssetState,
     ops: &[ChangeOp],
     source: &str,
-) -> Result<(), ApiError> {
+) -> Result<(), ServiceError> {
     for op in ops {
-        apply(state, op).map_err(|e| ApiError::Internal(format!("history and state disagree: {e}")))?;
+        apply(state, op).map_err(|e| ServiceError::Bug(format!("history and state disagree: {e}")))?;
     }
     if ops.is_empty() {
         return Ok(());
@@ -275,17 +281,17 @@ async fn write_ops(
 /// The managed lists (IDC, business unit, tags) as edits must respect them.
 pub type ManagedLists = BTreeMap<ListKind, BTreeSet<String>>;
 
-fn check_lists(lists: &ManagedLists, next: &BusinessFields, fields: &Map<String, Value>) -> Result<(), ApiError> {
+fn check_lists(lists: &ManagedLists, next: &BusinessFields, fields: &Map<String, Value>) -> Result<(), ServiceError> {
     let touched: BTreeSet<String> = fields.keys().cloned().collect();
     match lists::violations(lists, next, &touched).into_iter().next() {
-        Some((field, message)) => Err(ApiError::Invalid { pointer: format!("/{field}"), message }),
+        Some((field, message)) => Err(ServiceError::Invalid { field: format!("/{field}"), message }),
         None => Ok(()),
     }
 }
 
 /// Registers a host by hand: `fields` holds `hostname` plus any business fields. Status defaults
 /// to racked.
-pub async fn register(db: &Db, source: &str, fields: Map<String, Value>) -> Result<i64, ApiError> {
+pub async fn register(db: &Db, source: &str, fields: Map<String, Value>) -> Result<i64, ServiceError> {
     let lists = lists::all(db).await?;
     let mut tx = db.begin_write().await?;
     let id = register_in(&mut tx, db.backend(), &lists, source, fields).await?;
@@ -300,19 +306,19 @@ pub async fn register_in(
     lists: &ManagedLists,
     source: &str,
     mut fields: Map<String, Value>,
-) -> Result<i64, ApiError> {
+) -> Result<i64, ServiceError> {
     let hostname = match fields.remove("hostname") {
         Some(Value::String(h)) if !h.trim().is_empty() && h.len() <= 253 => h.trim().to_owned(),
         _ => {
-            return Err(ApiError::Invalid {
-                pointer: "/hostname".to_owned(),
+            return Err(ServiceError::Invalid {
+                field: "/hostname".to_owned(),
                 message: "hostname is required (a non-empty string of at most 253 bytes)".to_owned(),
             });
         }
     };
     let business = BusinessFields::default()
         .patched(&fields)
-        .map_err(|e| ApiError::Invalid { pointer: format!("/{}", e.field), message: e.to_string() })?;
+        .map_err(|e| ServiceError::Invalid { field: format!("/{}", e.field), message: e.to_string() })?;
     check_lists(lists, &business, &fields)?;
     let existing = sqlx::query("SELECT id FROM assets WHERE hostname = $1 AND status <> 'retired'")
         .bind(hostname.clone())
@@ -320,7 +326,7 @@ pub async fn register_in(
         .await?;
     if let Some(row) = existing {
         let id: i64 = row.try_get(0)?;
-        return Err(ApiError::Conflict(format!("asset {id} already has host name {hostname:?}")));
+        return Err(ServiceError::Conflict(format!("asset {id} already has host name {hostname:?}")));
     }
     let id = store::insert_asset(conn, &hostname, business.status.as_str(), now_us()).await?;
     let mut host = Map::new();
@@ -335,7 +341,7 @@ pub async fn register_in(
 }
 
 /// Applies a business-field patch to an asset; returns the number of changes.
-pub async fn patch_business(db: &Db, id: i64, source: &str, patch: &Map<String, Value>) -> Result<usize, ApiError> {
+pub async fn patch_business(db: &Db, id: i64, source: &str, patch: &Map<String, Value>) -> Result<usize, ServiceError> {
     let lists = lists::all(db).await?;
     let mut tx = db.begin_write().await?;
     let changes = patch_business_in(&mut tx, db.backend(), &lists, id, source, patch).await?;
@@ -351,14 +357,14 @@ pub async fn patch_business_in(
     id: i64,
     source: &str,
     patch: &Map<String, Value>,
-) -> Result<usize, ApiError> {
-    store::lock_asset(conn, backend, id).await?.ok_or_else(|| ApiError::NotFound(format!("no asset {id}")))?;
+) -> Result<usize, ServiceError> {
+    store::lock_asset(conn, backend, id).await?.ok_or_else(|| ServiceError::NotFound(format!("no asset {id}")))?;
     let mut state = store::load_state(conn, id).await?;
     let current =
         state.sections.get(BUSINESS_SECTION).map(|s| BusinessFields::from_fields(&s.fields)).unwrap_or_default();
     let next = current
         .patched(patch)
-        .map_err(|e| ApiError::Invalid { pointer: format!("/{}", e.field), message: e.to_string() })?;
+        .map_err(|e| ServiceError::Invalid { field: format!("/{}", e.field), message: e.to_string() })?;
     check_lists(lists, &next, patch)?;
     let mut ops = Vec::new();
     diff_section(

@@ -1,0 +1,29 @@
+//! The service layer: every use case of the people's side, once, under both the REST API and the
+//! pages.
+//!
+//! Each use case is one function with typed inputs (a resolved instant, never a raw string) that
+//! returns domain types or a [`ServiceError`]. Handlers in `api` and `web` parse a request, call
+//! one function here and render its answer as JSON or a template; they hold no SQL and no rules.
+//!
+//! - [`time`]: what a date means (the one rule for as-of, periods and filter bounds).
+//! - [`assets`]: the asset list row, list and search, one asset, registration, business edits.
+//! - [`asof`]: the list and one asset as they stood at an instant, snapshots.
+//! - [`export`]: CSV and XLSX of the list, and the audit workbook.
+//! - [`import`]: CSV import of hosts and business fields.
+//! - [`lists`]: the managed IDC, business unit and tag lists.
+//! - [`audit_log`]: who did what (logins, exports, admin actions).
+//!
+//! Architecture invariant: nothing in `service` depends on `api`, `web` or `app`, or names an HTTP
+//! status (checked by `tests/architecture.rs`).
+
+pub mod asof;
+pub mod assets;
+pub mod audit_log;
+pub mod error;
+pub mod export;
+pub mod import;
+pub mod lists;
+pub mod time;
+
+pub use error::ServiceError;
+pub use time::{AsOf, AuditPeriod, Calendar};

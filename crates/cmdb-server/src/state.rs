@@ -1,0 +1,32 @@
+//! What every request handler shares: the database, the configuration and what is derived from it
+//! once at start.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::KeyCache;
+use crate::config::ServerConfig;
+use crate::db::Db;
+use crate::service::Calendar;
+
+/// Everything a request handler needs.
+#[derive(Debug)]
+pub struct AppState {
+    /// The database.
+    pub db: Db,
+    /// The configuration.
+    pub config: ServerConfig,
+    /// Agent keys, cached briefly.
+    pub keys: KeyCache,
+    /// What a date means here (the configured zone and clock window), resolved once.
+    pub calendar: Calendar,
+}
+
+impl AppState {
+    /// State for `db` and `config`.
+    pub fn new(db: Db, config: ServerConfig) -> Arc<Self> {
+        let keys = KeyCache::new(Duration::from_secs(config.key_cache_secs));
+        let calendar = Calendar::of(&config);
+        Arc::new(AppState { db, config, keys, calendar })
+    }
+}
