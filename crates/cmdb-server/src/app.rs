@@ -15,6 +15,7 @@ use tower_http::trace::TraceLayer;
 use crate::api;
 use crate::config::ServerConfig;
 use crate::db::Db;
+use crate::routing::Routes;
 
 pub use crate::state::AppState;
 
@@ -22,8 +23,13 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The HTTP application (used by `serve` and driven in-process by tests).
 pub fn app(state: Arc<AppState>) -> Router {
+    app_with_paths(state).0
+}
+
+/// The HTTP application and the path of every route it serves (for tests that call them all).
+pub fn app_with_paths(state: Arc<AppState>) -> (Router, Vec<&'static str>) {
     let body_limit = state.config.body_limit_bytes;
-    let api = Router::new()
+    let (router, paths) = Routes::new()
         .route("/api/v1/reports", post(api::post_report))
         .route("/api/asset", post(api::post_legacy))
         .route("/api/v1/collect-targets", get(api::collect_targets))
@@ -35,11 +41,13 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics_text))
-        .fallback(api::not_found)
+        .map(|router| router.fallback(api::not_found))
         .with_state(state.clone())
         .merge(crate::web::router(state.clone()))
-        .merge(crate::api::audit::router(state));
-    api.layer(DefaultBodyLimit::max(body_limit))
+        .merge(crate::api::audit::router(state))
+        .into_parts();
+    let router = router
+        .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
             axum::response::IntoResponse::into_response(crate::error::ApiError::Internal(
                 "the server hit a bug handling this request".to_owned(),
@@ -56,7 +64,8 @@ pub fn app(state: Arc<AppState>) -> Router {
             tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
         }))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid));
+    (router, paths)
 }
 
 /// Deletes expired nonces, sessions and throttle rows, and old bookkeeping rows. History is never

@@ -18,6 +18,7 @@ pub mod db;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
+pub mod routing;
 pub mod service;
 pub mod state;
 pub mod store;

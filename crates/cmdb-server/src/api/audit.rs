@@ -13,13 +13,13 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, patch, post};
-use axum::{Json, Router};
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -34,8 +34,8 @@ use crate::service::{asof, export, import, lists};
 use crate::state::AppState;
 
 /// Routes of the audit API.
-pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+pub fn router(state: Arc<AppState>) -> crate::routing::Routes {
+    crate::routing::Routes::new()
         .route("/api/v1/audit/assets", get(audit_assets))
         .route("/api/v1/audit/assets/{id}", get(audit_asset))
         .route("/api/v1/audit/snapshots", get(list_snapshots).post(take_snapshot))

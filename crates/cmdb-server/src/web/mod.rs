@@ -24,7 +24,6 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::routing::{get, post};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -109,10 +108,10 @@ fn security_headers() -> Vec<(HeaderName, HeaderValue)> {
 }
 
 /// Routes of the web UI.
-pub fn router(state: Arc<AppState>) -> Router {
+pub fn router(state: Arc<AppState>) -> crate::routing::Routes {
     let settings = WebSettings::from_config(&state.config);
     let web = Arc::new(WebState { app: state, settings, dashboard: Mutex::new(None) });
-    let mut pages = Router::new()
+    let pages = crate::routing::Routes::new()
         .route("/", get(pages::dashboard::page))
         .route("/login", get(pages::auth::login_form).post(pages::auth::login))
         .route("/logout", post(pages::auth::logout))
@@ -134,9 +133,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/tokens/revoke", post(pages::admin::revoke_token))
         .route("/admin/audit", get(pages::admin::audit))
         .with_state(web);
-    for (name, value) in security_headers() {
-        pages = pages.layer(SetResponseHeaderLayer::if_not_present(name, value));
-    }
+    let pages = pages.map(|mut router| {
+        for (name, value) in security_headers() {
+            router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));
+        }
+        router
+    });
     // Static files are versioned by content hash in their URLs, so they may be cached for good.
     pages.merge(static_files::router())
 }

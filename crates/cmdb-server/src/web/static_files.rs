@@ -3,7 +3,6 @@
 
 use std::sync::LazyLock;
 
-use axum::Router;
 use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -60,6 +59,6 @@ async fn serve(Path(name): Path<String>) -> Response {
 }
 
 /// `GET /static/{name}`.
-pub fn router() -> Router {
-    Router::new().route("/static/{name}", get(serve))
+pub fn router() -> crate::routing::Routes {
+    crate::routing::Routes::new().route("/static/{name}", get(serve))
 }

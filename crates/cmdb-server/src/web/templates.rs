@@ -144,7 +144,7 @@ mod tests {
         assert_eq!(format_mib(Value::from(1536)), "1.5 GiB");
         assert_eq!(format_mib(Value::from(())), "—");
         let t = Value::from("2026-12-31T16:30:00Z");
-        assert_eq!(format_datetime(t.clone(), Some("Asia/Shanghai".into())), "2027-01-01 00:30:00");
+        assert_eq!(format_datetime(t.clone(), Some("Asia/Shanghai".into())), "2027-01-01 00:30:00 +08:00");
         assert_eq!(format_day(t, None), "2026-12-31");
     }
 

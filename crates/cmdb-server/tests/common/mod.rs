@@ -255,3 +255,38 @@ macro_rules! on_both_backends {
         )+
     };
 }
+
+/// Moves every recorded time of assets and changes `seconds` into the past, as if the history had
+/// been written that long ago. An as-of reads at the latest 120 s before now (changes are stamped
+/// before they commit), so a test that reads "today" needs data older than that.
+#[allow(dead_code)]
+pub async fn age_history(db: &Db, seconds: i64) {
+    let us = seconds * 1_000_000;
+    for statement in [
+        "UPDATE changes SET recorded_at = recorded_at - $1, collected_at = collected_at - $1",
+        "UPDATE assets SET created_at = created_at - $1, updated_at = updated_at - $1, \
+         last_seen_at = last_seen_at - $1, last_collected_at = last_collected_at - $1",
+    ] {
+        sqlx::query(statement).bind(us).execute(db.writer()).await.expect("age history");
+    }
+}
+
+/// Sets every recorded time of asset `id` (its changes and its row) to `at`.
+#[allow(dead_code)]
+pub async fn record_asset_at(db: &Db, id: i64, at: chrono::DateTime<chrono::Utc>) {
+    let us = at.timestamp_micros();
+    sqlx::query("UPDATE changes SET recorded_at = $2, collected_at = $2 WHERE asset_id = $1")
+        .bind(id)
+        .bind(us)
+        .execute(db.writer())
+        .await
+        .expect("backdate changes");
+    sqlx::query(
+        "UPDATE assets SET created_at = $2, updated_at = $2, last_seen_at = $2, last_collected_at = $2 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(us)
+    .execute(db.writer())
+    .await
+    .expect("backdate asset");
+}
