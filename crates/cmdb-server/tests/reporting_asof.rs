@@ -281,6 +281,9 @@ async fn as_of_over_http(backend: Backend) {
     let db = common::TestDb::new(backend).await;
     let server = TestServer::start(&db).await;
     let moments = history(&server).await;
+    // As if written an hour ago: an as-of reads at the latest 120 s before now.
+    common::age_history(&server.state.db, 3600).await;
+    let moments: Vec<DateTime<Utc>> = moments.iter().map(|m| *m - Duration::hours(1)).collect();
     let stamp = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let (status, body) =
         server.get_as(&server.viewer, &format!("/api/v1/audit/assets?as_of={}&owner=ops", stamp(moments[2]))).await;

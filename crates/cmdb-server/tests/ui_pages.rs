@@ -364,9 +364,12 @@ async fn exports_and_the_as_of_view(backend: Backend) {
     assert_eq!(exports, 2, "exports are audited");
 
     // As of yesterday nothing existed; as of today everything does.
-    let tz = chrono_tz::UTC;
-    let yesterday = (chrono::Utc::now().with_timezone(&tz) - chrono::Duration::days(1)).format("%Y-%m-%d").to_string();
-    let today = chrono::Utc::now().with_timezone(&tz).format("%Y-%m-%d").to_string();
+    // As if written 130 s ago: an as-of reads at the latest 120 s before now. "Today" is the day of
+    // the aged history, so the test holds across midnight.
+    common::age_history(&server.db, 130).await;
+    let aged = chrono::Utc::now() - chrono::Duration::seconds(130);
+    let yesterday = (aged - chrono::Duration::days(1)).format("%Y-%m-%d").to_string();
+    let today = aged.format("%Y-%m-%d").to_string();
     let past = viewer.get(&format!("/assets?as_of={yesterday}")).await;
     assert_eq!(past.status, 200, "{}", past.body);
     assert!(past.body.contains("Inventory as of"), "the as-of banner");
