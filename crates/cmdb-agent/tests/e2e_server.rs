@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::Arc;
 
+use cmdb_server::AppState;
 use cmdb_server::auth::{self, KeyScope};
 use cmdb_server::config::ServerConfig;
 use cmdb_server::db::{Db, PoolSettings};
-use cmdb_server::{AppState, assets};
+use cmdb_server::service::assets;
 use sqlx::{Connection, Row};
 
 #[derive(Clone, Copy, PartialEq)]

@@ -31,6 +31,9 @@ pub enum BootstrapError {
     /// The database failed.
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+    /// The first administrator's password could not be hashed (a bug: the parameters are fixed).
+    #[error("cannot hash the first password: {0}")]
+    Password(String),
     /// A credential file could not be written.
     #[error("cannot write {path}: {source}")]
     File {

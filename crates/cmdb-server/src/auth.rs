@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{AnyConnection, AnyPool, Row};
 
 use crate::db::now_us;
+use crate::store::{Corrupt, StoreError};
 
 /// What an agent key may report for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,7 +161,7 @@ impl KeyCache {
     }
 
     /// The active key `key_id`, from the cache or the database.
-    pub async fn get(&self, pool: &AnyPool, key_id: &str) -> Result<Option<AgentKey>, sqlx::Error> {
+    pub async fn get(&self, pool: &AnyPool, key_id: &str) -> Result<Option<AgentKey>, StoreError> {
         if let Ok(entries) = self.entries.read()
             && let Some((key, at)) = entries.get(key_id)
             && at.elapsed() < self.ttl
@@ -185,7 +186,7 @@ impl KeyCache {
     }
 }
 
-async fn load_agent_key(pool: &AnyPool, key_id: &str) -> Result<Option<AgentKey>, sqlx::Error> {
+async fn load_agent_key(pool: &AnyPool, key_id: &str) -> Result<Option<AgentKey>, StoreError> {
     let row = sqlx::query(
         "SELECT id, key_id, secret, scope, asset_id, name FROM agent_keys WHERE key_id = $1 AND revoked_at IS NULL",
     )
@@ -198,7 +199,7 @@ async fn load_agent_key(pool: &AnyPool, key_id: &str) -> Result<Option<AgentKey>
         id: row.try_get(0)?,
         key_id: row.try_get(1)?,
         secret: row.try_get(2)?,
-        scope: KeyScope::parse(&scope).ok_or_else(|| sqlx::Error::Decode(format!("bad scope {scope:?}").into()))?,
+        scope: KeyScope::parse(&scope).ok_or_else(|| Corrupt(format!("agent key {key_id} has scope {scope:?}")))?,
         asset_id: row.try_get(4)?,
         name: row.try_get(5)?,
     }))
@@ -214,7 +215,7 @@ pub async fn verify_agent(
     method: &str,
     target: &str,
     body: &[u8],
-) -> Result<Result<(AgentKey, SignedHeader), AgentAuthError>, sqlx::Error> {
+) -> Result<Result<(AgentKey, SignedHeader), AgentAuthError>, StoreError> {
     let Some(value) = authorization else { return Ok(Err(AgentAuthError::Missing)) };
     let header = match signing::parse_authorization(value) {
         Ok(h) => h,

@@ -32,7 +32,7 @@ use crate::auth::{AgentKey, KeyScope, nonce_insert};
 use crate::db::{Backend, Db, is_unavailable, now_us};
 use crate::store::sql::{Batch, Sql};
 use crate::store::summary::{AssetSummary, search_terms};
-use crate::store::{self, AssetKeysRow, ChangeContext};
+use crate::store::{self, AssetKeysRow, ChangeContext, Corrupt, StoreError};
 
 /// What the server answers to a report (and stores, so a repeated report id gets the same answer).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,9 +104,21 @@ pub enum IngestError {
     /// The database failed.
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// Stored data does not decode (a bug or a hand-edited database; nothing was written).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(#[from] Corrupt),
     /// The SQLite writer task is gone (the server is shutting down); retrying is safe.
     #[error("not stored, retry: {0}")]
     Aborted(String),
+}
+
+impl From<StoreError> for IngestError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Db(e) => IngestError::Db(e),
+            StoreError::Corrupt(e) => IngestError::Corrupt(e),
+        }
+    }
 }
 
 /// Ingests one validated report. `source` is agent, ssh, salt or legacy.
@@ -169,13 +181,15 @@ fn stored_outcome_query(report_id: &str) -> Sql {
     q
 }
 
-fn decode_outcome(rows: &[AnyRow]) -> Result<Option<Outcome>, sqlx::Error> {
+fn decode_outcome(rows: &[AnyRow]) -> Result<Option<Outcome>, StoreError> {
     let Some(row) = rows.first() else { return Ok(None) };
     let text: String = row.try_get(0)?;
-    serde_json::from_str(&text).map(Some).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    Ok(serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| Corrupt(format!("a stored report outcome does not parse: {e}")))?)
 }
 
-async fn stored_outcome(conn: &mut AnyConnection, report_id: &str) -> Result<Option<Outcome>, sqlx::Error> {
+async fn stored_outcome(conn: &mut AnyConnection, report_id: &str) -> Result<Option<Outcome>, StoreError> {
     let rows = stored_outcome_query(report_id).query().fetch_all(&mut *conn).await?;
     decode_outcome(&rows)
 }
@@ -486,8 +500,8 @@ async fn decide(
 
 /// The answer to a report whose writes failed on a unique violation: the report id was taken,
 /// so the first outcome is the answer.
-async fn taken_report_id(db: &Db, report_id: Uuid, error: sqlx::Error) -> Result<(Outcome, Disposition), IngestError> {
-    if matches!(&error, sqlx::Error::Database(e) if e.is_unique_violation()) {
+async fn taken_report_id(db: &Db, report_id: Uuid, error: StoreError) -> Result<(Outcome, Disposition), IngestError> {
+    if matches!(&error, StoreError::Db(sqlx::Error::Database(e)) if e.is_unique_violation()) {
         let mut conn = db.reader().acquire().await?;
         if let Some(first) = stored_outcome(&mut conn, &report_id.to_string()).await? {
             return Ok((first, Disposition::Duplicate));
@@ -610,7 +624,7 @@ async fn sqlite_report(conn: &mut PoolConnection<Any>, db: &Db, job: Job) -> boo
                     let _ = job.reply.send(decision.answer);
                     return true;
                 }
-                Err(error) => IngestError::Db(error),
+                Err(error) => error.into(),
             }
         }
         Ok(decision) => {
@@ -623,7 +637,7 @@ async fn sqlite_report(conn: &mut PoolConnection<Any>, db: &Db, job: Job) -> boo
     };
     let rolled_back = rollback(conn).await;
     let answer = match failure {
-        IngestError::Db(error) => taken_report_id(db, job.report.report_id, error).await,
+        IngestError::Db(error) => taken_report_id(db, job.report.report_id, error.into()).await,
         other => Err(other),
     };
     let _ = job.reply.send(answer);

@@ -170,6 +170,7 @@ fn ingest_error(error: IngestError) -> ApiError {
             ApiError::Internal(message)
         }
         IngestError::Db(e) => e.into(),
+        IngestError::Corrupt(e) => crate::store::StoreError::Corrupt(e).into(),
         IngestError::Aborted(message) => ApiError::Unavailable(message),
     }
 }

@@ -179,7 +179,7 @@ impl StateCache {
 }
 
 /// Loads an asset's current state (sections and components).
-pub async fn load_state(conn: &mut AnyConnection, asset_id: i64) -> Result<AssetState, sqlx::Error> {
+pub async fn load_state(conn: &mut AnyConnection, asset_id: i64) -> Result<AssetState, StoreError> {
     let mut state = AssetState::default();
     let sections = sqlx::query("SELECT section, fields FROM asset_sections WHERE asset_id = $1")
         .bind(asset_id)
@@ -203,11 +203,11 @@ pub async fn load_state(conn: &mut AnyConnection, asset_id: i64) -> Result<Asset
     Ok(state)
 }
 
-fn parse_object(text: &str) -> Result<Map<String, Value>, sqlx::Error> {
+fn parse_object(text: &str) -> Result<Map<String, Value>, Corrupt> {
     match serde_json::from_str(text) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(sqlx::Error::Decode("stored JSON is not an object".into())),
-        Err(e) => Err(sqlx::Error::Decode(Box::new(e))),
+        Ok(_) => Err(Corrupt("a stored state is JSON but not an object".to_owned())),
+        Err(e) => Err(Corrupt(format!("a stored state is not JSON: {e}"))),
     }
 }
 
@@ -491,9 +491,10 @@ impl ChangeRecord {
 pub const CHANGE_COLUMNS: &str = "id, txid, asset_id, recorded_at, collected_at, report_id, source, section, component, path, action, old_value, new_value, summary";
 
 /// Decodes a change row selected with [`CHANGE_COLUMNS`].
-pub fn change_row(row: &sqlx::any::AnyRow) -> Result<ChangeRecord, sqlx::Error> {
-    let parse = |text: Option<String>| -> Result<Option<Value>, sqlx::Error> {
-        text.map(|t| serde_json::from_str(&t).map_err(|e| sqlx::Error::Decode(Box::new(e)))).transpose()
+pub fn change_row(row: &sqlx::any::AnyRow) -> Result<ChangeRecord, StoreError> {
+    let parse = |text: Option<String>| -> Result<Option<Value>, Corrupt> {
+        text.map(|t| serde_json::from_str(&t).map_err(|e| Corrupt(format!("a stored change value is not JSON: {e}"))))
+            .transpose()
     };
     let id: i64 = row.try_get(0)?;
     let txid: i64 = row.try_get(1)?;
@@ -509,7 +510,7 @@ pub fn change_row(row: &sqlx::any::AnyRow) -> Result<ChangeRecord, sqlx::Error> 
         section: row.try_get(7)?,
         component: row.try_get(8)?,
         path: row.try_get(9)?,
-        action: Action::parse(&action).ok_or_else(|| sqlx::Error::Decode(format!("bad action {action:?}").into()))?,
+        action: Action::parse(&action).ok_or_else(|| Corrupt(format!("a stored change has action {action:?}")))?,
         old: parse(row.try_get(11)?)?,
         new: parse(row.try_get(12)?)?,
         summary: row.try_get(13)?,
@@ -517,7 +518,7 @@ pub fn change_row(row: &sqlx::any::AnyRow) -> Result<ChangeRecord, sqlx::Error> 
 }
 
 /// Every change of an asset in the order it was written.
-pub async fn asset_history(conn: &mut AnyConnection, asset_id: i64) -> Result<Vec<ChangeRecord>, sqlx::Error> {
+pub async fn asset_history(conn: &mut AnyConnection, asset_id: i64) -> Result<Vec<ChangeRecord>, StoreError> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {CHANGE_COLUMNS} FROM changes WHERE asset_id = $1 ORDER BY id"
     )))

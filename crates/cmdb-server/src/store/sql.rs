@@ -11,6 +11,7 @@ use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, AssertSqlSafe, Either, Executor};
 
 use crate::db::Backend;
+use crate::store::{Corrupt, StoreError};
 
 /// The highest `$N` SQLite accepts (SQLITE_MAX_VARIABLE_NUMBER since 3.32). A batch's
 /// placeholders are numbered across all its statements, so a batch with more parameters is sent
@@ -169,7 +170,7 @@ impl Batch {
     }
 
     /// Runs the statements in order and returns what each one did.
-    pub async fn run(self, conn: &mut AnyConnection, backend: Backend) -> Result<Vec<StatementDone>, sqlx::Error> {
+    pub async fn run(self, conn: &mut AnyConnection, backend: Backend) -> Result<Vec<StatementDone>, StoreError> {
         let mut done = Vec::with_capacity(self.statements.len());
         match backend {
             Backend::Postgres => {
@@ -199,7 +200,7 @@ impl Batch {
 }
 
 /// Runs `sql`, which holds `statements` statements, and returns each one's result.
-async fn run_one(conn: &mut AnyConnection, sql: &Sql, statements: usize) -> Result<Vec<StatementDone>, sqlx::Error> {
+async fn run_one(conn: &mut AnyConnection, sql: &Sql, statements: usize) -> Result<Vec<StatementDone>, StoreError> {
     let mut done = Vec::with_capacity(statements);
     let mut rows = Vec::new();
     let query = sql.query();
@@ -213,10 +214,7 @@ async fn run_one(conn: &mut AnyConnection, sql: &Sql, statements: usize) -> Resu
         }
     }
     if done.len() != statements {
-        return Err(sqlx::Error::Protocol(format!(
-            "a batch of {statements} statements reported {} results",
-            done.len()
-        )));
+        return Err(Corrupt(format!("a batch of {statements} statements reported {} results", done.len())).into());
     }
     Ok(done)
 }

@@ -15,6 +15,7 @@ use sqlx::Row;
 
 use crate::auth::Role;
 use crate::db::{Backend, Db, from_us, now_us};
+use crate::store::{Corrupt, StoreError};
 
 /// Shortest password accepted.
 pub const MIN_PASSWORD_LEN: usize = 10;
@@ -62,6 +63,18 @@ pub enum UserError {
     /// The database failed.
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+    /// A stored user does not decode.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(#[from] Corrupt),
+}
+
+impl From<StoreError> for UserError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Db(e) => UserError::Db(e),
+            StoreError::Corrupt(e) => UserError::Corrupt(e),
+        }
+    }
 }
 
 impl From<UserError> for super::error::WebError {
@@ -73,6 +86,7 @@ impl From<UserError> for super::error::WebError {
             UserError::NotFound => WebError::NotFound("no such user".to_owned()),
             UserError::Hash(m) => WebError::Internal(m),
             UserError::Db(e) => e.into(),
+            UserError::Corrupt(e) => crate::store::StoreError::Corrupt(e).into(),
         }
     }
 }
@@ -153,12 +167,12 @@ pub fn generate_password() -> String {
 
 const USER_COLUMNS: &str = "id, name, role, must_change_password, created_at, last_login_at, disabled_at";
 
-fn user_row(row: &sqlx::any::AnyRow) -> Result<User, sqlx::Error> {
+fn user_row(row: &sqlx::any::AnyRow) -> Result<User, StoreError> {
     let role: String = row.try_get(2)?;
     Ok(User {
         id: row.try_get(0)?,
         name: row.try_get(1)?,
-        role: Role::parse(&role).ok_or_else(|| sqlx::Error::Decode(format!("bad role {role:?}").into()))?,
+        role: Role::parse(&role).ok_or_else(|| Corrupt(format!("a user has role {role:?}")))?,
         must_change_password: row.try_get::<i64, _>(3)? != 0,
         created_at: from_us(row.try_get(4)?),
         last_login_at: row.try_get::<Option<i64>, _>(5)?.map(from_us),
@@ -203,7 +217,7 @@ pub async fn create(db: &Db, name: &str, role: Role, password: &str, must_change
 }
 
 /// Every user, by name.
-pub async fn list(db: &Db) -> Result<Vec<User>, sqlx::Error> {
+pub async fn list(db: &Db) -> Result<Vec<User>, StoreError> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users ORDER BY name")))
         .fetch_all(db.reader())
         .await?;
@@ -221,7 +235,7 @@ pub async fn get(db: &Db, id: i64) -> Result<User, UserError> {
 }
 
 /// One user by name.
-pub async fn find(db: &Db, name: &str) -> Result<Option<User>, sqlx::Error> {
+pub async fn find(db: &Db, name: &str) -> Result<Option<User>, StoreError> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE name = $1")))
         .bind(name.to_owned())
         .fetch_optional(db.reader())
@@ -231,7 +245,7 @@ pub async fn find(db: &Db, name: &str) -> Result<Option<User>, sqlx::Error> {
 
 /// Checks a name and password. `None` for an unknown name, a wrong password or a disabled account
 /// (the caller cannot tell which, and neither can the person logging in).
-pub async fn authenticate(db: &Db, name: &str, password: &str) -> Result<Option<User>, sqlx::Error> {
+pub async fn authenticate(db: &Db, name: &str, password: &str) -> Result<Option<User>, StoreError> {
     let Ok(name) = normalize_name(name) else {
         verify_password(&DUMMY_HASH, password).await;
         return Ok(None);
@@ -383,7 +397,7 @@ pub async fn first_admin(db: &Db, data_dir: &Path) -> Result<Option<FirstAdmin>,
     let password = generate_password();
     let hash = hash_password(&password).await.map_err(|e| match e {
         UserError::Db(e) => crate::admin::BootstrapError::Db(e),
-        other => crate::admin::BootstrapError::Db(sqlx::Error::Protocol(other.to_string())),
+        other => crate::admin::BootstrapError::Password(other.to_string()),
     })?;
     let mut tx = db.begin_write().await?;
     // The settings row is the claim: of several instances starting at once, one creates the admin.
