@@ -6,7 +6,7 @@
 //!
 //! SQLite gets one writer connection and a small pool of readers. Writes are serialized in the
 //! process (so they never fail with SQLITE_BUSY against each other; reports go through one
-//! writer task, see [`crate::ingest::sqlite_writer`]) and start with `BEGIN IMMEDIATE` (so a
+//! writer task owned by [`crate::ingest::Ingestor`]) and start with `BEGIN IMMEDIATE` (so a
 //! second process, such as an admin command, waits on the busy timeout instead of failing on a
 //! lock upgrade). WAL mode with synchronous=NORMAL survives a process
 //! crash without losing a committed transaction.
@@ -72,9 +72,6 @@ pub struct Db {
     writer: AnyPool,
     reader: AnyPool,
     states: std::sync::Arc<crate::store::StateCache>,
-    /// SQLite: the queue of the writer task that ingests reports (see
-    /// [`crate::ingest::sqlite_writer`]).
-    ingest_queue: Option<tokio::sync::mpsc::Sender<crate::ingest::Job>>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -121,16 +118,12 @@ impl Db {
                 let writer = pool(1).await.map_err(OpenError::Connect)?;
                 SQLITE_MIGRATIONS.run(&writer).await.map_err(OpenError::Migrate)?;
                 let reader = pool(settings.sqlite_readers.max(1)).await.map_err(OpenError::Connect)?;
-                let db = Db { backend, writer, reader, states: Default::default(), ingest_queue: None };
-                // The writer task holds a Db without the queue, so it ends when the last
-                // handle that can send to it is dropped.
-                let (queue, jobs) = tokio::sync::mpsc::channel(1024);
-                tokio::spawn(crate::ingest::sqlite_writer(db.clone(), jobs));
+                let db = Db { backend, writer, reader, states: Default::default() };
                 // Checkpoints run beside the writer rather than inside its commits (SQLite's
                 // automatic checkpoint, here only a backstop at 10,000 pages, would run in the
                 // writer's COMMIT and hold every queued report up while it copies pages).
                 tokio::spawn(checkpoint_wal(db.reader().clone()));
-                Db { ingest_queue: Some(queue), ..db }
+                db
             }
             Backend::Postgres => {
                 let options = AnyConnectOptions::from_str(url).map_err(OpenError::Connect)?;
@@ -143,7 +136,7 @@ impl Db {
                     .map_err(OpenError::Connect)?;
                 // Several instances may start at once: PostgreSQL's migration lock serializes them.
                 POSTGRES_MIGRATIONS.run(&pool).await.map_err(OpenError::Migrate)?;
-                Db { backend, writer: pool.clone(), reader: pool, states: Default::default(), ingest_queue: None }
+                Db { backend, writer: pool.clone(), reader: pool, states: Default::default() }
             }
         };
         Ok(db)
@@ -162,11 +155,6 @@ impl Db {
     /// The pool for read-only queries.
     pub fn reader(&self) -> &AnyPool {
         &self.reader
-    }
-
-    /// The SQLite writer task's queue (None on PostgreSQL, where requests write concurrently).
-    pub fn ingest_queue(&self) -> Option<&tokio::sync::mpsc::Sender<crate::ingest::Job>> {
-        self.ingest_queue.as_ref()
     }
 
     /// Asset states cached by version (see [`crate::store::StateCache`]).

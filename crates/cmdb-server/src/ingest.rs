@@ -1,7 +1,9 @@
 //! Report ingestion: identity -> diff -> the writes that append the changes and update the state.
 //!
-//! Per report, in one write transaction (on SQLite run by the writer task, see
-//! [`sqlite_writer`]):
+//! [`Ingestor`] owns ingestion: on SQLite it holds the one writer task and its queue (see
+//! [`sqlite_writer`]); on PostgreSQL each request writes in its own transaction.
+//!
+//! Per report, in one write transaction:
 //! 1. record the request's nonce (a replayed request stops here);
 //! 2. a report id seen before returns the first outcome and writes nothing else;
 //! 3. resolve the asset by identity keys (see `cmdb_model::identity`), creating it if none matches;
@@ -121,15 +123,51 @@ impl From<StoreError> for IngestError {
     }
 }
 
-/// Ingests one validated report. `source` is agent, ssh, salt or legacy.
-pub async fn ingest(
+/// The owner of ingestion for one database: on SQLite, the writer task and its queue.
+///
+/// Clones share the task; it ends when the last clone is dropped.
+#[derive(Debug, Clone)]
+pub struct Ingestor {
+    db: Db,
+    /// SQLite: the queue of the writer task that runs every report (None on PostgreSQL).
+    queue: Option<tokio::sync::mpsc::Sender<Job>>,
+}
+
+impl Ingestor {
+    /// Starts ingestion for `db` (on SQLite, spawns the writer task).
+    pub fn start(db: Db) -> Ingestor {
+        let queue = match db.backend() {
+            Backend::Sqlite => {
+                let (queue, jobs) = tokio::sync::mpsc::channel(1024);
+                tokio::spawn(sqlite_writer(db.clone(), jobs));
+                Some(queue)
+            }
+            Backend::Postgres => None,
+        };
+        Ingestor { db, queue }
+    }
+
+    /// Ingests one validated report. `source` is agent, ssh, salt or legacy.
+    pub async fn ingest(
+        &self,
+        report: &Report,
+        source: &str,
+        key: Option<&AgentKey>,
+        nonce: Option<&NonceUse<'_>>,
+    ) -> Result<(Outcome, Disposition), IngestError> {
+        ingest(&self.db, self.queue.as_ref(), report, source, key, nonce).await
+    }
+}
+
+async fn ingest(
     db: &Db,
+    queue: Option<&tokio::sync::mpsc::Sender<Job>>,
     report: &Report,
     source: &str,
     key: Option<&AgentKey>,
     nonce: Option<&NonceUse<'_>>,
 ) -> Result<(Outcome, Disposition), IngestError> {
-    if let Some(queue) = db.ingest_queue() {
+    if let Some(queue) = queue {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = Job {
             report: report.clone(),
@@ -550,7 +588,7 @@ pub async fn sqlite_writer(db: Db, queue: tokio::sync::mpsc::Receiver<Job>) {
     loop {
         match tokio::spawn(writer_loop(db.clone(), Arc::clone(&queue))).await {
             Err(error) if error.is_panic() => tracing::error!("the SQLite writer panicked; restarting it"),
-            // The queue closed (every Db handle is gone) or the runtime is shutting down.
+            // The queue closed (every Ingestor is gone) or the runtime is shutting down.
             _ => return,
         }
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::auth::KeyCache;
 use crate::config::ServerConfig;
 use crate::db::Db;
+use crate::ingest::Ingestor;
 use crate::service::Calendar;
 
 /// Everything a request handler needs.
@@ -20,6 +21,8 @@ pub struct AppState {
     pub keys: KeyCache,
     /// What a date means here (the configured zone and clock window), resolved once.
     pub calendar: Calendar,
+    /// The owner of report ingestion (on SQLite, the writer task and its queue).
+    pub ingestor: Ingestor,
 }
 
 impl AppState {
@@ -27,6 +30,7 @@ impl AppState {
     pub fn new(db: Db, config: ServerConfig) -> Arc<Self> {
         let keys = KeyCache::new(Duration::from_secs(config.key_cache_secs));
         let calendar = Calendar::of(&config);
-        Arc::new(AppState { db, config, keys, calendar })
+        let ingestor = Ingestor::start(db.clone());
+        Arc::new(AppState { db, config, keys, calendar, ingestor })
     }
 }

@@ -187,13 +187,14 @@ async fn refused_reports_fail_alone(backend: Backend) {
     };
     // The host key is bound to mixed-00 by its first report.
     let bound = parse(report("mixed-00"));
-    ingest::ingest(&db, &bound, "agent", Some(&host_key), None).await.expect("first report of the host key");
+    let ingestor = ingest::Ingestor::start(db.clone());
+    ingestor.ingest(&bound, "agent", Some(&host_key), None).await.expect("first report of the host key");
     let host_key =
         KeyCache::new(std::time::Duration::ZERO).get(db.writer(), &host_key_id).await.expect("lookup").expect("key");
 
     let mut tasks = Vec::new();
     for i in 0..60_i64 {
-        let db = db.clone();
+        let ingestor = ingestor.clone();
         let host_key = host_key.clone();
         tasks.push(tokio::spawn(async move {
             let hostname = format!("mixed-{:02}", i % 20 + 1);
@@ -206,7 +207,7 @@ async fn refused_reports_fail_alone(backend: Backend) {
             let used =
                 NonceUse { key_id: "k", nonce: &nonce, timestamp: chrono::Utc::now().timestamp(), window_secs: 300 };
             let key = (i % 7 == 6).then_some(&host_key);
-            let answer = ingest::ingest(&db, &report, "ssh", key, Some(&used)).await;
+            let answer = ingestor.ingest(&report, "ssh", key, Some(&used)).await;
             (i, hostname, nonce, answer)
         }));
     }

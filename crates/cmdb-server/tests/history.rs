@@ -91,6 +91,7 @@ struct Expected {
 async fn run(backend: Backend, steps: Vec<Step>) -> Result<(), TestCaseError> {
     let db = TestDb::new(backend).await;
     let database = db.open().await;
+    let ingestor = ingest::Ingestor::start(database.clone());
     let uuids = [
         "4c4c4544-0057-4610-8038-b2c04f503831",
         "4c4c4544-0057-4610-8038-b2c04f503832",
@@ -129,7 +130,7 @@ async fn run(backend: Backend, steps: Vec<Step>) -> Result<(), TestCaseError> {
                     "sections": Value::Object(all.clone()),
                 });
                 let report = parse_report(&serde_json::to_vec(&doc).expect("json")).expect("valid");
-                let (outcome, _) = ingest::ingest(&database, &report, "agent", None, None).await.expect("ingest");
+                let (outcome, _) = ingestor.ingest(&report, "agent", None, None).await.expect("ingest");
                 let stale = expected[host].last_collected.is_some_and(|last| collected.timestamp_micros() < last);
                 prop_assert_eq!(outcome.applied, !stale, "stale detection");
                 if let Some(known) = asset_of.get(&host) {
@@ -155,8 +156,7 @@ async fn run(backend: Backend, steps: Vec<Step>) -> Result<(), TestCaseError> {
             Step::Duplicate => {
                 if let Some((host, doc)) = &last_sent {
                     let report = parse_report(&serde_json::to_vec(doc).expect("json")).expect("valid");
-                    let (outcome, disposition) =
-                        ingest::ingest(&database, &report, "agent", None, None).await.expect("ingest");
+                    let (outcome, disposition) = ingestor.ingest(&report, "agent", None, None).await.expect("ingest");
                     prop_assert_eq!(disposition, ingest::Disposition::Duplicate);
                     prop_assert_eq!(Some(&outcome.asset_id), asset_of.get(host));
                 }

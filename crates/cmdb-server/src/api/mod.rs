@@ -23,7 +23,7 @@ use self::audit::AsOfParam;
 use crate::auth::{self, AgentKey, Principal, Role};
 use crate::db::{from_us, now_us};
 use crate::error::ApiError;
-use crate::ingest::{self, Disposition, IngestError, NonceUse, Outcome};
+use crate::ingest::{Disposition, IngestError, NonceUse, Outcome};
 use crate::metrics;
 use crate::service::assets::{self, AssetPage, ListQuery};
 use crate::state::AppState;
@@ -208,9 +208,7 @@ pub async fn post_report(
             timestamp: header.timestamp,
             window_secs: state.config.clock_window_secs,
         };
-        ingest::ingest(&state.db, &report, report.agent.mode.as_str(), Some(&key), Some(&nonce))
-            .await
-            .map_err(ingest_error)
+        state.ingestor.ingest(&report, report.agent.mode.as_str(), Some(&key), Some(&nonce)).await.map_err(ingest_error)
     }
     .await;
     metrics::report(outcome_label(&result), started.elapsed().as_secs_f64());
@@ -258,7 +256,7 @@ pub async fn post_legacy(
         let nonce_text = auth::token_hash(header);
         let nonce =
             NonceUse { key_id: "legacy", nonce: &nonce_text, timestamp, window_secs: state.config.clock_window_secs };
-        ingest::ingest(&state.db, &report, "legacy", None, Some(&nonce)).await.map_err(ingest_error)
+        state.ingestor.ingest(&report, "legacy", None, Some(&nonce)).await.map_err(ingest_error)
     }
     .await;
     metrics::report(outcome_label(&result), started.elapsed().as_secs_f64());

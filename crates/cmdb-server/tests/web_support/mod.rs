@@ -61,7 +61,7 @@ impl WebServer {
     /// Ingests a report document directly (no HTTP), as an SSH collector would.
     pub async fn ingest(&self, doc: &Value) -> i64 {
         let report = parse_report(&serde_json::to_vec(doc).expect("json")).expect("valid report");
-        let (outcome, _) = cmdb_server::ingest::ingest(&self.db, &report, "ssh", None, None).await.expect("ingest");
+        let (outcome, _) = self.state.ingestor.ingest(&report, "ssh", None, None).await.expect("ingest");
         outcome.asset_id
     }
 
