@@ -6,7 +6,7 @@
 //!
 //! SQLite gets one writer connection and a small pool of readers. Writes are serialized in the
 //! process (so they never fail with SQLITE_BUSY against each other; reports go through one
-//! writer task owned by [`crate::ingest::Ingestor`]) and start with `BEGIN IMMEDIATE` (so a
+//! writer task owned by the ingestor) and start with `BEGIN IMMEDIATE` (so a
 //! second process, such as an admin command, waits on the busy timeout instead of failing on a
 //! lock upgrade). WAL mode with synchronous=NORMAL survives a process
 //! crash without losing a committed transaction.
@@ -71,7 +71,6 @@ pub struct Db {
     backend: Backend,
     writer: AnyPool,
     reader: AnyPool,
-    states: std::sync::Arc<crate::store::StateCache>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -118,7 +117,7 @@ impl Db {
                 let writer = pool(1).await.map_err(OpenError::Connect)?;
                 SQLITE_MIGRATIONS.run(&writer).await.map_err(OpenError::Migrate)?;
                 let reader = pool(settings.sqlite_readers.max(1)).await.map_err(OpenError::Connect)?;
-                let db = Db { backend, writer, reader, states: Default::default() };
+                let db = Db { backend, writer, reader };
                 // Checkpoints run beside the writer rather than inside its commits (SQLite's
                 // automatic checkpoint, here only a backstop at 10,000 pages, would run in the
                 // writer's COMMIT and hold every queued report up while it copies pages).
@@ -136,7 +135,7 @@ impl Db {
                     .map_err(OpenError::Connect)?;
                 // Several instances may start at once: PostgreSQL's migration lock serializes them.
                 POSTGRES_MIGRATIONS.run(&pool).await.map_err(OpenError::Migrate)?;
-                Db { backend, writer: pool.clone(), reader: pool, states: Default::default() }
+                Db { backend, writer: pool.clone(), reader: pool }
             }
         };
         Ok(db)
@@ -155,11 +154,6 @@ impl Db {
     /// The pool for read-only queries.
     pub fn reader(&self) -> &AnyPool {
         &self.reader
-    }
-
-    /// Asset states cached by version (see [`crate::store::StateCache`]).
-    pub fn states(&self) -> &crate::store::StateCache {
-        &self.states
     }
 
     /// Starts a write transaction.
@@ -246,10 +240,36 @@ fn sqlite_url(url: &str) -> Result<String, OpenError> {
     Ok(format!("sqlite://{path}?{}", query.join("&")))
 }
 
-/// True when `error` means the database is unavailable or busy (see
-/// [`crate::service::error::classify`], the one place that decides).
-pub fn is_unavailable(error: &sqlx::Error) -> bool {
-    crate::service::error::classify(error) == crate::service::error::DbFailure::Retryable
+/// How a database failure should be answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbFailure {
+    /// The database is unavailable or busy (503 with Retry-After; retrying helps).
+    Retryable,
+    /// Anything else: a bug (500, logged as an error).
+    Bug,
+}
+
+/// Classifies a database error. This is the only place that decides it.
+///
+/// Retryable: I/O, pool timed out or closed, the driver's worker crashed, TLS; PostgreSQL
+/// SQLSTATE class 08 (connection exceptions), 57P01-57P03 (shutdown, cannot connect now), 53300
+/// (too many connections), 40001 and 40P01 (serialization failure, deadlock); SQLite BUSY, LOCKED
+/// and BUSY_RECOVERY (5, 6, 517). Everything else, `Protocol` and `Decode` included, is a bug.
+pub fn classify(error: &sqlx::Error) -> DbFailure {
+    let retryable = match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01" | "5" | "6" | "517")
+                || code.starts_with("08")
+        }
+        _ => false,
+    };
+    if retryable { DbFailure::Retryable } else { DbFailure::Bug }
 }
 
 /// Now, in Unix microseconds (the unit of every timestamp column).
@@ -265,6 +285,20 @@ pub fn from_us(us: i64) -> chrono::DateTime<chrono::Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn protocol_and_decode_errors_are_bugs_not_outages() {
+        assert_eq!(classify(&sqlx::Error::Protocol("x".into())), DbFailure::Bug);
+        assert_eq!(classify(&sqlx::Error::Decode("x".into())), DbFailure::Bug);
+        assert_eq!(classify(&sqlx::Error::RowNotFound), DbFailure::Bug);
+        assert_eq!(classify(&sqlx::Error::PoolTimedOut), DbFailure::Retryable);
+        assert_eq!(classify(&sqlx::Error::PoolClosed), DbFailure::Retryable);
+        assert_eq!(classify(&sqlx::Error::WorkerCrashed), DbFailure::Retryable);
+        assert_eq!(
+            classify(&sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset"))),
+            DbFailure::Retryable
+        );
+    }
 
     #[test]
     fn sqlite_urls_create_files() {

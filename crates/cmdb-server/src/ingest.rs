@@ -31,10 +31,10 @@ use sqlx::{Any, AnyConnection, Row};
 use uuid::Uuid;
 
 use crate::auth::{AgentKey, KeyScope, nonce_insert};
-use crate::db::{Backend, Db, is_unavailable, now_us};
+use crate::db::{Backend, Db, classify, now_us};
 use crate::store::sql::{Batch, Sql};
 use crate::store::summary::{AssetSummary, search_terms};
-use crate::store::{self, AssetKeysRow, ChangeContext, Corrupt, StoreError};
+use crate::store::{self, AssetKeysRow, ChangeContext, Corrupt, StateCache, StoreError};
 
 /// What the server answers to a report (and stores, so a repeated report id gets the same answer).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,7 +128,7 @@ impl From<StoreError> for IngestError {
 /// Clones share the task; it ends when the last clone is dropped.
 #[derive(Debug, Clone)]
 pub struct Ingestor {
-    db: Db,
+    db: Target,
     /// SQLite: the queue of the writer task that runs every report (None on PostgreSQL).
     queue: Option<tokio::sync::mpsc::Sender<Job>>,
 }
@@ -136,6 +136,7 @@ pub struct Ingestor {
 impl Ingestor {
     /// Starts ingestion for `db` (on SQLite, spawns the writer task).
     pub fn start(db: Db) -> Ingestor {
+        let db = Target { db, states: Default::default() };
         let queue = match db.backend() {
             Backend::Sqlite => {
                 let (queue, jobs) = tokio::sync::mpsc::channel(1024);
@@ -146,7 +147,32 @@ impl Ingestor {
         };
         Ingestor { db, queue }
     }
+}
 
+/// The database a report is written to, with the states cached for it (asset states by version,
+/// so an unchanged host's report skips loading its state). Internal to ingestion; it reads as the
+/// database it wraps.
+#[derive(Debug, Clone)]
+struct Target {
+    db: Db,
+    states: Arc<StateCache>,
+}
+
+impl std::ops::Deref for Target {
+    type Target = Db;
+
+    fn deref(&self) -> &Db {
+        &self.db
+    }
+}
+
+impl Target {
+    fn states(&self) -> &StateCache {
+        &self.states
+    }
+}
+
+impl Ingestor {
     /// Ingests one validated report. `source` is agent, ssh, salt or legacy.
     pub async fn ingest(
         &self,
@@ -160,7 +186,7 @@ impl Ingestor {
 }
 
 async fn ingest(
-    db: &Db,
+    db: &Target,
     queue: Option<&tokio::sync::mpsc::Sender<Job>>,
     report: &Report,
     source: &str,
@@ -305,7 +331,7 @@ struct Decision {
 /// deliveries of one report) and the key row is locked.
 async fn decide(
     conn: &mut AnyConnection,
-    db: &Db,
+    db: &Target,
     prefix: Vec<Sql>,
     submission: Submission<'_>,
 ) -> Result<Decision, IngestError> {
@@ -538,7 +564,11 @@ async fn decide(
 
 /// The answer to a report whose writes failed on a unique violation: the report id was taken,
 /// so the first outcome is the answer.
-async fn taken_report_id(db: &Db, report_id: Uuid, error: StoreError) -> Result<(Outcome, Disposition), IngestError> {
+async fn taken_report_id(
+    db: &Target,
+    report_id: Uuid,
+    error: StoreError,
+) -> Result<(Outcome, Disposition), IngestError> {
     if matches!(&error, StoreError::Db(sqlx::Error::Database(e)) if e.is_unique_violation()) {
         let mut conn = db.reader().acquire().await?;
         if let Some(first) = stored_outcome(&mut conn, &report_id.to_string()).await? {
@@ -550,7 +580,7 @@ async fn taken_report_id(db: &Db, report_id: Uuid, error: StoreError) -> Result<
 
 /// One report, one transaction (PostgreSQL: several connections and server instances write
 /// concurrently, serialized per host by the locks `decide` takes).
-async fn ingest_postgres(db: &Db, submission: Submission<'_>) -> Result<(Outcome, Disposition), IngestError> {
+async fn ingest_postgres(db: &Target, submission: Submission<'_>) -> Result<(Outcome, Disposition), IngestError> {
     let report = submission.report;
     let mut tx = db.begin_write().await?;
     let decision = decide(&mut tx, db, Vec::new(), submission).await?;
@@ -581,7 +611,7 @@ const RUN_MAX: usize = 64;
 /// through the pool (a ping on every release) and a task wake-up. Here a report costs two round
 /// trips (`BEGIN IMMEDIATE` with its reads, its writes with `COMMIT`), and the connection stays
 /// with this task while reports are queued.
-pub async fn sqlite_writer(db: Db, queue: tokio::sync::mpsc::Receiver<Job>) {
+async fn sqlite_writer(db: Target, queue: tokio::sync::mpsc::Receiver<Job>) {
     // A panic must not stop ingestion for good: the loop runs in a task of its own and is
     // restarted on the same queue (the report it was working on is answered 503 and retried).
     let queue = Arc::new(tokio::sync::Mutex::new(queue));
@@ -594,7 +624,7 @@ pub async fn sqlite_writer(db: Db, queue: tokio::sync::mpsc::Receiver<Job>) {
     }
 }
 
-async fn writer_loop(db: Db, queue: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Job>>>) {
+async fn writer_loop(db: Target, queue: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Job>>>) {
     let mut queue = queue.lock().await;
     while let Some(first) = queue.recv().await {
         let mut conn = match db.writer().acquire().await {
@@ -640,7 +670,7 @@ impl Drop for InFlight<'_> {
 
 /// Ingests one report in its own transaction and answers it; false when the connection could
 /// not be brought back out of the transaction.
-async fn sqlite_report(conn: &mut PoolConnection<Any>, db: &Db, job: Job) -> bool {
+async fn sqlite_report(conn: &mut PoolConnection<Any>, db: &Target, job: Job) -> bool {
     let nonce = job.nonce.as_ref().map(|n| NonceUse {
         key_id: &n.key_id,
         nonce: &n.nonce,
@@ -711,5 +741,6 @@ fn save_outcome_query(outcome: &Outcome, now: i64) -> Result<Sql, sqlx::Error> {
 
 /// True when `error` should be answered with 503 (the client retries later).
 pub fn is_transient(error: &IngestError) -> bool {
-    matches!(error, IngestError::Aborted(_)) || matches!(error, IngestError::Db(e) if is_unavailable(e))
+    matches!(error, IngestError::Aborted(_))
+        || matches!(error, IngestError::Db(e) if classify(e) == crate::db::DbFailure::Retryable)
 }

@@ -1,5 +1,5 @@
-//! The one error type of the service layer, and the one place that decides which database
-//! failures are worth retrying.
+//! The one error type of the service layer. Which database failures are worth retrying is
+//! decided in one place, [`crate::db::classify`].
 //!
 //! Handlers map a [`ServiceError`] to their own answer at the edge (`ApiError` for the REST API,
 //! `WebError` for pages); nothing below the edges knows an HTTP status.
@@ -45,37 +45,7 @@ impl ServiceError {
     }
 }
 
-/// How a database failure should be answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DbFailure {
-    /// The database is unavailable or busy (503 with Retry-After; retrying helps).
-    Retryable,
-    /// Anything else: a bug (500, logged as an error).
-    Bug,
-}
-
-/// Classifies a database error. This is the only place that decides it.
-///
-/// Retryable: I/O, pool timed out or closed, the driver's worker crashed, TLS; PostgreSQL
-/// SQLSTATE class 08 (connection exceptions), 57P01-57P03 (shutdown, cannot connect now), 53300
-/// (too many connections), 40001 and 40P01 (serialization failure, deadlock); SQLite BUSY, LOCKED
-/// and BUSY_RECOVERY (5, 6, 517). Everything else, `Protocol` and `Decode` included, is a bug.
-pub fn classify(error: &sqlx::Error) -> DbFailure {
-    let retryable = match error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Tls(_) => true,
-        sqlx::Error::Database(db) => {
-            let code = db.code().unwrap_or_default();
-            matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01" | "5" | "6" | "517")
-                || code.starts_with("08")
-        }
-        _ => false,
-    };
-    if retryable { DbFailure::Retryable } else { DbFailure::Bug }
-}
+pub use crate::db::{DbFailure, classify};
 
 impl From<sqlx::Error> for ServiceError {
     fn from(error: sqlx::Error) -> Self {
@@ -106,24 +76,5 @@ impl From<crate::store::StoreError> for ServiceError {
             crate::store::StoreError::Db(e) => e.into(),
             crate::store::StoreError::Corrupt(e) => e.into(),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn protocol_and_decode_errors_are_bugs_not_outages() {
-        assert_eq!(classify(&sqlx::Error::Protocol("x".into())), DbFailure::Bug);
-        assert_eq!(classify(&sqlx::Error::Decode("x".into())), DbFailure::Bug);
-        assert_eq!(classify(&sqlx::Error::RowNotFound), DbFailure::Bug);
-        assert_eq!(classify(&sqlx::Error::PoolTimedOut), DbFailure::Retryable);
-        assert_eq!(classify(&sqlx::Error::PoolClosed), DbFailure::Retryable);
-        assert_eq!(classify(&sqlx::Error::WorkerCrashed), DbFailure::Retryable);
-        assert_eq!(
-            classify(&sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset"))),
-            DbFailure::Retryable
-        );
     }
 }
