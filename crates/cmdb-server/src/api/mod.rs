@@ -13,11 +13,10 @@ use axum::extract::{FromRequestParts, OriginalUri, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::IntoResponse;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use cmdb_model::report::{Report, parse_report};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use sqlx::Row;
 
 use self::audit::AsOfParam;
 use crate::auth::{self, AgentKey, Principal, Role};
@@ -26,9 +25,8 @@ use crate::error::ApiError;
 use crate::ingest::{Disposition, IngestError, NonceUse, Outcome};
 use crate::metrics;
 use crate::service::assets::{self, AssetPage, ListQuery};
+use crate::service::collection_errors::ErrorFilter;
 use crate::state::AppState;
-use crate::store::sql::Sql;
-use crate::store::{self, CHANGE_COLUMNS, ChangeRecord};
 
 /// Shared state handle.
 pub type Shared = Arc<AppState>;
@@ -278,27 +276,7 @@ pub struct TargetsQuery {
     pub since: Option<String>,
 }
 
-/// One host to collect.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-pub struct Target {
-    /// Asset id.
-    pub asset_id: i64,
-    /// Host name.
-    pub hostname: String,
-    /// Address to connect to, when not the host name.
-    pub manage_address: Option<String>,
-    /// SSH port, when set.
-    pub ssh_port: Option<i64>,
-    /// Salt minion id (default: the host name).
-    pub salt_minion_id: String,
-}
-
-/// Start of today in `tz`, as UTC.
-pub fn start_of_today(tz: chrono_tz::Tz, now: DateTime<Utc>) -> DateTime<Utc> {
-    let local = now.with_timezone(&tz).date_naive();
-    let midnight = local.and_hms_opt(0, 0, 0).unwrap_or_default();
-    tz.from_local_datetime(&midnight).earliest().map(|t| t.with_timezone(&Utc)).unwrap_or(now)
-}
+pub use crate::service::collect::Target;
 
 /// `GET /api/v1/collect-targets`: online hosts that have not reported since the cutoff.
 pub async fn collect_targets(
@@ -320,27 +298,10 @@ pub async fn collect_targets(
         Some(text) => DateTime::parse_from_rfc3339(text)
             .map_err(|e| ApiError::Invalid { pointer: "since".to_owned(), message: format!("not RFC 3339: {e}") })?
             .with_timezone(&Utc),
-        None => start_of_today(state.config.tz(), Utc::now()),
+        // The start of today in the configured zone.
+        None => state.calendar.start_of(state.calendar.today(Utc::now()))?,
     };
-    let rows = sqlx::query(
-        "SELECT id, hostname, manage_address, ssh_port, salt_minion_id FROM assets \
-         WHERE status = 'online' AND (last_seen_at IS NULL OR last_seen_at < $1) ORDER BY id",
-    )
-    .bind(cutoff.timestamp_micros())
-    .fetch_all(state.db.reader())
-    .await?;
-    let mut targets = Vec::with_capacity(rows.len());
-    for row in rows {
-        let hostname: String = row.try_get(1)?;
-        let minion: Option<String> = row.try_get(4)?;
-        targets.push(Target {
-            asset_id: row.try_get(0)?,
-            salt_minion_id: minion.unwrap_or_else(|| hostname.clone()),
-            hostname,
-            manage_address: row.try_get(2)?,
-            ssh_port: row.try_get(3)?,
-        });
-    }
+    let targets = crate::service::collect::targets(&state.db, cutoff).await?;
     Ok(Json(json!({"cutoff": cutoff, "mode": query.mode, "targets": targets})))
 }
 
@@ -428,14 +389,7 @@ pub struct PageQuery {
     pub asset_id: Option<i64>,
 }
 
-/// A page of change records.
-#[derive(Debug, Serialize)]
-pub struct ChangePage {
-    /// The records.
-    pub items: Vec<ChangeRecord>,
-    /// Cursor for the next page, when there may be more.
-    pub next: Option<String>,
-}
+pub use crate::service::history::ChangePage;
 
 /// `GET /api/v1/assets/{id}/changes`: newest first.
 pub async fn asset_changes(
@@ -446,15 +400,7 @@ pub async fn asset_changes(
 ) -> Result<Json<ChangePage>, ApiError> {
     require(&principal, Role::Viewer)?;
     let limit = page.limit.unwrap_or(200).clamp(1, 1000);
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {CHANGE_COLUMNS} FROM changes WHERE asset_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
-    )))
-    .bind(id)
-    .bind(page.before.unwrap_or(i64::MAX))
-    .bind(limit)
-    .fetch_all(state.db.reader())
-    .await?;
-    let items = rows.iter().map(store::change_row).collect::<Result<Vec<_>, _>>()?;
+    let items = crate::service::history::asset_changes(&state.db, id, page.before, None, limit).await?;
     let next = (items.len() as i64 == limit).then(|| items.last().map(|c| c.id.to_string())).flatten();
     Ok(Json(ChangePage { items, next }))
 }
@@ -469,12 +415,6 @@ pub struct FeedQuery {
     pub limit: Option<i64>,
 }
 
-fn parse_cursor(text: &str) -> Result<(i64, i64), ApiError> {
-    let bad = || ApiError::Invalid { pointer: "after".to_owned(), message: format!("malformed cursor {text:?}") };
-    let (tx, id) = text.split_once('-').ok_or_else(bad)?;
-    Ok((tx.parse().map_err(|_| bad())?, id.parse().map_err(|_| bad())?))
-}
-
 /// `GET /api/v1/changes?after=<cursor>`: every change, oldest first. A consumer that follows
 /// `next` never misses a change: on PostgreSQL the feed only shows transactions older than the
 /// oldest one still writing in this database (see [`feed_horizon`]), ordered by transaction id,
@@ -487,80 +427,8 @@ pub async fn change_feed(
     Query(query): Query<FeedQuery>,
 ) -> Result<Json<ChangePage>, ApiError> {
     require(&principal, Role::Viewer)?;
-    let (tx, id) = match query.after.as_deref() {
-        Some(cursor) => parse_cursor(cursor)?,
-        None => (-1, -1),
-    };
     let limit = query.limit.unwrap_or(500).clamp(1, 1000);
-    let horizon = match state.db.backend() {
-        crate::db::Backend::Postgres => Some(feed_horizon(state.db.reader()).await?),
-        crate::db::Backend::Sqlite => None,
-    };
-    let mut q = Sql::new(format!("SELECT {CHANGE_COLUMNS} FROM changes WHERE (txid, id) > ("));
-    q.bind(tx).push(", ").bind(id).push(")");
-    if let Some(horizon) = horizon {
-        q.push(" AND txid < ").bind(horizon);
-    }
-    q.push(" ORDER BY txid, id LIMIT ").bind(limit);
-    let rows = q.query().fetch_all(state.db.reader()).await?;
-    let items = rows.iter().map(store::change_row).collect::<Result<Vec<_>, _>>()?;
-    let next = items.last().map(|c| c.cursor.clone()).or(query.after);
-    Ok(Json(ChangePage { items, next }))
-}
-
-/// The PostgreSQL feed horizon: every transaction with a smaller id has ended, or belongs to
-/// another database and so never writes our `changes`. It is the smallest transaction id still
-/// running in this database, else the current snapshot's `xmax`.
-///
-/// Why not `pg_snapshot_xmin`: that horizon is cluster-wide, so any transaction in any database
-/// of the cluster (a neighbour's batch job, `VACUUM`, another test) would hold the feed back.
-///
-/// The order of the three statements is what makes this safe, and each runs in its own implicit
-/// transaction so `pg_stat_activity` is read fresh: (1) `xmax` is read first; (2) the running
-/// transactions of this database are read after it, so any transaction below `xmax` that is not
-/// listed had already ended; (3) the caller's query takes its snapshot after that, so it sees
-/// every such ended transaction. A transaction that gets its id after (1) gets one at or above
-/// `xmax` and stays beyond the horizon. `backend_xid` is a 32-bit `xid`; it is widened to the
-/// 64-bit ids in `changes.txid` relative to `xmax`, which is exact because a running transaction
-/// is always within 2^31 of it (one that got its id at or after `xmax` is beyond the horizon
-/// anyway). Sessions are listed with their `backend_xid` for the role that runs them, so every
-/// cmdb-server instance on the database must connect as the same role (or one granted
-/// `pg_read_all_stats`).
-async fn feed_horizon(pool: &sqlx::AnyPool) -> Result<i64, ApiError> {
-    let xmax: i64 =
-        sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint").fetch_one(pool).await?;
-    let oldest_running: Option<i64> = sqlx::query_scalar(
-        "SELECT MIN(CASE WHEN behind < 2147483648 THEN $1 - behind ELSE $1 END) FROM ( \
-           SELECT ((($1 - backend_xid::text::bigint) % 4294967296) + 4294967296) % 4294967296 AS behind \
-           FROM pg_stat_activity WHERE datname = current_database() AND backend_xid IS NOT NULL) AS running",
-    )
-    .bind(xmax)
-    .fetch_one(pool)
-    .await?;
-    Ok(oldest_running.map_or(xmax, |oldest| oldest.min(xmax)))
-}
-
-/// One collection error.
-#[derive(Debug, Serialize)]
-pub struct ErrorRow {
-    /// Row id.
-    pub id: i64,
-    /// The asset, when known.
-    pub asset_id: Option<i64>,
-    /// The report.
-    pub report_id: Option<String>,
-    /// Host name as reported.
-    pub hostname: String,
-    /// agent, ssh, salt, legacy.
-    pub source: String,
-    /// The failed section.
-    pub section: String,
-    /// The collector's message.
-    pub message: String,
-    /// When collected.
-    pub collected_at: Option<DateTime<Utc>>,
-    /// When received.
-    pub recorded_at: DateTime<Utc>,
+    Ok(Json(crate::service::history::change_feed(&state.db, query.after.as_deref(), limit).await?))
 }
 
 /// `GET /api/v1/errors`: collection errors, newest first.
@@ -571,29 +439,8 @@ pub async fn errors(
 ) -> Result<Json<Value>, ApiError> {
     require(&principal, Role::Viewer)?;
     let limit = page.limit.unwrap_or(200).clamp(1, 1000);
-    let mut q = Sql::new(
-        "SELECT id, asset_id, report_id, hostname, source, section, message, collected_at, recorded_at FROM collection_errors WHERE id < ",
-    );
-    q.bind(page.before.unwrap_or(i64::MAX));
-    if let Some(asset) = page.asset_id {
-        q.push(" AND asset_id = ").bind(asset);
-    }
-    q.push(" ORDER BY id DESC LIMIT ").bind(limit);
-    let rows = q.query().fetch_all(state.db.reader()).await?;
-    let mut items = Vec::with_capacity(rows.len());
-    for row in rows {
-        items.push(ErrorRow {
-            id: row.try_get(0)?,
-            asset_id: row.try_get(1)?,
-            report_id: row.try_get(2)?,
-            hostname: row.try_get(3)?,
-            source: row.try_get(4)?,
-            section: row.try_get(5)?,
-            message: row.try_get(6)?,
-            collected_at: row.try_get::<Option<i64>, _>(7)?.map(from_us),
-            recorded_at: from_us(row.try_get(8)?),
-        });
-    }
+    let filter = ErrorFilter { asset_id: page.asset_id, before: page.before, ..ErrorFilter::default() };
+    let items = crate::service::collection_errors::list(&state.db, &filter, limit).await?;
     let next = (items.len() as i64 == limit).then(|| items.last().map(|e| e.id.to_string())).flatten();
     Ok(Json(json!({"items": items, "next": next})))
 }
@@ -627,26 +474,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn start_of_today_follows_the_time_zone() {
-        let now = Utc.with_ymd_and_hms(2026, 11, 25, 20, 0, 0).single().expect("valid");
-        let shanghai = start_of_today(chrono_tz::Asia::Shanghai, now);
-        assert_eq!(shanghai, Utc.with_ymd_and_hms(2026, 11, 25, 16, 0, 0).single().expect("valid"));
-        assert_eq!(
-            start_of_today(chrono_tz::UTC, now),
-            Utc.with_ymd_and_hms(2026, 11, 25, 0, 0, 0).single().expect("v")
-        );
-    }
-
-    #[test]
     fn nesting_is_measured_outside_strings() {
         assert_eq!(nesting_depth(br#"{"a": [1, {"b": "[[[{"}]}"#), 3);
         assert_eq!(nesting_depth(br#"{"a": "\\\"[["}"#), 1);
         assert_eq!(nesting_depth(b"[[[]]]"), 3);
-    }
-
-    #[test]
-    fn cursors_parse() {
-        assert_eq!(parse_cursor("12-34").ok(), Some((12, 34)));
-        assert!(parse_cursor("x").is_err());
     }
 }

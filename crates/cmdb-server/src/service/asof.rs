@@ -42,23 +42,6 @@ pub use crate::service::time::SETTLE_SECS;
 /// Columns an as-of row has besides its id, in the order [`bind_rebuilt`] binds them.
 const ROW_COLUMNS: &str = "hostname, status, idc, cabinet, business_unit, owner, tags, os_name, os_version, manufacturer, model, serial, cpu_model, cpu_count, memory_mb, disk_bytes, ip_addresses, manage_address, last_seen_at, last_collected_at, created_at, terms";
 
-/// Sort columns accepted by the list (the same as the live list's).
-const SORTABLE: &[&str] = &[
-    "id",
-    "hostname",
-    "status",
-    "idc",
-    "business_unit",
-    "owner",
-    "os_name",
-    "manufacturer",
-    "model",
-    "last_seen_at",
-    "created_at",
-    "cpu_count",
-    "memory_mb",
-];
-
 /// A complete snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct SnapshotRef {
@@ -523,17 +506,6 @@ fn push_filters(q: &mut Sql, backend: Backend, query: &ListQuery) {
     }
 }
 
-/// `ORDER BY` for `sort` ("column" or "-column"), as the live list orders.
-pub fn order_by(sort: Option<&str>) -> String {
-    let sort = sort.unwrap_or("hostname");
-    let (column, descending) = match sort.strip_prefix('-') {
-        Some(column) => (column, true),
-        None => (sort, false),
-    };
-    let column = SORTABLE.iter().find(|c| **c == column).copied().unwrap_or("hostname");
-    format!(" ORDER BY {column} {}, id", if descending { "DESC" } else { "ASC" })
-}
-
 /// A read transaction holding the as-of rows: the snapshot's, and the rebuilt ones in a temporary
 /// table. Dropped (rolled back) when done, which also drops the table.
 pub struct AsOfRows {
@@ -598,7 +570,7 @@ impl AsOfRows {
         let mut q = Sql::new(format!("SELECT {} FROM ", crate::service::assets::LIST_COLUMNS));
         union_sql(&mut q, self.snapshot, self.delta);
         push_filters(&mut q, self.backend, query);
-        q.push(&order_by(query.sort.as_deref()));
+        q.push(&crate::service::assets::order_by(query.sort.as_deref()));
         if let Some(limit) = limit {
             q.push(" LIMIT ").bind(limit).push(" OFFSET ").bind(offset);
         }
@@ -816,17 +788,5 @@ pub async fn run_daily(db: Db, calendar: Calendar) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "daily snapshot failed; will retry"),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sort_accepts_only_known_columns() {
-        assert_eq!(order_by(Some("-memory_mb")), " ORDER BY memory_mb DESC, id");
-        assert_eq!(order_by(Some("hostname; DROP TABLE assets")), " ORDER BY hostname ASC, id");
-        assert_eq!(order_by(None), " ORDER BY hostname ASC, id");
     }
 }

@@ -420,7 +420,7 @@ impl Book {
 pub async fn list_items(db: &Db, query: &ListQuery) -> Result<Vec<AssetListItem>, ServiceError> {
     let mut q = Sql::new(format!("SELECT {LIST_COLUMNS} FROM assets"));
     push_filters(&mut q, query);
-    q.push(&asof::order_by(query.sort.as_deref()));
+    q.push(&crate::service::assets::order_by(query.sort.as_deref()));
     let rows = q.query().fetch_all(db.reader()).await?;
     Ok(rows.iter().map(list_item).collect::<Result<Vec<_>, _>>()?)
 }

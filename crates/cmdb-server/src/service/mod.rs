@@ -11,6 +11,10 @@
 //! - [`export`]: CSV and XLSX of the list, and the audit workbook.
 //! - [`import`]: CSV import of hosts and business fields.
 //! - [`lists`]: the managed IDC, business unit and tag lists.
+//! - [`history`]: an asset's timeline, the change log, the change feed.
+//! - [`collection_errors`]: the sections that failed on hosts.
+//! - [`dashboard`]: counts per value, changes per day, hosts that stopped reporting.
+//! - [`collect`]: the hosts collectors should reach.
 //! - [`audit_log`]: who did what (logins, exports, admin actions).
 //!
 //! Architecture invariant: nothing in `service` depends on `api`, `web` or `app`, or names an HTTP
@@ -19,8 +23,12 @@
 pub mod asof;
 pub mod assets;
 pub mod audit_log;
+pub mod collect;
+pub mod collection_errors;
+pub mod dashboard;
 pub mod error;
 pub mod export;
+pub mod history;
 pub mod import;
 pub mod lists;
 pub mod time;

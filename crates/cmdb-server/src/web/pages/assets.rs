@@ -13,15 +13,17 @@ use cmdb_model::report::component_list;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::dashboard::{Count, ErrorLine, error_line};
+use super::dashboard::Count;
 use super::{CurrentUser, Layout, Posted, cell, parse_query, query_string};
 use crate::auth::Role;
 use crate::service::assets::{self, AssetDetail, AssetPage, ListQuery};
 use crate::service::audit_log as audit;
+use crate::service::collection_errors::{self, CollectionError, ErrorFilter};
 use crate::service::export;
+use crate::service::history;
 use crate::service::lists::{self, ListKind};
 use crate::service::time::{AsOf, Stated};
-use crate::store::{self, CHANGE_COLUMNS, ChangeRecord};
+use crate::store::ChangeRecord;
 use crate::web::error::WebError;
 use crate::web::{WebState, templates};
 
@@ -472,7 +474,7 @@ struct DetailPage {
     managed: ManagedChoices,
     timeline: Vec<ChangeLine>,
     older: Option<String>,
-    errors: Vec<ErrorLine>,
+    errors: Vec<CollectionError>,
     as_of: Option<Stated>,
     as_of_text: Option<String>,
     saved: bool,
@@ -551,18 +553,8 @@ async fn render_detail(
         }
     }
     // The timeline: newest first, one page, never past the as-of instant.
-    let before = params.before.unwrap_or(i64::MAX);
-    let recorded_limit = as_of.map(|t| t.effective.timestamp_micros()).unwrap_or(i64::MAX);
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {CHANGE_COLUMNS} FROM changes WHERE asset_id = $1 AND id < $2 AND recorded_at <= $3 ORDER BY id DESC LIMIT $4"
-    )))
-    .bind(id)
-    .bind(before)
-    .bind(recorded_limit)
-    .bind(TIMELINE_PAGE)
-    .fetch_all(db.reader())
-    .await?;
-    let records = rows.iter().map(store::change_row).collect::<Result<Vec<_>, _>>()?;
+    let upto = as_of.map(|t| t.effective);
+    let records = history::asset_changes(db, id, params.before, upto, TIMELINE_PAGE).await?;
     let older = (records.len() as i64 == TIMELINE_PAGE).then(|| {
         let last = records.last().map(|r| r.id.to_string()).unwrap_or_default();
         let mut pairs = vec![("before", last.as_str())];
@@ -572,15 +564,8 @@ async fn render_detail(
         format!("/assets/{id}?{}#timeline", query_string(&pairs))
     });
     let timeline = records.into_iter().map(|r| ChangeLine::from_record(r, None)).collect();
-    let rows = sqlx::query(
-        "SELECT id, asset_id, hostname, source, section, message, collected_at, recorded_at \
-         FROM collection_errors WHERE asset_id = $1 AND recorded_at <= $2 ORDER BY id DESC LIMIT 20",
-    )
-    .bind(id)
-    .bind(recorded_limit)
-    .fetch_all(db.reader())
-    .await?;
-    let errors = rows.iter().map(error_line).collect::<Result<Vec<_>, _>>()?;
+    let filter = ErrorFilter { asset_id: Some(id), to: upto, ..ErrorFilter::default() };
+    let errors = collection_errors::list(db, &filter, 20).await?;
     let figures = state.figures().await?;
     let status = if form.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     let (form, form_error) = match form {

@@ -6,10 +6,9 @@ use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::dashboard::{ErrorLine, error_line};
 use super::{CurrentUser, Layout, parse_query};
 use crate::auth::Role;
-use crate::store::sql::Sql;
+use crate::service::collection_errors::{self, CollectionError, ErrorFilter};
 use crate::web::error::WebError;
 use crate::web::{WebState, templates};
 
@@ -46,7 +45,7 @@ const PAGE: i64 = 100;
 struct ErrorsPage {
     layout: Layout,
     params: ErrorParams,
-    items: Vec<ErrorLine>,
+    items: Vec<CollectionError>,
     next: Option<String>,
 }
 
@@ -59,31 +58,16 @@ pub async fn page(
     user.require(Role::Viewer)?;
     let params: ErrorParams = parse_query(raw.as_deref())?;
     let cal = &state.app.calendar;
-    let mut q = Sql::new(
-        "SELECT id, asset_id, hostname, source, section, message, collected_at, recorded_at FROM collection_errors WHERE id < ",
-    );
-    q.bind(params.before.unwrap_or(i64::MAX));
-    if let Some(hostname) = params.hostname.as_deref().map(str::trim) {
-        q.push(" AND hostname = ").bind(hostname);
-    }
-    if let Some(asset_id) = params.asset_id {
-        q.push(" AND asset_id = ").bind(asset_id);
-    }
-    if let Some(section) = params.section.as_deref().map(str::trim) {
-        q.push(" AND section = ").bind(section);
-    }
-    if let Some(source) = params.source.as_deref().map(str::trim) {
-        q.push(" AND source = ").bind(source);
-    }
-    if let Some(from) = params.from.as_deref() {
-        q.push(" AND recorded_at >= ").bind(cal.lower_bound("from", from)?.timestamp_micros());
-    }
-    if let Some(to) = params.to.as_deref() {
-        q.push(" AND recorded_at <= ").bind(cal.upper_bound("to", to)?.timestamp_micros());
-    }
-    q.push(" ORDER BY id DESC LIMIT ").bind(PAGE);
-    let rows = q.query().fetch_all(state.app.db.reader()).await?;
-    let items = rows.iter().map(error_line).collect::<Result<Vec<_>, _>>()?;
+    let filter = ErrorFilter {
+        hostname: params.hostname.clone(),
+        asset_id: params.asset_id,
+        section: params.section.clone(),
+        source: params.source.clone(),
+        from: params.from.as_deref().map(|t| cal.lower_bound("from", t)).transpose()?,
+        to: params.to.as_deref().map(|t| cal.upper_bound("to", t)).transpose()?,
+        before: params.before,
+    };
+    let items = collection_errors::list(&state.app.db, &filter, PAGE).await?;
     let next = (items.len() as i64 == PAGE).then(|| {
         let before = items.last().map(|e| e.id);
         format!("/errors?{}", serde_urlencoded::to_string(ErrorParams { before, ..params.clone() }).unwrap_or_default())
