@@ -35,13 +35,13 @@ fn xlsx_names(bytes: &[u8], sheet_name: &str) -> BTreeSet<String> {
     let range = sheet(bytes, sheet_name);
     let mut rows = range.rows();
     let header = rows.next().expect("header");
-    let index = header.iter().position(|c| c.to_string() == "hostname").expect("hostname column");
+    let index = header.iter().position(|c| *c == "hostname").expect("hostname column");
     rows.map(|r| r[index].to_string()).collect()
 }
 
 fn about(bytes: &[u8], label: &str) -> String {
     let range = sheet(bytes, "About");
-    range.rows().find(|r| r[0].to_string() == label).map(|r| r[1].to_string()).unwrap_or_default()
+    range.rows().find(|r| r[0] == label).map(|r| r[1].to_string()).unwrap_or_default()
 }
 
 async fn one_date_for(backend: Backend, zone: &str) {
