@@ -547,6 +547,33 @@ fn operations() -> Vec<Op> {
     ]
 }
 
+/// The list row's schema, from the one definition of the list's columns.
+fn list_item_schema() -> Value {
+    use crate::service::assets::{ColumnKind, LIST};
+    let mut properties = Map::new();
+    let mut required = Vec::new();
+    for column in LIST {
+        let mut schema = match column.kind {
+            ColumnKind::Id => json!({"type": "integer", "format": "int64"}),
+            ColumnKind::Text => json!({"type": "string"}),
+            ColumnKind::OptionalText => json!({"type": ["string", "null"]}),
+            ColumnKind::OptionalInt => json!({"type": ["integer", "null"], "format": "int64"}),
+            ColumnKind::Words => json!({"type": "array", "items": {"type": "string"}}),
+            ColumnKind::Time => json!({"type": "string", "format": "date-time"}),
+            ColumnKind::OptionalTime => json!({"type": ["string", "null"], "format": "date-time"}),
+        };
+        if column.key == "status" {
+            schema["enum"] = json!(["racked", "online", "offline", "retired"]);
+        }
+        schema["description"] = json!(column.description);
+        if matches!(column.kind, ColumnKind::Id | ColumnKind::Text | ColumnKind::Words | ColumnKind::Time) {
+            required.push(column.key);
+        }
+        properties.insert(column.key.to_owned(), schema);
+    }
+    json!({"type": "object", "required": required, "properties": properties})
+}
+
 fn schemas() -> Value {
     let time = json!({"type": "string", "format": "date-time"});
     let time_or_null = json!({"type": ["string", "null"], "format": "date-time"});
@@ -557,15 +584,7 @@ fn schemas() -> Value {
         "Error": {"type": "object", "required": ["error", "message"], "properties": {
             "error": {"type": "string", "description": "Machine-readable code (bad_request, invalid, unauthorized, forbidden, not_found, conflict, too_large, unsupported_media_type, too_many_requests, unavailable, internal)."},
             "message": {"type": "string"}, "pointer": {"type": "string"}}},
-        "AssetListItem": {"type": "object", "required": ["id", "hostname", "status", "tags", "ip_addresses", "created_at"], "properties": {
-            "id": {"type": "integer", "format": "int64"}, "hostname": {"type": "string"}, "status": {"type": "string", "enum": ["racked", "online", "offline", "retired"]},
-            "idc": text_or_null, "cabinet": text_or_null, "business_unit": text_or_null, "owner": text_or_null, "tags": strings,
-            "os_name": text_or_null, "os_version": text_or_null, "manufacturer": text_or_null, "model": text_or_null, "serial": text_or_null,
-            "cpu_model": text_or_null, "cpu_count": int_or_null, "memory_mb": int_or_null, "disk_bytes": int_or_null, "ip_addresses": strings,
-            "manage_address": text_or_null,
-            "last_seen_at": {"type": ["string", "null"], "format": "date-time", "description": "Live: when the asset last reported. As of a time: recorded_at of the report that last changed it."},
-            "last_collected_at": {"type": ["string", "null"], "format": "date-time", "description": "collected_at of that report."},
-            "created_at": time}},
+        "AssetListItem": list_item_schema(),
         "AssetPage": {"type": "object", "required": ["items", "total", "page", "per_page"], "properties": {
             "items": {"type": "array", "items": schema_ref("AssetListItem")}, "total": {"type": "integer"}, "page": {"type": "integer"}, "per_page": {"type": "integer"}}},
         "BusinessPatch": {"type": "object", "additionalProperties": false, "description": "Business fields to set; null clears.", "properties": {

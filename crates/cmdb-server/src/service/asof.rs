@@ -28,7 +28,10 @@ use sqlx::{AnyConnection, Row};
 
 use crate::db::{Backend, Db, from_us, now_us};
 use crate::service::ServiceError;
-use crate::service::assets::{AssetDetail, AssetListItem, AssetPage, ListQuery, detail_from_state, list_item};
+use crate::service::assets::{
+    AssetDetail, AssetListItem, AssetPage, ColumnKind, LIST, ListQuery, detail_from_state, equality_filters,
+    list_columns, list_item, tag_pattern,
+};
 use crate::service::time::{AsOf, Calendar};
 use crate::store::sql::{RowBuilder, Sql};
 use crate::store::summary::{AssetSummary, search_terms};
@@ -39,8 +42,35 @@ const CHUNK: usize = 500;
 
 pub use crate::service::time::SETTLE_SECS;
 
-/// Columns an as-of row has besides its id, in the order [`bind_rebuilt`] binds them.
-const ROW_COLUMNS: &str = "hostname, status, idc, cabinet, business_unit, owner, tags, os_name, os_version, manufacturer, model, serial, cpu_model, cpu_count, memory_mb, disk_bytes, ip_addresses, manage_address, last_seen_at, last_collected_at, created_at, terms";
+/// Columns an as-of row has besides its id, in the order [`bind_rebuilt`] binds them: the list
+/// columns ([`LIST`]) and the search terms.
+fn row_columns() -> &'static str {
+    static TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let mut names: Vec<&str> = LIST.iter().filter(|c| c.key != "id").map(|c| c.key).collect();
+        names.push("terms");
+        names.join(", ")
+    });
+    &TEXT
+}
+
+/// The temporary table of rebuilt as-of rows, typed from [`LIST`].
+fn delta_table_columns() -> String {
+    let mut columns: Vec<String> = LIST
+        .iter()
+        .map(|c| {
+            let sql = match c.kind {
+                ColumnKind::Id => "BIGINT PRIMARY KEY",
+                ColumnKind::Text | ColumnKind::Words => "TEXT NOT NULL",
+                ColumnKind::OptionalText => "TEXT",
+                ColumnKind::OptionalInt | ColumnKind::OptionalTime => "BIGINT",
+                ColumnKind::Time => "BIGINT NOT NULL",
+            };
+            format!("{} {sql}", c.key)
+        })
+        .collect();
+    columns.push("terms TEXT NOT NULL".to_owned());
+    columns.join(", ")
+}
 
 /// A complete snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -128,7 +158,7 @@ fn terms_text(state: &AssetState) -> String {
     out
 }
 
-/// Binds the columns of [`ROW_COLUMNS`] for `r`.
+/// Binds the columns of [`row_columns`] for `r`.
 fn bind_rebuilt(row: &mut RowBuilder<'_>, r: &Rebuilt) {
     let s = &r.summary;
     let b = &s.business;
@@ -457,7 +487,7 @@ fn union_sql(q: &mut Sql, snapshot: Option<SnapshotRef>, delta: bool) {
         q.push(&format!(
             "SELECT v.asset_id AS id, {} FROM snapshot_members m JOIN asset_versions v \
              ON v.asset_id = m.asset_id AND v.upto = m.upto WHERE m.snapshot_id = ",
-            ROW_COLUMNS.split(", ").map(|c| format!("v.{c}")).collect::<Vec<_>>().join(", ")
+            row_columns().split(", ").map(|c| format!("v.{c}")).collect::<Vec<_>>().join(", ")
         ));
         q.bind(s.id);
         if delta {
@@ -469,12 +499,12 @@ fn union_sql(q: &mut Sql, snapshot: Option<SnapshotRef>, delta: bool) {
         if !first {
             q.push(" UNION ALL ");
         }
-        q.push(&format!("SELECT id, {ROW_COLUMNS} FROM asof_delta"));
+        q.push(&format!("SELECT id, {} FROM asof_delta", row_columns()));
         first = false;
     }
     if first {
         // Neither a snapshot nor a change: nothing existed. An empty relation of the same shape.
-        q.push(&format!("SELECT id, {ROW_COLUMNS} FROM asof_delta WHERE 1 = 0"));
+        q.push(&format!("SELECT id, {} FROM asof_delta WHERE 1 = 0", row_columns()));
     }
     q.push(") r");
 }
@@ -489,20 +519,11 @@ fn push_filters(q: &mut Sql, backend: Backend, query: &ListQuery) {
             Backend::Postgres => q.push(" AND strpos(r.terms, ").bind(needle).push(") > 0"),
         };
     }
-    for (column, value) in [
-        ("status", &query.status),
-        ("idc", &query.idc),
-        ("business_unit", &query.business_unit),
-        ("os_name", &query.os),
-        ("manufacturer", &query.manufacturer),
-        ("owner", &query.owner),
-    ] {
-        if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
-            q.push(" AND r.").push(column).push(" = ").bind(value.to_owned());
-        }
+    for (column, value) in equality_filters(query) {
+        q.push(" AND r.").push(column).push(" = ").bind(value);
     }
-    if let Some(tag) = query.tag.as_deref().filter(|t| !t.is_empty()) {
-        q.push(" AND r.tags LIKE ").bind(format!("%,{},%", tag.replace(['%', '_', ','], "")));
+    if let Some(pattern) = tag_pattern(query) {
+        q.push(" AND r.tags LIKE ").bind(pattern);
     }
 }
 
@@ -531,17 +552,11 @@ impl AsOfRows {
             };
             sqlx::query(drop).execute(&mut *tx).await?;
             let on_commit = if backend == Backend::Postgres { " ON COMMIT DROP" } else { "" };
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "{create} (id BIGINT PRIMARY KEY, hostname TEXT NOT NULL, status TEXT NOT NULL, idc TEXT, cabinet TEXT, \
-                 business_unit TEXT, owner TEXT, tags TEXT NOT NULL, os_name TEXT, os_version TEXT, manufacturer TEXT, \
-                 model TEXT, serial TEXT, cpu_model TEXT, cpu_count BIGINT, memory_mb BIGINT, disk_bytes BIGINT, \
-                 ip_addresses TEXT NOT NULL, manage_address TEXT, last_seen_at BIGINT, last_collected_at BIGINT, \
-                 created_at BIGINT NOT NULL, terms TEXT NOT NULL){on_commit}"
-            )))
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("{create} ({}){on_commit}", delta_table_columns())))
+                .execute(&mut *tx)
+                .await?;
             for chunk in rebuilt.chunks(CHUNK) {
-                let mut q = Sql::new(format!("INSERT INTO asof_delta (id, {ROW_COLUMNS})"));
+                let mut q = Sql::new(format!("INSERT INTO asof_delta (id, {})", row_columns()));
                 q.values(chunk, |row, r| {
                     row.bind(r.asset_id);
                     bind_rebuilt(row, r);
@@ -567,7 +582,7 @@ impl AsOfRows {
         limit: Option<i64>,
         offset: i64,
     ) -> Result<Vec<AssetListItem>, ServiceError> {
-        let mut q = Sql::new(format!("SELECT {} FROM ", crate::service::assets::LIST_COLUMNS));
+        let mut q = Sql::new(format!("SELECT {} FROM ", list_columns()));
         union_sql(&mut q, self.snapshot, self.delta);
         push_filters(&mut q, self.backend, query);
         q.push(&crate::service::assets::order_by(query.sort.as_deref()));
@@ -692,7 +707,7 @@ pub async fn snapshot(db: &Db, at: DateTime<Utc>, reason: &str) -> Result<Snapsh
 /// every snapshot in which the asset had not changed since.
 async fn write_versions(db: &Db, rebuilt: &[Rebuilt]) -> Result<(), ServiceError> {
     for chunk in rebuilt.chunks(CHUNK / 2) {
-        let mut q = Sql::new(format!("INSERT INTO asset_versions (asset_id, upto, {ROW_COLUMNS}, state)"));
+        let mut q = Sql::new(format!("INSERT INTO asset_versions (asset_id, upto, {}, state)", row_columns()));
         let states: Vec<String> = chunk
             .iter()
             .map(|r| serde_json::to_string(&r.state))

@@ -68,10 +68,106 @@ pub struct AssetListItem {
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// The columns [`list_item`] reads.
-pub const LIST_COLUMNS: &str = "id, hostname, status, idc, cabinet, business_unit, owner, tags, os_name, os_version, manufacturer, model, serial, cpu_model, cpu_count, memory_mb, disk_bytes, ip_addresses, manage_address, last_seen_at, last_collected_at, created_at";
+/// What a list column holds, for the as-of table's SQL type and the API description.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnKind {
+    /// An integer that is always there.
+    Id,
+    /// Text that is always there.
+    Text,
+    /// Text or nothing.
+    OptionalText,
+    /// An integer or nothing.
+    OptionalInt,
+    /// A list of words, stored as one text.
+    Words,
+    /// An instant that is always there.
+    Time,
+    /// An instant or nothing.
+    OptionalTime,
+}
 
-/// Decodes a row selected with [`LIST_COLUMNS`].
+/// One column of the asset list. [`LIST`] is the one definition that the live list, the as-of
+/// list (its table and its SQL), sorting, the CSV/XLSX exports, the list page and the API
+/// description read; [`AssetListItem`] has exactly these fields (a unit test checks).
+#[derive(Debug, Clone, Copy)]
+pub struct ListColumn {
+    /// Field name in JSON, the CSV/XLSX header, the SQL column and the sort key.
+    pub key: &'static str,
+    /// Header on the list page.
+    pub label: &'static str,
+    /// What it holds.
+    pub kind: ColumnKind,
+    /// The list can be sorted by it.
+    pub sortable: bool,
+    /// Shown as a sortable header on the list page.
+    pub on_page: bool,
+    /// What it means (the API description).
+    pub description: &'static str,
+}
+
+const fn column(
+    key: &'static str,
+    label: &'static str,
+    kind: ColumnKind,
+    sortable: bool,
+    on_page: bool,
+    description: &'static str,
+) -> ListColumn {
+    ListColumn { key, label, kind, sortable, on_page, description }
+}
+
+/// The asset list's columns, in the order rows are selected, exported and decoded.
+pub const LIST: &[ListColumn] = {
+    use ColumnKind::*;
+    &[
+        column("id", "Id", Id, true, false, "Asset id."),
+        column("hostname", "Host name", Text, true, true, "Host name."),
+        column("status", "Status", Text, true, true, "Business status: racked, online, offline or retired."),
+        column("idc", "IDC", OptionalText, true, true, "Data centre."),
+        column("cabinet", "Cabinet", OptionalText, false, false, "Cabinet."),
+        column("business_unit", "Business unit", OptionalText, true, true, "Business unit."),
+        column("owner", "Owner", OptionalText, true, true, "Owner."),
+        column("tags", "Tags", Words, false, false, "Tags."),
+        column("os_name", "OS", OptionalText, true, true, "Distribution."),
+        column("os_version", "OS version", OptionalText, false, false, "Distribution version."),
+        column("manufacturer", "Manufacturer", OptionalText, true, true, "Board manufacturer."),
+        column("model", "Model", OptionalText, true, true, "Board model."),
+        column("serial", "Serial", OptionalText, false, false, "Board serial number."),
+        column("cpu_model", "CPU model", OptionalText, false, false, "CPU model."),
+        column("cpu_count", "CPUs", OptionalInt, true, true, "Logical CPUs."),
+        column("memory_mb", "Memory", OptionalInt, true, true, "Memory in MiB."),
+        column("disk_bytes", "Disk", OptionalInt, false, false, "Disk capacity in bytes."),
+        column("ip_addresses", "IP addresses", Words, false, false, "IP addresses."),
+        column("manage_address", "Manage address", OptionalText, false, false, "Address collectors connect to."),
+        column(
+            "last_seen_at",
+            "Last seen",
+            OptionalTime,
+            true,
+            true,
+            "Live: when the asset last reported. As of a time: recorded_at of the report that last changed it.",
+        ),
+        column("last_collected_at", "Last collected", OptionalTime, false, false, "collected_at of that report."),
+        column("created_at", "Created", Time, true, false, "When the asset was created."),
+    ]
+};
+
+/// The list columns as a SELECT list (`id, hostname, ...`), in [`LIST`] order.
+pub fn list_columns() -> &'static str {
+    static TEXT: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| LIST.iter().map(|c| c.key).collect::<Vec<_>>().join(", "));
+    &TEXT
+}
+
+/// The list's column names (the export's headers), in [`LIST`] order.
+pub fn list_keys() -> &'static [&'static str] {
+    static KEYS: std::sync::LazyLock<Vec<&'static str>> =
+        std::sync::LazyLock::new(|| LIST.iter().map(|c| c.key).collect());
+    &KEYS
+}
+
+/// Decodes a row selected with [`list_columns`].
 pub fn list_item(row: &sqlx::any::AnyRow) -> Result<AssetListItem, sqlx::Error> {
     let tags: String = row.try_get(7)?;
     let ips: String = row.try_get(17)?;
@@ -145,22 +241,25 @@ pub struct AssetPage {
     pub as_of: Option<crate::service::time::Stated>,
 }
 
-/// Columns the list sorts by (the live list, the as-of list and the exports alike).
-const SORTABLE: &[&str] = &[
-    "id",
-    "hostname",
-    "status",
-    "idc",
-    "business_unit",
-    "owner",
-    "os_name",
-    "manufacturer",
-    "model",
-    "last_seen_at",
-    "created_at",
-    "cpu_count",
-    "memory_mb",
-];
+/// The filters that compare a list column with a value: (column, value), from `query`.
+pub fn equality_filters(query: &ListQuery) -> Vec<(&'static str, String)> {
+    [
+        ("status", &query.status),
+        ("idc", &query.idc),
+        ("business_unit", &query.business_unit),
+        ("os_name", &query.os),
+        ("manufacturer", &query.manufacturer),
+        ("owner", &query.owner),
+    ]
+    .into_iter()
+    .filter_map(|(column, value)| value.as_deref().filter(|v| !v.is_empty()).map(|v| (column, v.to_owned())))
+    .collect()
+}
+
+/// The LIKE pattern of the tag filter over the stored `,a,b,` tags column.
+pub fn tag_pattern(query: &ListQuery) -> Option<String> {
+    query.tag.as_deref().filter(|t| !t.is_empty()).map(|tag| format!("%,{},%", tag.replace(['%', '_', ','], "")))
+}
 
 /// Appends the WHERE clause for `query`'s filters.
 pub fn push_filters(q: &mut Sql, query: &ListQuery) {
@@ -174,20 +273,11 @@ pub fn push_filters(q: &mut Sql, query: &ListQuery) {
         q.bind(format!("{low}\u{10FFFF}"));
         q.push(")");
     }
-    for (column, value) in [
-        ("status", &query.status),
-        ("idc", &query.idc),
-        ("business_unit", &query.business_unit),
-        ("os_name", &query.os),
-        ("manufacturer", &query.manufacturer),
-        ("owner", &query.owner),
-    ] {
-        if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
-            q.push(" AND ").push(column).push(" = ").bind(value.to_owned());
-        }
+    for (column, value) in equality_filters(query) {
+        q.push(" AND ").push(column).push(" = ").bind(value);
     }
-    if let Some(tag) = query.tag.as_deref().filter(|t| !t.is_empty()) {
-        q.push(" AND tags LIKE ").bind(format!("%,{},%", tag.replace(['%', '_', ','], "")));
+    if let Some(pattern) = tag_pattern(query) {
+        q.push(" AND tags LIKE ").bind(pattern);
     }
 }
 
@@ -199,7 +289,7 @@ pub fn order_by(sort: Option<&str>) -> String {
         Some(column) => (column, true),
         None => (sort, false),
     };
-    let column = SORTABLE.iter().find(|c| **c == column).copied().unwrap_or("hostname");
+    let column = LIST.iter().find(|c| c.sortable && c.key == column).map_or("hostname", |c| c.key);
     format!(" ORDER BY {column} {}, id", if descending { "DESC" } else { "ASC" })
 }
 
@@ -210,7 +300,7 @@ pub async fn list(db: &Db, query: &ListQuery) -> Result<AssetPage, ServiceError>
     let mut count = Sql::new("SELECT COUNT(*) FROM assets");
     push_filters(&mut count, query);
     let total: i64 = count.query().fetch_one(db.reader()).await?.try_get(0)?;
-    let mut q = Sql::new(format!("SELECT {LIST_COLUMNS} FROM assets"));
+    let mut q = Sql::new(format!("SELECT {} FROM assets", list_columns()));
     push_filters(&mut q, query);
     q.push(&order_by(query.sort.as_deref()));
     q.push(" LIMIT ").bind(i64::from(per_page)).push(" OFFSET ").bind(i64::from((page - 1) * per_page));
@@ -237,7 +327,7 @@ pub struct AssetDetail {
 /// Reads one asset.
 pub async fn detail(db: &Db, id: i64) -> Result<AssetDetail, ServiceError> {
     let mut conn = db.reader().acquire().await?;
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {LIST_COLUMNS} FROM assets WHERE id = $1")))
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {} FROM assets WHERE id = $1", list_columns())))
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?
@@ -392,6 +482,39 @@ pub fn statuses() -> Vec<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_list_row_has_exactly_the_list_columns() {
+        let item = AssetListItem {
+            id: 1,
+            hostname: String::new(),
+            status: String::new(),
+            idc: None,
+            cabinet: None,
+            business_unit: None,
+            owner: None,
+            tags: Vec::new(),
+            os_name: None,
+            os_version: None,
+            manufacturer: None,
+            model: None,
+            serial: None,
+            cpu_model: None,
+            cpu_count: None,
+            memory_mb: None,
+            disk_bytes: None,
+            ip_addresses: Vec::new(),
+            manage_address: None,
+            last_seen_at: None,
+            last_collected_at: None,
+            created_at: chrono::DateTime::default(),
+        };
+        let json = serde_json::to_value(&item).expect("json");
+        let fields: BTreeSet<&str> = json.as_object().expect("object").keys().map(String::as_str).collect();
+        let columns: BTreeSet<&str> = LIST.iter().map(|c| c.key).collect();
+        assert_eq!(fields, columns);
+        assert_eq!(list_keys().len(), LIST.len());
+    }
 
     #[test]
     fn sort_accepts_only_known_columns() {

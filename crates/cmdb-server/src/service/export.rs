@@ -20,7 +20,7 @@ use sqlx::Row;
 use crate::db::{Db, from_us};
 use crate::service::ServiceError;
 use crate::service::asof::{self, AsOfRows, Rebuilt};
-use crate::service::assets::{AssetListItem, LIST_COLUMNS, ListQuery, list_item, push_filters};
+use crate::service::assets::{AssetListItem, ListQuery, list_columns, list_item, push_filters};
 use crate::service::time::{AsOf, AuditPeriod, Calendar};
 use crate::store::sql::Sql;
 use crate::store::{self, CHANGE_COLUMNS, ChangeRecord};
@@ -73,32 +73,13 @@ pub fn csv_text(text: &str) -> String {
     if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text.to_owned() }
 }
 
-/// Columns of the asset list export (the list's columns; lists are joined with `,` and ` `).
-pub const LIST_HEADERS: &[&str] = &[
-    "id",
-    "hostname",
-    "status",
-    "idc",
-    "cabinet",
-    "business_unit",
-    "owner",
-    "tags",
-    "os_name",
-    "os_version",
-    "manufacturer",
-    "model",
-    "serial",
-    "cpu_model",
-    "cpu_count",
-    "memory_mb",
-    "disk_bytes",
-    "ip_addresses",
-    "manage_address",
-    "last_seen_at",
-    "last_collected_at",
-    "created_at",
-];
+/// Columns of the asset list export: the list's columns ([`crate::service::assets::LIST`]); lists
+/// are joined with `,` (tags) and ` ` (addresses).
+pub fn list_headers() -> &'static [&'static str] {
+    crate::service::assets::list_keys()
+}
 
+/// The cells of one list row, in [`list_headers`] order.
 fn list_cells(item: &AssetListItem) -> Vec<Cell> {
     vec![
         Cell::Int(item.id),
@@ -418,7 +399,7 @@ impl Book {
 
 /// The live list rows `query` selects (every page), in its order.
 pub async fn list_items(db: &Db, query: &ListQuery) -> Result<Vec<AssetListItem>, ServiceError> {
-    let mut q = Sql::new(format!("SELECT {LIST_COLUMNS} FROM assets"));
+    let mut q = Sql::new(format!("SELECT {} FROM assets", list_columns()));
     push_filters(&mut q, query);
     q.push(&crate::service::assets::order_by(query.sort.as_deref()));
     let rows = q.query().fetch_all(db.reader()).await?;
@@ -439,7 +420,7 @@ pub async fn list_items_as_of(
 
 /// `items` as CSV.
 pub fn items_csv(items: &[AssetListItem], tz: Tz) -> Result<Vec<u8>, ServiceError> {
-    let mut table = CsvTable::new(LIST_HEADERS, tz)?;
+    let mut table = CsvTable::new(list_headers(), tz)?;
     for item in items {
         table.row(&list_cells(item))?;
     }
@@ -449,7 +430,7 @@ pub fn items_csv(items: &[AssetListItem], tz: Tz) -> Result<Vec<u8>, ServiceErro
 /// `items` as an XLSX workbook with one sheet, "Assets".
 pub fn items_xlsx(items: &[AssetListItem], tz: Tz) -> Result<Vec<u8>, ServiceError> {
     let mut book = Book::new(tz);
-    let table = book.table("Assets", LIST_HEADERS)?;
+    let table = book.table("Assets", list_headers())?;
     for item in items {
         book.row(table, &list_cells(item))?;
     }

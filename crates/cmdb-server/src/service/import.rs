@@ -23,7 +23,7 @@ use sqlx::Row;
 use crate::db::Db;
 use crate::service::ServiceError;
 use crate::service::assets;
-use crate::service::export::LIST_HEADERS;
+use crate::service::export::list_headers;
 use crate::service::lists;
 use crate::store::sql::Sql;
 
@@ -85,7 +85,7 @@ pub struct ApplyFailure {
 
 /// Columns of the list export that are facts, not business fields: accepted and ignored.
 fn ignored_column(name: &str) -> bool {
-    LIST_HEADERS.contains(&name) && !FIELD_NAMES.contains(&name) && name != "id" && name != "hostname"
+    list_headers().contains(&name) && !FIELD_NAMES.contains(&name) && name != "id" && name != "hostname"
 }
 
 /// One parsed line, before it is resolved against the database.

@@ -107,20 +107,6 @@ struct SortLink {
     arrow: &'static str,
 }
 
-const COLUMNS: &[(&str, &str)] = &[
-    ("hostname", "Host name"),
-    ("status", "Status"),
-    ("idc", "IDC"),
-    ("business_unit", "Business unit"),
-    ("owner", "Owner"),
-    ("os_name", "OS"),
-    ("manufacturer", "Manufacturer"),
-    ("model", "Model"),
-    ("cpu_count", "CPUs"),
-    ("memory_mb", "Memory"),
-    ("last_seen_at", "Last seen"),
-];
-
 #[derive(Serialize)]
 struct ListPage {
     layout: Layout,
@@ -161,8 +147,10 @@ pub async fn list(
         .unwrap_or(u32::MAX);
     let link = |n: u32| ListParams { page: Some(n), ..params.clone() }.url("/assets");
     let current_sort = params.sort.clone().unwrap_or_else(|| "hostname".to_owned());
-    let columns = COLUMNS
+    let columns = assets::LIST
         .iter()
+        .filter(|c| c.on_page)
+        .map(|c| (c.key, c.label))
         .map(|(key, label)| {
             let (next, arrow) = if current_sort == *key {
                 (format!("-{key}"), "▲")
