@@ -15,6 +15,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod download;
 pub mod error;
 pub mod ingest;
 pub mod metrics;

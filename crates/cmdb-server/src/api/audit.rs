@@ -17,7 +17,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use chrono::Utc;
@@ -169,22 +169,14 @@ async fn audit(state: &Shared, principal: &Principal, action: &str, detail: &str
     }
 }
 
-fn download(bytes: Vec<u8>, content_type: &'static str, filename: &str) -> Response {
-    let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\""))
-        .unwrap_or(HeaderValue::from_static("attachment"));
-    (
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-            (header::CONTENT_DISPOSITION, disposition),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-        ],
-        bytes,
-    )
-        .into_response()
-}
+use crate::download::{CSV, XLSX, bytes as download};
 
-const CSV: &str = "text/csv; charset=utf-8";
-const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+/// Streams an export file.
+async fn stream(file: tempfile::NamedTempFile, content_type: &'static str, name: &str) -> Result<Response, ApiError> {
+    crate::download::file(file, content_type, name)
+        .await
+        .map_err(|e| ApiError::Internal(format!("cannot read the export back: {e}")))
+}
 
 /// Describes list filters for the audit log.
 fn describe_filters(query: &ListQuery, at: Option<AsOf>) -> String {
@@ -283,9 +275,9 @@ async fn audit_workbook(
 ) -> Result<Response, ApiError> {
     require(&principal, Role::Viewer)?;
     let period = params.resolve(&state)?;
-    let bytes = export::audit_xlsx(&state.db, &period).await?;
+    let file = export::audit_workbook(&state.db, &period).await?;
     audit(&state, &principal, export::AUDIT_ACTION, &export::describe_audit(&period)).await;
-    Ok(download(bytes, XLSX, &export::audit_file_name(&period)))
+    stream(file, XLSX, &export::audit_file_name(&period)).await
 }
 
 /// `GET /api/v1/audit/assets.csv`.
@@ -296,9 +288,9 @@ async fn audit_assets_csv(
 ) -> Result<Response, ApiError> {
     require(&principal, Role::Viewer)?;
     let at = at.required(&state)?;
-    let bytes = export::audit_assets_csv(&state.db, at).await?;
+    let file = export::audit_assets_csv(&state.db, at).await?;
     audit(&state, &principal, export::AUDIT_ACTION, &format!("audit assets CSV as of {}", at.stated().at)).await;
-    Ok(download(bytes, CSV, &format!("cmdb-audit-assets-{}.csv", at.file_stamp())))
+    stream(file, CSV, &format!("cmdb-audit-assets-{}.csv", at.file_stamp())).await
 }
 
 /// `GET /api/v1/audit/components.csv`.
@@ -309,9 +301,9 @@ async fn audit_components_csv(
 ) -> Result<Response, ApiError> {
     require(&principal, Role::Viewer)?;
     let at = at.required(&state)?;
-    let bytes = export::audit_components_csv(&state.db, at).await?;
+    let file = export::audit_components_csv(&state.db, at).await?;
     audit(&state, &principal, export::AUDIT_ACTION, &format!("audit components CSV as of {}", at.stated().at)).await;
-    Ok(download(bytes, CSV, &format!("cmdb-audit-components-{}.csv", at.file_stamp())))
+    stream(file, CSV, &format!("cmdb-audit-components-{}.csv", at.file_stamp())).await
 }
 
 /// `GET /api/v1/audit/changes.csv`.
@@ -322,11 +314,11 @@ async fn audit_changes_csv(
 ) -> Result<Response, ApiError> {
     require(&principal, Role::Viewer)?;
     let period = params.resolve(&state)?;
-    let bytes = export::audit_changes_csv(&state.db, &period).await?;
+    let file = export::audit_changes_csv(&state.db, &period).await?;
     let cal = &state.calendar;
     let detail = format!("audit changes CSV from {} to {}", cal.state(period.from).at, cal.state(period.to).at);
     audit(&state, &principal, export::AUDIT_ACTION, &detail).await;
-    Ok(download(bytes, CSV, &format!("cmdb-audit-changes-{}.csv", period.as_of.file_stamp())))
+    stream(file, CSV, &format!("cmdb-audit-changes-{}.csv", period.as_of.file_stamp())).await
 }
 
 #[derive(Debug, Default, Deserialize)]

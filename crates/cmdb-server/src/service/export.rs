@@ -16,6 +16,7 @@ use cmdb_model::state::{AssetState, BUSINESS_SECTION};
 use rust_xlsxwriter::{ExcelDateTime, Format, Workbook, XlsxError};
 use serde_json::Value;
 use sqlx::Row;
+use tempfile::NamedTempFile;
 
 use crate::db::{Db, from_us};
 use crate::service::ServiceError;
@@ -257,20 +258,27 @@ trait Table {
 }
 
 /// A CSV document being written.
-struct CsvTable {
-    writer: csv::Writer<Vec<u8>>,
+struct CsvTable<W: std::io::Write = Vec<u8>> {
+    writer: csv::Writer<W>,
     rows: u64,
     tz: Tz,
 }
 
 impl CsvTable {
     fn new(headers: &[&str], tz: Tz) -> Result<CsvTable, ServiceError> {
-        let mut writer = csv::Writer::from_writer(Vec::new());
+        CsvTable::to(Vec::new(), headers, tz)
+    }
+}
+
+impl<W: std::io::Write> CsvTable<W> {
+    /// A CSV document written to `sink` (the CSV writer buffers).
+    fn to(sink: W, headers: &[&str], tz: Tz) -> Result<CsvTable<W>, ServiceError> {
+        let mut writer = csv::Writer::from_writer(sink);
         writer.write_record(headers).map_err(csv_error)?;
         Ok(CsvTable { writer, rows: 0, tz })
     }
 
-    fn finish(self) -> Result<Vec<u8>, ServiceError> {
+    fn finish(self) -> Result<W, ServiceError> {
         self.writer.into_inner().map_err(|e| ServiceError::Bug(format!("cannot finish the CSV: {e}")))
     }
 }
@@ -279,7 +287,7 @@ fn csv_error(e: csv::Error) -> ServiceError {
     ServiceError::Bug(format!("cannot write the CSV: {e}"))
 }
 
-impl Table for CsvTable {
+impl<W: std::io::Write> Table for CsvTable<W> {
     fn row(&mut self, cells: &[Cell]) -> Result<(), ServiceError> {
         self.rows += 1;
         let tz = self.tz;
@@ -394,6 +402,12 @@ impl Book {
 
     fn finish(mut self) -> Result<Vec<u8>, ServiceError> {
         self.workbook.save_to_buffer().map_err(xlsx_error)
+    }
+
+    /// Writes the workbook to `file` (its constant-memory sheets already stream to temporary
+    /// files, so nothing holds the whole workbook in memory).
+    fn finish_to(mut self, file: &tempfile::NamedTempFile) -> Result<(), ServiceError> {
+        self.workbook.save(file.path()).map_err(xlsx_error)
     }
 }
 
@@ -541,15 +555,15 @@ pub async fn for_each_change(
 }
 
 /// The audit's asset sheet as CSV: every asset as of `as_of`.
-pub async fn audit_assets_csv(db: &Db, as_of: AsOf) -> Result<Vec<u8>, ServiceError> {
-    let mut table = CsvTable::new(AUDIT_ASSET_HEADERS, as_of.tz)?;
+pub async fn audit_assets_csv(db: &Db, as_of: AsOf) -> Result<NamedTempFile, ServiceError> {
+    let mut table = CsvTable::to(temp_file()?, AUDIT_ASSET_HEADERS, as_of.tz)?;
     for_each_asset_as_of(db, as_of.effective, &mut |r| table.row(&audit_asset_cells(r))).await?;
     table.finish()
 }
 
 /// The audit's component sheet as CSV: every component of every asset as of `as_of`.
-pub async fn audit_components_csv(db: &Db, as_of: AsOf) -> Result<Vec<u8>, ServiceError> {
-    let mut table = CsvTable::new(COMPONENT_HEADERS, as_of.tz)?;
+pub async fn audit_components_csv(db: &Db, as_of: AsOf) -> Result<NamedTempFile, ServiceError> {
+    let mut table = CsvTable::to(temp_file()?, COMPONENT_HEADERS, as_of.tz)?;
     for_each_asset_as_of(db, as_of.effective, &mut |r| {
         for cells in component_rows(r) {
             table.row(&cells)?;
@@ -561,8 +575,8 @@ pub async fn audit_components_csv(db: &Db, as_of: AsOf) -> Result<Vec<u8>, Servi
 }
 
 /// The audit's change sheet as CSV: every change recorded in [from, to).
-pub async fn audit_changes_csv(db: &Db, period: &AuditPeriod) -> Result<Vec<u8>, ServiceError> {
-    let mut table = CsvTable::new(CHANGE_HEADERS, period.as_of.tz)?;
+pub async fn audit_changes_csv(db: &Db, period: &AuditPeriod) -> Result<NamedTempFile, ServiceError> {
+    let mut table = CsvTable::to(temp_file()?, CHANGE_HEADERS, period.as_of.tz)?;
     for_each_change(db, period.from, period.to, &mut |c, hostname| table.row(&change_cells(c, hostname))).await?;
     table.finish()
 }
@@ -586,9 +600,22 @@ pub fn describe_audit(period: &AuditPeriod) -> String {
     )
 }
 
-/// The audit workbook: assets as of the period's as-of, their components, and every change
-/// recorded in [from, to].
-pub async fn audit_xlsx(db: &Db, period: &AuditPeriod) -> Result<Vec<u8>, ServiceError> {
+/// A temporary file for an export (deleted when dropped).
+fn temp_file() -> Result<NamedTempFile, ServiceError> {
+    NamedTempFile::new().map_err(|e| ServiceError::Bug(format!("cannot create a temporary file for the export: {e}")))
+}
+
+/// The audit workbook, written to a temporary file: assets as of the period's as-of, their
+/// components, and every change recorded in [from, to]. It takes seconds of CPU for a large
+/// inventory, so it runs on a blocking thread and the async workers keep serving meanwhile.
+pub async fn audit_workbook(db: &Db, period: &AuditPeriod) -> Result<NamedTempFile, ServiceError> {
+    let (db, period) = (db.clone(), *period);
+    tokio::task::spawn_blocking(move || tokio::runtime::Handle::current().block_on(write_audit_workbook(&db, &period)))
+        .await
+        .map_err(|e| ServiceError::Bug(format!("the audit workbook task failed: {e}")))?
+}
+
+async fn write_audit_workbook(db: &Db, period: &AuditPeriod) -> Result<NamedTempFile, ServiceError> {
     let (as_of, from, to) = (period.as_of.effective, period.from, period.to);
     let tz = period.as_of.tz;
     let cal = Calendar::new(tz, 0);
@@ -649,11 +676,13 @@ pub async fn audit_xlsx(db: &Db, period: &AuditPeriod) -> Result<Vec<u8>, Servic
         .map_err(xlsx_error)?;
     about.set_column_width(0, 40).map_err(xlsx_error)?;
     about.set_column_width(1, 28).map_err(xlsx_error)?;
-    let bytes = book.finish()?;
+    let file = temp_file()?;
+    book.finish_to(&file)?;
+    let bytes = file.as_file().metadata().map(|m| m.len()).unwrap_or(0);
     tracing::info!(
         %as_of, %from, %to, assets, components = component_count, changes,
-        bytes = bytes.len(), elapsed_ms = started.elapsed().as_millis() as u64,
+        bytes, elapsed_ms = started.elapsed().as_millis() as u64,
         "audit workbook written"
     );
-    Ok(bytes)
+    Ok(file)
 }

@@ -200,15 +200,7 @@ pub async fn list(
     Ok(response)
 }
 
-fn download(body: Vec<u8>, content_type: &'static str, filename: &str) -> Response {
-    let mut response = body.into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
-        headers.insert(header::CONTENT_DISPOSITION, value);
-    }
-    response
-}
+use crate::download::bytes as download;
 
 fn describe(params: &ListParams) -> String {
     let text = serde_urlencoded::to_string(ListParams { sort: None, ..params.filters_only() }).unwrap_or_default();
@@ -291,15 +283,13 @@ pub async fn export_audit(
     let params: AuditParams = parse_query(raw.as_deref())?;
     let as_of = params.as_of.ok_or_else(|| WebError::BadRequest("as_of (a date) is required".to_owned()))?;
     let period = state.app.calendar.audit_period(&as_of, params.from.as_deref(), params.to.as_deref())?;
-    let body = export::audit_xlsx(&state.app.db, &period).await?;
+    let file = export::audit_workbook(&state.app.db, &period).await?;
     let detail = export::describe_audit(&period);
     audit::record_from(&state.app.db, &user.session.name, export::AUDIT_ACTION, &detail, user.client_ip.as_deref())
         .await?;
-    Ok(download(
-        body,
-        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        &export::audit_file_name(&period),
-    ))
+    crate::download::file(file, crate::download::XLSX, &export::audit_file_name(&period))
+        .await
+        .map_err(|e| WebError::Internal(format!("cannot read the workbook back: {e}")))
 }
 
 /// A table of components (disks, memory modules, interfaces).
