@@ -471,7 +471,10 @@ async fn openapi_json() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], openapi::DOCUMENT.as_str())
 }
 
-/// `GET /api/docs`: the operations, server-rendered (no script, no CDN).
-async fn api_docs() -> Html<&'static str> {
-    Html(openapi::PAGE.as_str())
+/// `GET /api/docs`: the operations, server-rendered through a template (no script, no CDN).
+async fn api_docs() -> Result<Html<&'static str>, ApiError> {
+    match &*openapi::PAGE {
+        Ok(html) => Ok(Html(html.as_str())),
+        Err(e) => Err(ApiError::Internal(format!("the API page does not render: {e}"))),
+    }
 }

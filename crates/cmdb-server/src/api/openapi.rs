@@ -686,69 +686,85 @@ pub fn document() -> Value {
 pub static DOCUMENT: LazyLock<String> =
     LazyLock::new(|| serde_json::to_string_pretty(&document()).unwrap_or_else(|_| "{}".to_owned()));
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+/// One operation as the docs page shows it.
+#[derive(serde::Serialize)]
+struct DocOperation {
+    method: &'static str,
+    id: &'static str,
+    path: &'static str,
+    summary: &'static str,
+    access: String,
+    parameters: Vec<DocParameter>,
+    ok_code: &'static str,
+    ok_description: String,
+    errors: Vec<&'static str>,
 }
 
-/// The browsable page: every operation with its role, parameters and answers (built once).
-pub static PAGE: LazyLock<String> = LazyLock::new(|| {
+#[derive(serde::Serialize)]
+struct DocParameter {
+    name: String,
+    location: String,
+    required: bool,
+    description: String,
+}
+
+#[derive(serde::Serialize)]
+struct DocTag {
+    name: String,
+    description: String,
+    operations: Vec<DocOperation>,
+}
+
+#[derive(serde::Serialize)]
+struct DocPage {
+    description: String,
+    tags: Vec<DocTag>,
+}
+
+/// The browsable page's content: every operation with its role, parameters and answers, grouped
+/// by tag, from the same operations as the document.
+fn page_content() -> DocPage {
     let doc = document();
-    let mut html = String::from(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>cmdb API</title>\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <style>body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}\
-         code{background:#f3f3f3;padding:0 .25rem}h2{margin-top:2rem;border-bottom:1px solid #ddd}\
-         .op{margin:1rem 0;padding:.5rem 1rem;border-left:4px solid #888}.get{border-color:#2a7}.post{border-color:#27c}\
-         .patch{border-color:#c82}.delete{border-color:#c33}.m{font-weight:bold;text-transform:uppercase}\
-         table{border-collapse:collapse}td,th{padding:.1rem .6rem;text-align:left;vertical-align:top;border-bottom:1px solid #eee}</style>\
-         </head><body><h1>cmdb API</h1><p>",
-    );
-    html.push_str(&escape(doc["info"]["description"].as_str().unwrap_or_default()));
-    html.push_str(
-        "</p><p>The machine-readable document: <a href=\"/api/v1/openapi.json\"><code>/api/v1/openapi.json</code></a> (OpenAPI 3.1).</p>",
-    );
-    let ops = operations();
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    let mut ops = operations();
+    let mut tags = Vec::new();
     for tag in doc["tags"].as_array().into_iter().flatten() {
-        let name = tag["name"].as_str().unwrap_or_default();
-        html.push_str(&format!(
-            "<h2 id=\"{0}\">{0}</h2><p>{1}</p>",
-            escape(name),
-            escape(tag["description"].as_str().unwrap_or_default())
-        ));
-        for op in ops.iter().filter(|o| o.tag == name) {
-            html.push_str(&format!(
-                "<div class=\"op {m}\" id=\"{id}\"><span class=\"m\">{m}</span> <code>{path}</code><br>{summary}<br><small>Access: {access}</small>",
-                m = op.method,
-                id = op.id,
-                path = escape(op.path),
-                summary = escape(op.summary),
-                access = match op.security {
+        let name = text(&tag["name"]);
+        let (mine, rest): (Vec<Op>, Vec<Op>) = ops.into_iter().partition(|o| o.tag == name);
+        ops = rest;
+        let operations = mine
+            .into_iter()
+            .map(|op| DocOperation {
+                method: op.method,
+                id: op.id,
+                path: op.path,
+                summary: op.summary,
+                access: match op.security {
                     "none" => "public".to_owned(),
                     "agent" => "signed by an agent key".to_owned(),
                     role => format!("bearer token, {role} role or above"),
-                }
-            ));
-            if !op.parameters.is_empty() {
-                html.push_str("<table><tr><th>parameter</th><th>in</th><th></th></tr>");
-                for p in &op.parameters {
-                    html.push_str(&format!(
-                        "<tr><td><code>{}</code>{}</td><td>{}</td><td>{}</td></tr>",
-                        escape(p["name"].as_str().unwrap_or_default()),
-                        if p["required"].as_bool().unwrap_or(false) { " *" } else { "" },
-                        escape(p["in"].as_str().unwrap_or_default()),
-                        escape(p["description"].as_str().unwrap_or_default())
-                    ));
-                }
-                html.push_str("</table>");
-            }
-            html.push_str(&format!(
-                "<small>Answers: {} ({}){}</small></div>",
-                op.ok.0,
-                escape(op.ok.1["description"].as_str().unwrap_or_default()),
-                if op.errors.is_empty() { String::new() } else { format!("; errors {}", op.errors.join(", ")) }
-            ));
-        }
+                },
+                parameters: op
+                    .parameters
+                    .iter()
+                    .map(|p| DocParameter {
+                        name: text(&p["name"]),
+                        location: text(&p["in"]),
+                        required: p["required"].as_bool().unwrap_or(false),
+                        description: text(&p["description"]),
+                    })
+                    .collect(),
+                ok_code: op.ok.0,
+                ok_description: text(&op.ok.1["description"]),
+                errors: op.errors.to_vec(),
+            })
+            .collect();
+        tags.push(DocTag { name, description: text(&tag["description"]), operations });
     }
-    html.push_str("</body></html>");
-    html
+    DocPage { description: text(&doc["info"]["description"]), tags }
+}
+
+/// The browsable page, rendered once through the `api_docs.html` template like every page.
+pub static PAGE: LazyLock<Result<String, String>> = LazyLock::new(|| {
+    crate::web::templates::render("api_docs.html", &page_content()).map(|html| html.0).map_err(|e| e.to_string())
 });

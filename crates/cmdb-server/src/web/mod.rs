@@ -35,7 +35,7 @@ pub mod error;
 mod pages;
 pub mod session;
 mod static_files;
-mod templates;
+pub(crate) mod templates;
 pub mod throttle;
 pub mod users;
 

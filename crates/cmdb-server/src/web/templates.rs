@@ -32,6 +32,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("admin_tokens.html", include_str!("../../templates/admin_tokens.html")),
     ("admin_audit.html", include_str!("../../templates/admin_audit.html")),
     ("error.html", include_str!("../../templates/error.html")),
+    ("api_docs.html", include_str!("../../templates/api_docs.html")),
 ];
 
 static ENV: LazyLock<Result<Environment<'static>, minijinja::Error>> = LazyLock::new(build);
