@@ -9,6 +9,7 @@ use crate::config::ServerConfig;
 use crate::db::Db;
 use crate::ingest::Ingestor;
 use crate::service::Calendar;
+use crate::service::asof::SnapshotRows;
 
 /// Everything a request handler needs.
 #[derive(Debug)]
@@ -23,6 +24,8 @@ pub struct AppState {
     pub calendar: Calendar,
     /// The owner of report ingestion (on SQLite, the writer task and its queue).
     pub ingestor: Ingestor,
+    /// The list rows of recent snapshots, kept in memory for as-of lists.
+    pub snapshot_rows: SnapshotRows,
 }
 
 impl AppState {
@@ -31,6 +34,6 @@ impl AppState {
         let keys = KeyCache::new(Duration::from_secs(config.key_cache_secs));
         let calendar = Calendar::of(&config);
         let ingestor = Ingestor::start(db.clone());
-        Arc::new(AppState { db, config, keys, calendar, ingestor })
+        Arc::new(AppState { db, config, keys, calendar, ingestor, snapshot_rows: SnapshotRows::default() })
     }
 }

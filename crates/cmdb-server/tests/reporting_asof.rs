@@ -99,7 +99,9 @@ async fn as_of_now_equals_live(backend: Backend) {
     let now = Utc::now();
     for query in queries() {
         let live = assets::list(&server.state.db, &query).await.expect("live list");
-        let then = asof::list_as_of(&server.state.db, AsOf::exact(now), &query).await.expect("as-of list");
+        let then = asof::list_as_of(&server.state.db, &server.state.snapshot_rows, AsOf::exact(now), &query)
+            .await
+            .expect("as-of list");
         assert_eq!(then.total, live.total, "total for {query:?}");
         let live: Vec<Value> = live.items.into_iter().map(|i| without_times(json!(i))).collect();
         let then: Vec<Value> = then.items.into_iter().map(|i| without_times(json!(i))).collect();
@@ -174,7 +176,14 @@ async fn check_against_replay(server: &TestServer, moments: &[DateTime<Utc>]) {
                 (want, got) => panic!("asset {id} at {moment}: replay says {want:?}, as-of says {got:?}"),
             }
         }
-        let page = asof::list_as_of(&server.state.db, AsOf::exact(*moment), &ListQuery::default()).await.expect("list");
+        let page = asof::list_as_of(
+            &server.state.db,
+            &server.state.snapshot_rows,
+            AsOf::exact(*moment),
+            &ListQuery::default(),
+        )
+        .await
+        .expect("list");
         assert_eq!(page.total, existing, "assets existing at {moment}");
     }
 }
@@ -186,26 +195,58 @@ async fn as_of_past_matches_replay(backend: Backend) {
     check_against_replay(&server, &moments).await;
     // Spot checks of what the history says, so the test cannot pass on two equal wrong answers.
     let q = |owner: &str| ListQuery { owner: Some(owner.into()), ..ListQuery::default() };
-    assert_eq!(asof::list_as_of(&server.state.db, AsOf::exact(moments[1]), &q("ops")).await.expect("list").total, 0);
-    assert_eq!(asof::list_as_of(&server.state.db, AsOf::exact(moments[2]), &q("ops")).await.expect("list").total, 1);
-    assert_eq!(asof::list_as_of(&server.state.db, AsOf::exact(moments[4]), &q("ops")).await.expect("list").total, 0);
     assert_eq!(
-        asof::list_as_of(&server.state.db, AsOf::exact(moments[4]), &q("web-team")).await.expect("list").total,
+        asof::list_as_of(&server.state.db, &server.state.snapshot_rows, AsOf::exact(moments[1]), &q("ops"))
+            .await
+            .expect("list")
+            .total,
+        0
+    );
+    assert_eq!(
+        asof::list_as_of(&server.state.db, &server.state.snapshot_rows, AsOf::exact(moments[2]), &q("ops"))
+            .await
+            .expect("list")
+            .total,
+        1
+    );
+    assert_eq!(
+        asof::list_as_of(&server.state.db, &server.state.snapshot_rows, AsOf::exact(moments[4]), &q("ops"))
+            .await
+            .expect("list")
+            .total,
+        0
+    );
+    assert_eq!(
+        asof::list_as_of(&server.state.db, &server.state.snapshot_rows, AsOf::exact(moments[4]), &q("web-team"))
+            .await
+            .expect("list")
+            .total,
         1
     );
     let memory =
         |page: cmdb_server::service::assets::AssetPage| page.items.iter().map(|i| i.memory_mb).collect::<Vec<_>>();
     let web = ListQuery { q: Some("web-01".into()), ..ListQuery::default() };
     assert_eq!(
-        memory(asof::list_as_of(&server.state.db, AsOf::exact(moments[2]), &web).await.expect("list")),
+        memory(
+            asof::list_as_of(&server.state.db, &server.state.snapshot_rows, AsOf::exact(moments[2]), &web)
+                .await
+                .expect("list")
+        ),
         vec![Some(32768)]
     );
     assert_eq!(
-        memory(asof::list_as_of(&server.state.db, AsOf::exact(moments[3]), &web).await.expect("list")),
+        memory(
+            asof::list_as_of(&server.state.db, &server.state.snapshot_rows, AsOf::exact(moments[3]), &web)
+                .await
+                .expect("list")
+        ),
         vec![Some(65536)]
     );
     assert_eq!(
-        asof::list_as_of(&server.state.db, AsOf::exact(moments[0]), &ListQuery::default()).await.expect("list").total,
+        asof::list_as_of(&server.state.db, &server.state.snapshot_rows, AsOf::exact(moments[0]), &ListQuery::default())
+            .await
+            .expect("list")
+            .total,
         0
     );
 }
@@ -238,7 +279,14 @@ async fn snapshots_change_nothing(backend: Backend) {
     let mut before = Vec::new();
     for probe in &probes {
         before.push(snapshot_of(
-            &asof::list_as_of(&server.state.db, AsOf::exact(*probe), &ListQuery::default()).await.expect("list"),
+            &asof::list_as_of(
+                &server.state.db,
+                &server.state.snapshot_rows,
+                AsOf::exact(*probe),
+                &ListQuery::default(),
+            )
+            .await
+            .expect("list"),
         ));
     }
     // A snapshot in the middle of the history (after the edits, before the hardware change), one
@@ -255,7 +303,14 @@ async fn snapshots_change_nothing(backend: Backend) {
     assert!(last.rebuilt < 4 + 1, "only assets changed since the previous snapshot are rebuilt");
     for (probe, want) in probes.iter().zip(&before) {
         let got = snapshot_of(
-            &asof::list_as_of(&server.state.db, AsOf::exact(*probe), &ListQuery::default()).await.expect("list"),
+            &asof::list_as_of(
+                &server.state.db,
+                &server.state.snapshot_rows,
+                AsOf::exact(*probe),
+                &ListQuery::default(),
+            )
+            .await
+            .expect("list"),
         );
         assert_eq!(&got, want, "as-of {probe} across snapshots");
     }

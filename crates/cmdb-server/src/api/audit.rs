@@ -85,7 +85,7 @@ async fn audit_assets(
     Query(at): Query<AsOfParam>,
 ) -> Result<Json<AssetPage>, ApiError> {
     require(&principal, Role::Viewer)?;
-    Ok(Json(asof::list_as_of(&state.db, at.required(&state)?, &query).await?))
+    Ok(Json(asof::list_as_of(&state.db, &state.snapshot_rows, at.required(&state)?, &query).await?))
 }
 
 /// `GET /api/v1/audit/assets/{id}?as_of=`: one asset as it stood then.
@@ -219,7 +219,7 @@ async fn export_assets_csv(
     require(&principal, Role::Viewer)?;
     let at = at.resolve(&state)?;
     let items = match at {
-        Some(at) => export::list_items_as_of(&state.db, at.effective, &query).await?,
+        Some(at) => asof::list_items_as_of(&state.db, &state.snapshot_rows, at.effective, &query).await?,
         None => export::list_items(&state.db, &query).await?,
     };
     let bytes = export::items_csv(&items, state.calendar.tz)?;
@@ -237,7 +237,7 @@ async fn export_assets_xlsx(
     require(&principal, Role::Viewer)?;
     let at = at.resolve(&state)?;
     let items = match at {
-        Some(at) => export::list_items_as_of(&state.db, at.effective, &query).await?,
+        Some(at) => asof::list_items_as_of(&state.db, &state.snapshot_rows, at.effective, &query).await?,
         None => export::list_items(&state.db, &query).await?,
     };
     let bytes = export::items_xlsx(&items, state.calendar.tz)?;

@@ -314,7 +314,7 @@ pub async fn list_assets(
 ) -> Result<Json<AssetPage>, ApiError> {
     require(&principal, Role::Viewer)?;
     match at.resolve(&state)? {
-        Some(at) => Ok(Json(crate::service::asof::list_as_of(&state.db, at, &query).await?)),
+        Some(at) => Ok(Json(crate::service::asof::list_as_of(&state.db, &state.snapshot_rows, at, &query).await?)),
         None => Ok(Json(assets::list(&state.db, &query).await?)),
     }
 }

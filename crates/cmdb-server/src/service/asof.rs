@@ -29,8 +29,7 @@ use sqlx::{AnyConnection, Row};
 use crate::db::{Backend, Db, from_us, now_us};
 use crate::service::ServiceError;
 use crate::service::assets::{
-    AssetDetail, AssetListItem, AssetPage, ColumnKind, LIST, ListQuery, detail_from_state, equality_filters,
-    list_columns, list_item, tag_pattern,
+    AssetDetail, AssetListItem, AssetPage, LIST, ListFilter, ListOrder, ListQuery, detail_from_state, list_item,
 };
 use crate::service::time::{AsOf, Calendar};
 use crate::store::sql::{RowBuilder, Sql};
@@ -51,25 +50,6 @@ fn row_columns() -> &'static str {
         names.join(", ")
     });
     &TEXT
-}
-
-/// The temporary table of rebuilt as-of rows, typed from [`LIST`].
-fn delta_table_columns() -> String {
-    let mut columns: Vec<String> = LIST
-        .iter()
-        .map(|c| {
-            let sql = match c.kind {
-                ColumnKind::Id => "BIGINT PRIMARY KEY",
-                ColumnKind::Text | ColumnKind::Words => "TEXT NOT NULL",
-                ColumnKind::OptionalText => "TEXT",
-                ColumnKind::OptionalInt | ColumnKind::OptionalTime => "BIGINT",
-                ColumnKind::Time => "BIGINT NOT NULL",
-            };
-            format!("{} {sql}", c.key)
-        })
-        .collect();
-    columns.push("terms TEXT NOT NULL".to_owned());
-    columns.join(", ")
 }
 
 /// A complete snapshot.
@@ -439,7 +419,6 @@ async fn replay_prefix(
     Ok(Rebuilt::from_parts(asset_id, upto, created_at, seen, state))
 }
 
-/// One asset as it stood at `at`; `None` when it did not exist yet.
 /// One asset as it stood at `at` (its effective instant); `None` when it did not exist yet.
 pub async fn asset_as_of(db: &Db, id: i64, at: AsOf) -> Result<Option<AssetDetail>, ServiceError> {
     Ok(rebuild_one(db, id, at.effective).await?.map(|r| {
@@ -478,140 +457,146 @@ pub async fn rebuild_one(db: &Db, id: i64, at: DateTime<Utc>) -> Result<Option<R
     )))
 }
 
-/// The union of the snapshot's rows and the rebuilt ones, as SQL the list filters and sorts.
-/// Needs the temporary table `asof_delta` when `delta` is true.
-fn union_sql(q: &mut Sql, snapshot: Option<SnapshotRef>, delta: bool) {
-    q.push("(");
-    let mut first = true;
-    if let Some(s) = snapshot {
-        q.push(&format!(
-            "SELECT v.asset_id AS id, {} FROM snapshot_members m JOIN asset_versions v \
-             ON v.asset_id = m.asset_id AND v.upto = m.upto WHERE m.snapshot_id = ",
+/// One row of an as-of list: the list row, and the search terms it is found by.
+#[derive(Debug, Clone)]
+pub struct AsOfRow {
+    /// The list row.
+    pub item: AssetListItem,
+    /// The search terms, each preceded by a newline.
+    pub terms: String,
+}
+
+/// The list rows of recent snapshots, in memory. A complete snapshot never changes, so its rows
+/// are read once per process; every as-of list that starts from it merges the assets changed
+/// since and filters, sorts and pages in memory (no temporary table, no sort of 100,000 rows in
+/// SQL per request). Holds the two snapshots used last.
+#[derive(Debug, Default)]
+pub struct SnapshotRows {
+    entries: std::sync::Mutex<Vec<(i64, std::sync::Arc<Vec<AsOfRow>>)>>,
+}
+
+/// How many snapshots' rows are kept (about 100 MB each at 100,000 assets).
+const KEPT_SNAPSHOTS: usize = 2;
+
+impl SnapshotRows {
+    /// The rows of `snapshot`, in asset id order.
+    async fn rows(
+        &self,
+        conn: &mut AnyConnection,
+        snapshot: SnapshotRef,
+    ) -> Result<std::sync::Arc<Vec<AsOfRow>>, ServiceError> {
+        if let Ok(entries) = self.entries.lock()
+            && let Some((_, rows)) = entries.iter().find(|(id, _)| *id == snapshot.id)
+        {
+            return Ok(rows.clone());
+        }
+        let started = std::time::Instant::now();
+        let q = format!(
+            "SELECT v.asset_id, {} FROM snapshot_members m JOIN asset_versions v \
+             ON v.asset_id = m.asset_id AND v.upto = m.upto WHERE m.snapshot_id = $1 ORDER BY m.asset_id",
             row_columns().split(", ").map(|c| format!("v.{c}")).collect::<Vec<_>>().join(", ")
-        ));
-        q.bind(s.id);
-        if delta {
-            q.push(" AND NOT EXISTS (SELECT 1 FROM asof_delta d WHERE d.id = m.asset_id)");
+        );
+        let terms_index = LIST.len();
+        let fetched = sqlx::query(sqlx::AssertSqlSafe(q)).bind(snapshot.id).fetch_all(&mut *conn).await?;
+        let mut rows = Vec::with_capacity(fetched.len());
+        for row in &fetched {
+            rows.push(AsOfRow { item: list_item(row)?, terms: row.try_get(terms_index)? });
         }
-        first = false;
-    }
-    if delta {
-        if !first {
-            q.push(" UNION ALL ");
+        drop(fetched);
+        let rows = std::sync::Arc::new(rows);
+        tracing::debug!(
+            snapshot = snapshot.id,
+            rows = rows.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "snapshot rows read"
+        );
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.retain(|(id, _)| *id != snapshot.id);
+            entries.insert(0, (snapshot.id, rows.clone()));
+            entries.truncate(KEPT_SNAPSHOTS);
         }
-        q.push(&format!("SELECT id, {} FROM asof_delta", row_columns()));
-        first = false;
-    }
-    if first {
-        // Neither a snapshot nor a change: nothing existed. An empty relation of the same shape.
-        q.push(&format!("SELECT id, {} FROM asof_delta WHERE 1 = 0", row_columns()));
-    }
-    q.push(") r");
-}
-
-/// The list filters of [`ListQuery`] over the as-of rows, with the live list's semantics.
-fn push_filters(q: &mut Sql, backend: Backend, query: &ListQuery) {
-    q.push(" WHERE 1 = 1");
-    if let Some(text) = query.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-        let needle = format!("\n{}", text.to_lowercase());
-        match backend {
-            Backend::Sqlite => q.push(" AND instr(r.terms, ").bind(needle).push(") > 0"),
-            Backend::Postgres => q.push(" AND strpos(r.terms, ").bind(needle).push(") > 0"),
-        };
-    }
-    for (column, value) in equality_filters(query) {
-        q.push(" AND r.").push(column).push(" = ").bind(value);
-    }
-    if let Some(pattern) = tag_pattern(query) {
-        q.push(" AND r.tags LIKE ").bind(pattern);
+        Ok(rows)
     }
 }
 
-/// A read transaction holding the as-of rows: the snapshot's, and the rebuilt ones in a temporary
-/// table. Dropped (rolled back) when done, which also drops the table.
-pub struct AsOfRows {
-    tx: sqlx::Transaction<'static, sqlx::Any>,
-    backend: Backend,
-    snapshot: Option<SnapshotRef>,
-    delta: bool,
+/// Every asset's list row as it stood at `at`: the snapshot's rows with the assets changed since
+/// replaced (or added).
+struct RowsAt {
+    base: std::sync::Arc<Vec<AsOfRow>>,
+    changed: Vec<AsOfRow>,
 }
 
-impl AsOfRows {
-    /// Prepares the rows as of `at`.
-    pub async fn prepare(db: &Db, at: DateTime<Utc>) -> Result<AsOfRows, ServiceError> {
+impl RowsAt {
+    async fn read(db: &Db, cache: &SnapshotRows, at: DateTime<Utc>) -> Result<RowsAt, ServiceError> {
         let at = at.timestamp_micros();
         let mut tx = db.reader().begin().await?;
         let snapshot = snapshot_before(&mut tx, at).await?;
         let rebuilt = rebuild_changed(&mut tx, snapshot, at, None, false).await?;
-        let backend = db.backend();
-        let delta = !rebuilt.is_empty() || snapshot.is_none();
-        if delta {
-            let (drop, create) = match backend {
-                Backend::Sqlite => ("DROP TABLE IF EXISTS temp.asof_delta", "CREATE TEMP TABLE asof_delta"),
-                Backend::Postgres => ("DROP TABLE IF EXISTS pg_temp.asof_delta", "CREATE TEMP TABLE asof_delta"),
-            };
-            sqlx::query(drop).execute(&mut *tx).await?;
-            let on_commit = if backend == Backend::Postgres { " ON COMMIT DROP" } else { "" };
-            sqlx::query(sqlx::AssertSqlSafe(format!("{create} ({}){on_commit}", delta_table_columns())))
-                .execute(&mut *tx)
-                .await?;
-            for chunk in rebuilt.chunks(CHUNK) {
-                let mut q = Sql::new(format!("INSERT INTO asof_delta (id, {})", row_columns()));
-                q.values(chunk, |row, r| {
-                    row.bind(r.asset_id);
-                    bind_rebuilt(row, r);
-                });
-                q.query().execute(&mut *tx).await?;
+        let base = match snapshot {
+            Some(s) => cache.rows(&mut tx, s).await?,
+            None => std::sync::Arc::new(Vec::new()),
+        };
+        tx.rollback().await?;
+        let changed = rebuilt.into_iter().map(|r| AsOfRow { item: r.list_item(), terms: r.terms }).collect();
+        Ok(RowsAt { base, changed })
+    }
+
+    /// Every row, in asset id order (both parts are in id order: a merge).
+    fn iter(&self) -> impl Iterator<Item = &AsOfRow> {
+        let mut base = self.base.iter().peekable();
+        let mut changed = self.changed.iter().peekable();
+        std::iter::from_fn(move || match (base.peek(), changed.peek()) {
+            (Some(b), Some(c)) if b.item.id < c.item.id => base.next(),
+            (Some(b), Some(c)) if b.item.id == c.item.id => {
+                base.next();
+                changed.next()
             }
-        }
-        Ok(AsOfRows { tx, backend, snapshot, delta })
+            (Some(_), Some(_)) | (None, Some(_)) => changed.next(),
+            (Some(_), None) => base.next(),
+            (None, None) => None,
+        })
     }
 
-    /// Number of rows matching `query`'s filters.
-    pub async fn count(&mut self, query: &ListQuery) -> Result<i64, ServiceError> {
-        let mut q = Sql::new("SELECT COUNT(*) FROM ");
-        union_sql(&mut q, self.snapshot, self.delta);
-        push_filters(&mut q, self.backend, query);
-        Ok(q.query().fetch_one(&mut *self.tx).await?.try_get(0)?)
-    }
-
-    /// The rows matching `query`'s filters in its order; `limit` and `offset` page them.
-    pub async fn items(
-        &mut self,
-        query: &ListQuery,
-        limit: Option<i64>,
-        offset: i64,
-    ) -> Result<Vec<AssetListItem>, ServiceError> {
-        let mut q = Sql::new(format!("SELECT {} FROM ", list_columns()));
-        union_sql(&mut q, self.snapshot, self.delta);
-        push_filters(&mut q, self.backend, query);
-        q.push(&crate::service::assets::order_by(query.sort.as_deref()));
-        if let Some(limit) = limit {
-            q.push(" LIMIT ").bind(limit).push(" OFFSET ").bind(offset);
-        }
-        let rows = q.query().fetch_all(&mut *self.tx).await?;
-        Ok(rows.iter().map(list_item).collect::<Result<Vec<_>, _>>()?)
-    }
-
-    /// Ends the read transaction (and drops the temporary table).
-    pub async fn finish(self) -> Result<(), ServiceError> {
-        self.tx.rollback().await?;
-        Ok(())
+    /// The rows `query` selects, in its order (the live list's filters and order, see
+    /// [`crate::service::assets::matches`] and [`crate::service::assets::compare`]).
+    fn select(&self, backend: Backend, query: &ListQuery) -> Vec<&AssetListItem> {
+        let filter = ListFilter::new(query);
+        let mut rows: Vec<&AssetListItem> =
+            self.iter().filter(|r| filter.matches(&r.item, &r.terms)).map(|r| &r.item).collect();
+        let order = ListOrder::new(query.sort.as_deref(), backend);
+        rows.sort_by(|a, b| order.compare(a, b));
+        rows
     }
 }
 
-/// The asset list as it stood at `at`, filtered and paged like the live list.
-pub async fn list_as_of(db: &Db, as_of: AsOf, query: &ListQuery) -> Result<AssetPage, ServiceError> {
-    let at = as_of.effective;
+/// The asset list as it stood at `as_of`, filtered, sorted and paged like the live list.
+pub async fn list_as_of(
+    db: &Db,
+    cache: &SnapshotRows,
+    as_of: AsOf,
+    query: &ListQuery,
+) -> Result<AssetPage, ServiceError> {
     let started = std::time::Instant::now();
     let per_page = query.per_page.unwrap_or(50).clamp(1, 500);
     let page = query.page.unwrap_or(1).max(1);
-    let mut rows = AsOfRows::prepare(db, at).await?;
-    let total = rows.count(query).await?;
-    let items = rows.items(query, Some(i64::from(per_page)), i64::from((page - 1) * per_page)).await?;
-    rows.finish().await?;
-    tracing::debug!(%at, total, elapsed_ms = started.elapsed().as_millis() as u64, "as-of list");
+    let rows = RowsAt::read(db, cache, as_of.effective).await?;
+    let selected = rows.select(db.backend(), query);
+    let total = selected.len() as i64;
+    let skip = usize::try_from((page - 1) * per_page).unwrap_or(usize::MAX);
+    let items = selected.into_iter().skip(skip).take(per_page as usize).cloned().collect();
+    tracing::debug!(at = %as_of.effective, total, elapsed_ms = started.elapsed().as_millis() as u64, "as-of list");
     Ok(AssetPage { items, total, page, per_page, as_of: Some(as_of.stated()) })
+}
+
+/// Every row `query` selects (all pages) as it stood at `at`, in its order.
+pub async fn list_items_as_of(
+    db: &Db,
+    cache: &SnapshotRows,
+    at: DateTime<Utc>,
+    query: &ListQuery,
+) -> Result<Vec<AssetListItem>, ServiceError> {
+    let rows = RowsAt::read(db, cache, at).await?;
+    Ok(rows.select(db.backend(), query).into_iter().cloned().collect())
 }
 
 /// What a snapshot run did.

@@ -256,16 +256,145 @@ pub fn equality_filters(query: &ListQuery) -> Vec<(&'static str, String)> {
     .collect()
 }
 
-/// The LIKE pattern of the tag filter over the stored `,a,b,` tags column.
-pub fn tag_pattern(query: &ListQuery) -> Option<String> {
-    query.tag.as_deref().filter(|t| !t.is_empty()).map(|tag| format!("%,{},%", tag.replace(['%', '_', ','], "")))
+/// What the tag filter looks for in the stored `,a,b,` tags column: `,tag,` (case-sensitive).
+pub fn tag_needle(query: &ListQuery) -> Option<String> {
+    query.tag.as_deref().filter(|t| !t.is_empty()).map(|tag| format!(",{},", tag.replace(',', "")))
+}
+
+/// What the search looks for in the search terms: a term that starts with the lowercased text.
+fn search_text(query: &ListQuery) -> Option<String> {
+    query.q.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_lowercase)
+}
+
+/// The list's filters applied to rows in memory (the as-of list), with exactly the semantics of
+/// [`push_filters`] in SQL (the live list).
+#[derive(Debug)]
+pub struct ListFilter {
+    search: Option<String>,
+    equal: Vec<(&'static str, String)>,
+    tag: Option<String>,
+}
+
+impl ListFilter {
+    /// The filters of `query`.
+    pub fn new(query: &ListQuery) -> Self {
+        ListFilter {
+            search: search_text(query).map(|t| format!("\n{t}")),
+            equal: equality_filters(query),
+            tag: tag_needle(query),
+        }
+    }
+
+    /// Whether `item`, found by search terms `terms` (each preceded by a newline), passes.
+    pub fn matches(&self, item: &AssetListItem, terms: &str) -> bool {
+        if let Some(needle) = &self.search
+            && !terms.contains(needle.as_str())
+        {
+            return false;
+        }
+        for (column, value) in &self.equal {
+            let actual = match *column {
+                "status" => Some(item.status.as_str()),
+                "idc" => item.idc.as_deref(),
+                "business_unit" => item.business_unit.as_deref(),
+                "os_name" => item.os_name.as_deref(),
+                "manufacturer" => item.manufacturer.as_deref(),
+                "owner" => item.owner.as_deref(),
+                _ => None,
+            };
+            if actual != Some(value.as_str()) {
+                return false;
+            }
+        }
+        if let Some(needle) = &self.tag {
+            let stored = format!(",{},", item.tags.join(","));
+            if !stored.contains(needle.as_str()) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// A sort value of a list row.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum SortValue<'a> {
+    Int(Option<i64>),
+    Text(Option<&'a str>),
+}
+
+/// The list's order applied to rows in memory (the as-of list), as [`order_by`] orders in SQL:
+/// by the column, then by id; text compares bytewise (SQLite's BINARY, PostgreSQL's C and C.UTF-8
+/// collations); an empty value sorts first on SQLite and last on PostgreSQL, as each does.
+#[derive(Debug)]
+pub struct ListOrder {
+    column: &'static str,
+    descending: bool,
+    nulls_first_ascending: bool,
+}
+
+impl ListOrder {
+    /// The order of `sort` on `backend`.
+    pub fn new(sort: Option<&str>, backend: crate::db::Backend) -> Self {
+        let (column, descending) = sort_column(sort);
+        ListOrder { column, descending, nulls_first_ascending: backend == crate::db::Backend::Sqlite }
+    }
+
+    fn value<'a>(&self, item: &'a AssetListItem) -> SortValue<'a> {
+        let time = |t: Option<chrono::DateTime<chrono::Utc>>| SortValue::Int(t.map(|t| t.timestamp_micros()));
+        match self.column {
+            "id" => SortValue::Int(Some(item.id)),
+            "status" => SortValue::Text(Some(&item.status)),
+            "idc" => SortValue::Text(item.idc.as_deref()),
+            "business_unit" => SortValue::Text(item.business_unit.as_deref()),
+            "owner" => SortValue::Text(item.owner.as_deref()),
+            "os_name" => SortValue::Text(item.os_name.as_deref()),
+            "manufacturer" => SortValue::Text(item.manufacturer.as_deref()),
+            "model" => SortValue::Text(item.model.as_deref()),
+            "last_seen_at" => time(item.last_seen_at),
+            "created_at" => time(Some(item.created_at)),
+            "cpu_count" => SortValue::Int(item.cpu_count),
+            "memory_mb" => SortValue::Int(item.memory_mb),
+            _ => SortValue::Text(Some(&item.hostname)),
+        }
+    }
+
+    /// How `a` and `b` compare in this order.
+    pub fn compare(&self, a: &AssetListItem, b: &AssetListItem) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        let (x, y) = (self.value(a), self.value(b));
+        let x_null = matches!(x, SortValue::Int(None) | SortValue::Text(None));
+        let y_null = matches!(y, SortValue::Int(None) | SortValue::Text(None));
+        let by_value = match (x_null, y_null) {
+            (true, true) => Ordering::Equal,
+            // Ascending: nulls first on SQLite, last on PostgreSQL; descending reverses that.
+            (true, false) => {
+                if self.nulls_first_ascending != self.descending {
+                    Ordering::Less
+                } else {
+                    Ordering::Greater
+                }
+            }
+            (false, true) => {
+                if self.nulls_first_ascending != self.descending {
+                    Ordering::Greater
+                } else {
+                    Ordering::Less
+                }
+            }
+            (false, false) => {
+                let ordering = x.cmp(&y);
+                if self.descending { ordering.reverse() } else { ordering }
+            }
+        };
+        by_value.then(a.id.cmp(&b.id))
+    }
 }
 
 /// Appends the WHERE clause for `query`'s filters.
-pub fn push_filters(q: &mut Sql, query: &ListQuery) {
+pub fn push_filters(q: &mut Sql, backend: Backend, query: &ListQuery) {
     q.push(" WHERE 1 = 1");
-    if let Some(text) = query.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-        let low = text.to_lowercase();
+    if let Some(low) = search_text(query) {
         q.push(" AND id IN (SELECT asset_id FROM search_terms WHERE term >= ");
         q.bind(low.clone());
         q.push(" AND term < ");
@@ -276,21 +405,32 @@ pub fn push_filters(q: &mut Sql, query: &ListQuery) {
     for (column, value) in equality_filters(query) {
         q.push(" AND ").push(column).push(" = ").bind(value);
     }
-    if let Some(pattern) = tag_pattern(query) {
-        q.push(" AND tags LIKE ").bind(pattern);
+    if let Some(needle) = tag_needle(query) {
+        // Case-sensitive on both backends (LIKE is not on SQLite), as the in-memory filter is.
+        let find = match backend {
+            Backend::Sqlite => " AND instr(tags, ",
+            Backend::Postgres => " AND strpos(tags, ",
+        };
+        q.push(find).bind(needle).push(") > 0");
     }
 }
 
 /// `ORDER BY` for `sort` ("column" or "-column"; unknown columns sort by host name), with the id as
 /// the tie-breaker so pages never overlap.
 pub fn order_by(sort: Option<&str>) -> String {
+    let (column, descending) = sort_column(sort);
+    format!(" ORDER BY {column} {}, id", if descending { "DESC" } else { "ASC" })
+}
+
+/// The sort column of `sort` ("column" or "-column"; unknown columns sort by host name) and
+/// whether it is descending.
+fn sort_column(sort: Option<&str>) -> (&'static str, bool) {
     let sort = sort.unwrap_or("hostname");
     let (column, descending) = match sort.strip_prefix('-') {
         Some(column) => (column, true),
         None => (sort, false),
     };
-    let column = LIST.iter().find(|c| c.sortable && c.key == column).map_or("hostname", |c| c.key);
-    format!(" ORDER BY {column} {}, id", if descending { "DESC" } else { "ASC" })
+    (LIST.iter().find(|c| c.sortable && c.key == column).map_or("hostname", |c| c.key), descending)
 }
 
 /// Lists assets.
@@ -298,10 +438,10 @@ pub async fn list(db: &Db, query: &ListQuery) -> Result<AssetPage, ServiceError>
     let per_page = query.per_page.unwrap_or(50).clamp(1, 500);
     let page = query.page.unwrap_or(1).max(1);
     let mut count = Sql::new("SELECT COUNT(*) FROM assets");
-    push_filters(&mut count, query);
+    push_filters(&mut count, db.backend(), query);
     let total: i64 = count.query().fetch_one(db.reader()).await?.try_get(0)?;
     let mut q = Sql::new(format!("SELECT {} FROM assets", list_columns()));
-    push_filters(&mut q, query);
+    push_filters(&mut q, db.backend(), query);
     q.push(&order_by(query.sort.as_deref()));
     q.push(" LIMIT ").bind(i64::from(per_page)).push(" OFFSET ").bind(i64::from((page - 1) * per_page));
     let rows = q.query().fetch_all(db.reader()).await?;

@@ -20,7 +20,7 @@ use tempfile::NamedTempFile;
 
 use crate::db::{Db, from_us};
 use crate::service::ServiceError;
-use crate::service::asof::{self, AsOfRows, Rebuilt};
+use crate::service::asof::{self, Rebuilt};
 use crate::service::assets::{AssetListItem, ListQuery, list_columns, list_item, push_filters};
 use crate::service::time::{AsOf, AuditPeriod, Calendar};
 use crate::store::sql::Sql;
@@ -414,22 +414,10 @@ impl Book {
 /// The live list rows `query` selects (every page), in its order.
 pub async fn list_items(db: &Db, query: &ListQuery) -> Result<Vec<AssetListItem>, ServiceError> {
     let mut q = Sql::new(format!("SELECT {} FROM assets", list_columns()));
-    push_filters(&mut q, query);
+    push_filters(&mut q, db.backend(), query);
     q.push(&crate::service::assets::order_by(query.sort.as_deref()));
     let rows = q.query().fetch_all(db.reader()).await?;
     Ok(rows.iter().map(list_item).collect::<Result<Vec<_>, _>>()?)
-}
-
-/// The list rows `query` selects (every page) as they stood at `at`.
-pub async fn list_items_as_of(
-    db: &Db,
-    at: DateTime<Utc>,
-    query: &ListQuery,
-) -> Result<Vec<AssetListItem>, ServiceError> {
-    let mut rows = AsOfRows::prepare(db, at).await?;
-    let items = rows.items(query, None, 0).await?;
-    rows.finish().await?;
-    Ok(items)
 }
 
 /// `items` as CSV.

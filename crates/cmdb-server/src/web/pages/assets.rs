@@ -140,7 +140,7 @@ pub async fn list(
     let query = params.list_query();
     let as_of = resolve_as_of(&state, params.as_of.as_deref())?;
     let page = match as_of {
-        Some(at) => crate::service::asof::list_as_of(&state.app.db, at, &query).await?,
+        Some(at) => crate::service::asof::list_as_of(&state.app.db, &state.app.snapshot_rows, at, &query).await?,
         None => assets::list(&state.app.db, &query).await?,
     };
     let pages = u32::try_from((page.total + i64::from(page.per_page) - 1) / i64::from(page.per_page.max(1)))
@@ -212,7 +212,7 @@ async fn export_items(state: &WebState, params: &ListParams) -> Result<Vec<asset
     let query = params.filters_only().list_query();
     let db = &state.app.db;
     Ok(match resolve_as_of(state, params.as_of.as_deref())? {
-        Some(at) => crate::service::export::list_items_as_of(db, at.effective, &query).await?,
+        Some(at) => crate::service::asof::list_items_as_of(db, &state.app.snapshot_rows, at.effective, &query).await?,
         None => crate::service::export::list_items(db, &query).await?,
     })
 }
