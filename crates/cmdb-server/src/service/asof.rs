@@ -91,9 +91,30 @@ impl Rebuilt {
         seen: (Option<i64>, Option<i64>),
         state: AssetState,
     ) -> Self {
-        let summary = AssetSummary::from_state(&state);
         let terms = terms_text(&state);
-        Rebuilt { asset_id, upto, created_at, last_seen_at: seen.0, last_collected_at: seen.1, summary, terms, state }
+        Rebuilt { terms, ..Self::without_terms(asset_id, upto, created_at, seen, state) }
+    }
+
+    /// [`Rebuilt::from_parts`] without the search terms (`terms` empty), for readers that never
+    /// search (the exports).
+    pub fn without_terms(
+        asset_id: i64,
+        upto: i64,
+        created_at: i64,
+        seen: (Option<i64>, Option<i64>),
+        state: AssetState,
+    ) -> Self {
+        let summary = AssetSummary::from_state(&state);
+        Rebuilt {
+            asset_id,
+            upto,
+            created_at,
+            last_seen_at: seen.0,
+            last_collected_at: seen.1,
+            summary,
+            terms: String::new(),
+            state,
+        }
     }
 
     /// The row of the asset list.

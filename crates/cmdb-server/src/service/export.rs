@@ -405,8 +405,10 @@ impl Book {
     }
 
     /// Writes the workbook to `file` (its constant-memory sheets already stream to temporary
-    /// files, so nothing holds the whole workbook in memory).
-    fn finish_to(mut self, file: &tempfile::NamedTempFile) -> Result<(), ServiceError> {
+    /// files, so nothing holds the whole workbook in memory). Compression level 1: a large
+    /// workbook is mostly compression time at the default level, for a file only a little smaller.
+    fn finish_to(&mut self, file: &tempfile::NamedTempFile) -> Result<(), ServiceError> {
+        self.workbook.set_zip_compression_level(1);
         self.workbook.save(file.path()).map_err(xlsx_error)
     }
 }
@@ -484,7 +486,7 @@ pub async fn for_each_asset_as_of(
                 let text: String = row.try_get(5)?;
                 let state: AssetState = serde_json::from_str(&text)
                     .map_err(|e| ServiceError::Bug(format!("a stored snapshot state does not parse: {e}")))?;
-                let rebuilt = Rebuilt::from_parts(
+                let rebuilt = Rebuilt::without_terms(
                     asset_id,
                     row.try_get(1)?,
                     row.try_get(2)?,
@@ -603,11 +605,80 @@ pub async fn audit_workbook(db: &Db, period: &AuditPeriod) -> Result<NamedTempFi
         .map_err(|e| ServiceError::Bug(format!("the audit workbook task failed: {e}")))?
 }
 
+/// Rows on their way to the workbook's writer thread.
+enum Rows {
+    Assets(Vec<Vec<Cell>>),
+    Components(Vec<Vec<Cell>>),
+    Changes(Vec<Vec<Cell>>),
+}
+
+/// Rows per message to the writer thread.
+const BATCH: usize = 2_000;
+
+/// Builds the workbook in two threads: this one reads the database, rebuilds the assets and makes
+/// the rows; a writer thread writes them into the sheets (the XML and its compression are half
+/// the work). The channel is bounded, so memory stays flat whichever side is slower.
 async fn write_audit_workbook(db: &Db, period: &AuditPeriod) -> Result<NamedTempFile, ServiceError> {
     let (as_of, from, to) = (period.as_of.effective, period.from, period.to);
-    let tz = period.as_of.tz;
-    let cal = Calendar::new(tz, 0);
     let started = std::time::Instant::now();
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Rows>(8);
+    let tz = period.as_of.tz;
+    let writer = std::thread::Builder::new()
+        .name("audit-workbook".to_owned())
+        .spawn(move || write_sheets(receiver, tz))
+        .map_err(|e| ServiceError::Bug(format!("cannot start the workbook writer: {e}")))?;
+    let gone = || ServiceError::Bug("the workbook writer stopped".to_owned());
+    let mut assets_batch = Vec::with_capacity(BATCH);
+    let mut components_batch = Vec::with_capacity(BATCH);
+    let mut component_count = 0u64;
+    let read = async {
+        let assets = for_each_asset_as_of(db, as_of, &mut |r| {
+            assets_batch.push(audit_asset_cells(r));
+            for cells in component_rows(r) {
+                components_batch.push(cells);
+                component_count += 1;
+            }
+            if assets_batch.len() >= BATCH {
+                sender.send(Rows::Assets(std::mem::take(&mut assets_batch))).map_err(|_| gone())?;
+            }
+            if components_batch.len() >= BATCH {
+                sender.send(Rows::Components(std::mem::take(&mut components_batch))).map_err(|_| gone())?;
+            }
+            Ok(())
+        })
+        .await?;
+        sender.send(Rows::Assets(std::mem::take(&mut assets_batch))).map_err(|_| gone())?;
+        sender.send(Rows::Components(std::mem::take(&mut components_batch))).map_err(|_| gone())?;
+        let mut changes_batch = Vec::with_capacity(BATCH);
+        let changes = for_each_change(db, from, to, &mut |c, hostname| {
+            changes_batch.push(change_cells(c, hostname));
+            if changes_batch.len() >= BATCH {
+                sender.send(Rows::Changes(std::mem::take(&mut changes_batch))).map_err(|_| gone())?;
+            }
+            Ok(())
+        })
+        .await?;
+        sender.send(Rows::Changes(changes_batch)).map_err(|_| gone())?;
+        Ok::<_, ServiceError>((assets, changes))
+    };
+    let counted = read.await;
+    drop(sender);
+    let book = writer.join().map_err(|_| ServiceError::Bug("the workbook writer panicked".to_owned()))?;
+    // A failed read is the error to report (the writer then stopped on the closed channel).
+    let (assets, changes) = counted?;
+    let mut book = book?;
+    let file = finish_audit_workbook(&mut book, period, (assets, component_count, changes))?;
+    let bytes = file.as_file().metadata().map(|m| m.len()).unwrap_or(0);
+    tracing::info!(
+        %as_of, %from, %to, assets, components = component_count, changes,
+        bytes, elapsed_ms = started.elapsed().as_millis() as u64,
+        "audit workbook written"
+    );
+    Ok(file)
+}
+
+/// The writer thread: the sheets of the audit workbook, from the rows it receives.
+fn write_sheets(receiver: std::sync::mpsc::Receiver<Rows>, tz: Tz) -> Result<Book, ServiceError> {
     let mut book = Book::new(tz);
     // "About" comes first but is filled last, when the counts are known; it is a normal sheet,
     // which can be written in any order.
@@ -615,18 +686,28 @@ async fn write_audit_workbook(db: &Db, period: &AuditPeriod) -> Result<NamedTemp
     let asset_table = book.table("Assets", AUDIT_ASSET_HEADERS)?;
     let component_table = book.table("Components", COMPONENT_HEADERS)?;
     let change_table = book.table("Changes", CHANGE_HEADERS)?;
-    let mut component_count = 0u64;
-    let assets = for_each_asset_as_of(db, as_of, &mut |r| {
-        book.row(asset_table, &audit_asset_cells(r))?;
-        for cells in component_rows(r) {
-            book.row(component_table, &cells)?;
-            component_count += 1;
+    for rows in receiver {
+        let (table, rows) = match rows {
+            Rows::Assets(rows) => (asset_table, rows),
+            Rows::Components(rows) => (component_table, rows),
+            Rows::Changes(rows) => (change_table, rows),
+        };
+        for cells in &rows {
+            book.row(table, cells)?;
         }
-        Ok(())
-    })
-    .await?;
-    let changes =
-        for_each_change(db, from, to, &mut |c, hostname| book.row(change_table, &change_cells(c, hostname))).await?;
+    }
+    Ok(book)
+}
+
+/// Fills the About sheet and writes the workbook to a temporary file.
+fn finish_audit_workbook(
+    book: &mut Book,
+    period: &AuditPeriod,
+    (assets, component_count, changes): (u64, u64, u64),
+) -> Result<NamedTempFile, ServiceError> {
+    let (as_of, from, to) = (period.as_of.effective, period.from, period.to);
+    let tz = period.as_of.tz;
+    let cal = Calendar::new(tz, 0);
     let about = book.workbook.worksheet_from_index(0).map_err(xlsx_error)?;
     let bold = Format::new().set_bold();
     let requested = if period.as_of.requested == period.as_of.effective {
@@ -666,11 +747,5 @@ async fn write_audit_workbook(db: &Db, period: &AuditPeriod) -> Result<NamedTemp
     about.set_column_width(1, 28).map_err(xlsx_error)?;
     let file = temp_file()?;
     book.finish_to(&file)?;
-    let bytes = file.as_file().metadata().map(|m| m.len()).unwrap_or(0);
-    tracing::info!(
-        %as_of, %from, %to, assets, components = component_count, changes,
-        bytes, elapsed_ms = started.elapsed().as_millis() as u64,
-        "audit workbook written"
-    );
     Ok(file)
 }
