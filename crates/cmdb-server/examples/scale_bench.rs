@@ -424,6 +424,13 @@ async fn seed_and_report(db: &Db, assets: usize) -> Result<()> {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    // The server's own timing lines (the audit workbook's phases) go to standard error.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,cmdb_server::service::export=info".to_owned()),
+        )
+        .try_init();
     let dir = tempfile::tempdir()?;
     let (db, work) = prepare(&args, dir.path()).await?;
     println!("backend: {}", db.durability().await?);

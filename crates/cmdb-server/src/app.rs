@@ -110,7 +110,8 @@ pub async fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener) -> s
         })
     };
     // Daily as-of snapshots keep "the inventory on date D" fast however long the history grows.
-    let snapshots = tokio::spawn(crate::service::asof::run_daily(state.db.clone(), state.calendar));
+    let snapshots =
+        tokio::spawn(crate::service::asof::run_daily(state.db.clone(), state.calendar, state.snapshot_rows.clone()));
     // The peer address feeds per-IP login throttling and the audit log.
     let service = app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let result = axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await;

@@ -25,7 +25,7 @@ pub struct AppState {
     /// The owner of report ingestion (on SQLite, the writer task and its queue).
     pub ingestor: Ingestor,
     /// The list rows of recent snapshots, kept in memory for as-of lists.
-    pub snapshot_rows: SnapshotRows,
+    pub snapshot_rows: Arc<SnapshotRows>,
 }
 
 impl AppState {
@@ -34,6 +34,6 @@ impl AppState {
         let keys = KeyCache::new(Duration::from_secs(config.key_cache_secs));
         let calendar = Calendar::of(&config);
         let ingestor = Ingestor::start(db.clone());
-        Arc::new(AppState { db, config, keys, calendar, ingestor, snapshot_rows: SnapshotRows::default() })
+        Arc::new(AppState { db, config, keys, calendar, ingestor, snapshot_rows: Arc::default() })
     }
 }

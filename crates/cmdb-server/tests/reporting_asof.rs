@@ -313,6 +313,17 @@ async fn snapshots_change_nothing(backend: Backend) {
             .expect("list"),
         );
         assert_eq!(&got, want, "as-of {probe} across snapshots");
+        // The same through a cache warmed ahead of time (what the daily task does) and a cold one.
+        for rows in [asof::SnapshotRows::default(), {
+            let warm = asof::SnapshotRows::default();
+            warm.warm(&server.state.db).await.expect("warm");
+            warm
+        }] {
+            let page = asof::list_as_of(&server.state.db, &rows, AsOf::exact(*probe), &ListQuery::default())
+                .await
+                .expect("list");
+            assert_eq!(&snapshot_of(&page), want, "as-of {probe}, cold and warmed caches");
+        }
     }
     check_against_replay(&server, &moments).await;
     // New changes after the last snapshot are replayed on top of it.

@@ -500,6 +500,16 @@ pub struct SnapshotRows {
 const KEPT_SNAPSHOTS: usize = 2;
 
 impl SnapshotRows {
+    /// Reads the rows of the latest complete snapshot into memory, so the first as-of list after a
+    /// start or a daily snapshot does not wait for them.
+    pub async fn warm(&self, db: &Db) -> Result<(), ServiceError> {
+        let mut conn = db.reader().acquire().await?;
+        if let Some(snapshot) = snapshot_before(&mut conn, now_us()).await? {
+            self.rows(&mut conn, snapshot).await?;
+        }
+        Ok(())
+    }
+
     /// The rows of `snapshot`, in asset id order.
     async fn rows(
         &self,
@@ -791,10 +801,15 @@ pub async fn snapshots(db: &Db) -> Result<Vec<serde_json::Value>, ServiceError> 
 /// configured zone (see [`Calendar::daily_snapshot_due`]), so that a date's as-of starts from a
 /// snapshot at that very instant. Runs until the task is dropped; checks every ten minutes, so a
 /// server that was down at midnight catches up when it starts.
-pub async fn run_daily(db: Db, calendar: Calendar) {
+pub async fn run_daily(db: Db, calendar: Calendar, rows: std::sync::Arc<SnapshotRows>) {
     let mut interval = tokio::time::interval(std::time::Duration::from_secs(600));
     loop {
         interval.tick().await;
+        // The latest snapshot's rows are read before people ask for them (at start, and after
+        // each daily snapshot below on the next tick).
+        if let Err(e) = rows.warm(&db).await {
+            tracing::warn!(error = %e, "cannot read the latest snapshot's rows ahead of time");
+        }
         let due = match calendar.daily_snapshot_due(Utc::now()) {
             Ok(due) => due,
             Err(e) => {

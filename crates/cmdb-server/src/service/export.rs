@@ -662,8 +662,10 @@ async fn write_audit_workbook(db: &Db, period: &AuditPeriod) -> Result<NamedTemp
         Ok::<_, ServiceError>((assets, changes))
     };
     let counted = read.await;
+    let read_ms = started.elapsed().as_millis() as u64;
     drop(sender);
     let book = writer.join().map_err(|_| ServiceError::Bug("the workbook writer panicked".to_owned()))?;
+    let sheets_ms = started.elapsed().as_millis() as u64;
     // A failed read is the error to report (the writer then stopped on the closed channel).
     let (assets, changes) = counted?;
     let mut book = book?;
@@ -671,7 +673,7 @@ async fn write_audit_workbook(db: &Db, period: &AuditPeriod) -> Result<NamedTemp
     let bytes = file.as_file().metadata().map(|m| m.len()).unwrap_or(0);
     tracing::info!(
         %as_of, %from, %to, assets, components = component_count, changes,
-        bytes, elapsed_ms = started.elapsed().as_millis() as u64,
+        bytes, read_ms, sheets_ms, elapsed_ms = started.elapsed().as_millis() as u64,
         "audit workbook written"
     );
     Ok(file)
