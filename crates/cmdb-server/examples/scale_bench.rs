@@ -345,6 +345,10 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// The same allocator as the server binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The peak resident memory of this process (VmHWM, KiB), after the peak was reset with
 /// [`reset_peak`]; `None` where /proc does not tell.
 fn peak_kib() -> Option<u64> {

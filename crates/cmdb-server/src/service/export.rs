@@ -377,7 +377,8 @@ impl Book {
             match cell {
                 Cell::Empty => {}
                 Cell::Text(text) => {
-                    if text.chars().count() > MAX_CELL_CHARS {
+                    // A length in bytes bounds the length in characters: count only long texts.
+                    if text.len() > MAX_CELL_CHARS && text.chars().count() > MAX_CELL_CHARS {
                         let cut: String = text.chars().take(MAX_CELL_CHARS - 20).collect();
                         sheet.write_string(row, col, format!("{cut} [cut: see CSV]")).map_err(xlsx_error)?;
                     } else {
