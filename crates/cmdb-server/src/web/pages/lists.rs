@@ -1,5 +1,5 @@
 //! The managed lists (IDC, business unit, tag) in the UI: everyone reads them, editors add and
-//! describe values, admins remove unused ones. The rules live in `reporting::lists`; this page
+//! describe values, admins remove unused ones. The rules live in `service::lists`; this page
 //! only calls them.
 
 use std::sync::Arc;
