@@ -37,7 +37,7 @@ use crate::store::summary::{AssetSummary, search_terms};
 use crate::store::{self, AssetKeysRow, ChangeContext, Corrupt, StateCache, StoreError};
 
 /// What the server answers to a report (and stores, so a repeated report id gets the same answer).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Outcome {
     /// The report's id.
     pub report_id: Uuid,
@@ -46,6 +46,7 @@ pub struct Outcome {
     /// False when the report was older than the last applied one and was not applied.
     pub applied: bool,
     /// The identity key that matched, or null when the asset was created.
+    #[schema(value_type = Option<String>)]
     pub matched_by: Option<MatchKey>,
     /// True when this report created the asset.
     pub created: bool,

@@ -1,9 +1,12 @@
 //! The OpenAPI 3.1 document of the REST API (`/api/v1/openapi.json`) and a browsable page of its
 //! operations (`/api/docs`), both built once and served from memory.
 //!
-//! The document is written here by hand, next to the code, rather than generated: the tests check
-//! it against the OpenAPI schema and check that every route the app serves under `/api/v1` is in
-//! it (and that every operation in it is served).
+//! The component schemas of the request and response types are derived from the Rust types
+//! (utoipa's `ToSchema`), and the list row's from the one definition of the list's columns, so a
+//! field cannot be added, renamed or made optional without the document following. The operations
+//! (paths, parameters, roles, answers) are written here, next to the router: the tests check the
+//! document against the OpenAPI schema, check that every route the app serves under `/api/v1` is
+//! in it and every operation in it is served, and that every schema reference resolves.
 
 use std::sync::LazyLock;
 
@@ -574,51 +577,56 @@ fn list_item_schema() -> Value {
     json!({"type": "object", "required": required, "properties": properties})
 }
 
+/// The request and response types whose schemas are derived from their Rust definitions (field
+/// names, types, optionality and doc comments), so the document cannot drift from what is sent.
+#[derive(utoipa::OpenApi)]
+#[openapi(components(schemas(
+    crate::service::assets::AssetPage,
+    crate::service::assets::AssetDetail,
+    crate::service::time::Stated,
+    crate::store::ChangeRecord,
+    crate::service::history::ChangePage,
+    crate::ingest::Outcome,
+    crate::service::collect::Target,
+    crate::service::asof::SnapshotInfo,
+    crate::service::lists::ManagedValue,
+    crate::service::import::ImportReport,
+    crate::service::import::LineError,
+    crate::service::import::LineResult,
+    crate::service::collection_errors::CollectionError,
+)))]
+struct DerivedSchemas;
+
 fn schemas() -> Value {
-    let time = json!({"type": "string", "format": "date-time"});
-    let time_or_null = json!({"type": ["string", "null"], "format": "date-time"});
     let text_or_null = json!({"type": ["string", "null"]});
     let int_or_null = json!({"type": ["integer", "null"]});
-    let strings = json!({"type": "array", "items": {"type": "string"}});
-    json!({
+    let time = json!({"type": "string", "format": "date-time"});
+    let mut out = Map::new();
+    let derived = serde_json::to_value(<DerivedSchemas as utoipa::OpenApi>::openapi().components)
+        .ok()
+        .and_then(|c| c.get("schemas").and_then(Value::as_object).cloned())
+        .unwrap_or_default();
+    out.extend(derived);
+    // The list row comes from the one definition of the list's columns.
+    out.insert("AssetListItem".to_owned(), list_item_schema());
+    // Written here: the error body (built in the edge), a request body (any subset of the business
+    // fields, with the forms the parser accepts) and the snapshot listing.
+    let hand = json!({
         "Error": {"type": "object", "required": ["error", "message"], "properties": {
             "error": {"type": "string", "description": "Machine-readable code (bad_request, invalid, unauthorized, forbidden, not_found, conflict, too_large, unsupported_media_type, too_many_requests, unavailable, internal)."},
             "message": {"type": "string"}, "pointer": {"type": "string"}}},
-        "AssetListItem": list_item_schema(),
-        "AssetPage": {"type": "object", "required": ["items", "total", "page", "per_page"], "properties": {
-            "items": {"type": "array", "items": schema_ref("AssetListItem")}, "total": {"type": "integer"}, "page": {"type": "integer"}, "per_page": {"type": "integer"}}},
         "BusinessPatch": {"type": "object", "additionalProperties": false, "description": "Business fields to set; null clears.", "properties": {
             "idc": text_or_null, "cabinet": text_or_null, "cabinet_u": int_or_null, "business_unit": text_or_null, "owner": text_or_null,
             "status": {"type": ["string", "null"], "enum": ["racked", "online", "offline", "retired", null]},
             "tags": {"type": ["array", "string", "null"], "items": {"type": "string"}}, "manage_address": text_or_null,
             "ssh_port": {"type": ["integer", "string", "null"]}, "salt_minion_id": text_or_null, "notes": text_or_null}},
-        "AssetDetail": {"allOf": [schema_ref("AssetListItem"), {"type": "object", "required": ["business", "sections"], "properties": {
-            "business": {"type": "object"}, "sections": {"type": "object", "additionalProperties": {"type": "object"}}}}]},
-        "ChangeRecord": {"type": "object", "required": ["id", "cursor", "asset_id", "recorded_at", "source", "section", "path", "action", "summary"], "properties": {
-            "id": {"type": "integer"}, "cursor": {"type": "string"}, "asset_id": {"type": "integer"}, "recorded_at": time, "collected_at": time_or_null,
-            "report_id": text_or_null, "source": {"type": "string"}, "section": {"type": "string"}, "component": text_or_null, "path": {"type": "string"},
-            "action": {"type": "string", "enum": ["added", "removed", "changed"]}, "old": {}, "new": {}, "summary": {"type": "string"}}},
-        "ChangePage": {"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": schema_ref("ChangeRecord")}, "next": text_or_null}},
-        "Outcome": {"type": "object", "required": ["report_id", "asset_id", "applied", "created", "changes"], "properties": {
-            "report_id": {"type": "string", "format": "uuid"}, "asset_id": {"type": "integer"}, "applied": {"type": "boolean"},
-            "matched_by": text_or_null, "created": {"type": "boolean"}, "changes": {"type": "integer"}}},
-        "Target": {"type": "object", "required": ["asset_id", "hostname", "salt_minion_id"], "properties": {
-            "asset_id": {"type": "integer"}, "hostname": {"type": "string"}, "manage_address": text_or_null, "ssh_port": int_or_null, "salt_minion_id": {"type": "string"}}},
         "Snapshot": {"type": "object", "required": ["id", "taken_at", "created_at", "reason", "asset_count"], "properties": {
             "id": {"type": "integer"}, "taken_at": time, "created_at": time, "reason": {"type": "string"}, "asset_count": {"type": "integer"}}},
-        "SnapshotInfo": {"type": "object", "required": ["id", "taken_at", "asset_count", "rebuilt", "created"], "properties": {
-            "id": {"type": "integer"}, "taken_at": time, "asset_count": {"type": "integer"}, "rebuilt": {"type": "integer"}, "created": {"type": "boolean"}}},
-        "ManagedValue": {"type": "object", "required": ["value", "description", "created_at", "created_by", "assets"], "properties": {
-            "value": {"type": "string"}, "description": {"type": "string"}, "created_at": time, "created_by": {"type": "string"},
-            "assets": {"type": "integer", "description": "Assets using it now."}}},
-        "LineError": {"type": "object", "required": ["line", "message"], "properties": {"line": {"type": "integer"}, "column": {"type": "string"}, "message": {"type": "string"}}},
-        "LineResult": {"type": "object", "required": ["line", "hostname", "action", "fields"], "properties": {
-            "line": {"type": "integer"}, "hostname": {"type": "string"}, "action": {"type": "string", "enum": ["create", "update", "unchanged"]},
-            "asset_id": int_or_null, "fields": strings}},
-        "ImportReport": {"type": "object", "required": ["dry_run", "applied", "lines", "errors", "results"], "properties": {
-            "dry_run": {"type": "boolean"}, "applied": {"type": "boolean"}, "lines": {"type": "integer"},
-            "errors": {"type": "array", "items": schema_ref("LineError")}, "results": {"type": "array", "items": schema_ref("LineResult")}}},
-    })
+    });
+    if let Value::Object(hand) = hand {
+        out.extend(hand);
+    }
+    Value::Object(out)
 }
 
 /// The document.
@@ -768,3 +776,51 @@ fn page_content() -> DocPage {
 pub static PAGE: LazyLock<Result<String, String>> = LazyLock::new(|| {
     crate::web::templates::render("api_docs.html", &page_content()).map(|html| html.0).map_err(|e| e.to_string())
 });
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refs(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(target)) = map.get("$ref") {
+                    out.push(target.clone());
+                }
+                map.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        let doc = document();
+        let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        assert!(found.len() > 20, "{found:?}");
+        for target in found {
+            let name = target.strip_prefix("#/components/schemas/").expect("a component reference");
+            assert!(schemas.contains_key(name), "{target} does not resolve");
+        }
+    }
+
+    #[test]
+    fn derived_schemas_follow_the_types() {
+        let doc = document();
+        let schemas = &doc["components"]["schemas"];
+        // Fields added to a type appear without anyone editing the document.
+        let text = schemas["AssetDetail"].to_string();
+        for field in ["business", "sections", "as_of", "AssetListItem"] {
+            assert!(text.contains(field), "AssetDetail lacks {field}: {text}");
+        }
+        let page = schemas["AssetPage"].to_string();
+        assert!(page.contains("as_of") && page.contains("Stated"), "{page}");
+        let change = &schemas["ChangeRecord"]["properties"];
+        assert_eq!(change["action"]["type"], "string");
+        assert!(change.get("summary").is_some() && change.get("cursor").is_some(), "{change}");
+        assert!(schemas["CollectionError"]["properties"].get("report_id").is_some());
+    }
+}

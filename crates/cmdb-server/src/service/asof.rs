@@ -631,7 +631,7 @@ pub async fn list_items_as_of(
 }
 
 /// What a snapshot run did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SnapshotInfo {
     /// Snapshot id.
     pub id: i64,

@@ -20,7 +20,7 @@ use crate::store::summary::{AssetSummary, search_terms};
 use crate::store::{self, ChangeContext};
 
 /// One row of the asset list.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AssetListItem {
     /// Asset id.
     pub id: i64,
@@ -226,7 +226,7 @@ pub struct ListQuery {
 }
 
 /// One page of the asset list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AssetPage {
     /// The rows.
     pub items: Vec<AssetListItem>,
@@ -450,14 +450,16 @@ pub async fn list(db: &Db, query: &ListQuery) -> Result<AssetPage, ServiceError>
 }
 
 /// An asset with everything stored about it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AssetDetail {
     /// The list columns.
     #[serde(flatten)]
     pub summary: AssetListItem,
     /// The business fields.
+    #[schema(value_type = Object)]
     pub business: BusinessFields,
     /// Every section as report data (components as lists), including `host`.
+    #[schema(value_type = Object)]
     pub sections: Map<String, Value>,
     /// For an asset as of a time: the instant read, with its offset in the configured zone.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -8,7 +8,7 @@ use crate::db::Db;
 use crate::service::ServiceError;
 
 /// One host to collect.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Target {
     /// Asset id.
     pub asset_id: i64,

@@ -10,7 +10,7 @@ use crate::service::ServiceError;
 use crate::store::sql::Sql;
 
 /// One collection error.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CollectionError {
     /// Row id.
     pub id: i64,

@@ -11,7 +11,7 @@ use crate::store::sql::{Param, Sql};
 use crate::store::{self, CHANGE_COLUMNS, ChangeRecord};
 
 /// A page of change records.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ChangePage {
     /// The records.
     pub items: Vec<ChangeRecord>,

@@ -31,7 +31,7 @@ use crate::store::sql::Sql;
 pub const MAX_LINES: usize = 100_000;
 
 /// A problem with one line (line 1 is the header).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LineError {
     /// Line number in the file (records spanning lines count from their first line).
     pub line: u64,
@@ -43,7 +43,7 @@ pub struct LineError {
 }
 
 /// What one line does (or would do, in a dry run).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LineResult {
     /// Line number.
     pub line: u64,
@@ -58,7 +58,7 @@ pub struct LineResult {
 }
 
 /// The outcome of an import.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ImportReport {
     /// True when nothing was written on purpose.
     pub dry_run: bool,

@@ -63,7 +63,7 @@ impl ListKind {
 }
 
 /// One value of a list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ManagedValue {
     /// The value.
     pub value: String,

@@ -85,7 +85,7 @@ pub struct AuditPeriod {
 }
 
 /// An instant as people see it, with its offset in the configured zone (for JSON answers).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Stated {
     /// RFC 3339 with the zone's offset, e.g. `2026-12-31T23:59:59.999999+08:00`.
     pub at: String,

@@ -439,7 +439,7 @@ pub fn write_summary(
 }
 
 /// One stored change record.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct ChangeRecord {
     /// Row id.
     pub id: i64,
@@ -462,6 +462,7 @@ pub struct ChangeRecord {
     /// JSON pointer inside the section or component.
     pub path: String,
     /// added, removed or changed.
+    #[schema(value_type = String)]
     pub action: Action,
     /// Old value (absent when nothing existed).
     #[serde(skip_serializing_if = "Option::is_none")]
