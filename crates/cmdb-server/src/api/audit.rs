@@ -65,15 +65,12 @@ pub struct AsOfParam {
 impl AsOfParam {
     /// The as-of, when given, resolved by the server's calendar.
     pub fn resolve(&self, state: &AppState) -> Result<Option<AsOf>, ApiError> {
-        match self.as_of.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-            Some(text) => Ok(Some(state.calendar.as_of("as_of", text)?)),
-            None => Ok(None),
-        }
+        Ok(state.calendar.optional_as_of(self.as_of.as_deref())?)
     }
 
     /// The as-of, which must be given.
     pub fn required(&self, state: &AppState) -> Result<AsOf, ApiError> {
-        self.resolve(state)?.ok_or_else(|| ApiError::BadRequest("as_of is required (e.g. as_of=2025-12-31)".to_owned()))
+        Ok(state.calendar.required_as_of(self.as_of.as_deref())?)
     }
 }
 
@@ -258,12 +255,7 @@ struct AuditParams {
 impl AuditParams {
     /// The period: as_of is required; see [`crate::service::Calendar::audit_period`].
     fn resolve(&self, state: &AppState) -> Result<AuditPeriod, ApiError> {
-        let as_of = self
-            .as_of
-            .as_deref()
-            .filter(|t| !t.trim().is_empty())
-            .ok_or_else(|| ApiError::BadRequest("as_of is required (e.g. as_of=2025-12-31)".to_owned()))?;
-        Ok(state.calendar.audit_period(as_of, self.from.as_deref(), self.to.as_deref())?)
+        Ok(state.calendar.audit_period(self.as_of.as_deref(), self.from.as_deref(), self.to.as_deref())?)
     }
 }
 

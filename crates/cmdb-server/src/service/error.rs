@@ -45,7 +45,7 @@ impl ServiceError {
     }
 }
 
-pub use crate::db::{DbFailure, classify};
+use crate::db::{DbFailure, classify};
 
 impl From<sqlx::Error> for ServiceError {
     fn from(error: sqlx::Error) -> Self {

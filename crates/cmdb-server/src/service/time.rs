@@ -218,6 +218,17 @@ impl Calendar {
         self.as_of_at(field, text, Utc::now())
     }
 
+    /// The `as_of` parameter of a list, a page or an export: absent or blank means the live
+    /// inventory (`None`).
+    pub fn optional_as_of(&self, text: Option<&str>) -> Result<Option<AsOf>, ServiceError> {
+        text.map(str::trim).filter(|t| !t.is_empty()).map(|t| self.as_of("as_of", t)).transpose()
+    }
+
+    /// The `as_of` parameter where it must be given (the audit exports and views).
+    pub fn required_as_of(&self, text: Option<&str>) -> Result<AsOf, ServiceError> {
+        self.optional_as_of(text)?.ok_or_else(as_of_required)
+    }
+
     /// An as-of for an instant already resolved (e.g. "now").
     pub fn settle(&self, requested: DateTime<Utc>, now: DateTime<Utc>) -> AsOf {
         let latest = now - chrono::Duration::seconds(SETTLE_SECS);
@@ -260,8 +271,15 @@ impl Calendar {
         Ok(AuditPeriod { as_of, from, to })
     }
 
-    /// [`Calendar::audit_period_at`] now.
-    pub fn audit_period(&self, as_of: &str, from: Option<&str>, to: Option<&str>) -> Result<AuditPeriod, ServiceError> {
+    /// [`Calendar::audit_period_at`] now, with the parameters as a request gives them (`as_of`
+    /// required).
+    pub fn audit_period(
+        &self,
+        as_of: Option<&str>,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<AuditPeriod, ServiceError> {
+        let as_of = as_of.filter(|t| !t.trim().is_empty()).ok_or_else(as_of_required)?;
         self.audit_period_at(as_of, from, to, Utc::now())
     }
 
@@ -301,6 +319,10 @@ impl Calendar {
         let yesterday = today.pred_opt().ok_or_else(|| ServiceError::Malformed("date out of range".to_owned()))?;
         self.end_of(yesterday)
     }
+}
+
+fn as_of_required() -> ServiceError {
+    ServiceError::Malformed("as_of is required (e.g. as_of=2025-12-31)".to_owned())
 }
 
 #[cfg(test)]

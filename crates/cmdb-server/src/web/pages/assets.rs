@@ -219,7 +219,7 @@ async fn export_items(state: &WebState, params: &ListParams) -> Result<Vec<asset
 
 /// The as-of of a page's query string, by the one rule of [`crate::service::time`].
 fn resolve_as_of(state: &WebState, text: Option<&str>) -> Result<Option<AsOf>, WebError> {
-    Ok(text.map(str::trim).filter(|t| !t.is_empty()).map(|t| state.app.calendar.as_of("as_of", t)).transpose()?)
+    Ok(state.app.calendar.optional_as_of(text)?)
 }
 
 fn export_name(state: &WebState, params: &ListParams, extension: &str) -> Result<String, WebError> {
@@ -281,8 +281,8 @@ pub async fn export_audit(
 ) -> Result<Response, WebError> {
     user.require(Role::Viewer)?;
     let params: AuditParams = parse_query(raw.as_deref())?;
-    let as_of = params.as_of.ok_or_else(|| WebError::BadRequest("as_of (a date) is required".to_owned()))?;
-    let period = state.app.calendar.audit_period(&as_of, params.from.as_deref(), params.to.as_deref())?;
+    let period =
+        state.app.calendar.audit_period(params.as_of.as_deref(), params.from.as_deref(), params.to.as_deref())?;
     let file = export::audit_workbook(&state.app.db, &period).await?;
     let detail = export::describe_audit(&period);
     audit::record_from(&state.app.db, &user.session.name, export::AUDIT_ACTION, &detail, user.client_ip.as_deref())
