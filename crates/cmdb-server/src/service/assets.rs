@@ -256,9 +256,9 @@ pub fn equality_filters(query: &ListQuery) -> Vec<(&'static str, String)> {
     .collect()
 }
 
-/// What the tag filter looks for in the stored `,a,b,` tags column: `,tag,` (case-sensitive).
-pub fn tag_needle(query: &ListQuery) -> Option<String> {
-    query.tag.as_deref().filter(|t| !t.is_empty()).map(|tag| format!(",{},", tag.replace(',', "")))
+/// The tag the tag filter looks for (case-sensitive; a comma cannot be part of a tag).
+fn tag_filter(query: &ListQuery) -> Option<String> {
+    query.tag.as_deref().filter(|t| !t.is_empty()).map(|tag| tag.replace(',', ""))
 }
 
 /// What the search looks for in the search terms: a term that starts with the lowercased text.
@@ -281,7 +281,7 @@ impl ListFilter {
         ListFilter {
             search: search_text(query).map(|t| format!("\n{t}")),
             equal: equality_filters(query),
-            tag: tag_needle(query),
+            tag: tag_filter(query),
         }
     }
 
@@ -306,11 +306,10 @@ impl ListFilter {
                 return false;
             }
         }
-        if let Some(needle) = &self.tag {
-            let stored = format!(",{},", item.tags.join(","));
-            if !stored.contains(needle.as_str()) {
-                return false;
-            }
+        if let Some(tag) = &self.tag
+            && !item.tags.iter().any(|t| t == tag)
+        {
+            return false;
         }
         true
     }
@@ -405,7 +404,8 @@ pub fn push_filters(q: &mut Sql, backend: Backend, query: &ListQuery) {
     for (column, value) in equality_filters(query) {
         q.push(" AND ").push(column).push(" = ").bind(value);
     }
-    if let Some(needle) = tag_needle(query) {
+    // The stored column is `,a,b,`: the tag between commas.
+    if let Some(needle) = tag_filter(query).map(|tag| format!(",{tag},")) {
         // Case-sensitive on both backends (LIKE is not on SQLite), as the in-memory filter is.
         let find = match backend {
             Backend::Sqlite => " AND instr(tags, ",
