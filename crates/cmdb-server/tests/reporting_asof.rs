@@ -6,7 +6,7 @@ mod common;
 use chrono::{DateTime, Duration, Utc};
 use cmdb_model::diff::{Action, ChangeOp, replay};
 use cmdb_server::service::asof;
-use cmdb_server::service::assets::{self, ListQuery};
+use cmdb_server::service::assets::{self, AssetPage, ListQuery};
 use cmdb_server::service::time::AsOf;
 use common::{Backend, TestServer, at, report};
 use serde_json::{Value, json};
@@ -92,6 +92,13 @@ fn queries() -> Vec<ListQuery> {
     ]
 }
 
+/// The list as it stood at `moment` (read exactly then), through the server's snapshot rows.
+async fn list_at(server: &TestServer, moment: DateTime<Utc>, query: &ListQuery) -> AssetPage {
+    asof::list_as_of(&server.state.db, &server.state.snapshot_rows, AsOf::exact(moment), query)
+        .await
+        .expect("as-of list")
+}
+
 async fn as_of_now_equals_live(backend: Backend) {
     let db = common::TestDb::new(backend).await;
     let server = TestServer::start(&db).await;
@@ -99,9 +106,7 @@ async fn as_of_now_equals_live(backend: Backend) {
     let now = Utc::now();
     for query in queries() {
         let live = assets::list(&server.state.db, &query).await.expect("live list");
-        let then = asof::list_as_of(&server.state.db, &server.state.snapshot_rows, AsOf::exact(now), &query)
-            .await
-            .expect("as-of list");
+        let then = list_at(&server, now, &query).await;
         assert_eq!(then.total, live.total, "total for {query:?}");
         let live: Vec<Value> = live.items.into_iter().map(|i| without_times(json!(i))).collect();
         let then: Vec<Value> = then.items.into_iter().map(|i| without_times(json!(i))).collect();
@@ -176,14 +181,7 @@ async fn check_against_replay(server: &TestServer, moments: &[DateTime<Utc>]) {
                 (want, got) => panic!("asset {id} at {moment}: replay says {want:?}, as-of says {got:?}"),
             }
         }
-        let page = asof::list_as_of(
-            &server.state.db,
-            &server.state.snapshot_rows,
-            AsOf::exact(*moment),
-            &ListQuery::default(),
-        )
-        .await
-        .expect("list");
+        let page = list_at(&server, *moment, &ListQuery::default()).await;
         assert_eq!(page.total, existing, "assets existing at {moment}");
     }
 }
@@ -195,60 +193,16 @@ async fn as_of_past_matches_replay(backend: Backend) {
     check_against_replay(&server, &moments).await;
     // Spot checks of what the history says, so the test cannot pass on two equal wrong answers.
     let q = |owner: &str| ListQuery { owner: Some(owner.into()), ..ListQuery::default() };
-    assert_eq!(
-        asof::list_as_of(&server.state.db, &server.state.snapshot_rows, AsOf::exact(moments[1]), &q("ops"))
-            .await
-            .expect("list")
-            .total,
-        0
-    );
-    assert_eq!(
-        asof::list_as_of(&server.state.db, &server.state.snapshot_rows, AsOf::exact(moments[2]), &q("ops"))
-            .await
-            .expect("list")
-            .total,
-        1
-    );
-    assert_eq!(
-        asof::list_as_of(&server.state.db, &server.state.snapshot_rows, AsOf::exact(moments[4]), &q("ops"))
-            .await
-            .expect("list")
-            .total,
-        0
-    );
-    assert_eq!(
-        asof::list_as_of(&server.state.db, &server.state.snapshot_rows, AsOf::exact(moments[4]), &q("web-team"))
-            .await
-            .expect("list")
-            .total,
-        1
-    );
+    assert_eq!(list_at(&server, moments[1], &q("ops")).await.total, 0);
+    assert_eq!(list_at(&server, moments[2], &q("ops")).await.total, 1);
+    assert_eq!(list_at(&server, moments[4], &q("ops")).await.total, 0);
+    assert_eq!(list_at(&server, moments[4], &q("web-team")).await.total, 1);
     let memory =
         |page: cmdb_server::service::assets::AssetPage| page.items.iter().map(|i| i.memory_mb).collect::<Vec<_>>();
     let web = ListQuery { q: Some("web-01".into()), ..ListQuery::default() };
-    assert_eq!(
-        memory(
-            asof::list_as_of(&server.state.db, &server.state.snapshot_rows, AsOf::exact(moments[2]), &web)
-                .await
-                .expect("list")
-        ),
-        vec![Some(32768)]
-    );
-    assert_eq!(
-        memory(
-            asof::list_as_of(&server.state.db, &server.state.snapshot_rows, AsOf::exact(moments[3]), &web)
-                .await
-                .expect("list")
-        ),
-        vec![Some(65536)]
-    );
-    assert_eq!(
-        asof::list_as_of(&server.state.db, &server.state.snapshot_rows, AsOf::exact(moments[0]), &ListQuery::default())
-            .await
-            .expect("list")
-            .total,
-        0
-    );
+    assert_eq!(memory(list_at(&server, moments[2], &web).await), vec![Some(32768)]);
+    assert_eq!(memory(list_at(&server, moments[3], &web).await), vec![Some(65536)]);
+    assert_eq!(list_at(&server, moments[0], &ListQuery::default()).await.total, 0);
 }
 
 /// Moves the whole history back by `by`, so snapshots (which must be settled) can fall inside it.
@@ -278,16 +232,7 @@ async fn snapshots_change_nothing(backend: Backend) {
     let snapshot_of = |list: &cmdb_server::service::assets::AssetPage| json!(list.items);
     let mut before = Vec::new();
     for probe in &probes {
-        before.push(snapshot_of(
-            &asof::list_as_of(
-                &server.state.db,
-                &server.state.snapshot_rows,
-                AsOf::exact(*probe),
-                &ListQuery::default(),
-            )
-            .await
-            .expect("list"),
-        ));
+        before.push(snapshot_of(&list_at(&server, *probe, &ListQuery::default()).await));
     }
     // A snapshot in the middle of the history (after the edits, before the hardware change), one
     // at its start and one after everything: every view must stay exactly the same.
@@ -302,16 +247,7 @@ async fn snapshots_change_nothing(backend: Backend) {
     assert_eq!(last.asset_count, 4);
     assert!(last.rebuilt < 4 + 1, "only assets changed since the previous snapshot are rebuilt");
     for (probe, want) in probes.iter().zip(&before) {
-        let got = snapshot_of(
-            &asof::list_as_of(
-                &server.state.db,
-                &server.state.snapshot_rows,
-                AsOf::exact(*probe),
-                &ListQuery::default(),
-            )
-            .await
-            .expect("list"),
-        );
+        let got = snapshot_of(&list_at(&server, *probe, &ListQuery::default()).await);
         assert_eq!(&got, want, "as-of {probe} across snapshots");
         // The same through a cache warmed ahead of time (what the daily task does) and a cold one.
         for rows in [asof::SnapshotRows::default(), {
