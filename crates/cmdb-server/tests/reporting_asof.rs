@@ -181,7 +181,7 @@ async fn check_against_replay(server: &TestServer, moments: &[DateTime<Utc>]) {
                 (want, got) => panic!("asset {id} at {moment}: replay says {want:?}, as-of says {got:?}"),
             }
         }
-        let page = list_at(&server, *moment, &ListQuery::default()).await;
+        let page = list_at(server, *moment, &ListQuery::default()).await;
         assert_eq!(page.total, existing, "assets existing at {moment}");
     }
 }
