@@ -259,6 +259,7 @@ mod tests {
             agent: AgentInfo { version: "test".into(), mode: Mode::Agent },
             host: HostInfo { hostname: hostname.into(), previous_hostname: None, machine_id: None },
             sections: Default::default(),
+            collected_for: None,
         }
     }
 

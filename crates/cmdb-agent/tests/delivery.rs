@@ -42,6 +42,7 @@ fn report(hostname: &str) -> WireReport {
         agent: AgentInfo { version: "test".into(), mode: Mode::Agent },
         host: HostInfo { hostname: hostname.into(), previous_hostname: None, machine_id: None },
         sections,
+        collected_for: None,
     }
 }
 

@@ -204,6 +204,7 @@ impl Plan {
             agent: AgentInfo { version: AGENT_VERSION.to_owned(), mode: context.mode },
             host: HostInfo { hostname, previous_hostname: None, machine_id },
             sections,
+            collected_for: None,
         };
         HostReport { report, failed_sections }
     }

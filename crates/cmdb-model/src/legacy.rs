@@ -269,6 +269,7 @@ pub fn to_report(payload: &Value, report_id: Uuid, received_at: DateTime<Utc>) -
         agent: AgentInfo { version: "legacy".to_owned(), mode: Mode::Agent },
         host: HostInfo { hostname, previous_hostname, machine_id: None },
         sections,
+        collected_for: None,
     })
 }
 

@@ -130,6 +130,12 @@ pub struct WireReport {
     pub host: HostInfo,
     /// Section name -> result.
     pub sections: BTreeMap<String, WireSection>,
+    /// The asset the collector was asked to collect (the `asset_id` of a collect-targets entry),
+    /// sent only to a server whose collect-targets answer says it accepts it. The server then
+    /// refuses a report that resolves to another asset, so a hostile target cannot write a
+    /// neighbour's record by printing its identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collected_for: Option<i64>,
 }
 
 /// Reads a timestamp in strict RFC 3339 (chrono's serde form also takes spaces and other
@@ -169,6 +175,8 @@ pub struct Report {
     pub host: HostInfo,
     /// Section name -> validated result.
     pub sections: BTreeMap<String, SectionResult>,
+    /// The asset the collector was asked to collect, when it says (see [`WireReport::collected_for`]).
+    pub collected_for: Option<i64>,
 }
 
 /// Why a report was refused. `pointer` is an RFC 6901 JSON pointer into the request body.
@@ -405,6 +413,9 @@ pub fn validate(wire: WireReport) -> Result<Report, ReportError> {
     if wire.report_id.is_nil() {
         return Err(ReportError::at("/report_id", "the nil UUID is not a report id; use a fresh random UUID"));
     }
+    if wire.collected_for.is_some_and(|id| id <= 0) {
+        return Err(ReportError::at("/collected_for", "an asset id is a positive integer"));
+    }
     validate_hostname("/host/hostname", &wire.host.hostname)?;
     if let Some(previous) = &wire.host.previous_hostname {
         validate_hostname("/host/previous_hostname", previous)?;
@@ -449,6 +460,7 @@ pub fn validate(wire: WireReport) -> Result<Report, ReportError> {
         agent: wire.agent,
         host: wire.host,
         sections,
+        collected_for: wire.collected_for,
     })
 }
 
@@ -606,6 +618,7 @@ impl Report {
             agent: self.agent.clone(),
             host: self.host.clone(),
             sections,
+            collected_for: self.collected_for,
         }
     }
 }

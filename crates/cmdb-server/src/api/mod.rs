@@ -302,7 +302,9 @@ pub async fn collect_targets(
         None => state.calendar.start_of(state.calendar.today(Utc::now()))?,
     };
     let targets = crate::service::collect::targets(&state.db, cutoff).await?;
-    Ok(Json(json!({"cutoff": cutoff, "mode": query.mode, "targets": targets})))
+    // `accepts_collected_for` tells agents they may tie each report to its target's asset id
+    // (docs/report-format.md); agents never send it to servers that do not say so.
+    Ok(Json(json!({"cutoff": cutoff, "mode": query.mode, "accepts_collected_for": true, "targets": targets})))
 }
 
 /// `GET /api/v1/assets[?as_of=]`: the list now, or as it stood at `as_of`.

@@ -199,7 +199,7 @@ fn operations() -> Vec<Op> {
                 "200",
                 json_response(
                     "The cutoff and the hosts.",
-                    json!({"type": "object", "properties": {"cutoff": {"type": "string"}, "mode": {"type": ["string", "null"]}, "targets": {"type": "array", "items": schema_ref("Target")}}}),
+                    json!({"type": "object", "properties": {"cutoff": {"type": "string"}, "mode": {"type": ["string", "null"]}, "accepts_collected_for": {"type": "boolean", "description": "Reports may carry collected_for (the target's asset id)."}, "targets": {"type": "array", "items": schema_ref("Target")}}}),
                 ),
             ),
             errors: &["401", "422", "503"],
