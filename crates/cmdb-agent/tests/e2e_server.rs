@@ -79,7 +79,8 @@ async fn serve(db: &Database, port: u16) -> Server {
     let database = Db::open(&db.url, &PoolSettings::default()).await.expect("open");
     let config =
         ServerConfig { database_url: db.url.clone(), data_dir: db.dir.path().join("data"), ..ServerConfig::default() };
-    let state = AppState::new(database, config);
+    let secret_key = cmdb_server::admin::open_secrets(&database, &config).await.expect("secrets key");
+    let state = AppState::new(database, config, secret_key);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
     let app = cmdb_server::app(state.clone());
     let task = tokio::spawn(async move {
@@ -91,7 +92,10 @@ async fn serve(db: &Database, port: u16) -> Server {
 /// Writes a key file like the one the server's first start writes.
 async fn key_file(db: &Database, scope: KeyScope, path: &Path) {
     let database = Db::open(&db.url, &PoolSettings::default()).await.expect("open");
-    let (key_id, secret) = auth::create_agent_key(database.writer(), scope, "e2e").await.expect("key");
+    let config =
+        ServerConfig { database_url: db.url.clone(), data_dir: db.dir.path().join("data"), ..ServerConfig::default() };
+    let secret_key = cmdb_server::admin::open_secrets(&database, &config).await.expect("secrets key");
+    let (key_id, secret) = auth::create_agent_key(database.writer(), &secret_key, scope, "e2e", None).await.expect("key");
     std::fs::write(path, format!("key_id = \"{key_id}\"\nsecret = \"{secret}\"\n")).expect("write key");
 }
 

@@ -116,6 +116,38 @@ pub const MAX_FIELD_LEN: usize = 200;
 /// Longest `notes` accepted.
 pub const MAX_NOTES_LEN: usize = 10_000;
 
+/// Longest Salt minion id accepted (a DNS name's limit).
+pub const MAX_MINION_ID_LEN: usize = 253;
+
+/// Checks a Salt minion id before it reaches a `salt` command line: the agent targets minions as
+/// a comma-separated list, so a `,` would add minions, white space would split arguments, and
+/// `/\*?[]` are glob characters. This rule is the one the server applies to business edits and
+/// the agent to what the server hands it.
+pub fn check_minion_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("a minion id must not be empty".to_owned());
+    }
+    if id.len() > MAX_MINION_ID_LEN {
+        return Err(format!("a minion id has at most {MAX_MINION_ID_LEN} bytes"));
+    }
+    if let Some(c) = id.chars().find(|c| c.is_whitespace() || c.is_control() || ",/\\*?[]".contains(*c)) {
+        return Err(format!("a minion id must not contain {c:?} (no commas, white space, control or glob characters)"));
+    }
+    Ok(())
+}
+
+/// Checks an address SSH collectors connect to: a host name or IP address, never anything a
+/// shell or an SSH option parser could read as more than one word.
+pub fn check_manage_address(address: &str) -> Result<(), String> {
+    if let Some(c) = address.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("an address must not contain {c:?} (white space or control characters)"));
+    }
+    if address.starts_with('-') {
+        return Err("an address must not start with '-'".to_owned());
+    }
+    Ok(())
+}
+
 impl BusinessFields {
     /// The fields as the `business` section's JSON object.
     pub fn to_fields(&self) -> Map<String, Value> {
@@ -220,9 +252,21 @@ impl BusinessFields {
                 }
                 self.tags = tags;
             }
-            "manage_address" => self.manage_address = text(value, 253)?,
+            "manage_address" => {
+                let address = text(value, 253)?;
+                if let Some(address) = &address {
+                    check_manage_address(address).map_err(|m| field_error(field, m))?;
+                }
+                self.manage_address = address;
+            }
             "ssh_port" => self.ssh_port = port(value)?,
-            "salt_minion_id" => self.salt_minion_id = text(value, MAX_FIELD_LEN)?,
+            "salt_minion_id" => {
+                let id = text(value, MAX_MINION_ID_LEN)?;
+                if let Some(id) = &id {
+                    check_minion_id(id).map_err(|m| field_error(field, m))?;
+                }
+                self.salt_minion_id = id;
+            }
             "notes" => self.notes = text(value, MAX_NOTES_LEN)?,
             other => return Err(field_error(other, "not a business field")),
         }
@@ -256,6 +300,17 @@ mod tests {
         assert!(fields.patched(json!({"status": "gone"}).as_object().expect("o")).is_err());
         assert!(fields.patched(json!({"ssh_port": 70000}).as_object().expect("o")).is_err());
         assert!(fields.patched(json!({"colour": "red"}).as_object().expect("o")).is_err());
+        // Minion ids and addresses reach command lines on collectors (security issue, point 13).
+        for bad in ["a,b", "a b", "web*", "x?", "[ab]", "a/b", "a\\b", "a\u{7}", "a\tb", &"m".repeat(254)] {
+            let patch = json!({"salt_minion_id": bad});
+            assert!(fields.patched(patch.as_object().expect("o")).is_err(), "{bad:?} refused");
+        }
+        let ok = fields.patched(json!({"salt_minion_id": "web-01.example.com"}).as_object().expect("o")).expect("ok");
+        assert_eq!(ok.salt_minion_id.as_deref(), Some("web-01.example.com"));
+        for bad in ["10.0.0.1 -oProxyCommand=x", "-oProxyCommand=x", "host\u{1b}[2J"] {
+            let patch = json!({"manage_address": bad});
+            assert!(fields.patched(patch.as_object().expect("o")).is_err(), "{bad:?} refused");
+        }
     }
 
     #[test]

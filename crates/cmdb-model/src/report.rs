@@ -398,12 +398,99 @@ pub fn pointer_token(token: &str) -> String {
 
 /// Parses and validates a report body.
 pub fn parse_report(body: &[u8]) -> Result<Report, ReportError> {
+    parse_report_with(body, &ReportLimits::default())
+}
+
+/// [`parse_report`] with the server's configured limits.
+pub fn parse_report_with(body: &[u8], limits: &ReportLimits) -> Result<Report, ReportError> {
     let wire: WireReport = from_slice_with_pointer(body)?;
-    validate(wire)
+    validate_with(wire, limits)
+}
+
+/// What one report may hold. Each change record costs the server a row and the writer time, so a
+/// report far beyond any real machine (5,000 disks, megabyte strings) is refused whole instead of
+/// being stored. The defaults are far above what real servers report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportLimits {
+    /// Sections per report.
+    pub max_sections: usize,
+    /// Entries per section: components (disks, DIMMs, NICs), or an external section's top-level
+    /// fields.
+    pub max_components_per_section: usize,
+    /// Bytes of one string in section data (values and member names). Section `error` messages
+    /// are cut at [`MAX_ERROR_LEN`] instead.
+    pub max_string_bytes: usize,
+}
+
+impl Default for ReportLimits {
+    fn default() -> Self {
+        ReportLimits { max_sections: 64, max_components_per_section: 4096, max_string_bytes: 4096 }
+    }
+}
+
+/// Checks `wire` against `limits` before any work is done on it.
+fn check_limits(wire: &WireReport, limits: &ReportLimits) -> Result<(), ReportError> {
+    if wire.sections.len() > limits.max_sections {
+        return Err(ReportError::at(
+            "/sections",
+            format!("{} sections; the limit is {} (limits.max_sections)", wire.sections.len(), limits.max_sections),
+        ));
+    }
+    for (name, section) in &wire.sections {
+        let base = format!("/sections/{}/data", pointer_token(name));
+        let Some(Value::Object(data)) = &section.data else { continue };
+        let (entries, at) = match component_list(name) {
+            Some((list, _)) => match data.get(list) {
+                Some(Value::Array(items)) => (items.len(), format!("{base}/{list}")),
+                _ => (0, base.clone()),
+            },
+            None => (data.len(), base.clone()),
+        };
+        if entries > limits.max_components_per_section {
+            return Err(ReportError::at(
+                at,
+                format!(
+                    "{entries} entries; the limit is {} per section (limits.max_components_per_section)",
+                    limits.max_components_per_section
+                ),
+            ));
+        }
+        if let Some(data) = &section.data {
+            long_string(data, &base, limits.max_string_bytes)?;
+        }
+    }
+    Ok(())
+}
+
+/// The first string (value or member name) longer than `max` bytes, as an error at its pointer.
+fn long_string(value: &Value, pointer: &str, max: usize) -> Result<(), ReportError> {
+    let too_long = |at: String, len: usize| {
+        ReportError::at(at, format!("a string of {len} bytes; the limit is {max} (limits.max_string_bytes)"))
+    };
+    match value {
+        Value::String(text) if text.len() > max => Err(too_long(pointer.to_owned(), text.len())),
+        Value::Array(items) => {
+            items.iter().enumerate().try_for_each(|(index, item)| long_string(item, &format!("{pointer}/{index}"), max))
+        }
+        Value::Object(members) => members.iter().try_for_each(|(key, item)| {
+            let at = format!("{pointer}/{}", pointer_token(key));
+            if key.len() > max {
+                return Err(too_long(at, key.len()));
+            }
+            long_string(item, &at, max)
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Validates an already-deserialized report (the legacy endpoint builds one in memory).
 pub fn validate(wire: WireReport) -> Result<Report, ReportError> {
+    validate_with(wire, &ReportLimits::default())
+}
+
+/// [`validate`] with the server's configured limits.
+pub fn validate_with(wire: WireReport, limits: &ReportLimits) -> Result<Report, ReportError> {
+    check_limits(&wire, limits)?;
     if wire.schema != SCHEMA_VERSION {
         return Err(ReportError::at(
             "/schema",
@@ -636,6 +723,37 @@ pub fn object<const N: usize>(pairs: [(&str, Value); N]) -> Value {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn reports_over_a_limit_are_refused_naming_it() {
+        let limits = ReportLimits { max_sections: 3, max_components_per_section: 2, max_string_bytes: 16 };
+        let with = |sections: Value| {
+            let mut doc = sample();
+            doc["sections"] = sections;
+            parse_report_with(&serde_json::to_vec(&doc).expect("json"), &limits)
+        };
+        let disk = |slot: &str| json!({"slot": slot, "capacity_bytes": 1});
+        // At the limits: accepted.
+        with(json!({"disk": {"status": "ok", "data": {"disks": [disk("0"), disk("1")]}}})).expect("two disks");
+        let err = with(json!({"disk": {"status": "ok", "data": {"disks": [disk("0"), disk("1"), disk("2")]}}}))
+            .expect_err("three disks");
+        assert_eq!(err.pointer, "/sections/disk/data/disks");
+        assert!(err.message.contains("limits.max_components_per_section"), "{}", err.message);
+        let err = with(json!({"x-a": {"status": "ok", "data": {"a": 1, "b": 2, "c": 3}}})).expect_err("external");
+        assert_eq!(err.pointer, "/sections/x-a/data");
+        let four = json!({"a": {"status": "error", "error": "x"}, "b": {"status": "error", "error": "x"},
+                          "c": {"status": "error", "error": "x"}, "d": {"status": "error", "error": "x"}});
+        assert!(with(four).expect_err("sections").message.contains("limits.max_sections"));
+        let err = with(json!({"x-a": {"status": "ok", "data": {"deep": [{"v": "a".repeat(17)}]}}})).expect_err("long");
+        assert_eq!(err.pointer, "/sections/x-a/data/deep/0/v");
+        let err = with(json!({"x-a": {"status": "ok", "data": {"k".repeat(17): 1}}})).expect_err("long key");
+        assert!(err.message.contains("limits.max_string_bytes"));
+        // Error messages are cut, not refused.
+        with(json!({"x-a": {"status": "error", "error": "e".repeat(10_000)}})).expect("long error message is cut");
+        // The default limits take what real machines send.
+        parse_report(&serde_json::to_vec(&sample()).expect("json")).expect("sample");
+        assert_eq!(ReportLimits::default().max_components_per_section, 4096);
+    }
 
     fn sample() -> Value {
         json!({

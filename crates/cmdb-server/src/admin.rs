@@ -1,14 +1,16 @@
 //! Administration that needs no running server: the first-start credentials and the
 //! `agent-key` / `token` commands.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 use sqlx::Row;
 
 use crate::auth::{self, KeyScope, Role};
+use crate::config::ServerConfig;
 use crate::db::{Db, from_us, now_us};
+use crate::secrets::{SecretError, SecretKey, agent_key_label};
 
 /// Credentials created on the first start of an empty database.
 #[derive(Debug)]
@@ -31,6 +33,10 @@ pub enum BootstrapError {
     /// The database failed.
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+    /// The secrets key file is missing, unreadable or not the one the database's secrets were
+    /// sealed with.
+    #[error(transparent)]
+    Secrets(#[from] SecretError),
     /// The first administrator's password could not be hashed (a bug: the parameters are fixed).
     #[error("cannot hash the first password: {0}")]
     Password(String),
@@ -47,7 +53,11 @@ pub enum BootstrapError {
 /// On an empty database, creates an admin token and a `host` agent key for this machine, and
 /// writes them to files only the owner can read. Returns `None` when the database was set up
 /// before (by this or another instance).
-pub async fn first_start(db: &Db, data_dir: &Path) -> Result<Option<FirstStart>, BootstrapError> {
+pub async fn first_start(
+    db: &Db,
+    data_dir: &Path,
+    secret_key: &SecretKey,
+) -> Result<Option<FirstStart>, BootstrapError> {
     let mut tx = db.begin_write().await?;
     let claimed = sqlx::query("INSERT INTO settings (name, value) VALUES ('bootstrapped', $1) ON CONFLICT DO NOTHING")
         .bind(now_us().to_string())
@@ -70,7 +80,7 @@ pub async fn first_start(db: &Db, data_dir: &Path) -> Result<Option<FirstStart>,
     let secret = auth::random_hex(32);
     sqlx::query("INSERT INTO agent_keys (key_id, secret, scope, name, created_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(key_id.clone())
-        .bind(secret.clone())
+        .bind(secret_key.seal(&agent_key_label(&key_id), &secret))
         .bind(KeyScope::Host.as_str())
         .bind("this machine (first start)")
         .bind(now_us())
@@ -89,21 +99,32 @@ pub async fn first_start(db: &Db, data_dir: &Path) -> Result<Option<FirstStart>,
     Ok(Some(FirstStart { admin_token, key_id, secret, token_file, key_file }))
 }
 
+/// Loads the secrets key (`secrets.key_file`), creating it when the database holds no sealed
+/// secret yet, then seals any agent secret an older version stored in the clear and checks that
+/// the sealed ones open with this key. Every command that reads or writes agent secrets starts
+/// here.
+pub async fn open_secrets(db: &Db, config: &ServerConfig) -> Result<Arc<SecretKey>, BootstrapError> {
+    let path = config.secrets_key_file();
+    let sealed_exist = auth::has_sealed_secrets(db.writer()).await?;
+    let (key, origin) = SecretKey::load_or_create(&path, !sealed_exist)?;
+    let sealed_now = auth::seal_stored_secrets(db.writer(), &key).await.map_err(|e| match e {
+        crate::store::StoreError::Db(e) => BootstrapError::Db(e),
+        crate::store::StoreError::Corrupt(e) => BootstrapError::Secrets(SecretError::WrongKey { what: e.0 }),
+    })?;
+    if sealed_now > 0 {
+        tracing::info!(count = sealed_now, key_file = %path.display(), ?origin, "sealed agent secrets stored in the clear");
+    }
+    Ok(Arc::new(key))
+}
+
+/// True when asset `id` exists.
+pub async fn asset_exists(db: &Db, id: i64) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query("SELECT 1 FROM assets WHERE id = $1").bind(id).fetch_optional(db.reader()).await?.is_some())
+}
+
 /// Writes `content` to `path` with mode 0600, atomically.
 pub fn write_private(path: &Path, content: &str) -> Result<(), BootstrapError> {
-    let err = |source| BootstrapError::File { path: path.to_owned(), source };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(err)?;
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.as_file().set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(err)?;
-    }
-    file.write_all(content.as_bytes()).map_err(err)?;
-    file.as_file().sync_all().map_err(err)?;
-    file.persist(path).map_err(|e| err(e.error))?;
-    Ok(())
+    crate::file_modes::write_private(path, content).map_err(|source| BootstrapError::File { path: path.to_owned(), source })
 }
 
 /// An agent key as listed (never with its secret).

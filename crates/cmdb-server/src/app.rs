@@ -68,14 +68,24 @@ pub fn app_with_paths(state: Arc<AppState>) -> (Router, Vec<&'static str>) {
     (router, paths)
 }
 
+/// How long past its expiry a nonce is kept (µs): more than any clock difference between
+/// instances that the clock window itself would tolerate.
+pub const NONCE_PRUNE_MARGIN_US: i64 = 5 * 60 * 1_000_000;
+
 /// Deletes expired nonces, sessions and throttle rows, and old bookkeeping rows. History is never
 /// pruned.
 pub async fn prune(db: &Db, config: &ServerConfig) -> Result<u64, sqlx::Error> {
     let now = crate::db::now_us();
     let day = 86_400_000_000_i64;
     let mut removed = 0;
-    removed +=
-        sqlx::query("DELETE FROM nonces WHERE expires_at < $1").bind(now).execute(db.writer()).await?.rows_affected();
+    // A nonce is kept for a margin past its request's clock window: instances sharing a
+    // database disagree a little about the time, and one whose clock is behind still accepts the
+    // request's timestamp after another instance's window has closed.
+    removed += sqlx::query("DELETE FROM nonces WHERE expires_at < $1")
+        .bind(now - NONCE_PRUNE_MARGIN_US)
+        .execute(db.writer())
+        .await?
+        .rows_affected();
     let reports_before = now - i64::try_from(config.retention.reports_days).unwrap_or(i64::MAX / day) * day;
     removed += sqlx::query("DELETE FROM reports WHERE received_at < $1")
         .bind(reports_before)

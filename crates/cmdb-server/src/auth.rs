@@ -6,7 +6,7 @@
 //! even across several server instances. Secrets and tokens are never logged.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use cmdb_model::signing::{self, SignedHeader};
@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{AnyConnection, AnyPool, Row};
 
 use crate::db::now_us;
+use crate::secrets::{SecretKey, agent_key_label};
 use crate::store::{Corrupt, StoreError};
 
 /// What an agent key may report for.
@@ -147,17 +148,24 @@ pub enum AgentAuthError {
     Replay,
 }
 
-/// A short-lived cache of agent keys by key id (negative answers included).
+/// A short-lived cache of agent keys by key id (negative answers included), and the key that
+/// opens their sealed secrets.
 #[derive(Debug)]
 pub struct KeyCache {
     ttl: Duration,
     entries: RwLock<HashMap<String, (Option<AgentKey>, Instant)>>,
+    secret_key: Arc<SecretKey>,
 }
 
 impl KeyCache {
-    /// A cache whose entries live `ttl`.
-    pub fn new(ttl: Duration) -> Self {
-        KeyCache { ttl, entries: RwLock::new(HashMap::new()) }
+    /// A cache whose entries live `ttl`, opening secrets with `secret_key`.
+    pub fn new(ttl: Duration, secret_key: Arc<SecretKey>) -> Self {
+        KeyCache { ttl, entries: RwLock::new(HashMap::new()), secret_key }
+    }
+
+    /// The key that seals secrets at rest.
+    pub fn secret_key(&self) -> &Arc<SecretKey> {
+        &self.secret_key
     }
 
     /// The active key `key_id`, from the cache or the database.
@@ -168,7 +176,7 @@ impl KeyCache {
         {
             return Ok(key.clone());
         }
-        let key = load_agent_key(pool, key_id).await?;
+        let key = load_agent_key(pool, &self.secret_key, key_id).await?;
         if let Ok(mut entries) = self.entries.write() {
             if entries.len() > 10_000 {
                 entries.retain(|_, (_, at)| at.elapsed() < self.ttl);
@@ -178,7 +186,8 @@ impl KeyCache {
         Ok(key)
     }
 
-    /// Forgets everything (after a key is created, revoked or bound).
+    /// Forgets everything (after a key is created, revoked, rotated or bound), so this instance
+    /// refuses a revoked key at once; other instances follow within the cache's lifetime.
     pub fn clear(&self) {
         if let Ok(mut entries) = self.entries.write() {
             entries.clear();
@@ -186,7 +195,7 @@ impl KeyCache {
     }
 }
 
-async fn load_agent_key(pool: &AnyPool, key_id: &str) -> Result<Option<AgentKey>, StoreError> {
+async fn load_agent_key(pool: &AnyPool, secret_key: &SecretKey, key_id: &str) -> Result<Option<AgentKey>, StoreError> {
     let row = sqlx::query(
         "SELECT id, key_id, secret, scope, asset_id, name FROM agent_keys WHERE key_id = $1 AND revoked_at IS NULL",
     )
@@ -195,14 +204,52 @@ async fn load_agent_key(pool: &AnyPool, key_id: &str) -> Result<Option<AgentKey>
     .await?;
     let Some(row) = row else { return Ok(None) };
     let scope: String = row.try_get(3)?;
+    let stored: String = row.try_get(2)?;
+    let secret = secret_key.open(&agent_key_label(key_id), &stored).map_err(|e| Corrupt(e.to_string()))?;
     Ok(Some(AgentKey {
         id: row.try_get(0)?,
         key_id: row.try_get(1)?,
-        secret: row.try_get(2)?,
+        secret,
         scope: KeyScope::parse(&scope).ok_or_else(|| Corrupt(format!("agent key {key_id} has scope {scope:?}")))?,
         asset_id: row.try_get(4)?,
         name: row.try_get(5)?,
     }))
+}
+
+/// Seals the agent secrets an older version stored in the clear, and checks that the sealed ones
+/// open with `secret_key` (so an instance started with the wrong key file stops at start instead
+/// of refusing every agent). Returns how many were sealed now.
+pub async fn seal_stored_secrets(pool: &AnyPool, secret_key: &SecretKey) -> Result<u64, StoreError> {
+    let rows = sqlx::query("SELECT key_id, secret FROM agent_keys ORDER BY id").fetch_all(pool).await?;
+    let mut sealed = 0;
+    let mut checked = false;
+    for row in rows {
+        let key_id: String = row.try_get(0)?;
+        let stored: String = row.try_get(1)?;
+        let label = agent_key_label(&key_id);
+        if SecretKey::is_sealed(&stored) {
+            if !checked {
+                secret_key.open(&label, &stored).map_err(|e| Corrupt(e.to_string()))?;
+                checked = true;
+            }
+            continue;
+        }
+        // Only rows still in the clear are touched, so two instances starting at once agree.
+        let done = sqlx::query("UPDATE agent_keys SET secret = $1 WHERE key_id = $2 AND secret = $3")
+            .bind(secret_key.seal(&label, &stored))
+            .bind(key_id)
+            .bind(stored)
+            .execute(pool)
+            .await?;
+        sealed += done.rows_affected();
+    }
+    Ok(sealed)
+}
+
+/// True when the database holds any sealed secret (then the key file must exist already).
+pub async fn has_sealed_secrets(pool: &AnyPool) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query("SELECT COUNT(*) FROM agent_keys WHERE secret LIKE 'v1:%'").fetch_one(pool).await?;
+    Ok(row.try_get::<i64, _>(0)? > 0)
 }
 
 /// Checks a signed request up to (not including) the nonce, which the caller records in the
@@ -290,19 +337,41 @@ pub async fn token_principal(pool: &AnyPool, token: &str) -> Result<Option<Princ
     Ok(Role::parse(&role).map(|role| Principal { name: row.try_get::<String, _>(0).unwrap_or_default(), role }))
 }
 
-/// Creates an agent key; returns (key id, secret). The secret is shown once.
-pub async fn create_agent_key(pool: &AnyPool, scope: KeyScope, name: &str) -> Result<(String, String), sqlx::Error> {
+/// Creates an agent key; returns (key id, secret). The secret is shown once and stored sealed.
+pub async fn create_agent_key(
+    pool: &AnyPool,
+    secret_key: &SecretKey,
+    scope: KeyScope,
+    name: &str,
+    asset_id: Option<i64>,
+) -> Result<(String, String), sqlx::Error> {
     let key_id = format!("ak_{}", random_hex(8));
     let secret = random_hex(32);
-    sqlx::query("INSERT INTO agent_keys (key_id, secret, scope, name, created_at) VALUES ($1, $2, $3, $4, $5)")
-        .bind(key_id.clone())
-        .bind(secret.clone())
-        .bind(scope.as_str())
-        .bind(name.to_owned())
-        .bind(now_us())
+    sqlx::query(
+        "INSERT INTO agent_keys (key_id, secret, scope, name, created_at, asset_id) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(key_id.clone())
+    .bind(secret_key.seal(&agent_key_label(&key_id), &secret))
+    .bind(scope.as_str())
+    .bind(name.to_owned())
+    .bind(now_us())
+    .bind(asset_id)
+    .execute(pool)
+    .await?;
+    Ok((key_id, secret))
+}
+
+/// Gives the active key `key_id` a new secret (the old one stops working at once on this
+/// instance, and on others when their key cache expires); returns it, shown once. `None` when
+/// there is no such active key.
+pub async fn rotate_agent_key(pool: &AnyPool, secret_key: &SecretKey, key_id: &str) -> Result<Option<String>, sqlx::Error> {
+    let secret = random_hex(32);
+    let done = sqlx::query("UPDATE agent_keys SET secret = $1 WHERE key_id = $2 AND revoked_at IS NULL")
+        .bind(secret_key.seal(&agent_key_label(key_id), &secret))
+        .bind(key_id.to_owned())
         .execute(pool)
         .await?;
-    Ok((key_id, secret))
+    Ok((done.rows_affected() == 1).then_some(secret))
 }
 
 /// Creates a bearer token; returns the token, shown once.

@@ -35,7 +35,8 @@ pub struct ServerConfig {
     pub clock_window_secs: u64,
     /// Largest request body accepted, in bytes (larger bodies get 413).
     pub body_limit_bytes: usize,
-    /// Seconds an agent key lookup is cached (revocation takes effect within this time).
+    /// Seconds an agent key lookup is cached: a key revoked or rotated on another instance that
+    /// shares the database is refused here within this time (at once on the instance that did it).
     pub key_cache_secs: u64,
     /// Log format: "text" or "json".
     pub log_format: String,
@@ -47,6 +48,61 @@ pub struct ServerConfig {
     pub pool: Pool,
     /// The web UI's sessions and proxies.
     pub web: Web,
+    /// Secrets at rest.
+    pub secrets: Secrets,
+    /// The Prometheus endpoint.
+    pub metrics: Metrics,
+    /// What one report may hold.
+    pub limits: Limits,
+}
+
+/// Secrets at rest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Secrets {
+    /// The key that seals agent secrets in the database (default `<data_dir>/secret.key`, created
+    /// 0600 at first start). Every instance that shares a database needs the same file; keep it
+    /// out of database backups.
+    pub key_file: Option<PathBuf>,
+}
+
+/// The Prometheus endpoint `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    /// A bearer token `/metrics` then requires (`Authorization: Bearer <token>`); without it the
+    /// endpoint is open to anyone who reaches the listen address.
+    pub token: Option<String>,
+}
+
+/// What one report may hold; a report over a limit is refused (422, naming the limit) and writes
+/// nothing. The defaults are far above what real servers report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Sections per report.
+    pub max_sections: usize,
+    /// Components (disks, DIMMs, NICs, ...) per section.
+    pub max_components_per_section: usize,
+    /// Bytes of one string value (section error messages are cut at 4,096 bytes instead).
+    pub max_string_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_sections: 64, max_components_per_section: 4096, max_string_bytes: 4096 }
+    }
+}
+
+impl Limits {
+    /// The model's form of these limits.
+    pub fn report_limits(&self) -> cmdb_model::report::ReportLimits {
+        cmdb_model::report::ReportLimits {
+            max_sections: self.max_sections,
+            max_components_per_section: self.max_components_per_section,
+            max_string_bytes: self.max_string_bytes,
+        }
+    }
 }
 
 /// Web UI sessions and the reverse proxy in front of the server.
@@ -87,14 +143,24 @@ pub struct Retention {
     pub prune_interval_secs: u64,
 }
 
-/// The legacy course-client endpoint.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// The legacy course-client endpoint. Its body is unsigned and one key serves the whole fleet, so
+/// it is off by default, open only to `allow_from`, and never renames an asset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Legacy {
     /// Accept `POST /api/asset`.
     pub enabled: bool,
     /// The shared key of the `auth-api` header (required when enabled).
     pub key: Option<String>,
+    /// Client networks allowed to use it (CIDR, e.g. `10.20.0.0/16`); default loopback only.
+    pub allow_from: Vec<ipnet::IpNet>,
+}
+
+impl Default for Legacy {
+    fn default() -> Self {
+        let loopback = ["127.0.0.0/8", "::1/128"];
+        Legacy { enabled: false, key: None, allow_from: loopback.iter().filter_map(|n| n.parse().ok()).collect() }
+    }
 }
 
 /// Connection pools.
@@ -119,12 +185,15 @@ impl Default for ServerConfig {
             timezone: "UTC".to_owned(),
             clock_window_secs: 300,
             body_limit_bytes: 4 * 1024 * 1024,
-            key_cache_secs: 5,
+            key_cache_secs: 1,
             log_format: "text".to_owned(),
             retention: Retention::default(),
             legacy: Legacy::default(),
             pool: Pool::default(),
             web: Web::default(),
+            secrets: Secrets::default(),
+            metrics: Metrics::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -228,6 +297,18 @@ impl ServerConfig {
                 message: "session lifetimes must be positive".to_owned(),
             });
         }
+        if self.metrics.token.as_deref().is_some_and(|t| t.len() < 16) {
+            return Err(ConfigError::Invalid {
+                field: "metrics.token",
+                message: "a metrics token has at least 16 characters".to_owned(),
+            });
+        }
+        if self.limits.max_sections == 0 || self.limits.max_components_per_section == 0 || self.limits.max_string_bytes < 64 {
+            return Err(ConfigError::Invalid {
+                field: "limits",
+                message: "limits must allow at least one section, one component and 64-byte strings".to_owned(),
+            });
+        }
         if self.body_limit_bytes < 1024 {
             return Err(ConfigError::Invalid {
                 field: "body_limit_bytes",
@@ -235,6 +316,11 @@ impl ServerConfig {
             });
         }
         Ok(())
+    }
+
+    /// The secrets key file: `secrets.key_file`, or `<data_dir>/secret.key`.
+    pub fn secrets_key_file(&self) -> PathBuf {
+        self.secrets.key_file.clone().unwrap_or_else(|| self.data_dir.join("secret.key"))
     }
 
     /// The configured time zone.

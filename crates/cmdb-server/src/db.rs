@@ -33,7 +33,7 @@ pub enum OpenError {
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://USER@HOST/DB")]
     Scheme(String),
     /// The SQLite file's directory could not be created.
-    #[error("cannot create the directory for {path}: {source}")]
+    #[error("cannot create {path} or its directory: {source}")]
     Directory {
         /// The directory.
         path: String,
@@ -226,12 +226,19 @@ async fn checkpoint_wal(pool: AnyPool) {
 fn sqlite_url(url: &str) -> Result<String, OpenError> {
     let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if path != ":memory:"
-        && !path.is_empty()
-        && let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(parent)
-            .map_err(|source| OpenError::Directory { path: parent.display().to_string(), source })?;
+    if path != ":memory:" && !path.is_empty() && !query.contains("mode=ro") {
+        let file = std::path::Path::new(path);
+        // The directory 0700 and the database 0600 before SQLite opens it: SQLite gives the -wal
+        // and -shm files the database file's mode, and would otherwise create it 0644.
+        if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+            crate::file_modes::private_dir(parent)
+                .map_err(|source| OpenError::Directory { path: parent.display().to_string(), source })?;
+        }
+        crate::file_modes::private_file(file)
+            .map_err(|source| OpenError::Directory { path: file.display().to_string(), source })?;
+        for suffix in ["-wal", "-shm"] {
+            crate::file_modes::warn_if_wider(std::path::Path::new(&format!("{path}{suffix}")), crate::file_modes::PRIVATE_FILE);
+        }
     }
     let mut query: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
     if !query.iter().any(|p| p.starts_with("mode=")) {

@@ -79,6 +79,9 @@ impl Disposition {
     }
 }
 
+/// The `source` of reports from the legacy endpoint (`POST /api/asset`).
+pub const LEGACY_SOURCE: &str = "legacy";
+
 /// The nonce that authorized the request, recorded in the report's transaction.
 #[derive(Debug, Clone)]
 pub struct NonceUse<'a> {
@@ -101,6 +104,11 @@ pub enum IngestError {
     /// The key may not report for this asset.
     #[error("{0}")]
     Forbidden(String),
+    /// The report contradicts what it claims to be: collected for one asset, it resolves to
+    /// another (a collection error on the target says so too), or it would rename an asset
+    /// through the legacy endpoint.
+    #[error("{0}")]
+    Conflict(String),
     /// The history and the state disagree (a bug; nothing was written).
     #[error("stored state is inconsistent with its history: {0}")]
     Inconsistent(String),
@@ -381,6 +389,11 @@ async fn decide(
         hostnames.push(previous);
     }
     let sn = keys.board_serial.value().map(|(_, sn)| sn.as_str());
+    let target_statement = report.collected_for.map(|target| {
+        let mut q = Sql::new("SELECT id, hostname FROM assets WHERE id = ");
+        q.bind(target);
+        reads.push(q)
+    });
     let candidates_statement = reads.push(store::identity_candidates(
         keys.board_uuid.value().map(String::as_str),
         sn,
@@ -408,7 +421,84 @@ async fn decide(
         None => None,
     };
     let candidates = store::keys_rows(&read[candidates_statement].rows)?;
-    let matched = find_match(&candidates, &keys);
+    let mut matched = find_match(&candidates, &keys);
+    // An asset created by this report that may be the same machine as an existing one.
+    let mut possible_duplicate_of: Option<i64> = None;
+
+    // A host key binds through a host name only to an asset without a stored strong key (one
+    // registered by hand, before its agent was deployed). An asset that has a board UUID, board
+    // serial or machine id is never taken over by a name alone, even when this report's board
+    // section failed: the report becomes a new asset, flagged, and an admin may bind the key
+    // explicitly.
+    if host_key.is_some()
+        && bound.is_none()
+        && let Some((row, MatchKey::Hostname | MatchKey::PreviousHostname)) = &matched
+        && row.has_strong_key()
+    {
+        tracing::warn!(
+            asset_id = row.id,
+            hostname = %report.host.hostname,
+            "a new host key matched an asset with board identity by host name only; creating a new asset"
+        );
+        possible_duplicate_of = Some(row.id);
+        matched = None;
+    }
+
+    // A report collected for a target must resolve to that target.
+    if let Some(target) = report.collected_for {
+        let target_row = match target_statement.and_then(|i| read[i].rows.first()) {
+            Some(row) => Some((row.try_get::<i64, _>(0)?, row.try_get::<String, _>(1)?)),
+            None => None,
+        };
+        match (&matched, target_row) {
+            (Some((row, _)), Some((target_id, target_name))) if row.id != target_id => {
+                let message = format!(
+                    "the report collected for asset {target_id} ({target_name}) identifies itself as asset {} ({}): \
+                     not stored. The host at this target's address may be another machine, or be lying.",
+                    row.id, row.hostname
+                );
+                tracing::warn!(target_id, other = row.id, report_id = %report.report_id, "{message}");
+                let mut writes = Batch::default();
+                let mut q = Sql::new(
+                    "INSERT INTO collection_errors (asset_id, report_id, hostname, source, section, message, collected_at, recorded_at)",
+                );
+                q.values(&[()], |r, ()| {
+                    r.bind(target_id)
+                        .bind(report_id.clone())
+                        .bind(report.host.hostname.clone())
+                        .bind(source)
+                        .bind("identity")
+                        .bind(message.clone())
+                        .bind(report.collected_at.timestamp_micros())
+                        .bind(now_us());
+                });
+                writes.push(q);
+                return Ok(Decision { writes, keep: true, answer: Err(IngestError::Conflict(message)), cache: None });
+            }
+            (Some((row, _)), None) => {
+                return Ok(refuse(IngestError::Conflict(format!(
+                    "collected_for names asset {target}, which does not exist; the report identifies asset {}",
+                    row.id
+                ))));
+            }
+            // A machine no asset knows (a board swap, a reinstall) at the target's address.
+            (None, Some((target_id, _))) => possible_duplicate_of = possible_duplicate_of.or(Some(target_id)),
+            _ => {}
+        }
+    }
+
+    // The legacy endpoint's body is unsigned and its key shared by the whole fleet: it never
+    // renames an asset.
+    if source == LEGACY_SOURCE
+        && let Some((row, _)) = &matched
+        && row.hostname != report.host.hostname
+    {
+        return Ok(refuse(IngestError::Conflict(format!(
+            "the legacy endpoint does not rename assets: asset {} is {:?}, the report says {:?}; rename it in cmdb or \
+             report with cmdb-agent",
+            row.id, row.hostname, report.host.hostname
+        ))));
+    }
 
     if let Some(key) = host_key {
         let refused = match &matched {
@@ -462,6 +552,30 @@ async fn decide(
         }
         None => {
             let id = store::insert_asset(conn, &report.host.hostname, AssetStatus::Online.as_str(), now).await?;
+            if let Some(other) = possible_duplicate_of {
+                let mut q = Sql::new("UPDATE assets SET possible_duplicate_of = ");
+                q.bind(other).push(" WHERE id = ").bind(id);
+                writes.push(q);
+                // Also where people look for what needs attention.
+                let mut note = Sql::new(
+                    "INSERT INTO collection_errors (asset_id, report_id, hostname, source, section, message, collected_at, recorded_at)",
+                );
+                let message = format!(
+                    "possible duplicate of asset {other}: this report could not be tied to it by board or machine \
+                     identity, so it created a new asset; merge or retire one of them"
+                );
+                note.values(&[()], |r, ()| {
+                    r.bind(id)
+                        .bind(report_id.clone())
+                        .bind(report.host.hostname.clone())
+                        .bind(source)
+                        .bind("identity")
+                        .bind(message.clone())
+                        .bind(collected_at)
+                        .bind(now);
+                });
+                writes.push(note);
+            }
             (id, None, true, Arc::new(AssetState::default()), 0)
         }
     };

@@ -7,6 +7,7 @@
 //! - [`service`]: the people's side, one function per use case, under both the API and the UI.
 //! - [`api`]: the REST handlers; [`app`]: router, server loop, pruning.
 //! - [`admin`]: first-start credentials and the key/token commands.
+//! - [`secrets`]: the key file and secrets sealed at rest; [`file_modes`]: private files.
 //! - [`web`]: the server-rendered UI, users, sessions, audit log.
 
 pub mod admin;
@@ -17,9 +18,11 @@ pub mod config;
 pub mod db;
 pub mod download;
 pub mod error;
+pub mod file_modes;
 pub mod ingest;
 pub mod metrics;
 pub mod routing;
+pub mod secrets;
 pub mod service;
 pub mod state;
 pub mod store;

@@ -1,5 +1,6 @@
 //! The `cmdb-server` binary: parses the command line and hands over to the library.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -228,11 +229,20 @@ enum KeyCommand {
         /// A label (e.g. the machine or worker name).
         #[arg(long, default_value = "")]
         name: String,
+        /// Bind a host key to this asset now, instead of to whatever its first report matches
+        /// (the only way to tie a new key to an asset that has board or machine identity).
+        #[arg(long)]
+        asset: Option<i64>,
     },
     /// List keys (never their secrets).
     List,
     /// Revoke a key by id.
     Revoke {
+        /// The key id (ak_...).
+        key_id: String,
+    },
+    /// Give a key a new secret (prints it once); the old secret stops working.
+    Rotate {
         /// The key id (ak_...).
         key_id: String,
     },
@@ -322,21 +332,47 @@ async fn main() -> Result<()> {
             if shown.legacy.key.is_some() {
                 shown.legacy.key = Some("***".to_owned());
             }
+            if shown.metrics.token.is_some() {
+                shown.metrics.token = Some("***".to_owned());
+            }
             print!("{}", toml_string(&shown)?);
             Ok(())
         }
         Command::AgentKey(command) => {
             let db = open(&config).await?;
+            let secret_key = admin::open_secrets(&db, &config).await.context("secrets key")?;
             match command {
-                KeyCommand::Create { scope, name } => {
+                KeyCommand::Create { scope, name, asset } => {
                     let scope = match scope {
                         ScopeArg::Host => KeyScope::Host,
                         ScopeArg::Collector => KeyScope::Collector,
                     };
-                    let (key_id, secret) = auth::create_agent_key(db.writer(), scope, &name).await?;
-                    audit(&db, "agent_key.create", &format!("{key_id} scope {} name {name:?}", scope.as_str())).await;
+                    if asset.is_some() && scope != KeyScope::Host {
+                        bail!("--asset binds host keys only; a collector key reports for any host");
+                    }
+                    if let Some(asset) = asset
+                        && !admin::asset_exists(&db, asset).await?
+                    {
+                        bail!("no asset {asset}");
+                    }
+                    let (key_id, secret) =
+                        auth::create_agent_key(db.writer(), &secret_key, scope, &name, asset).await?;
+                    let bound = asset.map(|a| format!(" bound to asset {a}")).unwrap_or_default();
+                    audit(&db, "agent_key.create", &format!("{key_id} scope {} name {name:?}{bound}", scope.as_str()))
+                        .await;
                     println!("key_id = \"{key_id}\"\nsecret = \"{secret}\"");
                     eprintln!("The secret is shown once; store it where the agent reads it (mode 0600).");
+                }
+                KeyCommand::Rotate { key_id } => {
+                    let Some(secret) = auth::rotate_agent_key(db.writer(), &secret_key, &key_id).await? else {
+                        bail!("no active agent key {key_id}");
+                    };
+                    audit(&db, "agent_key.rotate", &key_id).await;
+                    println!("key_id = \"{key_id}\"\nsecret = \"{secret}\"");
+                    eprintln!(
+                        "The secret is shown once; the old one is refused at once by a server started after this, and \
+                         within key_cache_secs by running ones."
+                    );
                 }
                 KeyCommand::List => {
                     for key in admin::list_keys(&db).await? {
@@ -414,28 +450,49 @@ fn toml_string(config: &ServerConfig) -> Result<String> {
 }
 
 async fn serve(config: ServerConfig) -> Result<()> {
+    cmdb_server::file_modes::private_dir(&config.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
     let db = open(&config).await?;
+    let secret_key = admin::open_secrets(&db, &config).await.context("secrets key")?;
+    if config.legacy.enabled {
+        let networks: Vec<String> = config.legacy.allow_from.iter().map(ToString::to_string).collect();
+        tracing::warn!(
+            allow_from = %networks.join(","),
+            "the legacy endpoint POST /api/asset is on: its body is unsigned and one key serves the whole fleet; \
+             turn it off once the old clients are replaced"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    if let Some(first) = admin::first_start(&db, &config.data_dir).await.context("first-start setup")? {
+    // Secrets go to the terminal of the person starting the server, never into a journal or a
+    // log collector that captures stdout: there only the files that hold them are named.
+    let terminal = std::io::stdout().is_terminal();
+    if let Some(first) = admin::first_start(&db, &config.data_dir, &secret_key).await.context("first-start setup")? {
         println!("First start on an empty database: created an admin token and an agent key for this machine.");
-        println!("  admin token: {}  (saved to {})", first.admin_token, first.token_file.display());
+        if terminal {
+            println!("  admin token: {}  (saved to {})", first.admin_token, first.token_file.display());
+        } else {
+            println!("  admin token: saved to {}", first.token_file.display());
+        }
         println!("  agent key:   {}  (id and secret saved to {})", first.key_id, first.key_file.display());
-        println!("These are shown once; the files are readable only by their owner.");
+        println!("The files are readable only by their owner.");
         let _ = first.secret;
     }
     if let Some(first) =
         cmdb_server::web::users::first_admin(&db, &config.data_dir).await.context("first-start setup")?
     {
         println!("Created the web UI administrator {:?}.", first.name);
-        println!(
-            "  password:    {}  (saved to {}; you must change it at the first login)",
-            first.password,
-            first.password_file.display()
-        );
+        if terminal {
+            println!(
+                "  password:    {}  (saved to {}; you must change it at the first login)",
+                first.password,
+                first.password_file.display()
+            );
+        } else {
+            println!("  password:    saved to {} (you must change it at the first login)", first.password_file.display());
+        }
         println!("  log in at    {}/login", config.public_url().trim_end_matches('/'));
-        println!("This password is shown once.");
     }
     tracing::info!(
         listen = %config.listen,
@@ -445,7 +502,7 @@ async fn serve(config: ServerConfig) -> Result<()> {
         config.public_url()
     );
     println!("cmdb-server listening on {}", config.public_url());
-    let state = AppState::new(db, config);
+    let state = AppState::new(db, config, secret_key);
     cmdb_server::serve(state, listener).await.context("server failed")
 }
 

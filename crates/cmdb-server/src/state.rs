@@ -4,10 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use cmdb_model::report::ReportLimits;
+
 use crate::auth::KeyCache;
 use crate::config::ServerConfig;
 use crate::db::Db;
 use crate::ingest::Ingestor;
+use crate::secrets::SecretKey;
 use crate::service::Calendar;
 use crate::service::asof::SnapshotRows;
 
@@ -26,14 +29,18 @@ pub struct AppState {
     pub ingestor: Ingestor,
     /// The list rows of recent snapshots, kept in memory for as-of lists.
     pub snapshot_rows: Arc<SnapshotRows>,
+    /// What one report may hold (`limits`), in the model's form.
+    pub report_limits: ReportLimits,
 }
 
 impl AppState {
-    /// State for `db` and `config`.
-    pub fn new(db: Db, config: ServerConfig) -> Arc<Self> {
-        let keys = KeyCache::new(Duration::from_secs(config.key_cache_secs));
+    /// State for `db` and `config`; `secret_key` opens the agent secrets sealed in the database
+    /// (see [`crate::admin::open_secrets`]).
+    pub fn new(db: Db, config: ServerConfig, secret_key: Arc<SecretKey>) -> Arc<Self> {
+        let keys = KeyCache::new(Duration::from_secs(config.key_cache_secs), secret_key);
         let calendar = Calendar::of(&config);
         let ingestor = Ingestor::start(db.clone());
-        Arc::new(AppState { db, config, keys, calendar, ingestor, snapshot_rows: Arc::default() })
+        let report_limits = config.limits.report_limits();
+        Arc::new(AppState { db, config, keys, calendar, ingestor, snapshot_rows: Arc::default(), report_limits })
     }
 }

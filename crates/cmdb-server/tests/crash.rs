@@ -80,7 +80,11 @@ async fn kill_nine_loses_nothing(backend: Backend) {
     let db = TestDb::new(backend).await;
     let (key_id, secret) = {
         let database = db.open().await;
-        let key = auth::create_agent_key(database.writer(), KeyScope::Collector, "crash").await.expect("key");
+        // The spawned server reads the secrets key from its data directory, where this creates it.
+        let secret_key =
+            cmdb_server::admin::open_secrets(&database, &common::test_config(&db)).await.expect("secrets key");
+        let key =
+            auth::create_agent_key(database.writer(), &secret_key, KeyScope::Collector, "crash", None).await.expect("key");
         database.close().await;
         key
     };

@@ -55,15 +55,18 @@ async fn legacy_endpoint(backend: Backend) {
         let (status, body) = post_legacy(&server, &bad, PAYLOAD).await;
         assert_eq!(status, 401, "{body}");
     }
-    // A rename announced the old client's way keeps the asset.
+    // A rename announced the old client's way is refused: the body is unsigned and the key shared
+    // by the fleet, so the endpoint never renames (security issue, point 10).
+    let name_before = server.asset(id).await["hostname"].clone();
     let mut payload: Value = serde_json::from_str(PAYLOAD).expect("json");
     payload["type"] = json!("host_update");
     payload["cert"] = json!("c1.com");
     payload["basic"]["data"]["hostname"] = json!("c1-new.com");
     let ts = format!("{}.75", chrono::Utc::now().timestamp());
     let (status, outcome) = post_legacy(&server, &legacy::auth_header(LEGACY_KEY, &ts), &payload.to_string()).await;
-    assert_eq!(status, 200, "{outcome}");
-    assert_eq!(outcome["asset_id"], json!(id));
+    assert_eq!(status, 409, "{outcome}");
+    assert!(outcome.to_string().contains("does not rename"), "{outcome}");
+    assert_eq!(server.asset(id).await["hostname"], name_before, "the asset keeps its name");
 }
 
 async fn legacy_endpoint_is_off_by_default(backend: Backend) {
@@ -114,7 +117,9 @@ async fn first_start_writes_private_credentials_once(backend: Backend) {
     let db = TestDb::new(backend).await;
     let database = db.open().await;
     let dir = db.dir.path().join("first");
-    let first = cmdb_server::admin::first_start(&database, &dir).await.expect("first start").expect("created");
+    let secret_key = cmdb_server::secrets::SecretKey::from_bytes(&[3; 32], "test".into());
+    let first =
+        cmdb_server::admin::first_start(&database, &dir, &secret_key).await.expect("first start").expect("created");
     let token = std::fs::read_to_string(dir.join("admin-token")).expect("token file");
     assert_eq!(token.trim(), first.admin_token);
     let key = std::fs::read_to_string(dir.join("agent-key.toml")).expect("key file");
@@ -127,7 +132,10 @@ async fn first_start_writes_private_credentials_once(backend: Backend) {
             assert_eq!(mode, 0o600, "{file} is readable only by its owner");
         }
     }
-    assert!(cmdb_server::admin::first_start(&database, &dir).await.expect("second").is_none(), "only once");
+    assert!(
+        cmdb_server::admin::first_start(&database, &dir, &secret_key).await.expect("second").is_none(),
+        "only once"
+    );
     let principal = cmdb_server::auth::token_principal(database.reader(), &first.admin_token).await.expect("lookup");
     assert_eq!(principal.map(|p| p.role), Some(cmdb_server::auth::Role::Admin));
 }

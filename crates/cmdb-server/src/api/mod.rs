@@ -14,15 +14,16 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
-use cmdb_model::report::{Report, parse_report};
+use cmdb_model::report::{Report, ReportLimits, parse_report_with};
 use serde::Deserialize;
+use sha2::Digest;
 use serde_json::{Map, Value, json};
 
 use self::audit::AsOfParam;
 use crate::auth::{self, AgentKey, Principal, Role};
 use crate::db::{from_us, now_us};
 use crate::error::ApiError;
-use crate::ingest::{Disposition, IngestError, NonceUse, Outcome};
+use crate::ingest::{Disposition, IngestError, LEGACY_SOURCE, NonceUse, Outcome};
 use crate::metrics;
 use crate::service::assets::{self, AssetPage, ListQuery};
 use crate::service::collection_errors::ErrorFilter;
@@ -86,7 +87,7 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// Reads a JSON body: syntax errors (and invalid UTF-8, excessive nesting) are 400, type and
 /// schema errors 422 with the JSON pointer of the offending value.
-fn parse_json_report(body: &[u8]) -> Result<Report, ApiError> {
+fn parse_json_report(body: &[u8], limits: &ReportLimits) -> Result<Report, ApiError> {
     std::str::from_utf8(body).map_err(|e| ApiError::BadRequest(format!("the body is not valid UTF-8: {e}")))?;
     // Cheap passes first, so that nesting and syntax are a 400 and only well-formed documents get
     // the schema's 422 with a pointer.
@@ -95,7 +96,7 @@ fn parse_json_report(body: &[u8]) -> Result<Report, ApiError> {
     }
     serde_json::from_slice::<serde::de::IgnoredAny>(body)
         .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
-    parse_report(body).map_err(|e| ApiError::Invalid { pointer: e.pointer, message: e.message })
+    parse_report_with(body, limits).map_err(|e| ApiError::Invalid { pointer: e.pointer, message: e.message })
 }
 
 /// Deepest nesting of arrays and objects accepted (serde_json's own limit is 128).
@@ -163,6 +164,7 @@ fn ingest_error(error: IngestError) -> ApiError {
     match error {
         IngestError::Replay => ApiError::Unauthorized("nonce already used (replayed request)".to_owned()),
         IngestError::Forbidden(message) => ApiError::Forbidden(message),
+        IngestError::Conflict(message) => ApiError::Conflict(message),
         IngestError::Inconsistent(message) => {
             tracing::error!(%message, "history and state disagree");
             ApiError::Internal(message)
@@ -199,7 +201,7 @@ pub async fn post_report(
         let body = body_or_error(body, state.config.body_limit_bytes)?;
         require_json(&headers)?;
         let (key, header) = agent(&state, &method, &uri, &headers, &body).await?;
-        let report = parse_json_report(&body)?;
+        let report = parse_json_report(&body, &state.report_limits)?;
         let nonce = NonceUse {
             key_id: &key.key_id,
             nonce: &header.nonce,
@@ -227,6 +229,7 @@ pub async fn post_report(
 /// `POST /api/asset`: the course client's payload (opt-in).
 pub async fn post_legacy(
     State(state): State<Shared>,
+    extensions: axum::http::Extensions,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Outcome>, ApiError> {
@@ -235,6 +238,17 @@ pub async fn post_legacy(
         let Some(key) = state.config.legacy.key.as_deref().filter(|_| state.config.legacy.enabled) else {
             return Err(ApiError::NotFound("the legacy endpoint is disabled".to_owned()));
         };
+        // The peer itself, never X-Forwarded-For: the allow-list is about who reaches us.
+        let peer = extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
+        let allowed = peer.is_some_and(|axum::extract::ConnectInfo(address)| {
+            let ip = address.ip().to_canonical();
+            state.config.legacy.allow_from.iter().any(|network| network.contains(&ip))
+        });
+        if !allowed {
+            return Err(ApiError::Forbidden(
+                "the legacy endpoint is not open to this address (legacy.allow_from)".to_owned(),
+            ));
+        }
         let body = body_or_error(body, state.config.body_limit_bytes)?;
         let header = headers.get("auth-api").and_then(|v| v.to_str().ok()).unwrap_or("");
         let auth = cmdb_model::legacy::verify_auth_header(header, key)
@@ -248,13 +262,13 @@ pub async fn post_legacy(
         let report_id = cmdb_model::legacy::legacy_report_id(key, &auth.ts);
         let wire = cmdb_model::legacy::to_report(&payload, report_id, now)
             .map_err(|e| ApiError::Invalid { pointer: e.pointer, message: e.message })?;
-        let report = cmdb_model::report::validate(wire)
+        let report = cmdb_model::report::validate_with(wire, &state.report_limits)
             .map_err(|e| ApiError::Invalid { pointer: e.pointer, message: e.message })?;
         let timestamp = auth.seconds as i64;
         let nonce_text = auth::token_hash(header);
         let nonce =
-            NonceUse { key_id: "legacy", nonce: &nonce_text, timestamp, window_secs: state.config.clock_window_secs };
-        state.ingestor.ingest(&report, "legacy", None, Some(&nonce)).await.map_err(ingest_error)
+            NonceUse { key_id: LEGACY_SOURCE, nonce: &nonce_text, timestamp, window_secs: state.config.clock_window_secs };
+        state.ingestor.ingest(&report, LEGACY_SOURCE, None, Some(&nonce)).await.map_err(ingest_error)
     }
     .await;
     metrics::report(outcome_label(&result), started.elapsed().as_secs_f64());
@@ -301,7 +315,9 @@ pub async fn collect_targets(
         // The start of today in the configured zone.
         None => state.calendar.start_of(state.calendar.today(Utc::now()))?,
     };
-    let targets = crate::service::collect::targets(&state.db, cutoff).await?;
+    let crate::service::collect::Targets { targets, withheld } =
+        crate::service::collect::targets(&state.db, cutoff).await?;
+    crate::service::collect::record_withheld(&state.db, &withheld).await?;
     // `accepts_collected_for` tells agents they may tie each report to its target's asset id
     // (docs/report-format.md); agents never send it to servers that do not say so.
     Ok(Json(json!({"cutoff": cutoff, "mode": query.mode, "accepts_collected_for": true, "targets": targets})))
@@ -461,9 +477,23 @@ pub async fn readyz(State(state): State<Shared>) -> Result<Json<Value>, ApiError
     Ok(Json(json!({"status": "ready", "time": from_us(now_us())})))
 }
 
-/// `GET /metrics`: Prometheus text format.
-pub async fn metrics_text() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics::render())
+/// `GET /metrics`: Prometheus text format; with `[metrics] token` set, only for a request that
+/// presents it as a bearer token (compared in constant time).
+pub async fn metrics_text(State(state): State<Shared>, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
+    if let Some(token) = state.config.metrics.token.as_deref() {
+        use subtle::ConstantTimeEq;
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        let digest = |text: &str| sha2::Sha256::digest(text.as_bytes());
+        // Compared as digests, so the comparison's time does not depend on the lengths either.
+        if !bool::from(digest(presented).ct_eq(&digest(token))) {
+            return Err(ApiError::Unauthorized("/metrics needs the metrics bearer token ([metrics] token)".to_owned()));
+        }
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics::render()))
 }
 
 /// Any route that does not exist.

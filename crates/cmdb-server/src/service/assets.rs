@@ -239,6 +239,11 @@ pub struct AssetPage {
     /// For a list as of a time: the instant read, with its offset in the configured zone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub as_of: Option<crate::service::time::Stated>,
+    /// The asset this one may be the same machine as: set when its first report could not be
+    /// tied to that asset by board or machine identity (a new host key matching only by host
+    /// name, a report collected for another target).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub possible_duplicate_of: Option<i64>,
 }
 
 /// The filters that compare a list column with a value: (column, value), from `query`.
@@ -476,7 +481,12 @@ pub async fn detail(db: &Db, id: i64) -> Result<AssetDetail, ServiceError> {
         .ok_or_else(|| ServiceError::NotFound(format!("no asset {id}")))?;
     let summary = list_item(&row)?;
     let state = store::load_state(&mut conn, id).await?;
-    Ok(detail_from_state(summary, &state))
+    let duplicate: Option<i64> = sqlx::query("SELECT possible_duplicate_of FROM assets WHERE id = $1")
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get(0)?;
+    Ok(AssetDetail { possible_duplicate_of: duplicate, ..detail_from_state(summary, &state) })
 }
 
 /// Builds the detail from a summary row and a state (also used by the as-of view).
@@ -489,7 +499,7 @@ pub fn detail_from_state(summary: AssetListItem, state: &AssetState) -> AssetDet
         .filter(|(name, _)| name.as_str() != BUSINESS_SECTION)
         .map(|(name, s)| (name.clone(), s.to_data(name)))
         .collect();
-    AssetDetail { summary, business, sections, as_of: None }
+    AssetDetail { summary, business, sections, as_of: None, possible_duplicate_of: None }
 }
 
 async fn write_ops(

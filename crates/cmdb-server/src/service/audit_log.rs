@@ -36,6 +36,66 @@ pub async fn record_from(
     Ok(())
 }
 
+/// Repeats of one unauthenticated event are folded into one row per this window (µs).
+pub const REPEAT_WINDOW_US: i64 = 10 * 60 * 1_000_000;
+/// At most this many rows of repeated events per window; beyond it, every further repeat is
+/// folded into one row per action (actor and address `*`), whatever its actor and address.
+pub const REPEAT_ROWS_PER_WINDOW: i64 = 1000;
+
+/// Records an event that unauthenticated traffic can cause (failed and throttled logins): a
+/// repeat of the same action by the same actor from the same address within the window adds to
+/// that row's `repeats` instead of adding a row, so the log grows by a small bounded number of
+/// rows per window whatever the request rate.
+pub async fn record_repeated(
+    db: &Db,
+    actor: &str,
+    action: &str,
+    detail: &str,
+    client_ip: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    let now = now_us();
+    let window_start = now - now.rem_euclid(REPEAT_WINDOW_US);
+    let mut tx = db.begin_write().await?;
+    let bump = |actor: String, address: Option<String>| {
+        sqlx::query(
+            "UPDATE audit_log SET repeats = repeats + 1, last_at = $1 WHERE id = (SELECT MAX(id) FROM audit_log              WHERE action = $2 AND actor = $3 AND COALESCE(client_ip, '') = COALESCE($4, '') AND at >= $5 AND last_at IS NOT NULL)",
+        )
+        .bind(now)
+        .bind(action.to_owned())
+        .bind(actor)
+        .bind(address)
+        .bind(window_start)
+    };
+    let mut done = bump(actor.to_owned(), client_ip.map(str::to_owned)).execute(&mut *tx).await?.rows_affected();
+    let (mut row_actor, mut row_address) = (actor.to_owned(), client_ip.map(str::to_owned));
+    if done == 0 {
+        let rows: i64 = sqlx::query("SELECT COUNT(*) FROM audit_log WHERE at >= $1 AND last_at IS NOT NULL")
+            .bind(window_start)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        if rows >= REPEAT_ROWS_PER_WINDOW {
+            (row_actor, row_address) = ("*".to_owned(), Some("*".to_owned()));
+            done = bump(row_actor.clone(), row_address.clone()).execute(&mut *tx).await?.rows_affected();
+        }
+    }
+    if done == 0 {
+        sqlx::query(
+            "INSERT INTO audit_log (at, actor, action, detail, client_ip, repeats, last_at) VALUES ($1, $2, $3, $4, $5, 1, $1)",
+        )
+        .bind(now)
+        .bind(row_actor)
+        .bind(action.to_owned())
+        .bind(detail.to_owned())
+        .bind(row_address)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    tracing::info!(target: "cmdb::audit", actor, action, detail, client_ip, "audit");
+    Ok(())
+}
+
 /// One audit entry.
 #[derive(Debug, Clone, Serialize)]
 pub struct Entry {
@@ -51,6 +111,10 @@ pub struct Entry {
     pub detail: String,
     /// The client's address, when known.
     pub client_ip: Option<String>,
+    /// How many times it happened (repeated unauthenticated events share one entry per window).
+    pub repeats: i64,
+    /// The last repeat, when there were several.
+    pub last_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Filters of the audit log.
@@ -73,7 +137,7 @@ pub struct AuditQuery {
 
 /// Entries matching `query`, newest first, at most `limit`.
 pub async fn list(db: &Db, query: &AuditQuery, limit: i64) -> Result<Vec<Entry>, sqlx::Error> {
-    let mut q = Sql::new("SELECT id, at, actor, action, detail, client_ip FROM audit_log WHERE id < ");
+    let mut q = Sql::new("SELECT id, at, actor, action, detail, client_ip, repeats, last_at FROM audit_log WHERE id < ");
     q.bind(query.before.unwrap_or(i64::MAX));
     if let Some(actor) = query.actor.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
         q.push(" AND actor = ").bind(actor);
@@ -99,6 +163,8 @@ pub async fn list(db: &Db, query: &AuditQuery, limit: i64) -> Result<Vec<Entry>,
                 action: row.try_get(3)?,
                 detail: row.try_get(4)?,
                 client_ip: row.try_get(5)?,
+                repeats: row.try_get(6)?,
+                last_at: row.try_get::<Option<i64>, _>(7)?.filter(|_| row.try_get::<i64, _>(6).unwrap_or(1) > 1).map(from_us),
             })
         })
         .collect()

@@ -22,8 +22,33 @@ pub struct Target {
     pub salt_minion_id: String,
 }
 
-/// Online hosts not seen since `cutoff`, by id.
-pub async fn targets(db: &Db, cutoff: DateTime<Utc>) -> Result<Vec<Target>, ServiceError> {
+/// Why a host is left out of the targets: what a collector would do with it is ambiguous or
+/// unsafe, so it becomes a collection error instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Withheld {
+    /// The asset left out.
+    pub asset_id: i64,
+    /// Its host name.
+    pub hostname: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// The hosts to collect and those withheld.
+#[derive(Debug, Default)]
+pub struct Targets {
+    /// Hosts to collect, by id.
+    pub targets: Vec<Target>,
+    /// Hosts left out (to be recorded with [`record_withheld`]).
+    pub withheld: Vec<Withheld>,
+}
+
+/// Online hosts not seen since `cutoff`, by id. Two assets that would be reached at the same
+/// address (manage address, else host name; compared case-insensitively) are both withheld: a
+/// collector would write one machine's report to whichever asset it was collecting, and the
+/// server could no longer tell them apart. So is an address that could be read as more than one
+/// word or an option (stored before such addresses were refused).
+pub async fn targets(db: &Db, cutoff: DateTime<Utc>) -> Result<Targets, ServiceError> {
     let rows = sqlx::query(
         "SELECT id, hostname, manage_address, ssh_port, salt_minion_id FROM assets \
          WHERE status = 'online' AND (last_seen_at IS NULL OR last_seen_at < $1) ORDER BY id",
@@ -31,11 +56,11 @@ pub async fn targets(db: &Db, cutoff: DateTime<Utc>) -> Result<Vec<Target>, Serv
     .bind(cutoff.timestamp_micros())
     .fetch_all(db.reader())
     .await?;
-    let mut targets = Vec::with_capacity(rows.len());
+    let mut all = Vec::with_capacity(rows.len());
     for row in rows {
         let hostname: String = row.try_get(1)?;
         let minion: Option<String> = row.try_get(4)?;
-        targets.push(Target {
+        all.push(Target {
             asset_id: row.try_get(0)?,
             salt_minion_id: minion.unwrap_or_else(|| hostname.clone()),
             hostname,
@@ -43,5 +68,73 @@ pub async fn targets(db: &Db, cutoff: DateTime<Utc>) -> Result<Vec<Target>, Serv
             ssh_port: row.try_get(3)?,
         });
     }
-    Ok(targets)
+    // Every asset reached at each address, to find the shared ones. All online assets count,
+    // not only the ones due: a due host must not share an address with one that reported today.
+    let rows = sqlx::query("SELECT id, LOWER(COALESCE(manage_address, hostname)) FROM assets WHERE status = 'online'")
+        .fetch_all(db.reader())
+        .await?;
+    let mut by_address: std::collections::HashMap<String, Vec<i64>> = std::collections::HashMap::new();
+    for row in rows {
+        by_address.entry(row.try_get(1)?).or_default().push(row.try_get(0)?);
+    }
+    let mut out = Targets::default();
+    for target in all {
+        let address = target.manage_address.clone().unwrap_or_else(|| target.hostname.clone());
+        let sharing = by_address.get(&address.to_lowercase()).map(Vec::as_slice).unwrap_or_default();
+        let reason = if sharing.len() > 1 {
+            let others: Vec<String> =
+                sharing.iter().filter(|id| **id != target.asset_id).map(|id| format!("asset {id}")).collect();
+            Some(format!(
+                "not collected: address {address:?} is also the address of {}; give each asset its own manage_address \
+                 (or retire the old record)",
+                others.join(", ")
+            ))
+        } else if let Err(problem) = cmdb_model::business::check_manage_address(&address) {
+            Some(format!("not collected: {problem}"))
+        } else if let Err(problem) = cmdb_model::business::check_minion_id(&target.salt_minion_id) {
+            Some(format!("not collected: salt_minion_id: {problem}"))
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => {
+                out.withheld.push(Withheld { asset_id: target.asset_id, hostname: target.hostname, reason })
+            }
+            None => out.targets.push(target),
+        }
+    }
+    Ok(out)
+}
+
+/// Records each withheld host as a collection error (source `collect-targets`), at most once a
+/// day per asset and reason, so collectors asking every few minutes do not flood the list.
+pub async fn record_withheld(db: &Db, withheld: &[Withheld]) -> Result<(), ServiceError> {
+    let now = crate::db::now_us();
+    let day_ago = now - 86_400_000_000;
+    for item in withheld {
+        let seen = sqlx::query(
+            "SELECT 1 FROM collection_errors WHERE asset_id = $1 AND source = 'collect-targets' AND message = $2 \
+             AND recorded_at > $3",
+        )
+        .bind(item.asset_id)
+        .bind(item.reason.clone())
+        .bind(day_ago)
+        .fetch_optional(db.reader())
+        .await?;
+        if seen.is_some() {
+            continue;
+        }
+        sqlx::query(
+            "INSERT INTO collection_errors (asset_id, report_id, hostname, source, section, message, collected_at, recorded_at) \
+             VALUES ($1, NULL, $2, 'collect-targets', 'address', $3, NULL, $4)",
+        )
+        .bind(item.asset_id)
+        .bind(item.hostname.clone())
+        .bind(item.reason.clone())
+        .bind(now)
+        .execute(db.writer())
+        .await?;
+        tracing::warn!(asset_id = item.asset_id, reason = %item.reason, "collect target withheld");
+    }
+    Ok(())
 }

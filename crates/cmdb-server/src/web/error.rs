@@ -41,6 +41,15 @@ pub enum WebError {
     /// A bug or an unexpected failure (details are in the server's log, not on the page).
     #[error("the server could not complete this request: {0}")]
     Internal(String),
+    /// Too many attempts (logins, password changes) or too many at once; retry after the given
+    /// number of seconds.
+    #[error("{message}")]
+    TooManyRequests {
+        /// What the person reads.
+        message: String,
+        /// Seconds until a retry may succeed (the `Retry-After` header).
+        retry_after: u64,
+    },
 }
 
 impl From<sqlx::Error> for WebError {
@@ -93,6 +102,7 @@ impl WebError {
             WebError::Conflict(_) => StatusCode::CONFLICT,
             WebError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            WebError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 }
@@ -122,6 +132,9 @@ impl IntoResponse for WebError {
         let mut response = (status, body).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        if let WebError::TooManyRequests { retry_after, .. } = &self {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(&1).to_owned()));
         }
         response
     }

@@ -60,6 +60,9 @@ pub enum UserError {
     /// Hashing failed (a bug: the parameters are fixed).
     #[error("password hashing failed: {0}")]
     Hash(String),
+    /// Every password-hashing slot stayed busy for [`HASH_WAIT`]: too many logins at once.
+    #[error("too many logins at once; try again in a second")]
+    Busy,
     /// The database failed.
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
@@ -85,6 +88,7 @@ impl From<UserError> for super::error::WebError {
             e @ (UserError::Exists(_) | UserError::LastAdmin) => WebError::Conflict(e.to_string()),
             UserError::NotFound => WebError::NotFound("no such user".to_owned()),
             UserError::Hash(m) => WebError::Internal(m),
+            e @ UserError::Busy => WebError::TooManyRequests { message: e.to_string(), retry_after: 1 },
             UserError::Db(e) => e.into(),
             UserError::Corrupt(e) => crate::store::StoreError::Corrupt(e).into(),
         }
@@ -121,24 +125,39 @@ pub fn check_password(password: &str) -> Result<(), UserError> {
     Ok(())
 }
 
+/// How many Argon2 hashes run at once: each takes 19 MiB and a core for ~50 ms, so more than the
+/// cores only queues work on the blocking pool (up to 512 threads, 10 GiB) instead of bounding it.
+static HASH_SLOTS: LazyLock<tokio::sync::Semaphore> = LazyLock::new(|| {
+    tokio::sync::Semaphore::new(std::thread::available_parallelism().map(usize::from).unwrap_or(2).max(1))
+});
+
+/// How long a login waits for a hashing slot before it is answered 429.
+pub const HASH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Runs one Argon2 computation on a blocking thread once a slot is free.
+async fn with_hash_slot<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, UserError> {
+    let _slot = tokio::time::timeout(HASH_WAIT, HASH_SLOTS.acquire())
+        .await
+        .map_err(|_| UserError::Busy)?
+        .map_err(|_| UserError::Busy)?;
+    tokio::task::spawn_blocking(work).await.map_err(|e| UserError::Hash(e.to_string()))
+}
+
 /// Hashes a password (Argon2id, random 16-byte salt) on a blocking thread; returns the PHC string.
 pub async fn hash_password(password: &str) -> Result<String, UserError> {
     let password = password.to_owned();
-    tokio::task::spawn_blocking(move || {
+    with_hash_slot(move || {
         let salt: [u8; 16] = rand::random();
         hasher().hash_password_with_salt(password.as_bytes(), &salt).map(|h| h.to_string())
     })
-    .await
-    .map_err(|e| UserError::Hash(e.to_string()))?
+    .await?
     .map_err(|e| UserError::Hash(e.to_string()))
 }
 
 /// Checks a password against a PHC string on a blocking thread (argon2 compares in constant time).
-pub async fn verify_password(hash: &str, password: &str) -> bool {
+pub async fn verify_password(hash: &str, password: &str) -> Result<bool, UserError> {
     let (hash, password) = (hash.to_owned(), password.to_owned());
-    tokio::task::spawn_blocking(move || hasher().verify_password(password.as_bytes(), hash.as_str()).is_ok())
-        .await
-        .unwrap_or(false)
+    with_hash_slot(move || hasher().verify_password(password.as_bytes(), hash.as_str()).is_ok()).await
 }
 
 /// A hash no password matches, verified for unknown names so they take as long as known ones.
@@ -244,10 +263,14 @@ pub async fn find(db: &Db, name: &str) -> Result<Option<User>, StoreError> {
 }
 
 /// Checks a name and password. `None` for an unknown name, a wrong password or a disabled account
-/// (the caller cannot tell which, and neither can the person logging in).
-pub async fn authenticate(db: &Db, name: &str, password: &str) -> Result<Option<User>, StoreError> {
+/// (the caller cannot tell which, and neither can the person logging in). Every path runs exactly
+/// one Argon2 verification, so the time taken does not tell whether the name exists either.
+pub async fn authenticate(db: &Db, name: &str, password: &str) -> Result<Option<User>, UserError> {
+    // An oversized password is checked against the dummy hash truncated to the limit, so it costs
+    // the same as any other attempt and is never a match.
+    let checked = if password.len() > MAX_PASSWORD_LEN { &password[..floor_char(password, MAX_PASSWORD_LEN)] } else { password };
     let Ok(name) = normalize_name(name) else {
-        verify_password(&DUMMY_HASH, password).await;
+        verify_password(&DUMMY_HASH, checked).await?;
         return Ok(None);
     };
     let row =
@@ -256,12 +279,16 @@ pub async fn authenticate(db: &Db, name: &str, password: &str) -> Result<Option<
             .fetch_optional(db.reader())
             .await?;
     let Some(row) = row else {
-        verify_password(&DUMMY_HASH, password).await;
+        verify_password(&DUMMY_HASH, checked).await?;
         return Ok(None);
     };
     let user = user_row(&row)?;
+    if password.len() > MAX_PASSWORD_LEN {
+        verify_password(&DUMMY_HASH, checked).await?;
+        return Ok(None);
+    }
     let hash: String = row.try_get(7)?;
-    let valid = password.len() <= MAX_PASSWORD_LEN && verify_password(&hash, password).await;
+    let valid = verify_password(&hash, password).await?;
     if !valid || user.disabled_at.is_some() {
         return Ok(None);
     }
@@ -271,6 +298,11 @@ pub async fn authenticate(db: &Db, name: &str, password: &str) -> Result<Option<
         .execute(db.writer())
         .await?;
     Ok(Some(user))
+}
+
+/// The largest char boundary of `text` at or below `at`.
+fn floor_char(text: &str, at: usize) -> usize {
+    (0..=at.min(text.len())).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0)
 }
 
 /// Locks the active administrators (PostgreSQL) and counts those other than `except`.
@@ -368,10 +400,13 @@ pub async fn set_password(db: &Db, id: i64, password: &str, must_change: bool) -
 }
 
 /// Checks `password` against user `id`'s current hash (for "change my password").
-pub async fn check_current_password(db: &Db, id: i64, password: &str) -> Result<bool, sqlx::Error> {
+pub async fn check_current_password(db: &Db, id: i64, password: &str) -> Result<bool, UserError> {
+    if password.len() > MAX_PASSWORD_LEN {
+        return Ok(false);
+    }
     let row = sqlx::query("SELECT password_hash FROM users WHERE id = $1").bind(id).fetch_optional(db.reader()).await?;
     match row {
-        Some(row) => Ok(verify_password(&row.try_get::<String, _>(0)?, password).await),
+        Some(row) => verify_password(&row.try_get::<String, _>(0)?, password).await,
         None => Ok(false),
     }
 }
@@ -475,9 +510,9 @@ mod tests {
     async fn hashes_are_argon2id_and_verify() {
         let hash = hash_password("correct horse battery").await.expect("hash");
         assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
-        assert!(verify_password(&hash, "correct horse battery").await);
-        assert!(!verify_password(&hash, "correct horse battery!").await);
-        assert!(!verify_password("not a hash", "x").await);
+        assert!(verify_password(&hash, "correct horse battery").await.expect("slot"));
+        assert!(!verify_password(&hash, "correct horse battery!").await.expect("slot"));
+        assert!(!verify_password("not a hash", "x").await.expect("slot"));
         assert_ne!(hash, hash_password("correct horse battery").await.expect("hash"), "salted");
     }
 }

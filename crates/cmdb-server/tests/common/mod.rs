@@ -108,17 +108,25 @@ impl TestServer {
         let database = db.open().await;
         let admin = auth::create_token(database.writer(), "test-admin", Role::Admin).await.expect("token");
         let viewer = auth::create_token(database.writer(), "test-viewer", Role::Viewer).await.expect("token");
-        let collector =
-            auth::create_agent_key(database.writer(), KeyScope::Collector, "test-collector").await.expect("key");
+        let secret_key = cmdb_server::admin::open_secrets(&database, &config).await.expect("secrets key");
+        let collector = auth::create_agent_key(database.writer(), &secret_key, KeyScope::Collector, "test-collector", None)
+            .await
+            .expect("key");
         let data_dir = config.data_dir.clone();
-        let state = AppState::new(database, config);
+        let state = AppState::new(database, config, secret_key);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let app = cmdb_server::app(state.clone());
+        // With the peer's address, as `cmdb_server::serve` runs it.
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await;
         });
         TestServer { base, state, admin, viewer, collector, data_dir, http: reqwest::Client::new(), task }
+    }
+
+    /// The server's database.
+    pub fn db(&self) -> &Db {
+        &self.state.db
     }
 
     /// Sends a signed request with the collector key.

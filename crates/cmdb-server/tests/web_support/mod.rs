@@ -48,7 +48,8 @@ impl WebServer {
                 users::create(&db, name, role, PASSWORD, false).await.expect("create user");
             }
         }
-        let state = AppState::new(db.clone(), config);
+        let secret_key = cmdb_server::admin::open_secrets(&db, &config).await.expect("secrets key");
+        let state = AppState::new(db.clone(), config, secret_key);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let app = cmdb_server::app(state.clone());

@@ -193,6 +193,9 @@ pub struct NewKeyForm {
     scope: String,
     #[serde(default)]
     name: String,
+    /// For host keys: the asset to bind the key to now (empty: its first report decides).
+    #[serde(default)]
+    asset: String,
 }
 
 /// `POST /admin/keys`: a new agent key; its secret is shown once.
@@ -205,13 +208,30 @@ pub async fn create_key(State(state): State<Arc<WebState>>, posted: Posted<NewKe
     if name.len() > 200 || name.chars().any(char::is_control) {
         return Err(WebError::BadRequest("a key name has at most 200 printable characters".to_owned()));
     }
-    let (key_id, secret) = auth::create_agent_key(state.app.db.writer(), scope, name).await?;
+    let asset = match posted.form.asset.trim() {
+        "" => None,
+        text => Some(text.parse::<i64>().map_err(|_| WebError::BadRequest(format!("asset id {text:?} is not a number")))?),
+    };
+    if let Some(id) = asset {
+        if scope != KeyScope::Host {
+            return Err(WebError::BadRequest("only host keys are bound to an asset".to_owned()));
+        }
+        if !keys_admin::asset_exists(&state.app.db, id).await? {
+            return Err(WebError::NotFound(format!("no asset {id}")));
+        }
+    }
+    let (key_id, secret) =
+        auth::create_agent_key(state.app.db.writer(), state.app.keys.secret_key(), scope, name, asset).await?;
     state.app.keys.clear();
     audit::record_from(
         &state.app.db,
         &user.session.name,
         "agent_key.create",
-        &format!("key {key_id} scope {} name {name}", scope.as_str()),
+        &format!(
+            "key {key_id} scope {} name {name}{}",
+            scope.as_str(),
+            asset.map(|a| format!(" bound to asset {a}")).unwrap_or_default()
+        ),
         user.client_ip.as_deref(),
     )
     .await?;

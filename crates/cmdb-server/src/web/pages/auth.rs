@@ -13,7 +13,7 @@ use super::{CurrentUser, Layout, Posted, parse_query};
 use crate::service::audit_log as audit;
 use crate::web::error::WebError;
 use crate::web::session::{self, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
-use crate::web::throttle::{self, Scope};
+use crate::web::throttle::{self, Admission, Attempt};
 use crate::web::{WebState, templates, users};
 
 #[derive(Debug, Default, Deserialize)]
@@ -22,15 +22,29 @@ pub(crate) struct NextQuery {
     next: Option<String>,
 }
 
-/// Where to go after login: a local path only (never `//host` or `/\host`, which browsers treat as
-/// another site).
-fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && !n.starts_with("/login") => {
-            n.to_owned()
-        }
-        _ => "/".to_owned(),
+/// Where to go after login: a path on this site, or `/`.
+///
+/// Browsers are lenient about what they treat as another origin: `//host`, `/\host`, and (since
+/// they strip tabs and newlines from URLs) `/\t/host` all leave the site, and a CR/LF would split
+/// the `Location` header. So `next` must start with exactly one `/` not followed by `/` or `\`,
+/// hold no backslash, control character or white space anywhere (ASCII or Unicode), and not lead
+/// back to the login form. Anything else becomes `/`. Non-ASCII text (a host name in a search) is
+/// kept, percent-encoded, so the header is always valid.
+pub fn safe_next(next: Option<&str>) -> String {
+    let Some(next) = next else { return "/".to_owned() };
+    let mut bytes = next.bytes();
+    let same_site = bytes.next() == Some(b'/') && !matches!(bytes.next(), Some(b'/' | b'\\'));
+    let clean = !next.chars().any(|c| c == '\\' || c.is_control() || c.is_whitespace() || is_invisible(c));
+    if !same_site || !clean || next.starts_with("/login") {
+        return "/".to_owned();
     }
+    percent_encoding::utf8_percent_encode(next, percent_encoding::CONTROLS).to_string()
+}
+
+/// Format characters browsers may drop or render invisibly (zero-width spaces and joiners,
+/// bidirectional overrides, the BOM): not white space to Rust, but no path of ours holds one.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{00AD}')
 }
 
 #[derive(Serialize)]
@@ -131,34 +145,49 @@ pub async fn login(
     }
     let db = &state.app.db;
     let ip = session::client_ip(&parts, &state.settings).map(|ip| ip.to_string());
-    let name = users::normalize_name(&form.name).unwrap_or_default();
-    let mut scopes = vec![Scope::user(&name)];
-    if let Some(ip) = &ip {
-        scopes.push(Scope::ip(ip));
-    }
+    let name = users::normalize_name(&form.name).unwrap_or_else(|_| "-".to_owned());
+    let known = users::find(db, &name).await?;
+    let actor = if known.is_some() { name.as_str() } else { "-" };
+    let attempt = Attempt { user: name.clone(), user_id: known.as_ref().map(|u| u.id), address: ip.clone() };
     let now = crate::db::now_us();
-    let wait = throttle::blocked_for(db, &scopes, now).await?;
-    if wait > 0 {
-        let known = users::find(db, &name).await?.is_some();
-        let actor = if known { name.as_str() } else { "-" };
-        audit::record_from(db, actor, "login_throttled", &format!("blocked for {wait} s"), ip.as_deref()).await?;
-        tracing::warn!(user = actor, client_ip = ip.as_deref().unwrap_or("-"), wait, "login refused: throttled");
-        return login_page(
+    // Checked and counted in one step, before any hash runs (see `throttle`).
+    if let Admission::Throttled { retry_after } = throttle::admit(db, &attempt, now).await? {
+        audit::record_repeated(db, actor, "login_throttled", "too many failed logins", ip.as_deref()).await?;
+        tracing::warn!(user = actor, client_ip = ip.as_deref().unwrap_or("-"), retry_after, "login refused: throttled");
+        let mut response = login_page(
             StatusCode::TOO_MANY_REQUESTS,
             &fresh,
             &next,
             &form.name,
-            Some(format!("Too many failed logins. Try again in {wait} seconds.")),
+            Some(format!("Too many failed logins. Try again in {retry_after} seconds.")),
             secure,
-        );
+        )?;
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+        return Ok(response);
     }
-    let Some(user) = users::authenticate(db, &form.name, &form.password).await? else {
-        let wait = throttle::fail(db, &scopes, now).await?;
-        let known = users::find(db, &name).await?.is_some();
+    let user = match users::authenticate(db, &form.name, &form.password).await {
+        Ok(user) => user,
+        Err(users::UserError::Busy) => {
+            // No hash ran: the counted failure is taken back, so a busy server costs nobody a try.
+            throttle::succeeded_without_login(db, &attempt, now).await?;
+            let mut response = login_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                &fresh,
+                &next,
+                &form.name,
+                Some("Too many logins at once. Try again in a second.".to_owned()),
+                secure,
+            )?;
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return Ok(response);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let Some(user) = user else {
+        let wait = throttle::blocked_for(db, &attempt, now).await?;
         // An unknown name may be a password typed into the wrong field: it is not recorded.
-        let (actor, detail) =
-            if known { (name.as_str(), "wrong password or disabled account") } else { ("-", "unknown user name") };
-        audit::record_from(db, actor, "login_failed", detail, ip.as_deref()).await?;
+        let detail = if known.is_some() { "wrong password or disabled account" } else { "unknown user name" };
+        audit::record_repeated(db, actor, "login_failed", detail, ip.as_deref()).await?;
         tracing::warn!(user = actor, client_ip = ip.as_deref().unwrap_or("-"), "login failed");
         let mut message = "Wrong user name or password.".to_owned();
         if wait > 0 {
@@ -166,7 +195,7 @@ pub async fn login(
         }
         return login_page(StatusCode::UNAUTHORIZED, &fresh, &next, &form.name, Some(message), secure);
     };
-    throttle::clear(db, &Scope::user(&user.name)).await?;
+    throttle::succeeded(db, &attempt, user.id, now).await?;
     // Rotation: whatever session the browser had is ended, and the new one gets a new id.
     if let Some(old) = session::cookie(&parts.headers, SESSION_COOKIE) {
         session::destroy(db, old).await?;
@@ -281,9 +310,27 @@ pub async fn change_password(
         };
         Ok((StatusCode::UNPROCESSABLE_ENTITY, templates::render("account.html", &page)?).into_response())
     };
+    // Guessing the current password from a stolen session is throttled like a login.
+    let attempt = Attempt {
+        user: user.session.name.clone(),
+        user_id: Some(user.session.user_id),
+        address: user.client_ip.clone(),
+    };
+    let now = crate::db::now_us();
+    if let Admission::Throttled { retry_after } = throttle::admit(db, &attempt, now).await? {
+        audit::record_repeated(db, &user.session.name, "password_change_throttled", "", user.client_ip.as_deref())
+            .await?;
+        return Err(WebError::TooManyRequests {
+            message: format!("Too many wrong passwords. Try again in {retry_after} seconds."),
+            retry_after: u64::try_from(retry_after).unwrap_or(1),
+        });
+    }
     if !users::check_current_password(db, user.session.user_id, &form.current).await? {
+        audit::record_repeated(db, &user.session.name, "password_change_failed", "wrong current password", user.client_ip.as_deref())
+            .await?;
         return fail("The current password is wrong.".to_owned());
     }
+    throttle::succeeded(db, &attempt, user.session.user_id, now).await?;
     if form.new != form.confirm {
         return fail("The new password and its confirmation differ.".to_owned());
     }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{CurrentUser, Layout, Posted};
 use crate::auth::Role;
+use crate::service::audit_log;
 use crate::service::lists::{self, ListKind, ManagedValue};
 use crate::web::error::WebError;
 use crate::web::{WebState, templates};
@@ -79,6 +80,10 @@ pub async fn change(State(state): State<Arc<WebState>>, posted: Posted<ListForm>
         }
         other => return Err(WebError::BadRequest(format!("unknown action {other:?}"))),
     }
+    // The same audit entries as the REST API's list edits.
+    let detail = format!("{}: {}", kind.as_str(), form.value.trim());
+    audit_log::record_from(db, &user.session.name, &format!("list.{}", form.action), &detail, user.client_ip.as_deref())
+        .await?;
     tracing::info!(user = %user.session.name, list = kind.as_str(), action = %form.action, "managed list changed");
     Ok(Redirect::to(&format!("/lists#list-{}", kind.as_str())).into_response())
 }
