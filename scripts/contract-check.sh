@@ -36,7 +36,7 @@ if [ $ready != yes ]; then
   grep -v '^  ' "$dir/server.err" >&2 || true
   exit 1
 fi
-key=$("$bin" --database-url "$url" agent-key create --scope collector --name contract 2>/dev/null)
+key=$("$bin" --database-url "$url" --data-dir "$dir/data" agent-key create --scope collector --name contract 2>/dev/null)
 key_id=$(echo "$key" | sed -n 's/^key_id = "\(.*\)"$/\1/p')
 secret=$(echo "$key" | sed -n 's/^secret = "\(.*\)"$/\1/p')
 token=$("$bin" --database-url "$url" token create --role viewer --name contract 2>/dev/null)

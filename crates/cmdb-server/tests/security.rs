@@ -167,7 +167,7 @@ async fn parallel_wrong_passwords_get_five_checks(backend: Backend) {
     // The audit log holds one row per (action, actor, address) and window, with the count.
     let rows = scalar(&server.db, "SELECT COUNT(*) FROM audit_log WHERE action IN ('login_failed', 'login_throttled')").await;
     let repeats =
-        scalar(&server.db, "SELECT COALESCE(SUM(repeats), 0) FROM audit_log WHERE action IN ('login_failed', 'login_throttled')")
+        scalar(&server.db, "SELECT CAST(COALESCE(SUM(repeats), 0) AS BIGINT) FROM audit_log WHERE action IN ('login_failed', 'login_throttled')")
             .await;
     assert!(rows <= 4, "{rows} rows for 60 attempts");
     assert_eq!(repeats, 60, "every attempt is counted");
@@ -188,7 +188,7 @@ async fn unauthenticated_traffic_cannot_grow_the_audit_log(backend: Backend) {
     }
     let one_address = scalar(&server.db, "SELECT COUNT(*) FROM audit_log").await - before;
     assert!(one_address <= 2, "500 attempts from one address added {one_address} rows");
-    let rows = scalar(&server.db, "SELECT COALESCE(SUM(repeats), 0) FROM audit_log WHERE client_ip = '203.0.113.7'").await;
+    let rows = scalar(&server.db, "SELECT CAST(COALESCE(SUM(repeats), 0) AS BIGINT) FROM audit_log WHERE client_ip = '203.0.113.7'").await;
     assert_eq!(rows, 500);
     for i in 0..120 {
         let address = format!("198.51.100.{}", i + 1);
@@ -374,10 +374,10 @@ async fn rotated_and_revoked_keys_are_refused() {
     let two = TestServer::start_with(&db, test_config(&db)).await;
     let (key_id, old_secret) = one.collector.clone();
     let body = serde_json::to_vec(&report("rotate-01")).expect("json");
-    let send = |server: &TestServer, secret: String, body: Vec<u8>| {
-        let key_id = key_id.clone();
-        async move { server.signed_with(&key_id, &secret, "POST", "/api/v1/reports", &body, "application/json").await.0 }
-    };
+    async fn post(server: &TestServer, key_id: &str, secret: String, body: Vec<u8>) -> u16 {
+        server.signed_with(key_id, &secret, "POST", "/api/v1/reports", &body, "application/json").await.0
+    }
+    let send = |server, secret, body| post(server, &key_id, secret, body);
     assert_eq!(send(&two, old_secret.clone(), body.clone()).await, 200, "instance two knows the key");
     let new_secret = auth::rotate_agent_key(one.db().writer(), one.state.keys.secret_key(), &key_id)
         .await
@@ -496,7 +496,7 @@ async fn reports_collected_for_a_target_must_be_that_target(backend: Backend) {
     let (status, body) = server.report(&lie).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(server.changes(b).await.len(), changes_of_b, "target-b is not written");
-    let (_, errors) = server.get(&format!("/api/v1/collection-errors?asset_id={a}")).await;
+    let (_, errors) = server.get(&format!("/api/v1/errors?asset_id={a}")).await;
     assert!(errors.to_string().contains(&format!("asset {b}")), "the target's error names the other asset: {errors}");
     // A machine nobody knows at target-a's address (a board swap): a new asset, flagged.
     let mut swapped = at(report("target-a-new-board"), 20);
@@ -538,7 +538,7 @@ async fn collect_targets_never_share_an_address(backend: Backend) {
     assert_eq!(body["accepts_collected_for"], json!(true));
     let listed: Vec<i64> = body["targets"].as_array().expect("targets").iter().filter_map(|t| t["asset_id"].as_i64()).collect();
     assert_eq!(listed, vec![ids[2]], "the two assets sharing 10.1.1.1 are withheld");
-    let (_, errors) = server.get(&format!("/api/v1/collection-errors?asset_id={}", ids[0])).await;
+    let (_, errors) = server.get(&format!("/api/v1/errors?asset_id={}", ids[0])).await;
     assert!(errors.to_string().contains("10.1.1.1"), "{errors}");
     // Asking again does not add the same error again.
     let count = |db: cmdb_server::db::Db| async move {

@@ -316,7 +316,7 @@ pub async fn collect_targets(
         None => state.calendar.start_of(state.calendar.today(Utc::now()))?,
     };
     let crate::service::collect::Targets { targets, withheld } =
-        crate::service::collect::targets(&state.db, cutoff).await?;
+        crate::service::collect::targets(&state.db, cutoff, query.mode.as_deref()).await?;
     crate::service::collect::record_withheld(&state.db, &withheld).await?;
     // `accepts_collected_for` tells agents they may tie each report to its target's asset id
     // (docs/report-format.md); agents never send it to servers that do not say so.

@@ -239,11 +239,6 @@ pub struct AssetPage {
     /// For a list as of a time: the instant read, with its offset in the configured zone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub as_of: Option<crate::service::time::Stated>,
-    /// The asset this one may be the same machine as: set when its first report could not be
-    /// tied to that asset by board or machine identity (a new host key matching only by host
-    /// name, a report collected for another target).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub possible_duplicate_of: Option<i64>,
 }
 
 /// The filters that compare a list column with a value: (column, value), from `query`.
@@ -469,6 +464,11 @@ pub struct AssetDetail {
     /// For an asset as of a time: the instant read, with its offset in the configured zone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub as_of: Option<crate::service::time::Stated>,
+    /// The asset this one may be the same machine as: set when its first report could not be
+    /// tied to that asset by board or machine identity (a new host key matching only by host
+    /// name, a report collected for another target).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub possible_duplicate_of: Option<i64>,
 }
 
 /// Reads one asset.

@@ -42,6 +42,9 @@ pub const REPEAT_WINDOW_US: i64 = 10 * 60 * 1_000_000;
 /// folded into one row per action (actor and address `*`), whatever its actor and address.
 pub const REPEAT_ROWS_PER_WINDOW: i64 = 1000;
 
+/// The PostgreSQL advisory lock that serializes [`record_repeated`] ("cmdbaudt").
+const REPEAT_LOCK: i64 = 0x636d_6462_6175_6474;
+
 /// Records an event that unauthenticated traffic can cause (failed and throttled logins): a
 /// repeat of the same action by the same actor from the same address within the window adds to
 /// that row's `repeats` instead of adding a row, so the log grows by a small bounded number of
@@ -56,6 +59,11 @@ pub async fn record_repeated(
     let now = now_us();
     let window_start = now - now.rem_euclid(REPEAT_WINDOW_US);
     let mut tx = db.begin_write().await?;
+    if db.backend() == crate::db::Backend::Postgres {
+        // Parallel repeats must find each other's row, not each insert one: serialize them (on
+        // SQLite `BEGIN IMMEDIATE` already does). Their rate is bounded by login throttling.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(REPEAT_LOCK).execute(&mut *tx).await?;
+    }
     let bump = |actor: String, address: Option<String>| {
         sqlx::query(
             "UPDATE audit_log SET repeats = repeats + 1, last_at = $1 WHERE id = (SELECT MAX(id) FROM audit_log              WHERE action = $2 AND actor = $3 AND COALESCE(client_ip, '') = COALESCE($4, '') AND at >= $5 AND last_at IS NOT NULL)",

@@ -1,5 +1,7 @@
 //! What collectors should collect: online hosts that have not reported since a cutoff.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -48,7 +50,15 @@ pub struct Targets {
 /// collector would write one machine's report to whichever asset it was collecting, and the
 /// server could no longer tell them apart. So is an address that could be read as more than one
 /// word or an option (stored before such addresses were refused).
-pub async fn targets(db: &Db, cutoff: DateTime<Utc>) -> Result<Targets, ServiceError> {
+///
+/// `mode` is the collector's transport (`ssh`, `salt`, or none for both): an SSH collector is not
+/// kept from a host because its minion id is shared, nor a Salt collector because its address is.
+pub async fn targets(db: &Db, cutoff: DateTime<Utc>, mode: Option<&str>) -> Result<Targets, ServiceError> {
+    let (check_address, check_minion) = match mode {
+        Some("ssh") => (true, false),
+        Some("salt") => (false, true),
+        _ => (true, true),
+    };
     let rows = sqlx::query(
         "SELECT id, hostname, manage_address, ssh_port, salt_minion_id FROM assets \
          WHERE status = 'online' AND (last_seen_at IS NULL OR last_seen_at < $1) ORDER BY id",
@@ -70,24 +80,43 @@ pub async fn targets(db: &Db, cutoff: DateTime<Utc>) -> Result<Targets, ServiceE
     }
     // Every asset reached at each address, to find the shared ones. All online assets count,
     // not only the ones due: a due host must not share an address with one that reported today.
-    let rows = sqlx::query("SELECT id, LOWER(COALESCE(manage_address, hostname)) FROM assets WHERE status = 'online'")
-        .fetch_all(db.reader())
-        .await?;
-    let mut by_address: std::collections::HashMap<String, Vec<i64>> = std::collections::HashMap::new();
+    let rows = sqlx::query(
+        "SELECT id, COALESCE(manage_address, hostname), ssh_port, COALESCE(salt_minion_id, hostname) FROM assets \
+         WHERE status = 'online'",
+    )
+    .fetch_all(db.reader())
+    .await?;
+    let mut by_address: HashMap<String, Vec<i64>> = HashMap::new();
+    let mut by_minion: HashMap<String, Vec<i64>> = HashMap::new();
     for row in rows {
-        by_address.entry(row.try_get(1)?).or_default().push(row.try_get(0)?);
+        let id: i64 = row.try_get(0)?;
+        let address: String = row.try_get(1)?;
+        by_address.entry(endpoint(&address, row.try_get(2)?)).or_default().push(id);
+        by_minion.entry(row.try_get(3)?).or_default().push(id);
     }
     let mut out = Targets::default();
     for target in all {
         let address = target.manage_address.clone().unwrap_or_else(|| target.hostname.clone());
-        let sharing = by_address.get(&address.to_lowercase()).map(Vec::as_slice).unwrap_or_default();
-        let reason = if sharing.len() > 1 {
-            let others: Vec<String> =
-                sharing.iter().filter(|id| **id != target.asset_id).map(|id| format!("asset {id}")).collect();
+        let others = |sharing: Option<&Vec<i64>>| -> Option<String> {
+            let others: Vec<String> = sharing?
+                .iter()
+                .filter(|id| **id != target.asset_id)
+                .map(|id| format!("asset {id}"))
+                .collect();
+            (!others.is_empty()).then(|| others.join(", "))
+        };
+        let shared_address = others(by_address.get(&endpoint(&address, target.ssh_port))).filter(|_| check_address);
+        let shared_minion = others(by_minion.get(&target.salt_minion_id)).filter(|_| check_minion);
+        let reason = if let Some(others) = shared_address {
             Some(format!(
-                "not collected: address {address:?} is also the address of {}; give each asset its own manage_address \
-                 (or retire the old record)",
-                others.join(", ")
+                "not collected: address {address:?} (port {}) is also the address of {others}; give each asset its own \
+                 manage_address (or retire the old record)",
+                target.ssh_port.unwrap_or(22)
+            ))
+        } else if let Some(others) = shared_minion {
+            Some(format!(
+                "not collected: Salt minion id {:?} is also the minion of {others}; give each asset its own salt_minion_id",
+                target.salt_minion_id
             ))
         } else if let Err(problem) = cmdb_model::business::check_manage_address(&address) {
             Some(format!("not collected: {problem}"))
@@ -104,6 +133,11 @@ pub async fn targets(db: &Db, cutoff: DateTime<Utc>) -> Result<Targets, ServiceE
         }
     }
     Ok(out)
+}
+
+/// Where SSH reaches a host: the address (case-insensitive, as DNS is) and the port.
+fn endpoint(address: &str, port: Option<i64>) -> String {
+    format!("{}:{}", address.to_lowercase(), port.unwrap_or(22))
 }
 
 /// Records each withheld host as a collection error (source `collect-targets`), at most once a

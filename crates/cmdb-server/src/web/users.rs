@@ -136,10 +136,17 @@ pub const HASH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Runs one Argon2 computation on a blocking thread once a slot is free.
 async fn with_hash_slot<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, UserError> {
-    let _slot = tokio::time::timeout(HASH_WAIT, HASH_SLOTS.acquire())
-        .await
-        .map_err(|_| UserError::Busy)?
-        .map_err(|_| UserError::Busy)?;
+    with_slot(&HASH_SLOTS, HASH_WAIT, work).await
+}
+
+/// Runs `work` on a blocking thread holding one of `slots`, waiting at most `wait` for it.
+async fn with_slot<T: Send + 'static>(
+    slots: &tokio::sync::Semaphore,
+    wait: std::time::Duration,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, UserError> {
+    let _slot =
+        tokio::time::timeout(wait, slots.acquire()).await.map_err(|_| UserError::Busy)?.map_err(|_| UserError::Busy)?;
     tokio::task::spawn_blocking(work).await.map_err(|e| UserError::Hash(e.to_string()))
 }
 
@@ -486,6 +493,36 @@ pub fn forget_first_password(data_dir: &Path, old_password: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hashing_is_bounded_and_excess_waits_then_is_refused() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let slots = Arc::new(tokio::sync::Semaphore::new(2));
+        let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let mut tasks = Vec::new();
+        for _ in 0..12 {
+            let (slots, running, most) = (slots.clone(), running.clone(), most.clone());
+            tasks.push(tokio::spawn(async move {
+                with_slot(&slots, std::time::Duration::from_secs(30), move || {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    running.fetch_sub(1, Ordering::SeqCst);
+                })
+                .await
+            }));
+        }
+        for task in tasks {
+            task.await.expect("task").expect("a slot within the wait");
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 2, "never more hashes at once than slots");
+        // Every slot taken: the next waits, then is refused (the login page answers 429).
+        let _held = slots.acquire_many(2).await.expect("permits");
+        let busy = with_slot(&slots, std::time::Duration::from_millis(50), || ()).await;
+        assert!(matches!(busy, Err(UserError::Busy)));
+        assert!(HASH_SLOTS.available_permits() >= 1 && HASH_SLOTS.available_permits() <= 1024);
+    }
 
     #[test]
     fn names_are_normalized_and_checked() {
