@@ -156,7 +156,12 @@ fn admin_commands_create_list_and_revoke() {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("cmdb.db").display());
     let run = |args: &[&str]| {
-        let output = server_bin().args(["--database-url", &url]).args(args).output().expect("run cmdb-server");
+        let output = server_bin()
+            .args(["--database-url", &url, "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(args)
+            .output()
+            .expect("run cmdb-server");
         assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
@@ -168,9 +173,27 @@ fn admin_commands_create_list_and_revoke() {
     let listed = run(&["agent-key", "list"]);
     assert!(listed.contains(key_id) && listed.contains("collector") && listed.contains("worker-1"));
     assert!(!listed.contains(secret), "secrets are never listed");
+    // Rotation prints a new secret once; the stored one is sealed, never the printed text.
+    let rotated = run(&["agent-key", "rotate", key_id]);
+    let new_secret =
+        rotated.lines().find_map(|l| l.strip_prefix("secret = \"")).and_then(|l| l.strip_suffix('"')).expect("s");
+    assert_ne!(new_secret, secret);
+    assert!(!run(&["agent-key", "list"]).contains(new_secret));
+    let bound = server_bin()
+        .args(["--database-url", &url, "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["agent-key", "create", "--scope", "collector", "--asset", "1"])
+        .output()
+        .expect("run");
+    assert!(!bound.status.success(), "only host keys are bound to an asset");
     run(&["agent-key", "revoke", key_id]);
     assert!(run(&["agent-key", "list"]).contains("revoked"));
-    let failed = server_bin().args(["--database-url", &url, "agent-key", "revoke", key_id]).output().expect("run");
+    let failed = server_bin()
+        .args(["--database-url", &url, "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["agent-key", "revoke", key_id])
+        .output()
+        .expect("run");
     assert!(!failed.status.success(), "revoking twice fails");
 
     let token = run(&["token", "create", "--role", "editor", "--name", "ci"]);
@@ -188,8 +211,11 @@ fn graceful_shutdown_finishes_in_flight_reports() {
     runtime.block_on(async {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}", dir.path().join("cmdb.db").display());
+        // The same data directory as the server: the key file that seals the secret lives there.
         let key = server_bin()
-            .args(["--database-url", &url, "agent-key", "create", "--scope", "collector"])
+            .args(["--database-url", &url, "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["agent-key", "create", "--scope", "collector"])
             .output()
             .expect("key");
         let text = String::from_utf8_lossy(&key.stdout).into_owned();
