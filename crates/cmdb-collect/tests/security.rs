@@ -1,6 +1,10 @@
-//! Attacks on the collector side, each reproduced against the real part it targets. The pure
-//! rules have unit tests next to their code (`transport::salt` tests: `check_minion_id` on hostile
-//! ids, a minion past the output limit, the minion-side cut of a runaway script).
+//! Attacks on the collector side, each reproduced against the real part it targets. Together with
+//! `crates/cmdb-agent/tests/security.rs` (the agent's side) these are the security regression tests;
+//! the pure rules have unit tests next to their code:
+//!
+//! - `transport::salt` tests: `check_minion_id` on hostile ids, a minion past the output limit,
+//!   the minion-side cut of a runaway script.
+//! - `cmdb_agent::terminal` tests: escape sequences and control characters shown, not obeyed.
 //!
 //! Here:
 //!
