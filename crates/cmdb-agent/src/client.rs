@@ -98,9 +98,35 @@ impl CollectTarget {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct TargetList {
-    targets: Vec<CollectTarget>,
+impl CollectTarget {
+    /// Where to connect over SSH: `manage_address`, else the host name. A value with whitespace
+    /// or control characters is refused: no host name or address has them, and such a value is
+    /// a server-side mistake or an attempt to smuggle options or forge terminal output.
+    pub fn ssh_address(&self) -> Result<String, String> {
+        let (what, address) = match self.manage_address.as_deref().filter(|a| !a.trim().is_empty()) {
+            Some(address) => ("manage_address", address),
+            None => ("hostname", self.hostname.as_str()),
+        };
+        if address.is_empty() || address.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!(
+                "the server gives asset {} {what} {:?}, which is empty or contains whitespace or control \
+                 characters; not collected",
+                self.asset_id, address
+            ));
+        }
+        Ok(address.to_owned())
+    }
+}
+
+/// The answer of `GET /api/v1/collect-targets`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Targets {
+    /// The hosts to collect.
+    pub targets: Vec<CollectTarget>,
+    /// True when the server accepts `collected_for` in reports; older servers do not say so, and
+    /// refuse a report with a member they do not know.
+    #[serde(default)]
+    pub accepts_collected_for: bool,
 }
 
 /// The server's answer to one report upload, sorted by what the agent must do next.
@@ -209,7 +235,7 @@ impl ServerClient {
     }
 
     /// `GET /api/v1/collect-targets[?mode=...]`, signed.
-    pub async fn collect_targets(&self, mode: Option<&str>) -> Result<Vec<CollectTarget>, ClientError> {
+    pub async fn collect_targets(&self, mode: Option<&str>) -> Result<Targets, ClientError> {
         let query = mode.map(|m| format!("mode={m}"));
         let (url, target) = self.endpoint(TARGETS_PATH, query.as_deref());
         let shown = url.to_string();
@@ -231,11 +257,10 @@ impl ServerClient {
                 message: format!("HTTP {}: {}", status.as_u16(), server_message(&bytes)),
             });
         }
-        let list: TargetList = serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer {
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer {
             url: shown,
             message: format!("expected {{\"targets\": [...]}}: {e}"),
-        })?;
-        Ok(list.targets)
+        })
     }
 }
 
@@ -377,6 +402,47 @@ mod tests {
         assert_eq!(server_message(b"  plain text \n"), "plain text");
         assert_eq!(server_message(b""), "(empty answer)");
         assert!(server_message(&vec![b'x'; 10_000]).len() < 2100);
+    }
+
+    #[test]
+    fn ssh_addresses_with_whitespace_or_controls_are_refused() {
+        let target = |manage_address: Option<&str>, hostname: &str| CollectTarget {
+            asset_id: 7,
+            hostname: hostname.to_owned(),
+            manage_address: manage_address.map(str::to_owned),
+            ssh_port: None,
+            salt_minion_id: None,
+        };
+        assert_eq!(target(Some("10.0.0.5"), "web-01").ssh_address(), Ok("10.0.0.5".to_owned()));
+        assert_eq!(target(Some("fe80::1%eth0"), "web-01").ssh_address(), Ok("fe80::1%eth0".to_owned()));
+        assert_eq!(target(None, "web-01.example.com").ssh_address(), Ok("web-01.example.com".to_owned()));
+        // Blank means "not set", as before: the host name is used.
+        assert_eq!(target(Some("  "), "web-01").ssh_address(), Ok("web-01".to_owned()));
+        for (address, hostname, what) in [
+            (Some("10.0.0.5 -oProxyCommand=sh"), "web-01", "manage_address"),
+            (Some("10.0.0.5\n"), "web-01", "manage_address"),
+            (Some(" 10.0.0.5"), "web-01", "manage_address"),
+            (Some("10.0.0.5\t"), "web-01", "manage_address"),
+            (Some("web\x1b[2J"), "web-01", "manage_address"),
+            (Some("web\u{9b}"), "web-01", "manage_address"),
+            (Some("10.0.0.5\u{a0}"), "web-01", "manage_address"),
+            (None, "web 01", "hostname"),
+            (None, "", "hostname"),
+        ] {
+            let err = target(address, hostname).ssh_address().expect_err(&format!("{address:?} {hostname:?}"));
+            assert!(err.starts_with(&format!("the server gives asset 7 {what} ")), "{err}");
+            assert!(!err.contains('\x1b'), "the value is shown escaped: {err}");
+        }
+    }
+
+    #[test]
+    fn the_targets_answer_says_whether_collected_for_is_accepted() {
+        let old: Targets = serde_json::from_str(r#"{"cutoff": "x", "targets": []}"#).expect("old server");
+        assert!(!old.accepts_collected_for);
+        let new: Targets =
+            serde_json::from_str(r#"{"cutoff": "x", "mode": "ssh", "accepts_collected_for": true, "targets": []}"#)
+                .expect("new server");
+        assert!(new.accepts_collected_for);
     }
 
     #[test]

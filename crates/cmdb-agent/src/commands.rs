@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
+use cmdb_collect::transport::HostFailure;
+use cmdb_collect::transport::salt::check_minion_id;
 use cmdb_collect::transport::ssh::{SshClient, SshTarget};
 use cmdb_model::report::Mode;
 
@@ -19,7 +21,7 @@ use crate::fanout::{self, Handed, HostRecord, Job, Progress, RunContext, Sink, S
 use crate::inventory;
 use crate::spool::Spool;
 use crate::state::{HostnameState, LOCAL_TARGET};
-use crate::{listing, local};
+use crate::{listing, local, terminal};
 
 /// Exit status for configuration errors (sysexits EX_CONFIG).
 pub const EXIT_CONFIG: u8 = 78;
@@ -43,7 +45,8 @@ pub fn execute(cli: Cli) -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let code = if e.chain().any(|c| c.downcast_ref::<ConfigError>().is_some()) { EXIT_CONFIG } else { 1 };
-            let _ = writeln!(std::io::stderr(), "cmdb-agent: {e:#}");
+            // The chain may quote the server or a host (a refused request, a bad answer).
+            let _ = writeln!(std::io::stderr(), "cmdb-agent: {}", terminal::text(&format!("{e:#}")));
             ExitCode::from(code)
         }
     }
@@ -216,6 +219,8 @@ async fn ssh(loaded: &LoadedConfig, args: &crate::cli::SshArgs) -> Result<u8> {
     let plan = loaded.plan()?;
     let ssh = &loaded.config.ssh;
     raise_open_files_limit(ssh.concurrency);
+    // Targets from the server that cannot be collected as given; each is a failed host of the run.
+    let mut refused: Vec<HostRecord> = Vec::new();
     let jobs: Vec<Job<SshTarget>> = match &args.source.inventory {
         Some(path) => inventory::load(path)?
             .into_iter()
@@ -227,9 +232,17 @@ async fn ssh(loaded: &LoadedConfig, args: &crate::cli::SshArgs) -> Result<u8> {
             .collect(),
         None => {
             let client = deliverer_client(loaded)?;
-            let targets = client.collect_targets(Some("ssh")).await.context("cannot get the hosts to collect")?;
-            let mut jobs = Vec::with_capacity(targets.len());
-            for t in targets {
+            let answer = client.collect_targets(Some("ssh")).await.context("cannot get the hosts to collect")?;
+            let mut jobs = Vec::with_capacity(answer.targets.len());
+            for t in answer.targets {
+                let key = format!("asset-{}", t.asset_id);
+                let host = match t.ssh_address() {
+                    Ok(host) => host,
+                    Err(reason) => {
+                        refuse(&mut refused, key, reason);
+                        continue;
+                    }
+                };
                 let port = match t.port() {
                     Ok(port) => port.unwrap_or(ssh.port),
                     Err(e) => {
@@ -237,19 +250,18 @@ async fn ssh(loaded: &LoadedConfig, args: &crate::cli::SshArgs) -> Result<u8> {
                         ssh.port
                     }
                 };
-                let host =
-                    t.manage_address.clone().filter(|a| !a.trim().is_empty()).unwrap_or_else(|| t.hostname.clone());
                 jobs.push(Job {
-                    key: format!("asset-{}", t.asset_id),
+                    key,
                     name: t.hostname.clone(),
                     server_hostname: Some(t.hostname.clone()),
+                    collected_for: answer.accepts_collected_for.then_some(t.asset_id),
                     target: SshTarget { name: t.hostname, host, port, user: None },
                 });
             }
             jobs
         }
     };
-    if jobs.is_empty() {
+    if jobs.is_empty() && refused.is_empty() {
         // Every listed host reported today already: a normal outcome for a scheduled run.
         eprintln!("nothing to collect: the server lists no host that needs collecting");
         return Ok(0);
@@ -266,8 +278,9 @@ async fn ssh(loaded: &LoadedConfig, args: &crate::cli::SshArgs) -> Result<u8> {
     });
     tracing::info!(hosts = jobs.len(), concurrency = ssh.concurrency, "collecting over SSH");
     let progress = Progress::new(jobs.len(), !args.fanout.no_progress);
-    let summary = fanout::run_ssh(context.clone(), client, jobs, ssh.concurrency, &progress).await;
+    let mut summary = fanout::run_ssh(context.clone(), client, jobs, ssh.concurrency, &progress).await;
     progress.finish();
+    summary.records.extend(refused);
     Ok(finish_run(&context, &summary))
 }
 
@@ -287,15 +300,26 @@ fn deliverer_client(loaded: &LoadedConfig) -> Result<ServerClient> {
     Ok(ServerClient::new(loaded.server_url()?, loaded.credentials()?, loaded.config.delivery.timeout.get())?)
 }
 
-/// Minion ids from `--target`: a comma list, as `salt -L` takes it.
+/// Records a target from the server that is not collected, with the reason, as a failed host.
+fn refuse(refused: &mut Vec<HostRecord>, key: String, reason: String) {
+    tracing::warn!(target = %key, "{reason}");
+    refused.push(HostRecord { target: key, result: Err(HostFailure::Other(reason)) });
+}
+
+/// Minion ids from `--target`: a comma list, as `salt -L` takes it. Each id must pass
+/// [`check_minion_id`], the rule the Salt transport applies to every id it is given.
 pub fn parse_minion_list(expr: &str) -> Result<Vec<String>> {
     let mut minions: Vec<String> = Vec::new();
     for id in expr.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        if id.contains(['*', '?', '[', ']']) || id.contains(char::is_whitespace) {
+        if id.contains(['*', '?', '[', ']']) {
             bail!(
-                "--target takes minion ids separated by commas (a salt -L list); {id:?} is a pattern: \
-                 list the ids (salt-key -L) or use --from-server"
+                "--target takes minion ids separated by commas (a salt -L list); {:?} is a pattern: \
+                 list the ids (salt-key -L) or use --from-server",
+                terminal::line(id)
             );
+        }
+        if let Err(reason) = check_minion_id(id) {
+            bail!("--target: {}", terminal::line(&reason));
         }
         if !minions.iter().any(|m| m == id) {
             minions.push(id.to_owned());
@@ -309,27 +333,35 @@ pub fn parse_minion_list(expr: &str) -> Result<Vec<String>> {
 
 async fn salt(loaded: &LoadedConfig, args: &crate::cli::SaltArgs) -> Result<u8> {
     let plan = loaded.plan()?;
+    let mut refused: Vec<HostRecord> = Vec::new();
     let jobs: Vec<Job<String>> = match &args.source.target {
         Some(expr) => parse_minion_list(expr)?.into_iter().map(|m| Job::new(m.clone(), m)).collect(),
         None => {
             let client = deliverer_client(loaded)?;
-            let targets = client.collect_targets(Some("salt")).await.context("cannot get the minions to collect")?;
+            let answer = client.collect_targets(Some("salt")).await.context("cannot get the minions to collect")?;
             let mut jobs = Vec::new();
-            for t in targets {
-                match t.salt_minion_id.filter(|m| !m.trim().is_empty()) {
-                    Some(minion) => jobs.push(Job {
-                        key: format!("asset-{}", t.asset_id),
-                        name: t.hostname.clone(),
-                        server_hostname: Some(t.hostname),
-                        target: minion,
-                    }),
+            for t in answer.targets {
+                let key = format!("asset-{}", t.asset_id);
+                match t.salt_minion_id {
+                    // A comma would add minions to the `salt -L` list, a glob would match others;
+                    // an empty id is a server-side mistake, reported rather than skipped quietly.
+                    Some(minion) => match check_minion_id(&minion) {
+                        Ok(()) => jobs.push(Job {
+                            key,
+                            name: t.hostname.clone(),
+                            server_hostname: Some(t.hostname),
+                            collected_for: answer.accepts_collected_for.then_some(t.asset_id),
+                            target: minion,
+                        }),
+                        Err(reason) => refuse(&mut refused, key, format!("salt_minion_id refused: {reason}")),
+                    },
                     None => tracing::debug!(hostname = %t.hostname, "target has no salt_minion_id; skipped"),
                 }
             }
             jobs
         }
     };
-    if jobs.is_empty() {
+    if jobs.is_empty() && refused.is_empty() {
         eprintln!("nothing to collect: the server lists no minion that needs collecting");
         return Ok(0);
     }
@@ -343,8 +375,9 @@ async fn salt(loaded: &LoadedConfig, args: &crate::cli::SaltArgs) -> Result<u8> 
     });
     tracing::info!(minions = jobs.len(), batch_size = loaded.config.salt.batch_size, "collecting through Salt");
     let progress = Progress::new(jobs.len(), !args.fanout.no_progress);
-    let summary = fanout::run_salt(context.clone(), loaded.salt_options(), jobs, &progress).await;
+    let mut summary = fanout::run_salt(context.clone(), loaded.salt_options(), jobs, &progress).await;
     progress.finish();
+    summary.records.extend(refused);
     Ok(finish_run(&context, &summary))
 }
 
@@ -356,14 +389,15 @@ async fn spool(loaded: &LoadedConfig, action: SpoolAction) -> Result<u8> {
             let mut out = String::new();
             for e in &entries {
                 let r = &e.entry.report;
+                // The host name came from the host, the reason from the server.
                 out.push_str(&format!(
                     "{}  {}  {}  collected {}  spooled {}  ({})\n",
                     r.report_id,
-                    e.entry.target,
-                    r.host.hostname,
+                    terminal::line(&e.entry.target),
+                    terminal::line(&r.host.hostname),
                     r.collected_at.format("%Y-%m-%d %H:%M:%S"),
                     e.entry.spooled_at.format("%Y-%m-%d %H:%M:%S"),
-                    e.entry.reason
+                    terminal::line(&e.entry.reason)
                 ));
             }
             out.push_str(&format!("{} report(s) waiting in {}\n", entries.len(), spool.dir().display()));
@@ -381,7 +415,7 @@ async fn spool(loaded: &LoadedConfig, action: SpoolAction) -> Result<u8> {
                 summary.delivered, summary.rejected, summary.remaining
             );
             if let Some(reason) = &summary.stopped {
-                eprintln!("stopped: {reason}");
+                eprintln!("stopped: {}", terminal::line(reason));
             }
             Ok(if summary.rejected > 0 {
                 1
@@ -403,5 +437,12 @@ mod tests {
         assert_eq!(parse_minion_list("web-01, web-02,,web-01").expect("list"), vec!["web-01", "web-02"]);
         assert!(parse_minion_list("web-*").is_err());
         assert!(parse_minion_list(" , ").is_err());
+        // The transport's rule applies to ids typed on the command line too.
+        let long = "m".repeat(254);
+        for hostile in ["web 01", "web\x1b[2J", "web/01", "web\\01", long.as_str()] {
+            let err = parse_minion_list(&format!("m1,{hostile}")).expect_err(hostile);
+            assert!(err.to_string().starts_with("--target"), "{err}");
+            assert!(!err.to_string().contains('\x1b'), "the message shows the id, escaped: {err}");
+        }
     }
 }

@@ -53,6 +53,9 @@ pub const ENV_SSH_PASSWORD: &str = "CMDB_SSH_PASSWORD";
 /// Environment variable holding the passphrase of `ssh.key_file`.
 pub const ENV_SSH_KEY_PASSPHRASE: &str = "CMDB_SSH_KEY_PASSPHRASE";
 
+/// The smallest `remote_output_limit` accepted: below it even a small host's report would not fit.
+pub const MIN_REMOTE_OUTPUT_LIMIT: usize = 64 * 1024;
+
 const NAME_DEFAULT: &str = "built-in default";
 const NAME_ENV: &str = "environment variable";
 const NAME_FLAG: &str = "command-line flag";
@@ -109,6 +112,8 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// Where undeliverable reports wait for the server; defaults to `{state_dir}/spool`.
     pub spool_dir: Option<PathBuf>,
+    /// Most bytes one host may send back over SSH or Salt (stdout and stderr together); a host past it fails.
+    pub remote_output_limit: usize,
     /// Agentless collection over SSH (`cmdb-agent ssh`).
     pub ssh: SshConfig,
     /// Collection through SaltStack (`cmdb-agent salt`).
@@ -133,6 +138,7 @@ impl Default for AgentConfig {
             become_root: Become::None,
             state_dir: PathBuf::from("/var/lib/cmdb-agent"),
             spool_dir: None,
+            remote_output_limit: cmdb_collect::transport::DEFAULT_OUTPUT_LIMIT,
             ssh: SshConfig::default(),
             salt: SaltConfig::default(),
             delivery: DeliveryConfig::default(),
@@ -663,6 +669,12 @@ impl LoadedConfig {
         if c.salt.batch_size == 0 {
             return Err(self.invalid("salt.batch_size", "must be at least 1"));
         }
+        if c.remote_output_limit < MIN_REMOTE_OUTPUT_LIMIT {
+            return Err(self.invalid(
+                "remote_output_limit",
+                format!("must be at least {MIN_REMOTE_OUTPUT_LIMIT} bytes (the default is 16 MiB)"),
+            ));
+        }
         if c.spool.max_reports == 0 {
             return Err(self.invalid("spool.max_reports", "must be at least 1"));
         }
@@ -893,6 +905,7 @@ impl LoadedConfig {
             host_key_policy: s.host_key_policy.into(),
             connect_timeout: s.connect_timeout.get(),
             command_timeout: s.command_timeout.get(),
+            output_limit: self.config.remote_output_limit,
         })
     }
 
@@ -904,6 +917,7 @@ impl LoadedConfig {
             extra_args: s.extra_args.clone(),
             timeout: s.timeout.get(),
             batch_size: s.batch_size,
+            output_limit: self.config.remote_output_limit,
         }
     }
 
@@ -1014,6 +1028,7 @@ mod tests {
             "nic_exclude",
             "become",
             "state_dir",
+            "remote_output_limit",
             "external.raid.command",
             "ssh.concurrency",
             "ssh.host_key_policy",
@@ -1077,6 +1092,30 @@ mod tests {
         assert_eq!((row.1.as_str(), &row.2), ("32", &Origin::Flag("--concurrency".into())));
         let spool = rows.iter().find(|r| r.0 == "spool_dir").expect("row");
         assert!(matches!(spool.2, Origin::Derived(_)), "{spool:?}");
+    }
+
+    #[test]
+    fn remote_output_limit_reaches_both_transports() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let defaults = load(&ConfigInputs { file: Some(write(dir.path(), "a.toml", "")), ..ConfigInputs::default() })
+            .expect("loads");
+        assert_eq!(defaults.salt_options().output_limit, 16 * 1024 * 1024);
+        let file = write(
+            dir.path(),
+            "b.toml",
+            "remote_output_limit = 1048576\n[ssh]\nkey_file = \"/nonexistent/key\"\nknown_hosts = \"/nonexistent/kh\"\n",
+        );
+        let loaded = load(&ConfigInputs { file: Some(file), ..ConfigInputs::default() }).expect("loads");
+        assert_eq!(loaded.salt_options().output_limit, 1_048_576);
+        assert_eq!(loaded.ssh_options().expect("ssh options").output_limit, 1_048_576);
+        let text = load(&ConfigInputs {
+            file: Some(write(dir.path(), "c.toml", "")),
+            env: env(&[("CMDB_REMOTE_OUTPUT_LIMIT", "1000")]),
+            ..ConfigInputs::default()
+        })
+        .expect_err("too small")
+        .to_string();
+        assert!(text.contains("CMDB_REMOTE_OUTPUT_LIMIT") && text.contains("at least 65536"), "{text}");
     }
 
     #[test]

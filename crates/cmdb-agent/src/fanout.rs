@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 use crate::collect::announce_rename;
 use crate::delivery::{Deliverer, Outcome};
 use crate::state::HostnameState;
-use crate::{atomic, logging};
+use crate::{atomic, logging, terminal};
 
 /// Where finished reports go.
 pub enum Sink {
@@ -245,7 +245,9 @@ impl Summary {
                 .collect();
             let _ = writeln!(out, "collector errors (reported in the sections): {}", parts.join(", "));
         }
-        let width = self.records.iter().map(|r| r.target.len()).max().unwrap_or(0).min(40);
+        // Targets and reasons come from hosts, Salt and the server: shown, never obeyed
+        // (terminal::line), one line each.
+        let width = self.records.iter().map(|r| terminal::line(&r.target).chars().count()).max().unwrap_or(0).min(40);
         let mut failed_lines: Vec<String> = self
             .records
             .iter()
@@ -258,7 +260,8 @@ impl Summary {
                     Ok((_, Handed::Lost(why))) => format!("report not saved: {why}"),
                     Ok(_) => return None,
                 };
-                Some(format!("  {:width$}  {}", r.target, why.lines().next().unwrap_or_default()))
+                let target = terminal::line(&r.target);
+                Some(format!("  {target:width$}  {}", terminal::line(why.lines().next().unwrap_or_default())))
             })
             .collect();
         if !failed_lines.is_empty() {
@@ -337,6 +340,9 @@ pub struct Job<T> {
     /// now calls itself something else, the report carries this name as `previous_hostname`, so
     /// it lands on the asset the server listed, even one registered by hand with no hardware keys.
     pub server_hostname: Option<String>,
+    /// The asset the server listed this host as, sent as the report's `collected_for`; set only
+    /// for targets from collect-targets of a server that said it accepts the member.
+    pub collected_for: Option<i64>,
     /// Transport-specific address.
     pub target: T,
 }
@@ -345,7 +351,7 @@ impl<T> Job<T> {
     /// A job for `target`, known as `name` (also its state key).
     pub fn new(name: impl Into<String>, target: T) -> Self {
         let name = name.into();
-        Job { key: name.clone(), name, server_hostname: None, target }
+        Job { key: name.clone(), name, server_hostname: None, collected_for: None, target }
     }
 }
 
@@ -386,6 +392,9 @@ async fn finish_host<T>(
         Some(_) => {}
         None => announce_rename(&mut report, &context.state, key),
     }
+    // Before the report is signed or spooled: the server then refuses it if it resolves to
+    // another asset than the one it listed (a hostile target printing a neighbour's identity).
+    report.collected_for = job.collected_for;
     let handed = context.sink.take(key, &report).await;
     HostRecord { target: key.to_owned(), result: Ok((host.failed_sections, handed)) }
 }
@@ -556,6 +565,25 @@ mod tests {
         assert_eq!(summary.exit_code(), EXIT_INTERRUPTED);
         assert!(summary.render().contains(", not started 3 (interrupted) in "), "{}", summary.render());
         assert_eq!(FailureKind::HostKey.to_string(), "host key");
+    }
+
+    #[test]
+    fn the_summary_shows_hostile_text_escaped() {
+        let summary = Summary {
+            records: vec![
+                record("evil\x1b[2J", Err(HostFailure::Other("Salt answered: \x1b]0;pwned\x07\rok \u{9b}31m".into()))),
+                record(
+                    "web-01",
+                    Ok((vec![], Handed::Delivery(Outcome::Rejected { status: 400, message: "bad\x1b[8m".into() }))),
+                ),
+            ],
+            elapsed: Duration::from_millis(100),
+            not_started: 0,
+        };
+        let text = summary.render();
+        assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
+        assert!(text.contains("  evil\\x1b[2J  Salt answered: \\x1b]0;pwned\\x07\\rok \\u{9b}31m\n"), "{text}");
+        assert!(text.contains("rejected by the server (HTTP 400): bad\\x1b[8m"), "{text}");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! - [`fanout`], [`inventory`]: many hosts over SSH or Salt, progress and summary.
 //! - [`client`], [`delivery`], [`spool`], [`state`]: signed upload, retries, spool, renames.
 //! - [`listing`]: what `cmdb-agent collectors` prints.
+//! - [`terminal`]: remote text made safe to print (control characters and escape sequences shown, not obeyed).
 //! - [`commands`]: the subcommands themselves.
 
 pub mod atomic;
@@ -26,3 +27,4 @@ pub mod local;
 pub mod logging;
 pub mod spool;
 pub mod state;
+pub mod terminal;

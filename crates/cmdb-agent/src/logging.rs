@@ -2,12 +2,17 @@
 //!
 //! While a progress bar is drawn, log lines are printed above it instead of tearing it; under
 //! systemd (journald adds its own timestamps) lines carry no timestamp and no colour.
+//!
+//! Every field (the message included) is written through [`crate::terminal::line`]: log fields
+//! carry host names, section errors and stderr from the collected hosts, and one line per field
+//! keeps a hostile host from forging log lines or driving the terminal.
 
 use std::io::{self, IsTerminal, Write};
 use std::sync::{Mutex, OnceLock};
 
 use indicatif::ProgressBar;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::field::MakeExt;
 use tracing_subscriber::fmt::MakeWriter;
 
 /// The progress bar currently drawn, if any.
@@ -65,7 +70,17 @@ pub fn init(default_level: &str, verbose: u8, quiet: bool) {
         _ => EnvFilter::new(level),
     };
     let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let fields = tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+        let rendered = format!("{value:?}");
+        let shown = crate::terminal::line(&rendered);
+        match field.name() {
+            "message" => write!(writer, "{shown}"),
+            name => write!(writer, "{name}={shown}"),
+        }
+    })
+    .delimited(" ");
     let builder = tracing_subscriber::fmt()
+        .fmt_fields(fields)
         .with_env_filter(filter)
         .with_writer(StderrAroundProgress)
         .with_ansi(io::stderr().is_terminal() && !under_journald)

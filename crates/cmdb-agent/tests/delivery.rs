@@ -218,7 +218,9 @@ async fn collect_targets_is_a_signed_get() {
         Duration::from_secs(5),
     )
     .expect("client");
-    let targets = client.collect_targets(Some("ssh")).await.expect("targets");
+    let answer = client.collect_targets(Some("ssh")).await.expect("targets");
+    assert!(!answer.accepts_collected_for, "a server that does not say so does not accept collected_for");
+    let targets = answer.targets;
     assert_eq!(targets.len(), 2);
     assert_eq!(targets[0].manage_address.as_deref(), Some("10.0.0.5"));
     assert_eq!(targets[0].ssh_port, Some(2222));

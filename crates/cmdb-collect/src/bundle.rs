@@ -9,8 +9,15 @@
 //! when splitting, so outputs without a trailing newline come back byte for byte. A command that
 //! is missing, fails or hangs affects only its own frame.
 //!
-//! The script needs only a POSIX sh, `printf`, `head` and (optionally) `timeout`; it runs the same
-//! under bash, dash and busybox ash, locally, over SSH and through Salt.
+//! The script writes no file: a probe's stdout goes straight to the script's stdout (a copy of it
+//! kept on fd 3), and its stderr is captured by a command substitution and printed after the
+//! probe's end marker. A fixed path such as `/tmp/.cmdb-$$.err` would let any local user of the
+//! target pre-create it or plant a symlink there, and `mktemp` is not POSIX. Every redirection in
+//! the script goes to `/dev/null` or to a file descriptor (`tests/security.rs` checks the text).
+//! The capture cannot hold NUL bytes (the shell drops them), which only matters for a diagnostic.
+//!
+//! The script needs only a POSIX sh, `printf` and (optionally) `timeout`; it runs the same under
+//! bash, dash and busybox ash, locally, over SSH and through Salt.
 
 use std::fmt::Write as _;
 
@@ -47,9 +54,9 @@ pub fn script(probes: &[ProbeSpec], become_root: Become, boundary: &str) -> Stri
     s.push_str(
         "PATH=\"$PATH:/usr/local/sbin:/usr/sbin:/sbin:/opt/MegaRAID/MegaCli:/opt/MegaRAID/storcli\"; export PATH\n",
     );
-    s.push_str("E=\"${TMPDIR:-/tmp}/.cmdb-$$.err\"; { : > \"$E\"; } 2>/dev/null || E=/dev/null\n");
-    // Sets $? without a process (`(exit N)` would fork a subshell).
-    s.push_str("rc() { return \"$1\"; }\n");
+    // Probes write their stdout straight to the script's stdout through fd 3, while their
+    // stderr is captured in a variable (see the module doc): no file is ever written.
+    s.push_str("exec 3>&1\n");
     // TERM first (sudo relays it to the command it runs as root), KILL two seconds later where
     // `timeout` knows -k (GNU coreutils, busybox >= 1.33).
     s.push_str("if command -v timeout >/dev/null 2>&1; then if timeout -k 1 5 true 2>/dev/null; then T='timeout -k 2'; else T=timeout; fi; else T=; fi\n");
@@ -59,6 +66,10 @@ pub fn script(probes: &[ProbeSpec], become_root: Become, boundary: &str) -> Stri
         }
         Become::None => s.push_str("SUDO=; export SUDO\n"),
     }
+    // Inside each `$( ... )`: stderr goes to the capture (2>&1), stdout to the script's stdout
+    // (>&3), fd 3 is closed for the probe, and the exit status is appended after a `/`, which
+    // also keeps trailing newlines of stderr from being stripped by the substitution.
+    let capture = "2>&1 >&3 3>&- </dev/null; printf '/%s' \"$?\")";
     for probe in probes {
         let secs = probe.timeout.as_secs().max(1);
         let body = sh_quote(&probe.script);
@@ -71,28 +82,29 @@ pub fn script(probes: &[ProbeSpec], become_root: Become, boundary: &str) -> Stri
         if probe.may_hang {
             let _ = writeln!(
                 s,
-                "if [ -n \"$T\" ]; then $T {secs} sh -c {body} 2>\"$E\" </dev/null; else sh -c {body} 2>\"$E\" </dev/null; fi"
+                "if [ -n \"$T\" ]; then e=$($T {secs} sh -c {body} {capture}; else e=$(sh -c {body} {capture}; fi"
             );
         } else {
             // A subshell, not `sh -c`: one fork instead of two process starts, and an `exit` in
-            // the snippet still ends only the snippet.
-            let _ = writeln!(s, "(eval {body}) 2>\"$E\" </dev/null");
+            // the snippet still ends only the snippet. The space after `$(` keeps `$((` from
+            // being read as arithmetic.
+            let _ = writeln!(s, "e=$( (eval {body}) {capture}");
         }
         if let Some(first) = probe.programs.first() {
-            let missing = sh_quote(&missing_program_message(first));
-            let _ = writeln!(s, "else printf '%s\\n' {missing} >\"$E\"; rc 127; fi");
+            let missing = sh_quote(&format!("{}\n/127", missing_program_message(first)));
+            let _ = writeln!(s, "else e={missing}; fi");
         }
-        // `[ -s ]` is a builtin: a probe with nothing on stderr (most of them) does not pay for `head`.
+        // `##*/` takes the status after the last `/`, `%/*` leaves stderr exactly as printed
+        // (slashes in it included); `%.Ns` is printf's own byte limit, so no `head` is started.
         let _ = write!(
             s,
-            "c=$?\n\
+            "c=${{e##*/}}; e=${{e%/*}}\n\
              printf '\\n%s\\n' \"=={boundary}:end:{id}:$c\"\n\
-             [ -s \"$E\" ] && head -c {STDERR_LIMIT} \"$E\" 2>/dev/null\n\
+             printf '%.{STDERR_LIMIT}s' \"$e\"\n\
              printf '\\n%s\\n' '=={boundary}:done:{id}'\n",
             id = probe.id,
         );
     }
-    s.push_str("[ \"$E\" = /dev/null ] || rm -f \"$E\"\n");
     s
 }
 

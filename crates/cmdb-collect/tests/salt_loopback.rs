@@ -54,6 +54,7 @@ fn options() -> &'static SaltOptions {
             extra_args: vec!["-c".into(), format!("{DIR}/etc")],
             timeout: Duration::from_secs(20),
             batch_size: 2,
+            output_limit: cmdb_collect::transport::DEFAULT_OUTPUT_LIMIT,
         }
     })
 }
@@ -112,6 +113,7 @@ async fn a_missing_salt_binary_fails_every_minion_with_the_reason() {
         extra_args: Vec::new(),
         timeout: Duration::from_secs(5),
         batch_size: 10,
+        output_limit: cmdb_collect::transport::DEFAULT_OUTPUT_LIMIT,
     };
     let results = salt::run(&options, &minions(), "true").await;
     assert_eq!(results.len(), 3);

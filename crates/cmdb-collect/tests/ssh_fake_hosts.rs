@@ -82,6 +82,7 @@ fn options() -> SshOptions {
         host_key_policy: HostKeyPolicy::Strict,
         connect_timeout: Duration::from_secs(10),
         command_timeout: Duration::from_secs(60),
+        output_limit: cmdb_collect::transport::DEFAULT_OUTPUT_LIMIT,
     }
 }
 

@@ -45,6 +45,7 @@ fn options(password: String) -> SshOptions {
         host_key_policy: HostKeyPolicy::Strict,
         connect_timeout: Duration::from_secs(10),
         command_timeout: Duration::from_secs(30),
+        output_limit: cmdb_collect::transport::DEFAULT_OUTPUT_LIMIT,
     }
 }
 

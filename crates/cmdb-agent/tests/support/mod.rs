@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod hosts;
+
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

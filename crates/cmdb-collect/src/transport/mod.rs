@@ -13,6 +13,11 @@ pub mod ssh;
 
 use std::fmt;
 
+/// The default of the most bytes one host may send back per run (remote_output_limit): a
+/// bundled script prints a few hundred KiB, so this leaves ample room for large RAID listings
+/// while 64 hosts in flight stay around 1 GiB at worst.
+pub const DEFAULT_OUTPUT_LIMIT: usize = 16 * 1024 * 1024;
+
 /// Why a host could not be collected at all (a failed command only fails its section instead).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HostFailure {
@@ -28,6 +33,14 @@ pub enum HostFailure {
     /// Connecting or running the script took longer than allowed.
     #[error("timeout: {0}")]
     Timeout(String),
+    /// The host sent more than the configured limit (remote_output_limit); the rest was not read.
+    #[error("{host}: output exceeds {limit} bytes (remote_output_limit)")]
+    OutputLimit {
+        /// The host (address or minion id).
+        host: String,
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// Anything else (the remote shell is missing, Salt returned garbage, ...).
     #[error("{0}")]
     Other(String),
@@ -41,7 +54,7 @@ impl HostFailure {
             HostFailure::Auth(_) => FailureKind::Auth,
             HostFailure::HostKey(_) => FailureKind::HostKey,
             HostFailure::Timeout(_) => FailureKind::Timeout,
-            HostFailure::Other(_) => FailureKind::Other,
+            HostFailure::OutputLimit { .. } | HostFailure::Other(_) => FailureKind::Other,
         }
     }
 }

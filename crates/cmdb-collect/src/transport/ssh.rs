@@ -101,6 +101,9 @@ pub struct SshOptions {
     pub connect_timeout: Duration,
     /// Limit for running the bundled script.
     pub command_timeout: Duration,
+    /// The most bytes one host may send back, stdout and stderr together; past it the host
+    /// fails (see [`super::DEFAULT_OUTPUT_LIMIT`]).
+    pub output_limit: usize,
 }
 
 /// One host to visit.
@@ -115,11 +118,6 @@ pub struct SshTarget {
     /// Login user, overriding [`SshOptions::user`].
     pub user: Option<String>,
 }
-
-/// The most stdout (and, separately, stderr) kept from one host. A bundled script prints a few
-/// hundred KiB at most; a host that streams more is broken or hostile, and must not exhaust the
-/// collector's memory.
-pub const MAX_OUTPUT_BYTES: usize = 64 * 1024 * 1024;
 
 /// Key exchange preference: the classic X25519 first (cheapest to compute, supported by every
 /// OpenSSH since 6.5), then the post-quantum hybrid and the finite-field groups for servers
@@ -575,6 +573,7 @@ impl SshClient {
     ) -> Result<ScriptOutput, HostFailure> {
         let address = format!("{}:{}", target.host, target.port);
         let limit = self.shared.options.command_timeout;
+        let output_limit = self.shared.options.output_limit;
         let channel = tokio::time::timeout(limit, handle.channel_open_session())
             .await
             .map_err(|_| HostFailure::Timeout(format!("{address}: opening a session took longer than {limit:?}")))?
@@ -591,9 +590,13 @@ impl SshClient {
                 let mut exec_refused = false;
                 while let Some(message) = reader.wait().await {
                     match message {
-                        ChannelMsg::Data { data } => append_capped(&mut output.stdout, &data, &address, "stdout")?,
+                        ChannelMsg::Data { data } => {
+                            check_output_limit(&output, data.len(), output_limit, &address)?;
+                            output.stdout.extend_from_slice(&data);
+                        }
                         ChannelMsg::ExtendedData { data, ext: 1 } => {
-                            append_capped(&mut output.stderr, &data, &address, "stderr")?
+                            check_output_limit(&output, data.len(), output_limit, &address)?;
+                            output.stderr.extend_from_slice(&data);
                         }
                         ChannelMsg::ExitStatus { exit_status } => {
                             output.status = Some(i32::try_from(exit_status).unwrap_or(i32::MAX))
@@ -622,37 +625,38 @@ impl SshClient {
             }
             Ok(output)
         };
-        match tokio::time::timeout(limit, work).await {
-            Ok(result) => result,
+        let stopped = match tokio::time::timeout(limit, work).await {
+            Ok(Err(failure @ HostFailure::OutputLimit { .. })) => failure,
+            Ok(result) => return result,
             Err(_) => {
-                // Ask sshd to kill the process group (see the module doc for when it does),
-                // close the channel and wait briefly for the close to be echoed, so both
-                // requests are on the wire before the connection goes.
-                let _ = tokio::time::timeout(Duration::from_millis(500), writer.signal(Sig::KILL)).await;
-                let _ = tokio::time::timeout(Duration::from_millis(500), writer.close()).await;
-                let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                    while let Some(message) = reader.wait().await {
-                        if matches!(message, ChannelMsg::Close) {
-                            break;
-                        }
-                    }
-                })
-                .await;
-                Err(HostFailure::Timeout(format!(
-                    "{address}: the probe script ran longer than {limit:?} and was killed"
-                )))
+                HostFailure::Timeout(format!("{address}: the probe script ran longer than {limit:?} and was killed"))
             }
-        }
+        };
+        // The remote script is still running: ask sshd to kill the process group (see the
+        // module doc for when it does), close the channel and wait briefly for the close to be
+        // echoed, so both requests are on the wire before the connection goes. Whatever else
+        // the host sends meanwhile is dropped unread.
+        let _ = tokio::time::timeout(Duration::from_millis(500), writer.signal(Sig::KILL)).await;
+        let _ = tokio::time::timeout(Duration::from_millis(500), writer.close()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while let Some(message) = reader.wait().await {
+                if matches!(message, ChannelMsg::Close) {
+                    break;
+                }
+            }
+        })
+        .await;
+        Err(stopped)
     }
 }
 
-fn append_capped(buffer: &mut Vec<u8>, data: &[u8], address: &str, stream: &str) -> Result<(), HostFailure> {
-    if buffer.len() + data.len() > MAX_OUTPUT_BYTES {
-        return Err(HostFailure::Other(format!(
-            "{address} sent more than {MAX_OUTPUT_BYTES} bytes on {stream}; stopped reading"
-        )));
+/// Fails when `more` bytes would take the host's stdout and stderr together past `limit`: a
+/// bundled script prints a few hundred KiB at most, and a host that streams more is broken or
+/// hostile and must not exhaust the collector's memory (64 hosts are read at once).
+fn check_output_limit(output: &ScriptOutput, more: usize, limit: usize, address: &str) -> Result<(), HostFailure> {
+    if output.stdout.len() + output.stderr.len() + more > limit {
+        return Err(HostFailure::OutputLimit { host: address.to_owned(), limit });
     }
-    buffer.extend_from_slice(data);
     Ok(())
 }
 
@@ -700,6 +704,7 @@ mod tests {
             host_key_policy: HostKeyPolicy::Strict,
             connect_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_secs(5),
+            output_limit: crate::transport::DEFAULT_OUTPUT_LIMIT,
         }
     }
 
