@@ -107,10 +107,16 @@ impl CollectTarget {
             Some(address) => ("manage_address", address),
             None => ("hostname", self.hostname.as_str()),
         };
-        if address.is_empty() || address.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        // The server applies the same rule to business edits (`cmdb_model::business`).
+        let checked = if address.is_empty() {
+            Err("it is empty".to_owned())
+        } else {
+            cmdb_model::business::check_manage_address(address)
+        };
+        if let Err(problem) = checked {
             return Err(format!(
-                "the server gives asset {} {what} {:?}, which is empty or contains whitespace or control \
-                 characters; not collected",
+                "the server gives asset {} {what} {:?} ({problem}): an address must not be empty, start with '-' \
+                 or contain whitespace or control characters; not collected",
                 self.asset_id, address
             ));
         }

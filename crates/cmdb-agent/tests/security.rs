@@ -152,7 +152,7 @@ async fn ssh_targets_with_hostile_addresses_are_refused_and_the_others_collected
             .find(|l| l.starts_with(&format!("  asset-{asset} ")))
             .unwrap_or_else(|| panic!("no summary line for asset {asset}: {stderr}"));
         assert!(line.contains(&format!("the server gives asset {asset} {what} ")), "{line}");
-        assert!(line.contains("whitespace or control characters; not collected"), "{line}");
+        assert!(line.contains("or contain whitespace or control characters; not collected"), "{line}");
     }
     assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
     let stored = server.stored();

@@ -77,23 +77,14 @@ const STATUS_ROOM: usize = 32;
 const SALT_STDERR_KEPT: usize = 64 * 1024;
 
 /// The longest minion id accepted: a DNS name's limit, which Salt's default ids (the FQDN) obey.
-pub const MAX_MINION_ID: usize = 253;
+pub const MAX_MINION_ID: usize = cmdb_model::business::MAX_MINION_ID_LEN;
 
 /// Checks that `id` is one plain minion id, safe to place in a `salt -L` list: not empty, at
 /// most [`MAX_MINION_ID`] bytes, and free of commas (list separators), whitespace, control
-/// characters and the glob and path characters `/\*?[]`. The error says what is wrong.
+/// characters and the glob and path characters `/\*?[]`. The error says what is wrong. The rule
+/// is `cmdb_model::business::check_minion_id`, the one the server applies to business edits.
 pub fn check_minion_id(id: &str) -> Result<(), String> {
-    if id.is_empty() {
-        return Err("the minion id is empty".to_owned());
-    }
-    if id.len() > MAX_MINION_ID {
-        return Err(format!("the minion id is {} bytes long, more than {MAX_MINION_ID}", id.len()));
-    }
-    let bad = |c: char| c == ',' || c.is_whitespace() || c.is_control() || "/\\*?[]".contains(c);
-    if let Some(c) = id.chars().find(|c| bad(*c)) {
-        return Err(format!("the minion id {:?} contains {c:?}, which a salt -L list target cannot carry", id));
-    }
-    Ok(())
+    cmdb_model::business::check_minion_id(id).map_err(|problem| format!("the minion id {id:?} is refused: {problem}"))
 }
 
 /// How many bytes of the `salt` process's stdout are read for a batch of `minions`: per minion
