@@ -10,9 +10,12 @@ cd "$(dirname "$0")/../fuzz"
 out=${FUZZ_LOGS:-$(mktemp -d)}
 cargo +nightly fuzz build -O >/dev/null
 targets=$(cargo +nightly fuzz list)
-# Seed each target with the real outputs the parsers are tested on (copies: the corpus grows).
+# Seed each target with the real outputs the parsers are tested on (copies: the corpus grows;
+# a target reads whatever part of an input it understands, so every real output is a fair seed).
 for target in $targets; do
   mkdir -p "corpus/$target"
+  find ../crates/cmdb-collect -path '*testdata*' -type f -exec cp -n {} "corpus/$target/" \; 2>/dev/null || true
+  cp -n ../docs/examples/report-v1.json "corpus/$target/" 2>/dev/null || true
 done
 run() {
   target=$1

@@ -13,7 +13,7 @@ DATA=${QUICKSTART_DATA:-data}
 URL="http://$LISTEN"
 
 cargo build --release --locked -p cmdb-server -p cmdb-agent
-mkdir -p "$DATA"
+mkdir -p -m 700 "$DATA"  # private: the database and the key file live here
 ./target/release/cmdb-server --listen "$LISTEN" --data-dir "$DATA" --database-url "sqlite://$DATA/cmdb.db" &
 server=$!
 trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null' INT TERM EXIT
