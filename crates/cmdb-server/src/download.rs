@@ -10,6 +10,13 @@ pub const CSV: &str = "text/csv; charset=utf-8";
 /// XLSX.
 pub const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 
+/// A downloaded file as the OpenAPI document describes it: the bytes of the answer's content type
+/// (sent with Content-Disposition: attachment).
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+pub struct FileBody(Vec<u8>);
+
 fn headers(response: &mut Response, content_type: &'static str, filename: &str, len: Option<u64>) {
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));

@@ -50,12 +50,57 @@ pub enum ApiError {
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// The body of every error answer (the `Error` schema of the OpenAPI document).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct Body<'a> {
+    /// Machine-readable code (bad_request, invalid, unauthorized, forbidden, not_found, conflict,
+    /// too_large, unsupported_media_type, too_many_requests, unavailable, internal).
     error: &'a str,
+    /// What went wrong, for people.
     message: String,
+    /// JSON pointer of the offending value (422 only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pointer: Option<&'a str>,
+}
+
+/// The error answers of the OpenAPI document: one type per status, listed in each operation's
+/// `#[utoipa::path(responses(...))]`, each an `Error` body.
+pub mod responses {
+    use std::collections::BTreeMap;
+
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder, response::Response};
+
+    fn error(status: &str, description: &str) -> BTreeMap<String, RefOr<Response>> {
+        let name = <super::Body<'_> as utoipa::ToSchema>::name();
+        let content = ContentBuilder::new().schema(Some(Ref::from_schema_name(name))).build();
+        let response = ResponseBuilder::new().description(description).content("application/json", content).build();
+        BTreeMap::from([(status.to_owned(), RefOr::T(response))])
+    }
+
+    macro_rules! error_response {
+        ($($name:ident $status:literal $description:literal;)*) => {$(
+            #[doc = concat!("The ", $status, " answer: ", $description)]
+            pub struct $name;
+            impl utoipa::IntoResponses for $name {
+                fn responses() -> BTreeMap<String, RefOr<Response>> {
+                    error($status, $description)
+                }
+            }
+        )*};
+    }
+
+    error_response! {
+        BadRequest "400" "Malformed request (bad JSON, bad query value).";
+        Unauthorized "401" "Missing, unknown or revoked credentials.";
+        Forbidden "403" "The credentials lack the role this needs.";
+        NotFound "404" "No such resource.";
+        Conflict "409" "Conflicts with what is stored.";
+        TooLarge "413" "Body larger than the configured limit.";
+        UnsupportedMediaType "415" "Wrong Content-Type.";
+        Invalid "422" "Well-formed but invalid; `pointer` names the offending value.";
+        Unavailable "503" "The database is unavailable; retry after Retry-After seconds.";
+    }
 }
 
 impl ApiError {

@@ -11,6 +11,7 @@
 //! - `GET /lists`, `GET|POST /lists/{list}`, `PATCH|DELETE /lists/{list}/{value}`.
 //! - `GET /openapi.json` and `GET /api/docs`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
@@ -22,13 +23,16 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use chrono::Utc;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::openapi;
 use crate::api::{Shared, require};
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
-use crate::service::assets::{AssetDetail, AssetPage, ListQuery};
+use crate::error::responses::{
+    BadRequest, Conflict, Forbidden, Invalid, NotFound, TooLarge, Unauthorized, Unavailable, UnsupportedMediaType,
+};
+use crate::service::assets::{AssetDetail, AssetPage, ListFilters, ListQuery};
 use crate::service::time::{AsOf, AuditPeriod, DayEnd};
 use crate::service::{asof, export, import, lists};
 use crate::state::AppState;
@@ -54,12 +58,34 @@ pub fn router(state: Arc<AppState>) -> crate::routing::Routes {
         .with_state(state)
 }
 
-/// The `as_of` query parameter.
-#[derive(Debug, Default, Deserialize)]
+/// The `as_of` query parameter, where it is optional (absent: now).
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(default)]
 pub struct AsOfParam {
-    /// A date (the end of that day in the configured zone), a local date-time, or an instant.
+    /// The moment to rebuild: an instant (RFC 3339, 2025-12-31T23:59:59Z), a local date-time, or a
+    /// date (2025-12-31 = the end of that day in the configured zone). Follows the time the server
+    /// recorded each change.
     pub as_of: Option<String>,
+}
+
+/// The `as_of` query parameter, where it is required (read like [`AsOfParam`], but must be given).
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(default)]
+pub struct RequiredAsOf {
+    /// The moment to rebuild: an instant (RFC 3339, 2025-12-31T23:59:59Z), a local date-time, or a
+    /// date (2025-12-31 = the end of that day in the configured zone). Follows the time the server
+    /// recorded each change.
+    #[param(required = true)]
+    pub as_of: Option<String>,
+}
+
+impl RequiredAsOf {
+    /// The as-of, which must be given.
+    pub fn required(&self, state: &AppState) -> Result<AsOf, ApiError> {
+        Ok(state.calendar.required_as_of(self.as_of.as_deref())?)
+    }
 }
 
 impl AsOfParam {
@@ -67,30 +93,49 @@ impl AsOfParam {
     pub fn resolve(&self, state: &AppState) -> Result<Option<AsOf>, ApiError> {
         Ok(state.calendar.optional_as_of(self.as_of.as_deref())?)
     }
-
-    /// The as-of, which must be given.
-    pub fn required(&self, state: &AppState) -> Result<AsOf, ApiError> {
-        Ok(state.calendar.required_as_of(self.as_of.as_deref())?)
-    }
 }
 
 /// `GET /api/v1/audit/assets?as_of=`: the list as it stood then.
-async fn audit_assets(
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/assets",
+    operation_id = "listAssetsAsOf",
+    tag = "audit",
+    summary = "The asset list as it stood at as_of, rebuilt from history; filters and paging as the live list.",
+    description = "Needs the viewer role or above.",
+    security(("bearer" = []), ("session" = [])),
+    extensions(("x-cmdb-role" = json!("viewer"))),
+    params(RequiredAsOf, ListQuery),
+    responses((status = 200, description = "One page.", body = AssetPage), BadRequest, Unauthorized, Forbidden, Unavailable),
+)]
+pub(crate) async fn audit_assets(
     State(state): State<Shared>,
     principal: Principal,
     Query(query): Query<ListQuery>,
-    Query(at): Query<AsOfParam>,
+    Query(at): Query<RequiredAsOf>,
 ) -> Result<Json<AssetPage>, ApiError> {
     require(&principal, Role::Viewer)?;
     Ok(Json(asof::list_as_of(&state.db, &state.snapshot_rows, at.required(&state)?, &query).await?))
 }
 
 /// `GET /api/v1/audit/assets/{id}?as_of=`: one asset as it stood then.
-async fn audit_asset(
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/assets/{id}",
+    operation_id = "getAssetAsOf",
+    tag = "audit",
+    summary = "One asset as it stood at as_of (404 when it did not exist yet).",
+    description = "Needs the viewer role or above.",
+    security(("bearer" = []), ("session" = [])),
+    extensions(("x-cmdb-role" = json!("viewer"))),
+    params(("id" = i64, Path, description = "Asset id."), RequiredAsOf),
+    responses((status = 200, description = "The asset.", body = AssetDetail), BadRequest, Unauthorized, Forbidden, NotFound, Unavailable),
+)]
+pub(crate) async fn audit_asset(
     State(state): State<Shared>,
     principal: Principal,
     Path(id): Path<i64>,
-    Query(at): Query<AsOfParam>,
+    Query(at): Query<RequiredAsOf>,
 ) -> Result<Json<AssetDetail>, ApiError> {
     require(&principal, Role::Viewer)?;
     let at = at.required(&state)?;
@@ -101,14 +146,38 @@ async fn audit_asset(
 }
 
 /// `GET /api/v1/audit/snapshots`.
-async fn list_snapshots(State(state): State<Shared>, principal: Principal) -> Result<Json<Value>, ApiError> {
-    require(&principal, Role::Viewer)?;
-    Ok(Json(json!({"items": asof::snapshots(&state.db).await?})))
+/// The answer of `GET /api/v1/audit/snapshots`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct SnapshotList {
+    /// Newest first.
+    items: Vec<asof::Snapshot>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/snapshots",
+    operation_id = "listSnapshots",
+    tag = "audit",
+    summary = "The snapshots the as-of view starts from.",
+    description = "Needs the viewer role or above.",
+    security(("bearer" = []), ("session" = [])),
+    extensions(("x-cmdb-role" = json!("viewer"))),
+    responses((status = 200, description = "Newest first.", body = SnapshotList), Unauthorized, Forbidden, Unavailable),
+)]
+pub(crate) async fn list_snapshots(
+    State(state): State<Shared>,
+    principal: Principal,
+) -> Result<Json<SnapshotList>, ApiError> {
+    require(&principal, Role::Viewer)?;
+    Ok(Json(SnapshotList { items: asof::snapshots(&state.db).await? }))
+}
+
+/// The optional body of `POST /api/v1/audit/snapshots`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SnapshotBody {
+pub(crate) struct SnapshotBody {
+    /// The moment to capture: RFC 3339 or a date; at least two minutes ago. Default: two minutes
+    /// ago.
     at: Option<String>,
 }
 
@@ -141,7 +210,19 @@ fn json_body<T: serde::de::DeserializeOwned + Default>(
 }
 
 /// `POST /api/v1/audit/snapshots` (admin): take a snapshot.
-async fn take_snapshot(
+#[utoipa::path(
+    post,
+    path = "/api/v1/audit/snapshots",
+    operation_id = "takeSnapshot",
+    tag = "audit",
+    summary = "Take a snapshot now (of two minutes ago) or at a past time; one a day is taken automatically.",
+    description = "Needs the admin role or above.",
+    security(("bearer" = []), ("session" = [])),
+    extensions(("x-cmdb-role" = json!("admin"))),
+    request_body(content = Option<SnapshotBody>, content_type = "application/json", description = "Optional: an empty body takes one of two minutes ago."),
+    responses((status = 200, description = "The snapshot.", body = asof::SnapshotInfo), BadRequest, Unauthorized, Forbidden, UnsupportedMediaType, Invalid, Unavailable),
+)]
+pub(crate) async fn take_snapshot(
     State(state): State<Shared>,
     principal: Principal,
     headers: HeaderMap,
@@ -207,7 +288,19 @@ fn stamp(state: &AppState, at: Option<AsOf>) -> String {
 }
 
 /// `GET /api/v1/export/assets.csv`.
-async fn export_assets_csv(
+#[utoipa::path(
+    get,
+    path = "/api/v1/export/assets.csv",
+    operation_id = "exportAssetsCsv",
+    tag = "export",
+    summary = "Every asset the filters select (all pages), live or as of as_of, as CSV.",
+    description = "Needs the viewer role or above.",
+    security(("bearer" = []), ("session" = [])),
+    extensions(("x-cmdb-role" = json!("viewer"))),
+    params(AsOfParam, ListFilters),
+    responses((status = 200, description = "CSV.", content_type = "text/csv", body = inline(crate::download::FileBody)), BadRequest, Unauthorized, Forbidden, Unavailable),
+)]
+pub(crate) async fn export_assets_csv(
     State(state): State<Shared>,
     principal: Principal,
     Query(query): Query<ListQuery>,
@@ -225,7 +318,19 @@ async fn export_assets_csv(
 }
 
 /// `GET /api/v1/export/assets.xlsx`.
-async fn export_assets_xlsx(
+#[utoipa::path(
+    get,
+    path = "/api/v1/export/assets.xlsx",
+    operation_id = "exportAssetsXlsx",
+    tag = "export",
+    summary = "Every asset the filters select (all pages), live or as of as_of, as XLSX.",
+    description = "Needs the viewer role or above.",
+    security(("bearer" = []), ("session" = [])),
+    extensions(("x-cmdb-role" = json!("viewer"))),
+    params(AsOfParam, ListFilters),
+    responses((status = 200, description = "The workbook.", content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", body = inline(crate::download::FileBody)), BadRequest, Unauthorized, Forbidden, Unavailable),
+)]
+pub(crate) async fn export_assets_xlsx(
     State(state): State<Shared>,
     principal: Principal,
     Query(query): Query<ListQuery>,
@@ -244,11 +349,19 @@ async fn export_assets_xlsx(
 }
 
 /// Query of the audit exports.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(default)]
-struct AuditParams {
+pub(crate) struct AuditParams {
+    /// The moment the asset and component sheets show: an instant (RFC 3339), a local date-time,
+    /// or a date (the end of that day in the configured zone).
+    #[param(required = true)]
     as_of: Option<String>,
+    /// Start of the change period, inclusive (RFC 3339 or a date = its start). Default: the start
+    /// of as_of's year.
     from: Option<String>,
+    /// End of the change period, exclusive (RFC 3339 or a date = the end of it). Default: just
+    /// after as_of.
     to: Option<String>,
 }
 
@@ -260,7 +373,19 @@ impl AuditParams {
 }
 
 /// `GET /api/v1/audit/export.xlsx`.
-async fn audit_workbook(
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/export.xlsx",
+    operation_id = "auditWorkbook",
+    tag = "audit",
+    summary = "The audit workbook: About, Assets and Components as of as_of, and every Change recorded in [from, to). Long tables continue on numbered sheets.",
+    description = "Needs the viewer role or above.",
+    security(("bearer" = []), ("session" = [])),
+    extensions(("x-cmdb-role" = json!("viewer"))),
+    params(AuditParams),
+    responses((status = 200, description = "The workbook.", content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", body = inline(crate::download::FileBody)), BadRequest, Unauthorized, Forbidden, Invalid, Unavailable),
+)]
+pub(crate) async fn audit_workbook(
     State(state): State<Shared>,
     principal: Principal,
     Query(params): Query<AuditParams>,
@@ -273,10 +398,22 @@ async fn audit_workbook(
 }
 
 /// `GET /api/v1/audit/assets.csv`.
-async fn audit_assets_csv(
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/assets.csv",
+    operation_id = "auditAssetsCsv",
+    tag = "audit",
+    summary = "The audit's asset sheet as CSV.",
+    description = "Needs the viewer role or above.",
+    security(("bearer" = []), ("session" = [])),
+    extensions(("x-cmdb-role" = json!("viewer"))),
+    params(RequiredAsOf),
+    responses((status = 200, description = "CSV.", content_type = "text/csv", body = inline(crate::download::FileBody)), BadRequest, Unauthorized, Forbidden, Unavailable),
+)]
+pub(crate) async fn audit_assets_csv(
     State(state): State<Shared>,
     principal: Principal,
-    Query(at): Query<AsOfParam>,
+    Query(at): Query<RequiredAsOf>,
 ) -> Result<Response, ApiError> {
     require(&principal, Role::Viewer)?;
     let at = at.required(&state)?;
@@ -286,10 +423,22 @@ async fn audit_assets_csv(
 }
 
 /// `GET /api/v1/audit/components.csv`.
-async fn audit_components_csv(
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/components.csv",
+    operation_id = "auditComponentsCsv",
+    tag = "audit",
+    summary = "The audit's component sheet as CSV.",
+    description = "Needs the viewer role or above.",
+    security(("bearer" = []), ("session" = [])),
+    extensions(("x-cmdb-role" = json!("viewer"))),
+    params(RequiredAsOf),
+    responses((status = 200, description = "CSV.", content_type = "text/csv", body = inline(crate::download::FileBody)), BadRequest, Unauthorized, Forbidden, Unavailable),
+)]
+pub(crate) async fn audit_components_csv(
     State(state): State<Shared>,
     principal: Principal,
-    Query(at): Query<AsOfParam>,
+    Query(at): Query<RequiredAsOf>,
 ) -> Result<Response, ApiError> {
     require(&principal, Role::Viewer)?;
     let at = at.required(&state)?;
@@ -299,7 +448,19 @@ async fn audit_components_csv(
 }
 
 /// `GET /api/v1/audit/changes.csv`.
-async fn audit_changes_csv(
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/changes.csv",
+    operation_id = "auditChangesCsv",
+    tag = "audit",
+    summary = "The audit's change sheet as CSV (as_of only sets the default period).",
+    description = "Needs the viewer role or above.",
+    security(("bearer" = []), ("session" = [])),
+    extensions(("x-cmdb-role" = json!("viewer"))),
+    params(AuditParams),
+    responses((status = 200, description = "CSV.", content_type = "text/csv", body = inline(crate::download::FileBody)), BadRequest, Unauthorized, Forbidden, Invalid, Unavailable),
+)]
+pub(crate) async fn audit_changes_csv(
     State(state): State<Shared>,
     principal: Principal,
     Query(params): Query<AuditParams>,
@@ -313,14 +474,30 @@ async fn audit_changes_csv(
     stream(file, CSV, &format!("cmdb-audit-changes-{}.csv", period.as_of.file_stamp())).await
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Query of the CSV import.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(default)]
-struct ImportParams {
+pub(crate) struct ImportParams {
+    /// true (default) to only check; false to apply.
     dry_run: Option<bool>,
 }
 
 /// `POST /api/v1/import/csv?dry_run=` (editor).
-async fn import_csv(
+#[utoipa::path(
+    post,
+    path = "/api/v1/import/csv",
+    operation_id = "importCsv",
+    tag = "import",
+    summary = "Import hosts and business fields from CSV. Checks every line first; a dry run (the default) writes nothing; a real run with any invalid line applies nothing (422).",
+    description = "Needs the editor role or above.",
+    security(("bearer" = []), ("session" = [])),
+    extensions(("x-cmdb-role" = json!("editor"))),
+    params(ImportParams),
+    request_body(content = String, content_type = "text/csv", description = "The CSV: a header line naming the columns, then one host a line."),
+    responses((status = 200, description = "What each line does (or did).", body = import::ImportReport), (status = 422, description = "A real run with invalid lines: nothing applied; what each line would do, with the errors (or an Error when the request itself is invalid).", body = import::ImportReport), BadRequest, Unauthorized, Forbidden, Conflict, TooLarge, UnsupportedMediaType, Unavailable),
+)]
+pub(crate) async fn import_csv(
     State(state): State<Shared>,
     principal: Principal,
     Query(params): Query<ImportParams>,
@@ -377,39 +554,85 @@ async fn import_csv(
 }
 
 /// `GET /api/v1/lists`.
-async fn all_lists(State(state): State<Shared>, principal: Principal) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/lists",
+    operation_id = "managedLists",
+    tag = "lists",
+    summary = "Every managed list (idc, business_unit, tag) with its values.",
+    description = "Needs the viewer role or above.",
+    security(("bearer" = []), ("session" = [])),
+    extensions(("x-cmdb-role" = json!("viewer"))),
+    responses((status = 200, description = "Lists by name.", body = BTreeMap<String, Vec<lists::ManagedValue>>), Unauthorized, Forbidden, Unavailable),
+)]
+pub(crate) async fn all_lists(
+    State(state): State<Shared>,
+    principal: Principal,
+) -> Result<Json<BTreeMap<String, Vec<lists::ManagedValue>>>, ApiError> {
     require(&principal, Role::Viewer)?;
-    let mut out = serde_json::Map::new();
+    let mut out = BTreeMap::new();
     for kind in lists::ListKind::ALL {
-        out.insert(
-            kind.as_str().to_owned(),
-            serde_json::to_value(lists::values(&state.db, kind).await?).unwrap_or_default(),
-        );
+        out.insert(kind.as_str().to_owned(), lists::values(&state.db, kind).await?);
     }
-    Ok(Json(Value::Object(out)))
+    Ok(Json(out))
+}
+
+/// One managed list's values.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ManagedList {
+    /// The values, with how many assets use each.
+    items: Vec<lists::ManagedValue>,
 }
 
 /// `GET /api/v1/lists/{list}`.
-async fn one_list(
+#[utoipa::path(
+    get,
+    path = "/api/v1/lists/{list}",
+    operation_id = "managedList",
+    tag = "lists",
+    summary = "One managed list with how many assets use each value.",
+    description = "Needs the viewer role or above.",
+    security(("bearer" = []), ("session" = [])),
+    extensions(("x-cmdb-role" = json!("viewer"))),
+    params(("list" = String, Path, description = "Which list: idc, business_unit or tag.")),
+    responses((status = 200, description = "The values.", body = ManagedList), Unauthorized, Forbidden, NotFound, Unavailable),
+)]
+pub(crate) async fn one_list(
     State(state): State<Shared>,
     principal: Principal,
     Path(list): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ManagedList>, ApiError> {
     require(&principal, Role::Viewer)?;
     let kind = lists::ListKind::parse(&list)?;
-    Ok(Json(json!({"items": lists::values(&state.db, kind).await?})))
+    Ok(Json(ManagedList { items: lists::values(&state.db, kind).await? }))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The body of `POST /api/v1/lists/{list}`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewValue {
+pub(crate) struct NewValue {
+    /// The value.
     value: String,
+    /// What it means (default empty).
     #[serde(default)]
     description: String,
 }
 
 /// `POST /api/v1/lists/{list}` (editor).
-async fn add_value(
+#[utoipa::path(
+    post,
+    path = "/api/v1/lists/{list}",
+    operation_id = "addManagedValue",
+    tag = "lists",
+    summary = "Add a value to a list.",
+    description = "Needs the editor role or above.",
+    security(("bearer" = []), ("session" = [])),
+    extensions(("x-cmdb-role" = json!("editor"))),
+    params(("list" = String, Path, description = "Which list: idc, business_unit or tag.")),
+    request_body(content = NewValue, content_type = "application/json"),
+    responses((status = 201, description = "The value.", body = lists::ManagedValue), BadRequest, Unauthorized, Forbidden, NotFound, Conflict, UnsupportedMediaType, Invalid, Unavailable),
+)]
+pub(crate) async fn add_value(
     State(state): State<Shared>,
     principal: Principal,
     Path(list): Path<String>,
@@ -424,14 +647,29 @@ async fn add_value(
     Ok((StatusCode::CREATED, Json(value)))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The body of `PATCH /api/v1/lists/{list}/{value}`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Description {
+pub(crate) struct Description {
+    /// The new description.
     description: String,
 }
 
 /// `PATCH /api/v1/lists/{list}/{value}` (editor).
-async fn describe_value(
+#[utoipa::path(
+    patch,
+    path = "/api/v1/lists/{list}/{value}",
+    operation_id = "describeManagedValue",
+    tag = "lists",
+    summary = "Change a value's description.",
+    description = "Needs the editor role or above.",
+    security(("bearer" = []), ("session" = [])),
+    extensions(("x-cmdb-role" = json!("editor"))),
+    params(("list" = String, Path, description = "Which list: idc, business_unit or tag."), ("value" = String, Path, description = "The value.")),
+    request_body(content = Description, content_type = "application/json"),
+    responses((status = 204, description = "Done."), BadRequest, Unauthorized, Forbidden, NotFound, UnsupportedMediaType, Invalid, Unavailable),
+)]
+pub(crate) async fn describe_value(
     State(state): State<Shared>,
     principal: Principal,
     Path((list, value)): Path<(String, String)>,
@@ -446,7 +684,19 @@ async fn describe_value(
 }
 
 /// `DELETE /api/v1/lists/{list}/{value}` (admin).
-async fn remove_value(
+#[utoipa::path(
+    delete,
+    path = "/api/v1/lists/{list}/{value}",
+    operation_id = "removeManagedValue",
+    tag = "lists",
+    summary = "Remove a value no asset uses.",
+    description = "Needs the admin role or above.",
+    security(("bearer" = []), ("session" = [])),
+    extensions(("x-cmdb-role" = json!("admin"))),
+    params(("list" = String, Path, description = "Which list: idc, business_unit or tag."), ("value" = String, Path, description = "The value.")),
+    responses((status = 204, description = "Done."), Unauthorized, Forbidden, NotFound, Conflict, Unavailable),
+)]
+pub(crate) async fn remove_value(
     State(state): State<Shared>,
     principal: Principal,
     Path((list, value)): Path<(String, String)>,
@@ -459,7 +709,17 @@ async fn remove_value(
 }
 
 /// `GET /api/v1/openapi.json`.
-async fn openapi_json() -> impl IntoResponse {
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    operation_id = "openapi",
+    tag = "meta",
+    summary = "This document.",
+    description = "Public.",
+    responses((status = 200, description = "OpenAPI 3.1.", body = Object)),
+    security(()),
+)]
+pub(crate) async fn openapi_json() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], openapi::DOCUMENT.as_str())
 }
 

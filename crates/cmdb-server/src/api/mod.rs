@@ -23,10 +23,13 @@ use self::audit::AsOfParam;
 use crate::auth::{self, AgentKey, Principal, Role};
 use crate::db::{from_us, now_us};
 use crate::error::ApiError;
+use crate::error::responses::{
+    BadRequest, Conflict, Forbidden, Invalid, NotFound, TooLarge, Unauthorized, Unavailable, UnsupportedMediaType,
+};
 use crate::ingest::{Disposition, IngestError, LEGACY_SOURCE, NonceUse, Outcome};
 use crate::metrics;
 use crate::service::assets::{self, AssetPage, ListQuery};
-use crate::service::collection_errors::ErrorFilter;
+use crate::service::collection_errors::{CollectionError, ErrorFilter};
 use crate::state::AppState;
 
 /// Shared state handle.
@@ -189,6 +192,24 @@ fn outcome_label(result: &Result<(Outcome, Disposition), ApiError>) -> &'static 
 }
 
 /// `POST /api/v1/reports`: ingest one signed report.
+#[utoipa::path(
+    post,
+    path = "/api/v1/reports",
+    operation_id = "postReport",
+    tag = "ingest",
+    summary = "Ingest one signed collector report (HMAC-signed by an agent key).",
+    description = "Signed by an agent key (CMDB-HMAC-SHA256, docs/report-format.md).",
+    request_body(
+        content = Object,
+        content_type = "application/json",
+        description = "A report in format v1 (docs/report-format.md, schema/report-v1.schema.json)."
+    ),
+    responses(
+        (status = 200, description = "What the server did with the report (repeating a report id returns the first outcome).", body = Outcome),
+        BadRequest, Unauthorized, Forbidden, TooLarge, UnsupportedMediaType, Invalid, Unavailable,
+    ),
+    security(("agentSignature" = [])),
+)]
 pub async fn post_report(
     State(state): State<Shared>,
     method: Method,
@@ -280,26 +301,52 @@ pub async fn post_legacy(
 }
 
 /// Query of `GET /api/v1/collect-targets`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(default)]
 pub struct TargetsQuery {
-    /// "ssh" or "salt" (informational; both get the same hosts).
+    /// The collector's transport, ssh or salt: hosts sharing an address (ssh) or a minion id (salt)
+    /// with another host are withheld; absent, both.
     pub mode: Option<String>,
-    /// Hosts that have not reported since this time (RFC 3339); default: start of today in the
+    /// Cutoff (RFC 3339): hosts that have not reported since; default the start of today in the
     /// server's time zone.
     pub since: Option<String>,
+}
+
+/// The answer of `GET /api/v1/collect-targets`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct CollectTargets {
+    /// The cutoff used.
+    pub cutoff: DateTime<Utc>,
+    /// The mode asked for.
+    pub mode: Option<String>,
+    /// Reports may carry collected_for (the target's asset id).
+    pub accepts_collected_for: bool,
+    /// The hosts.
+    pub targets: Vec<Target>,
 }
 
 pub use crate::service::collect::Target;
 
 /// `GET /api/v1/collect-targets`: online hosts that have not reported since the cutoff.
+#[utoipa::path(
+    get,
+    path = "/api/v1/collect-targets",
+    operation_id = "collectTargets",
+    tag = "ingest",
+    summary = "Online hosts that have not reported since a cutoff (for SSH/Salt collectors).",
+    description = "Signed by an agent key (CMDB-HMAC-SHA256, docs/report-format.md).",
+    params(TargetsQuery),
+    responses((status = 200, description = "The cutoff and the hosts.", body = CollectTargets), Unauthorized, Invalid, Unavailable),
+    security(("agentSignature" = [])),
+)]
 pub async fn collect_targets(
     State(state): State<Shared>,
     method: Method,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     Query(query): Query<TargetsQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CollectTargets>, ApiError> {
     let (key, header) = agent(&state, &method, &uri, &headers, b"").await?;
     let mut conn = state.db.writer().acquire().await?;
     if !auth::record_nonce(&mut conn, &key.key_id, &header.nonce, header.timestamp, state.config.clock_window_secs)
@@ -320,10 +367,22 @@ pub async fn collect_targets(
     crate::service::collect::record_withheld(&state.db, &withheld).await?;
     // `accepts_collected_for` tells agents they may tie each report to its target's asset id
     // (docs/report-format.md); agents never send it to servers that do not say so.
-    Ok(Json(json!({"cutoff": cutoff, "mode": query.mode, "accepts_collected_for": true, "targets": targets})))
+    Ok(Json(CollectTargets { cutoff, mode: query.mode, accepts_collected_for: true, targets }))
 }
 
 /// `GET /api/v1/assets[?as_of=]`: the list now, or as it stood at `as_of`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/assets",
+    operation_id = "listAssets",
+    tag = "assets",
+    summary = "List and search assets, now or as they stood at as_of.",
+    description = "Needs the viewer role or above.",
+    security(("bearer" = []), ("session" = [])),
+    extensions(("x-cmdb-role" = json!("viewer"))),
+    params(ListQuery, AsOfParam),
+    responses((status = 200, description = "One page.", body = AssetPage), BadRequest, Unauthorized, Forbidden, Unavailable),
+)]
 pub async fn list_assets(
     State(state): State<Shared>,
     principal: Principal,
@@ -351,7 +410,62 @@ fn json_object(
     }
 }
 
+/// Business fields of a request body: any subset; null clears. Documents the body only: the
+/// handlers read it as a JSON object, because an absent field and a null one differ.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct BusinessPatch {
+    /// Data centre (a value of the idc list).
+    idc: Option<String>,
+    /// Cabinet.
+    cabinet: Option<String>,
+    /// Position in the cabinet.
+    cabinet_u: Option<i64>,
+    /// Business unit (a value of the business_unit list).
+    business_unit: Option<String>,
+    /// Owner.
+    owner: Option<String>,
+    /// Status: racked, online, offline or retired.
+    status: Option<String>,
+    /// Tags (values of the tag list): an array, or one comma-separated string.
+    tags: Option<Vec<String>>,
+    /// Address for SSH collection.
+    manage_address: Option<String>,
+    /// SSH port (a number or a numeric string).
+    ssh_port: Option<u16>,
+    /// Salt minion id.
+    salt_minion_id: Option<String>,
+    /// Notes.
+    notes: Option<String>,
+}
+
+/// The body of `POST /api/v1/assets`: the host name and any business fields.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Registration {
+    /// Host name.
+    hostname: String,
+    /// Business fields.
+    #[serde(flatten)]
+    business: BusinessPatch,
+}
+
 /// `POST /api/v1/assets`: register a host (editor).
+#[utoipa::path(
+    post,
+    path = "/api/v1/assets",
+    operation_id = "registerAsset",
+    tag = "assets",
+    summary = "Register a host by hand (hostname plus business fields).",
+    description = "Needs the editor role or above.",
+    security(("bearer" = []), ("session" = [])),
+    extensions(("x-cmdb-role" = json!("editor"))),
+    request_body(content = Registration, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The new asset.", body = assets::AssetDetail),
+        BadRequest, Unauthorized, Forbidden, Conflict, TooLarge, UnsupportedMediaType, Invalid, Unavailable,
+    ),
+)]
 pub async fn register_asset(
     State(state): State<Shared>,
     principal: Principal,
@@ -365,6 +479,18 @@ pub async fn register_asset(
 }
 
 /// `GET /api/v1/assets/{id}[?as_of=]`: one asset now, or as it stood at `as_of`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/assets/{id}",
+    operation_id = "getAsset",
+    tag = "assets",
+    summary = "One asset with every section and component, now or as it stood at as_of.",
+    description = "Needs the viewer role or above.",
+    security(("bearer" = []), ("session" = [])),
+    extensions(("x-cmdb-role" = json!("viewer"))),
+    params(("id" = i64, Path, description = "Asset id."), AsOfParam),
+    responses((status = 200, description = "The asset.", body = assets::AssetDetail), BadRequest, Unauthorized, Forbidden, NotFound, Unavailable),
+)]
 pub async fn get_asset(
     State(state): State<Shared>,
     principal: Principal,
@@ -382,6 +508,22 @@ pub async fn get_asset(
 }
 
 /// `PATCH /api/v1/assets/{id}`: edit business fields (editor).
+#[utoipa::path(
+    patch,
+    path = "/api/v1/assets/{id}",
+    operation_id = "patchAsset",
+    tag = "assets",
+    summary = "Edit business fields (recorded as changes with source user:<name>).",
+    description = "Needs the editor role or above.",
+    security(("bearer" = []), ("session" = [])),
+    extensions(("x-cmdb-role" = json!("editor"))),
+    params(("id" = i64, Path, description = "Asset id.")),
+    request_body(content = BusinessPatch, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The asset after the edit.", body = assets::AssetDetail),
+        BadRequest, Unauthorized, Forbidden, NotFound, TooLarge, UnsupportedMediaType, Invalid, Unavailable,
+    ),
+)]
 pub async fn patch_asset(
     State(state): State<Shared>,
     principal: Principal,
@@ -395,21 +537,54 @@ pub async fn patch_asset(
     Ok(Json(assets::detail(&state.db, id).await?))
 }
 
-/// Pagination of newest-first lists.
-#[derive(Debug, Default, Deserialize)]
+/// Pagination of an asset's changes (newest first).
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(default)]
 pub struct PageQuery {
     /// Only rows with a smaller id (the `next` of the previous page).
     pub before: Option<i64>,
-    /// Rows per page (max 1000).
+    /// Rows per page (default 200, max 1000).
+    pub limit: Option<i64>,
+}
+
+/// Query of the collection errors (newest first).
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(default)]
+pub struct ErrorsQuery {
+    /// Only rows with a smaller id (the `next` of the previous page).
+    pub before: Option<i64>,
+    /// Rows per page (default 200, max 1000).
     pub limit: Option<i64>,
     /// Only this asset.
     pub asset_id: Option<i64>,
 }
 
+/// A page of collection errors.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorPage {
+    /// The errors, newest first.
+    pub items: Vec<CollectionError>,
+    /// The `before` of the next page, when there may be one.
+    pub next: Option<String>,
+}
+
 pub use crate::service::history::ChangePage;
 
 /// `GET /api/v1/assets/{id}/changes`: newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/assets/{id}/changes",
+    operation_id = "assetChanges",
+    tag = "history",
+    summary = "An asset's change records, newest first.",
+    description = "Needs the viewer role or above.",
+    security(("bearer" = []), ("session" = [])),
+    extensions(("x-cmdb-role" = json!("viewer"))),
+    params(("id" = i64, Path, description = "Asset id."), PageQuery),
+    responses((status = 200, description = "A page.", body = ChangePage), Unauthorized, Forbidden, Unavailable),
+)]
 pub async fn asset_changes(
     State(state): State<Shared>,
     principal: Principal,
@@ -424,7 +599,8 @@ pub async fn asset_changes(
 }
 
 /// Query of the change feed.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(default)]
 pub struct FeedQuery {
     /// The `next` cursor of the previous page (absent: from the beginning).
@@ -439,6 +615,18 @@ pub struct FeedQuery {
 /// so a late commit cannot land behind a cursor; on SQLite commits are serialized, so ids are
 /// commit order. The price on PostgreSQL: a long write transaction in the cmdb database delays
 /// (never drops) what the feed shows until it ends.
+#[utoipa::path(
+    get,
+    path = "/api/v1/changes",
+    operation_id = "changeFeed",
+    tag = "history",
+    summary = "Every change, oldest first; follow next to never miss one.",
+    description = "Needs the viewer role or above.",
+    security(("bearer" = []), ("session" = [])),
+    extensions(("x-cmdb-role" = json!("viewer"))),
+    params(FeedQuery),
+    responses((status = 200, description = "A page.", body = ChangePage), Unauthorized, Forbidden, Invalid, Unavailable),
+)]
 pub async fn change_feed(
     State(state): State<Shared>,
     principal: Principal,
@@ -450,17 +638,29 @@ pub async fn change_feed(
 }
 
 /// `GET /api/v1/errors`: collection errors, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/errors",
+    operation_id = "collectionErrors",
+    tag = "history",
+    summary = "Collection errors reported by collectors, newest first.",
+    description = "Needs the viewer role or above.",
+    security(("bearer" = []), ("session" = [])),
+    extensions(("x-cmdb-role" = json!("viewer"))),
+    params(ErrorsQuery),
+    responses((status = 200, description = "A page.", body = ErrorPage), Unauthorized, Forbidden, Unavailable),
+)]
 pub async fn errors(
     State(state): State<Shared>,
     principal: Principal,
-    Query(page): Query<PageQuery>,
-) -> Result<Json<Value>, ApiError> {
+    Query(page): Query<ErrorsQuery>,
+) -> Result<Json<ErrorPage>, ApiError> {
     require(&principal, Role::Viewer)?;
     let limit = page.limit.unwrap_or(200).clamp(1, 1000);
     let filter = ErrorFilter { asset_id: page.asset_id, before: page.before, ..ErrorFilter::default() };
     let items = crate::service::collection_errors::list(&state.db, &filter, limit).await?;
     let next = (items.len() as i64 == limit).then(|| items.last().map(|e| e.id.to_string())).flatten();
-    Ok(Json(json!({"items": items, "next": next})))
+    Ok(Json(ErrorPage { items, next }))
 }
 
 /// `GET /healthz`: the process is up.

@@ -664,6 +664,21 @@ pub async fn list_items_as_of(
     Ok(rows.select(db.backend(), query).into_iter().cloned().collect())
 }
 
+/// A stored (complete) snapshot.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Snapshot {
+    /// Snapshot id.
+    pub id: i64,
+    /// The moment it captures.
+    pub taken_at: DateTime<Utc>,
+    /// When it was taken.
+    pub created_at: DateTime<Utc>,
+    /// Why: `daily`, or `manual:<user>`.
+    pub reason: String,
+    /// Assets in it.
+    pub asset_count: i64,
+}
+
 /// What a snapshot run did.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SnapshotInfo {
@@ -812,7 +827,7 @@ async fn fill_members(
 }
 
 /// Every complete snapshot, newest first.
-pub async fn snapshots(db: &Db) -> Result<Vec<serde_json::Value>, ServiceError> {
+pub async fn snapshots(db: &Db) -> Result<Vec<Snapshot>, ServiceError> {
     let rows = sqlx::query(
         "SELECT id, taken_at, created_at, reason, asset_count FROM snapshots WHERE status = 'complete' ORDER BY taken_at DESC, id DESC",
     )
@@ -820,13 +835,13 @@ pub async fn snapshots(db: &Db) -> Result<Vec<serde_json::Value>, ServiceError> 
     .await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        out.push(serde_json::json!({
-            "id": row.try_get::<i64, _>(0)?,
-            "taken_at": from_us(row.try_get(1)?),
-            "created_at": from_us(row.try_get(2)?),
-            "reason": row.try_get::<String, _>(3)?,
-            "asset_count": row.try_get::<i64, _>(4)?,
-        }));
+        out.push(Snapshot {
+            id: row.try_get(0)?,
+            taken_at: from_us(row.try_get(1)?),
+            created_at: from_us(row.try_get(2)?),
+            reason: row.try_get(3)?,
+            asset_count: row.try_get(4)?,
+        });
     }
     Ok(out)
 }

@@ -197,32 +197,51 @@ pub fn list_item(row: &sqlx::any::AnyRow) -> Result<AssetListItem, sqlx::Error> 
     })
 }
 
-/// Filters of the asset list.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+/// Filters of the asset list (also the query parameters of the list, its exports and the as-of
+/// list in the OpenAPI document).
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(default)]
 pub struct ListQuery {
-    /// Search: host name (or a part after - . _), IP, MAC, any serial, model.
+    /// Search: host name (or a part after - . _), IP, MAC, any serial, model (prefix,
+    /// case-insensitive).
     pub q: Option<String>,
-    /// Status filter.
+    /// Status (racked, online, offline, retired).
     pub status: Option<String>,
-    /// IDC filter.
+    /// IDC.
     pub idc: Option<String>,
-    /// Business unit filter.
+    /// Business unit.
     pub business_unit: Option<String>,
-    /// Tag filter.
+    /// One tag.
     pub tag: Option<String>,
-    /// OS name filter.
+    /// OS name.
     pub os: Option<String>,
-    /// Manufacturer filter.
+    /// Board manufacturer.
     pub manufacturer: Option<String>,
-    /// Owner filter.
+    /// Owner.
     pub owner: Option<String>,
-    /// Sort column, `-` prefix for descending.
+    /// Sort column (id, hostname, status, idc, business_unit, owner, os_name, manufacturer, model,
+    /// last_seen_at, created_at, cpu_count, memory_mb); prefix - for descending.
     pub sort: Option<String>,
     /// Page, from 1.
+    #[param(minimum = 1)]
     pub page: Option<u32>,
-    /// Rows per page (max 500).
+    /// Rows per page (1 to 500, default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub per_page: Option<u32>,
+}
+
+/// The query parameters of [`ListQuery`] without the paging ones, for the exports (which have
+/// every row the filters select); documentation only, the handlers read a [`ListQuery`].
+pub struct ListFilters;
+
+impl utoipa::IntoParams for ListFilters {
+    fn into_params(
+        parameter_in_provider: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        let paging = ["page", "per_page"];
+        ListQuery::into_params(parameter_in_provider).into_iter().filter(|p| !paging.contains(&p.name.as_str())).collect()
+    }
 }
 
 /// One page of the asset list.
