@@ -410,7 +410,8 @@ pub fn parse_report_with(body: &[u8], limits: &ReportLimits) -> Result<Report, R
 /// What one report may hold. Each change record costs the server a row and the writer time, so a
 /// report far beyond any real machine (5,000 disks, megabyte strings) is refused whole instead of
 /// being stored. The defaults are far above what real servers report.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct ReportLimits {
     /// Sections per report.
     pub max_sections: usize,

@@ -52,8 +52,9 @@ pub struct ServerConfig {
     pub secrets: Secrets,
     /// The Prometheus endpoint.
     pub metrics: Metrics,
-    /// What one report may hold.
-    pub limits: Limits,
+    /// What one report may hold; a report over a limit is refused (422, naming the limit) and
+    /// writes nothing.
+    pub limits: cmdb_model::report::ReportLimits,
 }
 
 /// Secrets at rest.
@@ -75,35 +76,6 @@ pub struct Metrics {
     pub token: Option<String>,
 }
 
-/// What one report may hold; a report over a limit is refused (422, naming the limit) and writes
-/// nothing. The defaults are far above what real servers report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Limits {
-    /// Sections per report.
-    pub max_sections: usize,
-    /// Components (disks, DIMMs, NICs, ...) per section.
-    pub max_components_per_section: usize,
-    /// Bytes of one string value (section error messages are cut at 4,096 bytes instead).
-    pub max_string_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits { max_sections: 64, max_components_per_section: 4096, max_string_bytes: 4096 }
-    }
-}
-
-impl Limits {
-    /// The model's form of these limits.
-    pub fn report_limits(&self) -> cmdb_model::report::ReportLimits {
-        cmdb_model::report::ReportLimits {
-            max_sections: self.max_sections,
-            max_components_per_section: self.max_components_per_section,
-            max_string_bytes: self.max_string_bytes,
-        }
-    }
-}
 
 /// Web UI sessions and the reverse proxy in front of the server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -193,7 +165,7 @@ impl Default for ServerConfig {
             web: Web::default(),
             secrets: Secrets::default(),
             metrics: Metrics::default(),
-            limits: Limits::default(),
+            limits: cmdb_model::report::ReportLimits::default(),
         }
     }
 }

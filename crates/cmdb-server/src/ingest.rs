@@ -459,20 +459,7 @@ async fn decide(
                 );
                 tracing::warn!(target_id, other = row.id, report_id = %report.report_id, "{message}");
                 let mut writes = Batch::default();
-                let mut q = Sql::new(
-                    "INSERT INTO collection_errors (asset_id, report_id, hostname, source, section, message, collected_at, recorded_at)",
-                );
-                q.values(&[()], |r, ()| {
-                    r.bind(target_id)
-                        .bind(report_id.clone())
-                        .bind(report.host.hostname.clone())
-                        .bind(source)
-                        .bind("identity")
-                        .bind(message.clone())
-                        .bind(report.collected_at.timestamp_micros())
-                        .bind(now_us());
-                });
-                writes.push(q);
+                writes.push(identity_error(target_id, report, source, &message, now_us()));
                 return Ok(Decision { writes, keep: true, answer: Err(IngestError::Conflict(message)), cache: None });
             }
             (Some((row, _)), None) => {
@@ -557,24 +544,11 @@ async fn decide(
                 q.bind(other).push(" WHERE id = ").bind(id);
                 writes.push(q);
                 // Also where people look for what needs attention.
-                let mut note = Sql::new(
-                    "INSERT INTO collection_errors (asset_id, report_id, hostname, source, section, message, collected_at, recorded_at)",
-                );
                 let message = format!(
                     "possible duplicate of asset {other}: this report could not be tied to it by board or machine \
                      identity, so it created a new asset; merge or retire one of them"
                 );
-                note.values(&[()], |r, ()| {
-                    r.bind(id)
-                        .bind(report_id.clone())
-                        .bind(report.host.hostname.clone())
-                        .bind(source)
-                        .bind("identity")
-                        .bind(message.clone())
-                        .bind(collected_at)
-                        .bind(now);
-                });
-                writes.push(note);
+                writes.push(identity_error(id, report, source, &message, now));
             }
             (id, None, true, Arc::new(AssetState::default()), 0)
         }
@@ -675,6 +649,25 @@ async fn decide(
     let version = if ops.is_empty() { version } else { version + 1 };
     let disposition = if ops.is_empty() { Disposition::Unchanged } else { Disposition::Changed };
     Ok(Decision { writes, keep: true, answer: Ok((outcome, disposition)), cache: Some((asset_id, version, state)) })
+}
+
+/// A collection error in section `identity` on `asset_id` about `report`: where people look for
+/// what needs their attention (a report tied to the wrong asset, a possible duplicate).
+fn identity_error(asset_id: i64, report: &Report, source: &str, message: &str, now: i64) -> Sql {
+    let mut q = Sql::new(
+        "INSERT INTO collection_errors (asset_id, report_id, hostname, source, section, message, collected_at, recorded_at)",
+    );
+    q.values(&[()], |row, ()| {
+        row.bind(asset_id)
+            .bind(report.report_id.to_string())
+            .bind(report.host.hostname.clone())
+            .bind(source)
+            .bind("identity")
+            .bind(message.to_owned())
+            .bind(report.collected_at.timestamp_micros())
+            .bind(now);
+    });
+    q
 }
 
 /// The answer to a report whose writes failed on a unique violation: the report id was taken,

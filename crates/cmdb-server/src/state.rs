@@ -4,8 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cmdb_model::report::ReportLimits;
-
 use crate::auth::KeyCache;
 use crate::config::ServerConfig;
 use crate::db::Db;
@@ -29,8 +27,6 @@ pub struct AppState {
     pub ingestor: Ingestor,
     /// The list rows of recent snapshots, kept in memory for as-of lists.
     pub snapshot_rows: Arc<SnapshotRows>,
-    /// What one report may hold (`limits`), in the model's form.
-    pub report_limits: ReportLimits,
 }
 
 impl AppState {
@@ -40,7 +36,6 @@ impl AppState {
         let keys = KeyCache::new(Duration::from_secs(config.key_cache_secs), secret_key);
         let calendar = Calendar::of(&config);
         let ingestor = Ingestor::start(db.clone());
-        let report_limits = config.limits.report_limits();
-        Arc::new(AppState { db, config, keys, calendar, ingestor, snapshot_rows: Arc::default(), report_limits })
+        Arc::new(AppState { db, config, keys, calendar, ingestor, snapshot_rows: Arc::default() })
     }
 }

@@ -222,7 +222,7 @@ pub async fn post_report(
         let body = body_or_error(body, state.config.body_limit_bytes)?;
         require_json(&headers)?;
         let (key, header) = agent(&state, &method, &uri, &headers, &body).await?;
-        let report = parse_json_report(&body, &state.report_limits)?;
+        let report = parse_json_report(&body, &state.config.limits)?;
         let nonce = NonceUse {
             key_id: &key.key_id,
             nonce: &header.nonce,
@@ -283,7 +283,7 @@ pub async fn post_legacy(
         let report_id = cmdb_model::legacy::legacy_report_id(key, &auth.ts);
         let wire = cmdb_model::legacy::to_report(&payload, report_id, now)
             .map_err(|e| ApiError::Invalid { pointer: e.pointer, message: e.message })?;
-        let report = cmdb_model::report::validate_with(wire, &state.report_limits)
+        let report = cmdb_model::report::validate_with(wire, &state.config.limits)
             .map_err(|e| ApiError::Invalid { pointer: e.pointer, message: e.message })?;
         let timestamp = auth.seconds as i64;
         let nonce_text = auth::token_hash(header);
