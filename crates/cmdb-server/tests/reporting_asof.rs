@@ -311,6 +311,20 @@ async fn as_of_over_http(backend: Backend) {
     assert_eq!(body["total"], 4);
     let (status, _) = server.get_as("cmdb_nope", "/api/v1/audit/assets?as_of=2025-12-31").await;
     assert_eq!(status, 401);
+    // Before the first recorded change the list is empty and says when the history starts.
+    let (status, body) = server.get("/api/v1/audit/assets?as_of=2025-12-31").await;
+    assert_eq!((status, body["total"].as_i64()), (200, Some(0)), "{body}");
+    let starts: DateTime<Utc> = body["history_starts_at"]["at"]
+        .as_str()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(|| panic!("history_starts_at is stated: {body}"));
+    assert!((starts - moments[0]).num_seconds().abs() <= 1, "{starts} is the first change ({})", moments[0]);
+    // An empty answer after the history starts is only "nothing matches".
+    let (status, body) =
+        server.get(&format!("/api/v1/audit/assets?as_of={}&owner=nobody", stamp(moments[2]))).await;
+    assert_eq!((status, body["total"].as_i64()), (200, Some(0)), "{body}");
+    assert!(body.get("history_starts_at").is_none(), "{body}");
     let (status, body) = server.send_json(&server.viewer, "POST", "/api/v1/audit/snapshots", &json!({})).await;
     assert_eq!(status, 403, "taking snapshots is for admins: {body}");
     let (status, body) =

@@ -374,6 +374,8 @@ async fn exports_and_the_as_of_view(backend: Backend) {
     assert_eq!(past.status, 200, "{}", past.body);
     assert!(past.body.contains("Inventory as of"), "the as-of banner");
     assert_eq!(rows(&past.body), 0);
+    assert!(past.body.contains("id=\"history-starts\"") && past.body.contains("History starts on"), "{}", past.body);
+    assert!(!past.body.contains("No asset matches"), "an empty past is not 'nothing matches'");
     let now = viewer.get(&format!("/assets?as_of={today}&idc=bj-2")).await.body;
     assert_eq!(rows(&now), 4);
     assert!(now.contains("Last collected"), "collected_at beside the recorded time");

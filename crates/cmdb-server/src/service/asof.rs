@@ -650,7 +650,22 @@ pub async fn list_as_of(
     let skip = usize::try_from((page - 1) * per_page).unwrap_or(usize::MAX);
     let items = selected.into_iter().skip(skip).take(per_page as usize).cloned().collect();
     tracing::debug!(at = %as_of.effective, total, elapsed_ms = started.elapsed().as_millis() as u64, "as-of list");
-    Ok(AssetPage { items, total, page, per_page, as_of: Some(as_of.stated()) })
+    // Only an empty list asks (one indexed MIN): was anything recorded by then at all?
+    let history_starts_at = if total == 0 {
+        history_start(db)
+            .await?
+            .filter(|start| *start > as_of.effective)
+            .map(|start| Calendar::new(as_of.tz, 0).state(start))
+    } else {
+        None
+    };
+    Ok(AssetPage { items, total, page, per_page, as_of: Some(as_of.stated()), history_starts_at })
+}
+
+/// When the first change was recorded; `None` while nothing has been.
+pub async fn history_start(db: &Db) -> Result<Option<DateTime<Utc>>, ServiceError> {
+    let first: Option<i64> = sqlx::query("SELECT MIN(recorded_at) FROM changes").fetch_one(db.reader()).await?.try_get(0)?;
+    Ok(first.map(from_us))
 }
 
 /// Every row `query` selects (all pages) as it stood at `at`, in its order.

@@ -258,6 +258,10 @@ pub struct AssetPage {
     /// For a list as of a time: the instant read, with its offset in the configured zone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub as_of: Option<crate::service::time::Stated>,
+    /// For a list as of a time before the first recorded change: when the history starts, so an
+    /// empty list reads as "nothing recorded yet", not "nothing matches".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history_starts_at: Option<crate::service::time::Stated>,
 }
 
 /// The filters that compare a list column with a value: (column, value), from `query`.
@@ -465,7 +469,7 @@ pub async fn list(db: &Db, query: &ListQuery) -> Result<AssetPage, ServiceError>
     q.push(" LIMIT ").bind(i64::from(per_page)).push(" OFFSET ").bind(i64::from((page - 1) * per_page));
     let rows = q.query().fetch_all(db.reader()).await?;
     let items = rows.iter().map(list_item).collect::<Result<Vec<_>, _>>()?;
-    Ok(AssetPage { items, total, page, per_page, as_of: None })
+    Ok(AssetPage { items, total, page, per_page, as_of: None, history_starts_at: None })
 }
 
 /// An asset with everything stored about it.
