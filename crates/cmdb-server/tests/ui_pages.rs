@@ -382,6 +382,10 @@ async fn exports_and_the_as_of_view(backend: Backend) {
     let before = viewer.get(&format!("/assets/{}?as_of={yesterday}", ids[0])).await;
     assert_eq!(before.status, 404);
     assert!(before.body.contains("did not exist yet"));
+    // A page with the navigation and the way to the asset's first day, not a bare 404.
+    assert!(before.body.contains("href=\"/changes\"") && before.body.contains("id=\"not-yet\""), "{}", before.body);
+    assert!(before.body.contains("Its history starts on"), "{}", before.body);
+    assert!(before.body.contains(&format!("/assets/{}?as_of={today}", ids[0])), "{}", before.body);
     let detail = viewer.get(&format!("/assets/{}?as_of={today}", ids[0])).await;
     assert_eq!(detail.status, 200);
     assert!(detail.body.contains("The data shown was collected at"));

@@ -48,6 +48,16 @@ pub fn parse_cursor(text: &str) -> Result<(i64, i64), ServiceError> {
     Ok((tx.parse().map_err(|_| bad())?, id.parse().map_err(|_| bad())?))
 }
 
+/// When asset `id`'s first change was recorded; `None` when it has none (no such asset).
+pub async fn first_recorded(db: &Db, id: i64) -> Result<Option<chrono::DateTime<chrono::Utc>>, ServiceError> {
+    let first: Option<i64> = sqlx::query("SELECT MIN(recorded_at) FROM changes WHERE asset_id = $1")
+        .bind(id)
+        .fetch_one(db.reader())
+        .await?
+        .try_get(0)?;
+    Ok(first.map(crate::db::from_us))
+}
+
 /// Every change after cursor `after`, oldest first. A consumer that follows `next` never misses a
 /// change: on PostgreSQL the feed only shows transactions older than the oldest one still writing
 /// in this database (see [`feed_horizon`]), ordered by transaction id, so a late commit cannot land

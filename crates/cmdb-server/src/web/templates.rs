@@ -24,6 +24,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("assets.html", include_str!("../../templates/assets.html")),
     ("asset_rows.html", include_str!("../../templates/asset_rows.html")),
     ("asset.html", include_str!("../../templates/asset.html")),
+    ("asset_not_yet.html", include_str!("../../templates/asset_not_yet.html")),
     ("changes.html", include_str!("../../templates/changes.html")),
     ("errors.html", include_str!("../../templates/errors.html")),
     ("lists.html", include_str!("../../templates/lists.html")),

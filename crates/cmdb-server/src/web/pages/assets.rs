@@ -498,6 +498,34 @@ fn component_table(section: &str, list_key: &str, data: &Value) -> ComponentTabl
     ComponentTable { section: section.to_owned(), columns, rows, fields: field_pairs(data, Some(list_key)) }
 }
 
+#[derive(Serialize)]
+struct NotYetPage {
+    layout: Layout,
+    id: i64,
+    as_of: Stated,
+    as_of_text: String,
+    first_recorded: Stated,
+    first_day: String,
+}
+
+/// An as-of asset page before the asset existed: a page with the navigation that says when its
+/// history starts and links to that day (404: there is no asset to show at that time).
+async fn not_yet(state: &WebState, user: &CurrentUser, id: i64, at: AsOf) -> Result<Response, WebError> {
+    let Some(first) = crate::service::history::first_recorded(&state.app.db, id).await? else {
+        return Err(WebError::NotFound(format!("no asset {id}")));
+    };
+    let calendar = &state.app.calendar;
+    let page = NotYetPage {
+        layout: user.layout(state, "assets"),
+        id,
+        as_of: at.stated(),
+        as_of_text: calendar.state(at.requested).at.chars().take(10).collect(),
+        first_recorded: calendar.state(first),
+        first_day: calendar.state(first).at.chars().take(10).collect(),
+    };
+    Ok((StatusCode::NOT_FOUND, templates::render("asset_not_yet.html", &page)?).into_response())
+}
+
 async fn render_detail(
     state: &WebState,
     user: &CurrentUser,
@@ -508,9 +536,10 @@ async fn render_detail(
     let db = &state.app.db;
     let as_of = resolve_as_of(state, params.as_of.as_deref())?;
     let asset = match as_of {
-        Some(at) => crate::service::asof::asset_as_of(db, id, at)
-            .await?
-            .ok_or_else(|| WebError::NotFound(format!("asset {id} did not exist yet at {}", at.stated().at)))?,
+        Some(at) => match crate::service::asof::asset_as_of(db, id, at).await? {
+            Some(asset) => asset,
+            None => return not_yet(state, user, id, at).await,
+        },
         None => assets::detail(db, id).await?,
     };
     let mut facts = Vec::new();
