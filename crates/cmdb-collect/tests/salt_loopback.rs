@@ -5,8 +5,8 @@
 
 mod ssh_support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -14,49 +14,14 @@ use cmdb_collect::transport::HostFailure;
 use cmdb_collect::transport::salt::{self, SaltOptions};
 use cmdb_collect::{Become, Plan};
 
-const DIR: &str = "/tmp/cmdb-salt";
-
 fn minions() -> Vec<String> {
-    (1..=3).map(|i| format!("m{i}")).collect()
+    ssh_support::SALT_MINIONS.iter().map(|m| (*m).to_owned()).collect()
 }
 
-fn salt_bin() -> PathBuf {
-    Path::new(DIR).join("venv/bin/salt")
-}
-
-/// True when the master answers and every minion returns `test.ping`.
-fn salt_is_up() -> bool {
-    let Ok(output) = Command::new(salt_bin())
-        .args(["-c", &format!("{DIR}/etc"), "--out=json", "--static", "--timeout=10", "-L", "m1,m2,m3", "test.ping"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-    else {
-        return false;
-    };
-    let answers: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
-    minions().iter().all(|m| answers.get(m) == Some(&serde_json::Value::Bool(true)))
-}
-
-/// Starts (or reuses) the master and minions, under a lock shared with other test processes.
+/// The loopback master and minions, started (or reused) once per process; batches of 2.
 fn options() -> &'static SaltOptions {
     static OPTIONS: OnceLock<SaltOptions> = OnceLock::new();
-    OPTIONS.get_or_init(|| {
-        let _lock = ssh_support::setup_lock(&Path::new(DIR).with_extension("lock"));
-        if !salt_is_up() {
-            // Started here, so stopped when this process (and any test process that joined
-            // it) is done; a master someone else started is left to them.
-            ssh_support::stop_when_unused(&Path::new(DIR).with_extension("users"), "loopback-salt.sh", &[("DIR", DIR)]);
-            ssh_support::run_script("loopback-salt.sh", &["up", "3"], &[("DIR", DIR)], Duration::from_secs(600));
-        }
-        SaltOptions {
-            salt_bin: salt_bin(),
-            extra_args: vec!["-c".into(), format!("{DIR}/etc")],
-            timeout: Duration::from_secs(20),
-            batch_size: 2,
-            output_limit: cmdb_collect::transport::DEFAULT_OUTPUT_LIMIT,
-        }
-    })
+    OPTIONS.get_or_init(|| ssh_support::loopback_salt(2, cmdb_collect::transport::DEFAULT_OUTPUT_LIMIT))
 }
 
 #[tokio::test]

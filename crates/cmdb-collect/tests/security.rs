@@ -382,51 +382,11 @@ async fn an_ssh_host_past_the_output_limit_fails_and_the_others_answer() {
 // ---------------------------------------------------------------------------------------------
 // The output limit and minion ids through Salt.
 
-const SALT_DIR: &str = "/tmp/cmdb-salt";
-
-fn salt_is_up() -> bool {
-    let Ok(output) = Command::new(Path::new(SALT_DIR).join("venv/bin/salt"))
-        .args([
-            "-c",
-            &format!("{SALT_DIR}/etc"),
-            "--out=json",
-            "--static",
-            "--timeout=10",
-            "-L",
-            "m1,m2,m3",
-            "test.ping",
-        ])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-    else {
-        return false;
-    };
-    let answers: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
-    ["m1", "m2", "m3"].iter().all(|m| answers.get(*m) == Some(&serde_json::Value::Bool(true)))
-}
+use ssh_support::SALT_DIR;
 
 /// The loopback master and minions m1..m3 (shared with the other Salt tests), started if needed.
 fn salt_options(limit: usize, batch_size: usize) -> SaltOptions {
-    static READY: OnceLock<()> = OnceLock::new();
-    READY.get_or_init(|| {
-        let _lock = ssh_support::setup_lock(&Path::new(SALT_DIR).with_extension("lock"));
-        if !salt_is_up() {
-            ssh_support::stop_when_unused(
-                &Path::new(SALT_DIR).with_extension("users"),
-                "loopback-salt.sh",
-                &[("DIR", SALT_DIR)],
-            );
-            ssh_support::run_script("loopback-salt.sh", &["up", "3"], &[("DIR", SALT_DIR)], Duration::from_secs(600));
-        }
-    });
-    SaltOptions {
-        salt_bin: Path::new(SALT_DIR).join("venv/bin/salt"),
-        extra_args: vec!["-c".into(), format!("{SALT_DIR}/etc")],
-        timeout: Duration::from_secs(20),
-        batch_size,
-        output_limit: limit,
-    }
+    ssh_support::loopback_salt(batch_size, limit)
 }
 
 /// A shell snippet that finds which loopback minion runs it: every minion is this machine, but

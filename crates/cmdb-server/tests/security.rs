@@ -134,6 +134,16 @@ fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
 }
 
+/// A server whose loopback client is a trusted proxy, so X-Forwarded-For sets the client
+/// address; with a login form and a client that follows no redirects.
+async fn behind_proxy(db: &TestDb) -> (WebServer, (String, String), reqwest::Client) {
+    let mut config = test_config(db);
+    config.web.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
+    let server = WebServer::start_with(db, config).await;
+    let form = login_form(&server).await;
+    (server, form, no_redirects())
+}
+
 async fn parallel_wrong_passwords_get_five_checks(backend: Backend) {
     let db = TestDb::new(backend).await;
     let server = WebServer::start(&db).await;
@@ -175,12 +185,7 @@ async fn parallel_wrong_passwords_get_five_checks(backend: Backend) {
 
 async fn unauthenticated_traffic_cannot_grow_the_audit_log(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let mut config = test_config(&db);
-    // The test's loopback client is a trusted proxy, so X-Forwarded-For sets the client address.
-    config.web.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
-    let server = WebServer::start_with(&db, config).await;
-    let form = login_form(&server).await;
-    let http = no_redirects();
+    let (server, form, http) = behind_proxy(&db).await;
     let before = scalar(&server.db, "SELECT COUNT(*) FROM audit_log").await;
     // 500 throttled-or-failed logins for one user from one address, then 120 from 120 addresses.
     for _ in 0..500 {
@@ -210,11 +215,7 @@ async fn unauthenticated_traffic_cannot_grow_the_audit_log(backend: Backend) {
 
 async fn the_per_user_cap_never_locks_out_known_addresses(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let mut config = test_config(&db);
-    config.web.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
-    let server = WebServer::start_with(&db, config).await;
-    let form = login_form(&server).await;
-    let http = no_redirects();
+    let (server, form, http) = behind_proxy(&db).await;
     // The admin logs in from the office once.
     let office = post_login(&http, &server.base, &form, "admin", PASSWORD, Some("192.0.2.10")).await;
     assert_eq!(office.status(), 303);
@@ -234,11 +235,7 @@ async fn the_per_user_cap_never_locks_out_known_addresses(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_passwords_cost_a_hash_like_any_other() {
     let db = TestDb::new(Backend::Sqlite).await;
-    let mut config = test_config(&db);
-    config.web.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
-    let server = WebServer::start_with(&db, config).await;
-    let form = login_form(&server).await;
-    let http = no_redirects();
+    let (server, form, http) = behind_proxy(&db).await;
     let time = |password: String, address: String| {
         let (http, base, form) = (http.clone(), server.base.clone(), form.clone());
         async move {

@@ -268,3 +268,47 @@ pub fn assert_same_outputs(local: &Outputs, remote: &Outputs, host: &str) {
 pub fn process_running(pattern: &str) -> bool {
     Command::new("pgrep").args(["-f", pattern]).output().is_ok_and(|o| o.status.success())
 }
+
+/// The loopback Salt master and minions m1..m3 of `scripts/loopback-salt.sh`, shared by every
+/// Salt test (and cmdb-agent's): state under this directory.
+pub const SALT_DIR: &str = "/tmp/cmdb-salt";
+
+/// The loopback minions' ids.
+pub const SALT_MINIONS: [&str; 3] = ["m1", "m2", "m3"];
+
+/// True when the loopback master answers and every minion returns `test.ping`.
+pub fn salt_is_up() -> bool {
+    let Ok(output) = Command::new(Path::new(SALT_DIR).join("venv/bin/salt"))
+        .args(["-c", &format!("{SALT_DIR}/etc"), "--out=json", "--static", "--timeout=10", "-L"])
+        .arg(SALT_MINIONS.join(","))
+        .arg("test.ping")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+    else {
+        return false;
+    };
+    let answers: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+    SALT_MINIONS.iter().all(|m| answers.get(*m) == Some(&serde_json::Value::Bool(true)))
+}
+
+/// Starts the loopback master and minions unless they answer (under the setup lock; stopped when
+/// every test process that joined is done, unless someone else started them), and returns options
+/// that reach them.
+pub fn loopback_salt(batch_size: usize, output_limit: usize) -> cmdb_collect::transport::salt::SaltOptions {
+    static READY: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    READY.get_or_init(|| {
+        let _lock = setup_lock(&Path::new(SALT_DIR).with_extension("lock"));
+        if !salt_is_up() {
+            stop_when_unused(&Path::new(SALT_DIR).with_extension("users"), "loopback-salt.sh", &[("DIR", SALT_DIR)]);
+            run_script("loopback-salt.sh", &["up", "3"], &[("DIR", SALT_DIR)], Duration::from_secs(600));
+        }
+    });
+    cmdb_collect::transport::salt::SaltOptions {
+        salt_bin: Path::new(SALT_DIR).join("venv/bin/salt"),
+        extra_args: vec!["-c".into(), format!("{SALT_DIR}/etc")],
+        timeout: Duration::from_secs(20),
+        batch_size,
+        output_limit,
+    }
+}

@@ -497,18 +497,18 @@ pub struct AssetDetail {
 /// Reads one asset.
 pub async fn detail(db: &Db, id: i64) -> Result<AssetDetail, ServiceError> {
     let mut conn = db.reader().acquire().await?;
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {} FROM assets WHERE id = $1", list_columns())))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or_else(|| ServiceError::NotFound(format!("no asset {id}")))?;
+    // The flag after the list columns, so `list_item` reads the row as it reads any list row.
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {}, possible_duplicate_of FROM assets WHERE id = $1",
+        list_columns()
+    )))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| ServiceError::NotFound(format!("no asset {id}")))?;
     let summary = list_item(&row)?;
+    let duplicate: Option<i64> = row.try_get(LIST.len())?;
     let state = store::load_state(&mut conn, id).await?;
-    let duplicate: Option<i64> = sqlx::query("SELECT possible_duplicate_of FROM assets WHERE id = $1")
-        .bind(id)
-        .fetch_one(&mut *conn)
-        .await?
-        .try_get(0)?;
     Ok(AssetDetail { possible_duplicate_of: duplicate, ..detail_from_state(summary, &state) })
 }
 

@@ -59,40 +59,35 @@ pub async fn targets(db: &Db, cutoff: DateTime<Utc>, mode: Option<&str>) -> Resu
         Some("salt") => (false, true),
         _ => (true, true),
     };
+    // Every online asset: the due ones are the targets, and all of them count for shared
+    // addresses (a due host must not share an address with one that reported today).
     let rows = sqlx::query(
-        "SELECT id, hostname, manage_address, ssh_port, salt_minion_id FROM assets \
-         WHERE status = 'online' AND (last_seen_at IS NULL OR last_seen_at < $1) ORDER BY id",
+        "SELECT id, hostname, manage_address, ssh_port, salt_minion_id, last_seen_at FROM assets \
+         WHERE status = 'online' ORDER BY id",
     )
-    .bind(cutoff.timestamp_micros())
     .fetch_all(db.reader())
     .await?;
-    let mut all = Vec::with_capacity(rows.len());
+    let cutoff = cutoff.timestamp_micros();
+    let mut all = Vec::new();
+    let mut by_address: HashMap<String, Vec<i64>> = HashMap::new();
+    let mut by_minion: HashMap<String, Vec<i64>> = HashMap::new();
     for row in rows {
         let hostname: String = row.try_get(1)?;
         let minion: Option<String> = row.try_get(4)?;
-        all.push(Target {
+        let target = Target {
             asset_id: row.try_get(0)?,
             salt_minion_id: minion.unwrap_or_else(|| hostname.clone()),
             hostname,
             manage_address: row.try_get(2)?,
             ssh_port: row.try_get(3)?,
-        });
-    }
-    // Every asset reached at each address, to find the shared ones. All online assets count,
-    // not only the ones due: a due host must not share an address with one that reported today.
-    let rows = sqlx::query(
-        "SELECT id, COALESCE(manage_address, hostname), ssh_port, COALESCE(salt_minion_id, hostname) FROM assets \
-         WHERE status = 'online'",
-    )
-    .fetch_all(db.reader())
-    .await?;
-    let mut by_address: HashMap<String, Vec<i64>> = HashMap::new();
-    let mut by_minion: HashMap<String, Vec<i64>> = HashMap::new();
-    for row in rows {
-        let id: i64 = row.try_get(0)?;
-        let address: String = row.try_get(1)?;
-        by_address.entry(endpoint(&address, row.try_get(2)?)).or_default().push(id);
-        by_minion.entry(row.try_get(3)?).or_default().push(id);
+        };
+        let address = target.manage_address.as_deref().unwrap_or(&target.hostname);
+        by_address.entry(endpoint(address, target.ssh_port)).or_default().push(target.asset_id);
+        by_minion.entry(target.salt_minion_id.clone()).or_default().push(target.asset_id);
+        let last_seen: Option<i64> = row.try_get(5)?;
+        if last_seen.is_none_or(|seen| seen < cutoff) {
+            all.push(target);
+        }
     }
     let mut out = Targets::default();
     for target in all {

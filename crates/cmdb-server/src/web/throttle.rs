@@ -77,7 +77,11 @@ impl Attempt {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
     /// Check the password; the attempt is already counted as a failure.
-    Allowed,
+    Allowed {
+        /// Seconds this attempt blocks further ones if the password is wrong (0: none), for the
+        /// message after a wrong password.
+        blocks_for: i64,
+    },
     /// Do not check anything; retry after this many seconds.
     Throttled {
         /// Seconds until an attempt may be admitted (at least 1).
@@ -181,6 +185,7 @@ pub async fn admit(db: &Db, attempt: &Attempt, now: i64) -> Result<Admission, sq
         tx.commit().await?;
         return Ok(Admission::Throttled { retry_after: ((wait + SECOND - 1) / SECOND).max(1) });
     }
+    let mut blocks_for = 0;
     for ((scope, free), counter) in backoff.iter().zip(counters.iter_mut()) {
         if counter.last_failure_at < now - RESET_AFTER_SECS * SECOND {
             counter.failures = 0;
@@ -188,6 +193,7 @@ pub async fn admit(db: &Db, attempt: &Attempt, now: i64) -> Result<Admission, sq
         counter.failures += 1;
         counter.last_failure_at = now;
         let secs = block_secs(counter.failures, *free);
+        blocks_for = blocks_for.max(secs);
         counter.blocked_until = if secs > 0 { now + secs * SECOND } else { 0 };
         store(&mut tx, scope, counter).await?;
     }
@@ -197,23 +203,7 @@ pub async fn admit(db: &Db, attempt: &Attempt, now: i64) -> Result<Admission, sq
         store(&mut tx, scope, user).await?;
     }
     tx.commit().await?;
-    Ok(Admission::Allowed)
-}
-
-/// Seconds the failure [`admit`] counted for `attempt` blocks further attempts (for the message
-/// after a wrong password); 0 when none.
-pub async fn blocked_for(db: &Db, attempt: &Attempt, now: i64) -> Result<i64, sqlx::Error> {
-    let mut longest = 0;
-    for scope in std::iter::once(attempt.pair_scope()).chain(attempt.ip_scope()) {
-        let row = sqlx::query("SELECT blocked_until FROM login_throttle WHERE scope = $1")
-            .bind(scope)
-            .fetch_optional(db.reader())
-            .await?;
-        if let Some(row) = row {
-            longest = longest.max(row.try_get::<i64, _>(0)? - now);
-        }
-    }
-    Ok((longest.max(0) + SECOND - 1) / SECOND)
+    Ok(Admission::Allowed { blocks_for })
 }
 
 /// A successful login: takes back the failure [`admit`] counted, clears the pair's backoff and
@@ -221,18 +211,9 @@ pub async fn blocked_for(db: &Db, attempt: &Attempt, now: i64) -> Result<i64, sq
 pub async fn succeeded(db: &Db, attempt: &Attempt, user_id: i64, now: i64) -> Result<(), sqlx::Error> {
     let mut tx = db.begin_write().await?;
     sqlx::query("DELETE FROM login_throttle WHERE scope = $1").bind(attempt.pair_scope()).execute(&mut *tx).await?;
-    if let Some(scope) = attempt.ip_scope() {
-        let counters = counters(&mut tx, db.backend(), std::slice::from_ref(&scope), now).await?;
-        if let Some(counter) = counters.into_iter().next() {
-            let failures = (counter.failures - 1).max(0);
-            let blocked_until = if block_secs(failures, FREE_FAILURES_IP) == 0 { 0 } else { counter.blocked_until };
-            store(&mut tx, &scope, &Counter { failures, blocked_until, ..counter }).await?;
-        }
-    }
-    sqlx::query("UPDATE login_throttle SET failures = failures - 1 WHERE scope = $1 AND failures > 0")
-        .bind(attempt.user_scope())
-        .execute(&mut *tx)
-        .await?;
+    let mut scopes: Vec<(String, i64)> = attempt.ip_scope().map(|scope| (scope, FREE_FAILURES_IP)).into_iter().collect();
+    scopes.push((attempt.user_scope(), USER_FAILURES_PER_HOUR));
+    take_back(&mut tx, db.backend(), &scopes, now).await?;
     if let Some(address) = &attempt.address {
         sqlx::query(
             "INSERT INTO login_addresses (user_id, address, last_login_at) VALUES ($1, $2, $3) \
@@ -254,15 +235,27 @@ pub async fn succeeded_without_login(db: &Db, attempt: &Attempt, now: i64) -> Re
     let mut tx = db.begin_write().await?;
     let mut scopes = vec![(attempt.pair_scope(), FREE_FAILURES_PAIR)];
     scopes.extend(attempt.ip_scope().map(|scope| (scope, FREE_FAILURES_IP)));
-    scopes.push((attempt.user_scope(), i64::MAX));
+    scopes.push((attempt.user_scope(), USER_FAILURES_PER_HOUR));
+    take_back(&mut tx, db.backend(), &scopes, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Takes one counted failure back from each of `scopes` (scope, free failures), lifting a block
+/// the remaining count no longer earns.
+async fn take_back(
+    tx: &mut sqlx::AnyConnection,
+    backend: Backend,
+    scopes: &[(String, i64)],
+    now: i64,
+) -> Result<(), sqlx::Error> {
     let names: Vec<String> = scopes.iter().map(|(scope, _)| scope.clone()).collect();
-    let counters = counters(&mut tx, db.backend(), &names, now).await?;
+    let counters = counters(tx, backend, &names, now).await?;
     for ((scope, free), counter) in scopes.iter().zip(counters) {
         let failures = (counter.failures - 1).max(0);
         let blocked_until = if block_secs(failures, *free) == 0 { 0 } else { counter.blocked_until };
-        store(&mut tx, scope, &Counter { failures, blocked_until, ..counter }).await?;
+        store(tx, scope, &Counter { failures, blocked_until, ..counter }).await?;
     }
-    tx.commit().await?;
     Ok(())
 }
 

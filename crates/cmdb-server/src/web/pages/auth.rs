@@ -151,20 +151,23 @@ pub async fn login(
     let attempt = Attempt { user: name.clone(), user_id: known.as_ref().map(|u| u.id), address: ip.clone() };
     let now = crate::db::now_us();
     // Checked and counted in one step, before any hash runs (see `throttle`).
-    if let Admission::Throttled { retry_after } = throttle::admit(db, &attempt, now).await? {
-        audit::record_repeated(db, actor, "login_throttled", "too many failed logins", ip.as_deref()).await?;
-        tracing::warn!(user = actor, client_ip = ip.as_deref().unwrap_or("-"), retry_after, "login refused: throttled");
-        let mut response = login_page(
-            StatusCode::TOO_MANY_REQUESTS,
-            &fresh,
-            &next,
-            &form.name,
-            Some(format!("Too many failed logins. Try again in {retry_after} seconds.")),
-            secure,
-        )?;
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
-        return Ok(response);
-    }
+    let blocks_for = match throttle::admit(db, &attempt, now).await? {
+        Admission::Allowed { blocks_for } => blocks_for,
+        Admission::Throttled { retry_after } => {
+            audit::record_repeated(db, actor, "login_throttled", "too many failed logins", ip.as_deref()).await?;
+            tracing::warn!(user = actor, client_ip = ip.as_deref().unwrap_or("-"), retry_after, "login refused: throttled");
+            let mut response = login_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                &fresh,
+                &next,
+                &form.name,
+                Some(format!("Too many failed logins. Try again in {retry_after} seconds.")),
+                secure,
+            )?;
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+            return Ok(response);
+        }
+    };
     let user = match users::authenticate(db, &form.name, &form.password).await {
         Ok(user) => user,
         Err(users::UserError::Busy) => {
@@ -184,14 +187,13 @@ pub async fn login(
         Err(e) => return Err(e.into()),
     };
     let Some(user) = user else {
-        let wait = throttle::blocked_for(db, &attempt, now).await?;
         // An unknown name may be a password typed into the wrong field: it is not recorded.
         let detail = if known.is_some() { "wrong password or disabled account" } else { "unknown user name" };
         audit::record_repeated(db, actor, "login_failed", detail, ip.as_deref()).await?;
         tracing::warn!(user = actor, client_ip = ip.as_deref().unwrap_or("-"), "login failed");
         let mut message = "Wrong user name or password.".to_owned();
-        if wait > 0 {
-            message.push_str(&format!(" Further attempts are blocked for {wait} seconds."));
+        if blocks_for > 0 {
+            message.push_str(&format!(" Further attempts are blocked for {blocks_for} seconds."));
         }
         return login_page(StatusCode::UNAUTHORIZED, &fresh, &next, &form.name, Some(message), secure);
     };
