@@ -95,7 +95,8 @@ async fn key_file(db: &Database, scope: KeyScope, path: &Path) {
     let config =
         ServerConfig { database_url: db.url.clone(), data_dir: db.dir.path().join("data"), ..ServerConfig::default() };
     let secret_key = cmdb_server::admin::open_secrets(&database, &config).await.expect("secrets key");
-    let (key_id, secret) = auth::create_agent_key(database.writer(), &secret_key, scope, "e2e", None).await.expect("key");
+    let (key_id, secret) =
+        auth::create_agent_key(database.writer(), &secret_key, scope, "e2e", None).await.expect("key");
     std::fs::write(path, format!("key_id = \"{key_id}\"\nsecret = \"{secret}\"\n")).expect("write key");
 }
 

@@ -124,7 +124,8 @@ pub async fn asset_exists(db: &Db, id: i64) -> Result<bool, sqlx::Error> {
 
 /// Writes `content` to `path` with mode 0600, atomically.
 pub fn write_private(path: &Path, content: &str) -> Result<(), BootstrapError> {
-    crate::file_modes::write_private(path, content).map_err(|source| BootstrapError::File { path: path.to_owned(), source })
+    crate::file_modes::write_private(path, content)
+        .map_err(|source| BootstrapError::File { path: path.to_owned(), source })
 }
 
 /// An agent key as listed (never with its secret).

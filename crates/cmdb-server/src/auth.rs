@@ -364,7 +364,11 @@ pub async fn create_agent_key(
 /// Gives the active key `key_id` a new secret (the old one stops working at once on this
 /// instance, and on others when their key cache expires); returns it, shown once. `None` when
 /// there is no such active key.
-pub async fn rotate_agent_key(pool: &AnyPool, secret_key: &SecretKey, key_id: &str) -> Result<Option<String>, sqlx::Error> {
+pub async fn rotate_agent_key(
+    pool: &AnyPool,
+    secret_key: &SecretKey,
+    key_id: &str,
+) -> Result<Option<String>, sqlx::Error> {
     let secret = random_hex(32);
     let done = sqlx::query("UPDATE agent_keys SET secret = $1 WHERE key_id = $2 AND revoked_at IS NULL")
         .bind(secret_key.seal(&agent_key_label(key_id), &secret))

@@ -76,7 +76,6 @@ pub struct Metrics {
     pub token: Option<String>,
 }
 
-
 /// Web UI sessions and the reverse proxy in front of the server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -275,7 +274,10 @@ impl ServerConfig {
                 message: "a metrics token has at least 16 characters".to_owned(),
             });
         }
-        if self.limits.max_sections == 0 || self.limits.max_components_per_section == 0 || self.limits.max_string_bytes < 64 {
+        if self.limits.max_sections == 0
+            || self.limits.max_components_per_section == 0
+            || self.limits.max_string_bytes < 64
+        {
             return Err(ConfigError::Invalid {
                 field: "limits",
                 message: "limits must allow at least one section, one component and 64-byte strings".to_owned(),

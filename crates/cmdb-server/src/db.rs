@@ -237,7 +237,10 @@ fn sqlite_url(url: &str) -> Result<String, OpenError> {
         crate::file_modes::private_file(file)
             .map_err(|source| OpenError::Directory { path: file.display().to_string(), source })?;
         for suffix in ["-wal", "-shm"] {
-            crate::file_modes::warn_if_wider(std::path::Path::new(&format!("{path}{suffix}")), crate::file_modes::PRIVATE_FILE);
+            crate::file_modes::warn_if_wider(
+                std::path::Path::new(&format!("{path}{suffix}")),
+                crate::file_modes::PRIVATE_FILE,
+            );
         }
     }
     let mut query: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();

@@ -490,7 +490,10 @@ async fn serve(config: ServerConfig) -> Result<()> {
                 first.password_file.display()
             );
         } else {
-            println!("  password:    saved to {} (you must change it at the first login)", first.password_file.display());
+            println!(
+                "  password:    saved to {} (you must change it at the first login)",
+                first.password_file.display()
+            );
         }
         println!("  log in at    {}/login", config.public_url().trim_end_matches('/'));
     }

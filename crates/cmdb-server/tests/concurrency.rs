@@ -180,7 +180,8 @@ async fn refused_reports_fail_alone(backend: Backend) {
     let test_db = TestDb::new(backend).await;
     let db = test_db.open().await;
     let secret_key = std::sync::Arc::new(cmdb_server::secrets::SecretKey::from_bytes(&[1; 32], "test".into()));
-    let (host_key_id, _) = create_agent_key(db.writer(), &secret_key, KeyScope::Host, "bound", None).await.expect("key");
+    let (host_key_id, _) =
+        create_agent_key(db.writer(), &secret_key, KeyScope::Host, "bound", None).await.expect("key");
     let keys = KeyCache::new(std::time::Duration::ZERO, secret_key.clone());
     let host_key = keys.get(db.writer(), &host_key_id).await.expect("lookup").expect("key");
     let parse = |value: serde_json::Value| {
@@ -190,8 +191,11 @@ async fn refused_reports_fail_alone(backend: Backend) {
     let bound = parse(report("mixed-00"));
     let ingestor = ingest::Ingestor::start(db.clone());
     ingestor.ingest(&bound, "agent", Some(&host_key), None).await.expect("first report of the host key");
-    let host_key =
-        KeyCache::new(std::time::Duration::ZERO, secret_key).get(db.writer(), &host_key_id).await.expect("lookup").expect("key");
+    let host_key = KeyCache::new(std::time::Duration::ZERO, secret_key)
+        .get(db.writer(), &host_key_id)
+        .await
+        .expect("lookup")
+        .expect("key");
 
     let mut tasks = Vec::new();
     for i in 0..60_i64 {

@@ -83,8 +83,9 @@ async fn kill_nine_loses_nothing(backend: Backend) {
         // The spawned server reads the secrets key from its data directory, where this creates it.
         let secret_key =
             cmdb_server::admin::open_secrets(&database, &common::test_config(&db)).await.expect("secrets key");
-        let key =
-            auth::create_agent_key(database.writer(), &secret_key, KeyScope::Collector, "crash", None).await.expect("key");
+        let key = auth::create_agent_key(database.writer(), &secret_key, KeyScope::Collector, "crash", None)
+            .await
+            .expect("key");
         database.close().await;
         key
     };

@@ -203,16 +203,15 @@ async fn identity_rules(backend: Backend) {
 async fn host_keys_are_bound_to_their_asset(backend: Backend) {
     let db = TestDb::new(backend).await;
     let server = TestServer::start(&db).await;
-    let (key_id, secret) =
-        cmdb_server::auth::create_agent_key(
-            server.state.db.writer(),
-            server.state.keys.secret_key(),
-            cmdb_server::auth::KeyScope::Host,
-            "h",
-            None,
-        )
-        .await
-        .expect("key");
+    let (key_id, secret) = cmdb_server::auth::create_agent_key(
+        server.state.db.writer(),
+        server.state.keys.secret_key(),
+        cmdb_server::auth::KeyScope::Host,
+        "h",
+        None,
+    )
+    .await
+    .expect("key");
     let send = |r: Value| {
         let body = serde_json::to_vec(&r).expect("json");
         let (k, s) = (key_id.clone(), secret.clone());

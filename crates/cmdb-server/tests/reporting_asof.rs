@@ -321,8 +321,7 @@ async fn as_of_over_http(backend: Backend) {
         .unwrap_or_else(|| panic!("history_starts_at is stated: {body}"));
     assert!((starts - moments[0]).num_seconds().abs() <= 1, "{starts} is the first change ({})", moments[0]);
     // An empty answer after the history starts is only "nothing matches".
-    let (status, body) =
-        server.get(&format!("/api/v1/audit/assets?as_of={}&owner=nobody", stamp(moments[2]))).await;
+    let (status, body) = server.get(&format!("/api/v1/audit/assets?as_of={}&owner=nobody", stamp(moments[2]))).await;
     assert_eq!((status, body["total"].as_i64()), (200, Some(0)), "{body}");
     assert!(body.get("history_starts_at").is_none(), "{body}");
     let (status, body) = server.send_json(&server.viewer, "POST", "/api/v1/audit/snapshots", &json!({})).await;

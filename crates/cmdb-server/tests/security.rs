@@ -87,8 +87,9 @@ async fn redirect_bypasses_stay_on_the_site(backend: Backend) {
         let mut fresh = server.client();
         let form = fresh.get("/login").await;
         let csrf = hidden_value(&form.body, "csrf").expect("csrf");
-        let answer =
-            fresh.post_form("/login", &[("csrf", &csrf), ("name", "editor"), ("password", PASSWORD), ("next", next)]).await;
+        let answer = fresh
+            .post_form("/login", &[("csrf", &csrf), ("name", "editor"), ("password", PASSWORD), ("next", next)])
+            .await;
         assert_eq!((answer.status, answer.location()), (303, "/"), "{next:?}");
     }
     // Paths of this site still work, non-ASCII ones percent-encoded so the header stays valid.
@@ -117,8 +118,8 @@ async fn post_login(
     password: &str,
     forwarded_for: Option<&str>,
 ) -> reqwest::Response {
-    let body = serde_urlencoded::to_string([("csrf", csrf.as_str()), ("name", name), ("password", password)])
-        .expect("form");
+    let body =
+        serde_urlencoded::to_string([("csrf", csrf.as_str()), ("name", name), ("password", password)]).expect("form");
     let mut request = http
         .post(format!("{base}/login"))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -175,7 +176,8 @@ async fn parallel_wrong_passwords_get_five_checks(backend: Backend) {
     assert_eq!((checked, throttled), (5, 55), "five free failures per (user, address), counted atomically");
 
     // The audit log holds one row per (action, actor, address) and window, with the count.
-    let rows = scalar(&server.db, "SELECT COUNT(*) FROM audit_log WHERE action IN ('login_failed', 'login_throttled')").await;
+    let rows =
+        scalar(&server.db, "SELECT COUNT(*) FROM audit_log WHERE action IN ('login_failed', 'login_throttled')").await;
     let repeats =
         scalar(&server.db, "SELECT CAST(COALESCE(SUM(repeats), 0) AS BIGINT) FROM audit_log WHERE action IN ('login_failed', 'login_throttled')")
             .await;
@@ -193,7 +195,11 @@ async fn unauthenticated_traffic_cannot_grow_the_audit_log(backend: Backend) {
     }
     let one_address = scalar(&server.db, "SELECT COUNT(*) FROM audit_log").await - before;
     assert!(one_address <= 2, "500 attempts from one address added {one_address} rows");
-    let rows = scalar(&server.db, "SELECT CAST(COALESCE(SUM(repeats), 0) AS BIGINT) FROM audit_log WHERE client_ip = '203.0.113.7'").await;
+    let rows = scalar(
+        &server.db,
+        "SELECT CAST(COALESCE(SUM(repeats), 0) AS BIGINT) FROM audit_log WHERE client_ip = '203.0.113.7'",
+    )
+    .await;
     assert_eq!(rows, 500);
     for i in 0..120 {
         let address = format!("198.51.100.{}", i + 1);
@@ -205,9 +211,15 @@ async fn unauthenticated_traffic_cannot_grow_the_audit_log(backend: Backend) {
     // the function, since filling 1,000 rows over HTTP would cost 1,000 hashes).
     let window_rows = cmdb_server::service::audit_log::REPEAT_ROWS_PER_WINDOW;
     for i in 0..window_rows + 50 {
-        cmdb_server::service::audit_log::record_repeated(&server.db, "-", "login_failed", "x", Some(&format!("10.9.{}.{}", i / 250, i % 250)))
-            .await
-            .expect("record");
+        cmdb_server::service::audit_log::record_repeated(
+            &server.db,
+            "-",
+            "login_failed",
+            "x",
+            Some(&format!("10.9.{}.{}", i / 250, i % 250)),
+        )
+        .await
+        .expect("record");
     }
     let in_window = scalar(&server.db, "SELECT COUNT(*) FROM audit_log WHERE last_at IS NOT NULL").await;
     assert!(in_window <= window_rows + 2, "{in_window} rows in one window");
@@ -266,7 +278,12 @@ async fn password_changes_are_throttled(backend: Backend) {
         let answer = browser
             .post_form(
                 "/account",
-                &[("csrf", &csrf), ("current", "not my password"), ("new", "new password 123"), ("confirm", "new password 123")],
+                &[
+                    ("csrf", &csrf),
+                    ("current", "not my password"),
+                    ("new", "new password 123"),
+                    ("confirm", "new password 123"),
+                ],
             )
             .await;
         statuses.push(answer.status);
@@ -455,7 +472,8 @@ async fn new_host_keys_never_take_over_an_asset_by_name(backend: Backend) {
         }
     };
     // A fresh host key on another machine claims the name, with its board section failed.
-    let key = auth::create_agent_key(server.db().writer(), &secret_key, KeyScope::Host, "new", None).await.expect("key");
+    let key =
+        auth::create_agent_key(server.db().writer(), &secret_key, KeyScope::Host, "new", None).await.expect("key");
     let mut doc = report("web-01");
     doc["sections"]["board"] = json!({"status": "error", "error": "dmidecode: permission denied"});
     let (status, outcome) = hostile(doc, key.clone()).await;
@@ -463,12 +481,17 @@ async fn new_host_keys_never_take_over_an_asset_by_name(backend: Backend) {
     let new_id = outcome["asset_id"].as_i64().expect("id");
     assert_ne!(new_id, known_id, "not bound by name to an asset with a board identity");
     assert_eq!(server.asset(new_id).await["possible_duplicate_of"], json!(known_id));
-    assert_eq!(server.asset(known_id).await["sections"]["board"]["uuid"], json!("4c4c4544-0001-0001-0001-000000000001"));
+    assert_eq!(
+        server.asset(known_id).await["sections"]["board"]["uuid"],
+        json!("4c4c4544-0001-0001-0001-000000000001")
+    );
     // Registered by hand (no board, no machine id): the first report of a host key binds to it.
-    let (status, registered) = server.send_json(&server.admin.clone(), "POST", "/api/v1/assets", &json!({"hostname": "db-07"})).await;
+    let (status, registered) =
+        server.send_json(&server.admin.clone(), "POST", "/api/v1/assets", &json!({"hostname": "db-07"})).await;
     assert_eq!(status, 201, "{registered}");
     let registered_id = registered["id"].as_i64().expect("id");
-    let key = auth::create_agent_key(server.db().writer(), &secret_key, KeyScope::Host, "db-07", None).await.expect("key");
+    let key =
+        auth::create_agent_key(server.db().writer(), &secret_key, KeyScope::Host, "db-07", None).await.expect("key");
     let (status, outcome) = hostile(report("db-07"), key).await;
     assert_eq!((status, outcome["asset_id"].as_i64()), (200, Some(registered_id)), "{outcome}");
     // An admin may bind explicitly to an asset with a board identity.
@@ -520,8 +543,9 @@ async fn collect_targets_never_share_an_address(backend: Backend) {
         ids.push(asset["id"].as_i64().expect("id"));
     }
     for id in &ids[..2] {
-        let (status, body) =
-            server.send_json(&admin, "PATCH", &format!("/api/v1/assets/{id}"), &json!({"manage_address": "10.1.1.1"})).await;
+        let (status, body) = server
+            .send_json(&admin, "PATCH", &format!("/api/v1/assets/{id}"), &json!({"manage_address": "10.1.1.1"}))
+            .await;
         assert_eq!(status, 200, "{body}");
     }
     // Hostile values never get stored.
@@ -533,7 +557,8 @@ async fn collect_targets_never_share_an_address(backend: Backend) {
     let (status, body) = server.signed("GET", "/api/v1/collect-targets", b"").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["accepts_collected_for"], json!(true));
-    let listed: Vec<i64> = body["targets"].as_array().expect("targets").iter().filter_map(|t| t["asset_id"].as_i64()).collect();
+    let listed: Vec<i64> =
+        body["targets"].as_array().expect("targets").iter().filter_map(|t| t["asset_id"].as_i64()).collect();
     assert_eq!(listed, vec![ids[2]], "the two assets sharing 10.1.1.1 are withheld");
     let (_, errors) = server.get(&format!("/api/v1/errors?asset_id={}", ids[0])).await;
     assert!(errors.to_string().contains("10.1.1.1"), "{errors}");
@@ -555,7 +580,9 @@ async fn oversized_reports_write_nothing(backend: Backend) {
     let changes_before = scalar(server.db(), "SELECT COUNT(*) FROM changes").await;
     let mut doc = report("many-disks");
     let disks: Vec<Value> = (0..5000)
-        .map(|i| json!({"slot": format!("0:{i}"), "capacity_bytes": 1_000_000_000, "model": "X", "sn": format!("S{i}")}))
+        .map(
+            |i| json!({"slot": format!("0:{i}"), "capacity_bytes": 1_000_000_000, "model": "X", "sn": format!("S{i}")}),
+        )
         .collect();
     doc["sections"]["disk"]["data"]["disks"] = json!(disks);
     let (status, body) = server.report(&doc).await;
@@ -599,7 +626,9 @@ async fn nonces_outlive_their_window_by_a_margin() {
     let db = TestDb::new(Backend::Sqlite).await;
     let server = TestServer::start(&db).await;
     let now = now_us();
-    for (nonce, expired_ago) in [("recent", 10_000_000_i64), ("old", cmdb_server::app::NONCE_PRUNE_MARGIN_US + 1_000_000)] {
+    for (nonce, expired_ago) in
+        [("recent", 10_000_000_i64), ("old", cmdb_server::app::NONCE_PRUNE_MARGIN_US + 1_000_000)]
+    {
         sqlx::query("INSERT INTO nonces (key_id, nonce, expires_at) VALUES ('k', $1, $2)")
             .bind(nonce)
             .bind(now - expired_ago)
@@ -625,10 +654,17 @@ async fn list_edits_in_the_ui_are_audited() {
     let mut editor = server.login("editor").await;
     let csrf = editor.csrf().await;
     let answer = editor
-        .post_form("/lists", &[("csrf", &csrf), ("action", "add"), ("list", "idc"), ("value", "bj-9"), ("description", "")])
+        .post_form(
+            "/lists",
+            &[("csrf", &csrf), ("action", "add"), ("list", "idc"), ("value", "bj-9"), ("description", "")],
+        )
         .await;
     assert_eq!(answer.status, 303, "{}", answer.body);
-    let audited = scalar(&server.db, "SELECT COUNT(*) FROM audit_log WHERE action = 'list.add' AND actor = 'editor' AND detail LIKE '%bj-9%'").await;
+    let audited = scalar(
+        &server.db,
+        "SELECT COUNT(*) FROM audit_log WHERE action = 'list.add' AND actor = 'editor' AND detail LIKE '%bj-9%'",
+    )
+    .await;
     assert_eq!(audited, 1);
 }
 

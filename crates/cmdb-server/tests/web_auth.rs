@@ -278,9 +278,17 @@ async fn failed_logins_are_throttled_in_the_database(backend: Backend) {
         0
     );
     assert!(
-        count(&server, "SELECT CAST(SUM(repeats) AS BIGINT) FROM audit_log WHERE action = 'login_failed' AND actor = '-'").await >= 20
+        count(
+            &server,
+            "SELECT CAST(SUM(repeats) AS BIGINT) FROM audit_log WHERE action = 'login_failed' AND actor = '-'"
+        )
+        .await
+            >= 20
     );
-    assert!(count(&server, "SELECT CAST(SUM(repeats) AS BIGINT) FROM audit_log WHERE action = 'login_throttled'").await >= 2);
+    assert!(
+        count(&server, "SELECT CAST(SUM(repeats) AS BIGINT) FROM audit_log WHERE action = 'login_throttled'").await
+            >= 2
+    );
 }
 
 async fn first_admin_must_change_the_generated_password(backend: Backend) {

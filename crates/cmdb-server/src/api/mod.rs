@@ -16,8 +16,8 @@ use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use cmdb_model::report::{Report, ReportLimits, parse_report_with};
 use serde::Deserialize;
-use sha2::Digest;
 use serde_json::{Map, Value, json};
+use sha2::Digest;
 
 use self::audit::AsOfParam;
 use crate::auth::{self, AgentKey, Principal, Role};
@@ -287,8 +287,12 @@ pub async fn post_legacy(
             .map_err(|e| ApiError::Invalid { pointer: e.pointer, message: e.message })?;
         let timestamp = auth.seconds as i64;
         let nonce_text = auth::token_hash(header);
-        let nonce =
-            NonceUse { key_id: LEGACY_SOURCE, nonce: &nonce_text, timestamp, window_secs: state.config.clock_window_secs };
+        let nonce = NonceUse {
+            key_id: LEGACY_SOURCE,
+            nonce: &nonce_text,
+            timestamp,
+            window_secs: state.config.clock_window_secs,
+        };
         state.ingestor.ingest(&report, LEGACY_SOURCE, None, Some(&nonce)).await.map_err(ingest_error)
     }
     .await;

@@ -170,8 +170,13 @@ fn access(operation: &Value) -> String {
     if let Some(role) = operation["x-cmdb-role"].as_str() {
         return format!("bearer token or web session, {role} role or above");
     }
-    let schemes: Vec<&String> =
-        operation["security"].as_array().into_iter().flatten().filter_map(Value::as_object).flat_map(|r| r.keys()).collect();
+    let schemes: Vec<&String> = operation["security"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object)
+        .flat_map(|r| r.keys())
+        .collect();
     if schemes.iter().any(|s| *s == "agentSignature") {
         "signed by an agent key".to_owned()
     } else {
@@ -311,13 +316,8 @@ mod tests {
             let method = rest.split(',').next().unwrap_or_default().trim().to_owned();
             let path = rest.split("path = \"").nth(1).and_then(|p| p.split('"').next()).unwrap_or_default().to_owned();
             let after = &rest[rest.find("\n)]").unwrap_or(0)..];
-            let handler = after
-                .split("fn ")
-                .nth(1)
-                .and_then(|f| f.split('(').next())
-                .unwrap_or_default()
-                .trim()
-                .to_owned();
+            let handler =
+                after.split("fn ").nth(1).and_then(|f| f.split('(').next()).unwrap_or_default().trim().to_owned();
             out.push((method, path, handler));
         }
         out
@@ -354,8 +354,12 @@ mod tests {
         let doc = document();
         let list = &doc["paths"]["/api/v1/assets"]["get"];
         assert_eq!(list["x-cmdb-role"], "viewer");
-        assert_eq!(list["responses"]["403"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/Error");
-        let names: Vec<_> = list["parameters"].as_array().expect("parameters").iter().map(|p| p["name"].clone()).collect();
+        assert_eq!(
+            list["responses"]["403"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/Error"
+        );
+        let names: Vec<_> =
+            list["parameters"].as_array().expect("parameters").iter().map(|p| p["name"].clone()).collect();
         for name in ["q", "status", "sort", "page", "per_page", "as_of"] {
             assert!(names.contains(&json!(name)), "{name} missing: {names:?}");
         }

@@ -664,7 +664,8 @@ pub async fn list_as_of(
 
 /// When the first change was recorded; `None` while nothing has been.
 pub async fn history_start(db: &Db) -> Result<Option<DateTime<Utc>>, ServiceError> {
-    let first: Option<i64> = sqlx::query("SELECT MIN(recorded_at) FROM changes").fetch_one(db.reader()).await?.try_get(0)?;
+    let first: Option<i64> =
+        sqlx::query("SELECT MIN(recorded_at) FROM changes").fetch_one(db.reader()).await?.try_get(0)?;
     Ok(first.map(from_us))
 }
 

@@ -240,7 +240,10 @@ impl utoipa::IntoParams for ListFilters {
         parameter_in_provider: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
     ) -> Vec<utoipa::openapi::path::Parameter> {
         let paging = ["page", "per_page"];
-        ListQuery::into_params(parameter_in_provider).into_iter().filter(|p| !paging.contains(&p.name.as_str())).collect()
+        ListQuery::into_params(parameter_in_provider)
+            .into_iter()
+            .filter(|p| !paging.contains(&p.name.as_str()))
+            .collect()
     }
 }
 

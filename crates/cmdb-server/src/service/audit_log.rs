@@ -145,7 +145,8 @@ pub struct AuditQuery {
 
 /// Entries matching `query`, newest first, at most `limit`.
 pub async fn list(db: &Db, query: &AuditQuery, limit: i64) -> Result<Vec<Entry>, sqlx::Error> {
-    let mut q = Sql::new("SELECT id, at, actor, action, detail, client_ip, repeats, last_at FROM audit_log WHERE id < ");
+    let mut q =
+        Sql::new("SELECT id, at, actor, action, detail, client_ip, repeats, last_at FROM audit_log WHERE id < ");
     q.bind(query.before.unwrap_or(i64::MAX));
     if let Some(actor) = query.actor.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
         q.push(" AND actor = ").bind(actor);
@@ -172,7 +173,10 @@ pub async fn list(db: &Db, query: &AuditQuery, limit: i64) -> Result<Vec<Entry>,
                 detail: row.try_get(4)?,
                 client_ip: row.try_get(5)?,
                 repeats: row.try_get(6)?,
-                last_at: row.try_get::<Option<i64>, _>(7)?.filter(|_| row.try_get::<i64, _>(6).unwrap_or(1) > 1).map(from_us),
+                last_at: row
+                    .try_get::<Option<i64>, _>(7)?
+                    .filter(|_| row.try_get::<i64, _>(6).unwrap_or(1) > 1)
+                    .map(from_us),
             })
         })
         .collect()

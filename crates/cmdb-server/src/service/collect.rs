@@ -93,11 +93,8 @@ pub async fn targets(db: &Db, cutoff: DateTime<Utc>, mode: Option<&str>) -> Resu
     for target in all {
         let address = target.manage_address.clone().unwrap_or_else(|| target.hostname.clone());
         let others = |sharing: Option<&Vec<i64>>| -> Option<String> {
-            let others: Vec<String> = sharing?
-                .iter()
-                .filter(|id| **id != target.asset_id)
-                .map(|id| format!("asset {id}"))
-                .collect();
+            let others: Vec<String> =
+                sharing?.iter().filter(|id| **id != target.asset_id).map(|id| format!("asset {id}")).collect();
             (!others.is_empty()).then(|| others.join(", "))
         };
         let shared_address = others(by_address.get(&endpoint(&address, target.ssh_port))).filter(|_| check_address);

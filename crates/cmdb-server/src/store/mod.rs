@@ -67,7 +67,9 @@ impl AssetKeysRow {
     /// True when the asset has a board UUID, board serial or machine id: identity that a host
     /// name alone must not take over.
     pub fn has_strong_key(&self) -> bool {
-        [&self.board_uuid, &self.board_sn, &self.machine_id].iter().any(|key| key.as_deref().is_some_and(|k| !k.is_empty()))
+        [&self.board_uuid, &self.board_sn, &self.machine_id]
+            .iter()
+            .any(|key| key.as_deref().is_some_and(|k| !k.is_empty()))
     }
 
     /// The stored identity keys.

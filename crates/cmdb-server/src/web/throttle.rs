@@ -211,7 +211,8 @@ pub async fn admit(db: &Db, attempt: &Attempt, now: i64) -> Result<Admission, sq
 pub async fn succeeded(db: &Db, attempt: &Attempt, user_id: i64, now: i64) -> Result<(), sqlx::Error> {
     let mut tx = db.begin_write().await?;
     sqlx::query("DELETE FROM login_throttle WHERE scope = $1").bind(attempt.pair_scope()).execute(&mut *tx).await?;
-    let mut scopes: Vec<(String, i64)> = attempt.ip_scope().map(|scope| (scope, FREE_FAILURES_IP)).into_iter().collect();
+    let mut scopes: Vec<(String, i64)> =
+        attempt.ip_scope().map(|scope| (scope, FREE_FAILURES_IP)).into_iter().collect();
     scopes.push((attempt.user_scope(), USER_FAILURES_PER_HOUR));
     take_back(&mut tx, db.backend(), &scopes, now).await?;
     if let Some(address) = &attempt.address {

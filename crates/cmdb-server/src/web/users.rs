@@ -275,7 +275,8 @@ pub async fn find(db: &Db, name: &str) -> Result<Option<User>, StoreError> {
 pub async fn authenticate(db: &Db, name: &str, password: &str) -> Result<Option<User>, UserError> {
     // An oversized password is checked against the dummy hash truncated to the limit, so it costs
     // the same as any other attempt and is never a match.
-    let checked = if password.len() > MAX_PASSWORD_LEN { &password[..floor_char(password, MAX_PASSWORD_LEN)] } else { password };
+    let checked =
+        if password.len() > MAX_PASSWORD_LEN { &password[..floor_char(password, MAX_PASSWORD_LEN)] } else { password };
     let Ok(name) = normalize_name(name) else {
         verify_password(&DUMMY_HASH, checked).await?;
         return Ok(None);

@@ -109,9 +109,10 @@ impl TestServer {
         let admin = auth::create_token(database.writer(), "test-admin", Role::Admin).await.expect("token");
         let viewer = auth::create_token(database.writer(), "test-viewer", Role::Viewer).await.expect("token");
         let secret_key = cmdb_server::admin::open_secrets(&database, &config).await.expect("secrets key");
-        let collector = auth::create_agent_key(database.writer(), &secret_key, KeyScope::Collector, "test-collector", None)
-            .await
-            .expect("key");
+        let collector =
+            auth::create_agent_key(database.writer(), &secret_key, KeyScope::Collector, "test-collector", None)
+                .await
+                .expect("key");
         let data_dir = config.data_dir.clone();
         let state = AppState::new(database, config, secret_key);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

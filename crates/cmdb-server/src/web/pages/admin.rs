@@ -210,7 +210,9 @@ pub async fn create_key(State(state): State<Arc<WebState>>, posted: Posted<NewKe
     }
     let asset = match posted.form.asset.trim() {
         "" => None,
-        text => Some(text.parse::<i64>().map_err(|_| WebError::BadRequest(format!("asset id {text:?} is not a number")))?),
+        text => {
+            Some(text.parse::<i64>().map_err(|_| WebError::BadRequest(format!("asset id {text:?} is not a number")))?)
+        }
     };
     if let Some(id) = asset {
         if scope != KeyScope::Host {

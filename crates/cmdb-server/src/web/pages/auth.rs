@@ -155,7 +155,12 @@ pub async fn login(
         Admission::Allowed { blocks_for } => blocks_for,
         Admission::Throttled { retry_after } => {
             audit::record_repeated(db, actor, "login_throttled", "too many failed logins", ip.as_deref()).await?;
-            tracing::warn!(user = actor, client_ip = ip.as_deref().unwrap_or("-"), retry_after, "login refused: throttled");
+            tracing::warn!(
+                user = actor,
+                client_ip = ip.as_deref().unwrap_or("-"),
+                retry_after,
+                "login refused: throttled"
+            );
             let mut response = login_page(
                 StatusCode::TOO_MANY_REQUESTS,
                 &fresh,
@@ -328,8 +333,14 @@ pub async fn change_password(
         });
     }
     if !users::check_current_password(db, user.session.user_id, &form.current).await? {
-        audit::record_repeated(db, &user.session.name, "password_change_failed", "wrong current password", user.client_ip.as_deref())
-            .await?;
+        audit::record_repeated(
+            db,
+            &user.session.name,
+            "password_change_failed",
+            "wrong current password",
+            user.client_ip.as_deref(),
+        )
+        .await?;
         return fail("The current password is wrong.".to_owned());
     }
     throttle::succeeded(db, &attempt, user.session.user_id, now).await?;

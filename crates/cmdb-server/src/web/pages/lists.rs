@@ -82,8 +82,14 @@ pub async fn change(State(state): State<Arc<WebState>>, posted: Posted<ListForm>
     }
     // The same audit entries as the REST API's list edits.
     let detail = format!("{}: {}", kind.as_str(), form.value.trim());
-    audit_log::record_from(db, &user.session.name, &format!("list.{}", form.action), &detail, user.client_ip.as_deref())
-        .await?;
+    audit_log::record_from(
+        db,
+        &user.session.name,
+        &format!("list.{}", form.action),
+        &detail,
+        user.client_ip.as_deref(),
+    )
+    .await?;
     tracing::info!(user = %user.session.name, list = kind.as_str(), action = %form.action, "managed list changed");
     Ok(Redirect::to(&format!("/lists#list-{}", kind.as_str())).into_response())
 }
