@@ -8,11 +8,13 @@
 //! - [`state`]: an asset's stored state (sections, fields, keyed components) and how a change applies to it.
 //! - [`diff`]: the diff engine (`stored` + `report` -> changes) and replay (changes -> state).
 //! - [`identity`]: identity keys, placeholder rules, and which stored asset a report may match.
+//! - [`catalog`]: what each built-in field is called and measured in (labels, units, workbook columns).
 //! - [`business`]: the fields people maintain (IDC, owner, status, ...), never written by collection.
 //! - [`signing`]: the `CMDB-HMAC-SHA256` request signature shared by agent and server.
 //! - [`legacy`]: the course client's payload and `auth-api` header, mapped onto v1.
 
 pub mod business;
+pub mod catalog;
 pub mod diff;
 pub mod identity;
 pub mod legacy;
