@@ -167,8 +167,11 @@ fn asset_history(i: usize, start: i64, end: i64, mix: &mut Mix) -> (AssetState, 
     }
     events.push(Event { recorded_at: start, report: true, ops: first });
     let updates = 3 + mix.below(3) as i64;
+    // Each update falls at a random time in its share of the span, so the latest ones reach up to
+    // `end` and every month (the audit's last 30 days included) has changes, as a real fleet does.
+    let share = (end - start) / updates;
     for k in 1..=updates {
-        let at = start + (end - start) * k / (updates + 1);
+        let at = start + share * (k - 1) + 1 + mix.below(share as u64) as i64;
         let mut ops = Vec::new();
         let report = k % 3 != 0;
         if report {

@@ -160,6 +160,51 @@ fn name(path: &Path) -> String {
     path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
+/// The audit workbook as a spreadsheet reads it: counts and sizes are numbers, flags are booleans,
+/// times are date-times, and every table sheet has a frozen header row and an autofilter.
+fn assert_typed_workbook(xlsx: &[u8], hosts: usize) {
+    use calamine::{Data, Reader, Xlsx, open_workbook_from_rs};
+    use std::io::{Cursor, Read};
+    let mut book: Xlsx<_> = open_workbook_from_rs(Cursor::new(xlsx.to_vec())).expect("xlsx");
+    let names = book.sheet_names();
+    assert_eq!(names, ["About", "Assets", "Memory", "Disks", "Network interfaces", "Changes"]);
+    let about = book.worksheet_range("About").expect("About");
+    let value = |label: &str| about.rows().find(|r| r[0] == label).map(|r| r[1].clone());
+    assert_eq!(value("Assets"), Some(Data::Float(hosts as f64)), "counts are numbers");
+    assert_eq!(value("Components"), Some(Data::Float((hosts * 5) as f64)));
+    assert!(matches!(value("History starts"), Some(Data::String(s)) if s.contains("+00:00")), "{about:?}");
+    assert_eq!(value("Time zone"), Some(Data::String("UTC".into())));
+    let mut cell = |sheet: &str, row_key: &str, header: &str| -> Data {
+        let range = book.worksheet_range(sheet).expect(sheet);
+        let mut rows = range.rows();
+        let headers: Vec<String> = rows.next().expect("header").iter().map(|c| c.to_string()).collect();
+        let col = headers.iter().position(|h| h == header).unwrap_or_else(|| panic!("{header} in {headers:?}"));
+        rows.find(|r| r.iter().any(|c| c == row_key)).map(|r| r[col].clone()).expect(row_key)
+    };
+    assert_eq!(cell("Disks", "D1", "Capacity (GB)"), Data::Float(300.0));
+    assert_eq!(cell("Disks", "D1", "Capacity (bytes)"), Data::Float(299_999_999_000.0));
+    assert_eq!(cell("Memory", "M1", "Size (GiB)"), Data::Float(16.0));
+    assert_eq!(cell("Memory", "M1", "Speed (MT/s)"), Data::Float(2133.0));
+    assert_eq!(cell("Network interfaces", "eth0", "Up"), Data::Bool(true));
+    assert_eq!(cell("Network interfaces", "eth0", "IPv4"), Data::String("10.0.0.5/24".into()));
+    assert!(matches!(cell("Assets", "web-01", "created_at (UTC)"), Data::DateTime(_)));
+    assert!(matches!(cell("Assets", "web-01", "memory_mb"), Data::Float(_)));
+    // Frozen header rows and autofilters live in each sheet's XML, which calamine does not read.
+    let mut zip = zip::ZipArchive::new(Cursor::new(xlsx)).expect("zip");
+    for index in 2..=names.len() {
+        let mut xml = String::new();
+        zip.by_name(&format!("xl/worksheets/sheet{index}.xml"))
+            .expect("sheet xml")
+            .read_to_string(&mut xml)
+            .expect("utf-8");
+        assert!(
+            xml.contains(r#"<pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" state="frozen"/>"#),
+            "sheet {index}: frozen header"
+        );
+        assert!(xml.contains("<autoFilter ref=\"A1:"), "sheet {index}: autofilter");
+    }
+}
+
 async fn audit_workbook_opens_in_libreoffice(backend: Backend) {
     let db = common::TestDb::new(backend).await;
     let server = TestServer::start(&db).await;
@@ -173,9 +218,20 @@ async fn audit_workbook_opens_in_libreoffice(backend: Backend) {
     let (status, kind, xlsx) = download(&server, &format!("/api/v1/audit/export.xlsx?as_of={as_of}")).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&xlsx));
     assert!(kind.contains("spreadsheetml"));
+    assert_typed_workbook(&xlsx, ids.len());
     let sheets = libreoffice_csv(&xlsx);
     let names: Vec<&str> = sheets.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, vec!["book-About.csv", "book-Assets.csv", "book-Changes.csv", "book-Components.csv"]);
+    assert_eq!(
+        names,
+        vec![
+            "book-About.csv",
+            "book-Assets.csv",
+            "book-Changes.csv",
+            "book-Disks.csv",
+            "book-Memory.csv",
+            "book-Network interfaces.csv"
+        ]
+    );
     let sheet = |n: &str| &sheets.iter().find(|(name, _)| name == n).expect("sheet").1;
     let (headers, assets) = sheet("book-Assets.csv");
     assert_eq!(headers, &xlsx_headers(export::AUDIT_ASSET_HEADERS));
@@ -189,11 +245,21 @@ async fn audit_workbook_opens_in_libreoffice(backend: Backend) {
     // Times are date cells shown as yyyy-mm-dd hh:mm:ss (UTC).
     assert_eq!(web[23].len(), 19, "{}", web[23]);
     assert!(assets.iter().any(|r| r[1] == "=cmd|calc"));
-    let (headers, components) = sheet("book-Components.csv");
-    assert_eq!(headers, &export::COMPONENT_HEADERS);
-    // Each host has 2 memory modules, 2 disks and 1 interface.
-    assert_eq!(components.len(), ids.len() * 5);
-    assert!(components.iter().any(|r| r[1] == "web-01" && r[2] == "disk" && r[3] == "32:1" && r[6] == "D1"));
+    // One sheet per component section, a column per field: each host has 2 DIMMs, 2 disks, 1 NIC.
+    let column = |headers: &[String], name: &str| headers.iter().position(|h| h == name).expect(name);
+    let (headers, disks) = sheet("book-Disks.csv");
+    assert_eq!(disks.len(), ids.len() * 2);
+    let disk = disks.iter().find(|r| r[1] == "web-01" && r[2] == "32:1").expect("disk 32:1 of web-01");
+    assert_eq!(disk[column(headers, "Serial number")], "D1");
+    assert_eq!(disk[column(headers, "Capacity (GB)")], "300");
+    assert_eq!(disk[column(headers, "Capacity (bytes)")], "299999999000");
+    let (headers, dimms) = sheet("book-Memory.csv");
+    assert_eq!(dimms.len(), ids.len() * 2);
+    assert_eq!(dimms[0][column(headers, "Size (GiB)")], "16");
+    let (headers, nics) = sheet("book-Network interfaces.csv");
+    assert_eq!(nics.len(), ids.len());
+    assert_eq!(nics[0][column(headers, "MAC address")], "00:1c:42:a5:57:7a");
+    assert!(!headers.iter().any(|h| h.contains("erial")), "no serial column holds a MAC: {headers:?}");
     let (headers, changes) = sheet("book-Changes.csv");
     assert_eq!(headers, &xlsx_headers(export::CHANGE_HEADERS));
     let mut expected = 0;

@@ -284,6 +284,15 @@ impl Rebuilder {
         Ok(Rebuilder { snapshot, keep_state, last, position: 0, inconsistent: Vec::new() })
     }
 
+    /// Takes the assets for which `known(asset, L)` holds out of the rebuild and returns them
+    /// (the caller has their rows already: an asset's state at change L never changes).
+    pub fn take_known(&mut self, known: impl Fn(i64, i64) -> bool) -> Vec<(i64, i64)> {
+        let (taken, left) = self.last[self.position..].iter().partition(|(asset, l)| known(*asset, *l));
+        self.last = left;
+        self.position = 0;
+        taken
+    }
+
     /// Assets with a change in the window (an upper bound of how many will be rebuilt).
     pub fn candidates(&self) -> usize {
         self.last.len()
@@ -491,13 +500,22 @@ pub struct AsOfRow {
 /// are read once per process; every as-of list that starts from it merges the assets changed
 /// since and filters, sorts and pages in memory (no temporary table, no sort of 100,000 rows in
 /// SQL per request). Holds the two snapshots used last.
+///
+/// It also keeps the rows of assets rebuilt since a snapshot, by (snapshot, asset, L) where L is
+/// the last change replayed: an asset's state at a change never changes, so the next as-of of the
+/// same day replays only the assets that changed since the previous one instead of every asset
+/// changed since the snapshot.
 #[derive(Debug, Default)]
 pub struct SnapshotRows {
     entries: std::sync::Mutex<Vec<(i64, std::sync::Arc<Vec<AsOfRow>>)>>,
+    rebuilt: std::sync::Mutex<HashMap<(i64, i64, i64), std::sync::Arc<AsOfRow>>>,
 }
 
 /// How many snapshots' rows are kept (about 100 MB each at 100,000 assets).
 const KEPT_SNAPSHOTS: usize = 2;
+
+/// How many rebuilt rows are kept (about 1 KB each); past it the cache starts again empty.
+const KEPT_REBUILT: usize = 50_000;
 
 impl SnapshotRows {
     /// Reads the rows of the latest complete snapshot into memory, so the first as-of list after a
@@ -510,6 +528,20 @@ impl SnapshotRows {
             self.rows(db, snapshot).await?;
         }
         Ok(())
+    }
+
+    /// The kept row of `asset` at change `l` rebuilt on top of `snapshot` (0: none).
+    fn rebuilt(&self, snapshot: i64, asset: i64, l: i64) -> Option<std::sync::Arc<AsOfRow>> {
+        self.rebuilt.lock().ok()?.get(&(snapshot, asset, l)).cloned()
+    }
+
+    fn keep_rebuilt(&self, snapshot: i64, l: i64, row: std::sync::Arc<AsOfRow>) {
+        if let Ok(mut kept) = self.rebuilt.lock() {
+            if kept.len() >= KEPT_REBUILT {
+                kept.clear();
+            }
+            kept.insert((snapshot, row.item.id, l), row);
+        }
     }
 
     /// The rows of `snapshot`, in asset id order.
@@ -588,7 +620,7 @@ async fn load_snapshot_part(db: &Db, snapshot: SnapshotRef, from: i64, to: i64) 
 /// replaced (or added).
 struct RowsAt {
     base: std::sync::Arc<Vec<AsOfRow>>,
-    changed: Vec<AsOfRow>,
+    changed: Vec<std::sync::Arc<AsOfRow>>,
 }
 
 impl RowsAt {
@@ -596,20 +628,39 @@ impl RowsAt {
         let at = at.timestamp_micros();
         let mut tx = db.reader().begin().await?;
         let snapshot = snapshot_before(&mut tx, at).await?;
-        let rebuilt = rebuild_changed(&mut tx, snapshot, at, None, false).await?;
+        let sid = snapshot.map_or(0, |s| s.id);
+        let mut rebuilder = Rebuilder::new(&mut tx, snapshot, at, None, false).await?;
+        let known = rebuilder.take_known(|asset, l| cache.rebuilt(sid, asset, l).is_some());
+        let mut changed: Vec<std::sync::Arc<AsOfRow>> =
+            known.iter().filter_map(|(asset, l)| cache.rebuilt(sid, *asset, *l)).collect();
+        // A row dropped from the cache between the two looks is rebuilt after all.
+        if changed.len() < known.len() {
+            let kept: std::collections::HashSet<i64> = changed.iter().map(|r| r.item.id).collect();
+            let lost: Vec<(i64, i64)> = known.into_iter().filter(|(asset, _)| !kept.contains(asset)).collect();
+            rebuilder.last.extend(lost);
+            rebuilder.last.sort_unstable();
+        }
+        while let Some(chunk) = rebuilder.next_chunk(&mut tx).await? {
+            for r in chunk {
+                let l = r.upto;
+                let row = std::sync::Arc::new(AsOfRow { item: r.list_item(), terms: r.terms });
+                cache.keep_rebuilt(sid, l, row.clone());
+                changed.push(row);
+            }
+        }
         tx.rollback().await?;
+        changed.sort_by_key(|r| r.item.id);
         let base = match snapshot {
             Some(s) => cache.rows(db, s).await?,
             None => std::sync::Arc::new(Vec::new()),
         };
-        let changed = rebuilt.into_iter().map(|r| AsOfRow { item: r.list_item(), terms: r.terms }).collect();
         Ok(RowsAt { base, changed })
     }
 
     /// Every row, in asset id order (both parts are in id order: a merge).
     fn iter(&self) -> impl Iterator<Item = &AsOfRow> {
         let mut base = self.base.iter().peekable();
-        let mut changed = self.changed.iter().peekable();
+        let mut changed = self.changed.iter().map(|r| &**r).peekable();
         std::iter::from_fn(move || match (base.peek(), changed.peek()) {
             (Some(b), Some(c)) if b.item.id < c.item.id => base.next(),
             (Some(b), Some(c)) if b.item.id == c.item.id => {

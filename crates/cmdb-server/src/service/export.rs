@@ -12,6 +12,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use cmdb_model::business::BusinessFields;
+use cmdb_model::catalog;
 use cmdb_model::state::{AssetState, BUSINESS_SECTION};
 use rust_xlsxwriter::{ExcelDateTime, Format, Workbook, XlsxError};
 use serde_json::Value;
@@ -41,6 +42,10 @@ pub enum Cell {
     Text(String),
     /// An integer.
     Int(i64),
+    /// A measure with a fraction (GB, GiB).
+    Number(f64),
+    /// Yes or no.
+    Bool(bool),
     /// A time (UTC).
     Time(DateTime<Utc>),
 }
@@ -64,6 +69,8 @@ impl Cell {
             Cell::Empty => String::new(),
             Cell::Text(text) => csv_text(text),
             Cell::Int(n) => n.to_string(),
+            Cell::Number(n) => n.to_string(),
+            Cell::Bool(b) => b.to_string(),
             Cell::Time(t) => t.with_timezone(&tz).to_rfc3339_opts(SecondsFormat::Secs, true),
         }
     }
@@ -205,13 +212,131 @@ fn component_rows(r: &Rebuilt) -> Vec<Vec<Cell>> {
                 Cell::Text(key.clone()),
                 first_text(component, &["manufacturer", "vendor"]),
                 first_text(component, &["model", "part_number"]),
-                first_text(component, &["sn", "hwaddr"]),
+                first_text(component, &["sn"]),
                 capacity,
                 Cell::Text(serde_json::to_string(component).unwrap_or_default()),
             ]);
         }
     }
     out
+}
+
+/// A component sheet of the audit workbook: one per built-in component section, with a column per
+/// catalog field (two for sizes: the rounded GB/GiB figure and the exact one), so numbers are
+/// numbers and a MAC address is never in a serial column.
+pub struct ComponentSheet {
+    /// The section (`disk`).
+    pub section: &'static catalog::Section,
+    /// The column headers.
+    pub headers: Vec<String>,
+}
+
+/// The component sheets, in the catalog's order.
+pub fn component_sheets() -> Vec<ComponentSheet> {
+    catalog::SECTIONS
+        .iter()
+        .filter(|s| !s.component_fields.is_empty())
+        .map(|section| {
+            let mut headers = vec!["asset_id".to_owned(), "hostname".to_owned(), section.key_label.to_owned()];
+            for f in section.component_fields {
+                headers.extend(field_headers(f));
+            }
+            headers.push(OTHER_FIELDS.to_owned());
+            ComponentSheet { section, headers }
+        })
+        .collect()
+}
+
+/// The last column of a component sheet: fields the catalog does not name, as JSON.
+const OTHER_FIELDS: &str = "other fields";
+
+/// Columns of the sheet of components in sections the catalog does not know.
+const OTHER_COMPONENT_HEADERS: &[&str] = &["asset_id", "hostname", "section", "key", "data"];
+
+/// The columns one catalog field makes.
+fn field_headers(f: &catalog::Field) -> Vec<String> {
+    use catalog::Unit;
+    match f.unit {
+        Unit::StorageBytes => vec![format!("{} (GB)", f.label), format!("{} (bytes)", f.label)],
+        Unit::MemoryMib => vec![format!("{} (GiB)", f.label), format!("{} (MiB)", f.label)],
+        Unit::MegaTransfers => vec![format!("{} (MT/s)", f.label)],
+        Unit::PlainBytes => vec![format!("{} (bytes)", f.label)],
+        Unit::Text | Unit::Number | Unit::Flag | Unit::List => vec![f.label.to_owned()],
+    }
+}
+
+/// The cells one catalog field makes, as many as [`field_headers`] names. A value of another type
+/// than the unit expects (an older agent's text) is written as text in the first column.
+fn field_cells(f: &catalog::Field, value: Option<&Value>, out: &mut Vec<Cell>) {
+    use catalog::Unit;
+    let width = match f.unit {
+        Unit::StorageBytes | Unit::MemoryMib => 2,
+        _ => 1,
+    };
+    let start = out.len();
+    match (f.unit, value) {
+        (_, None | Some(Value::Null)) => {}
+        (Unit::StorageBytes, Some(Value::Number(n))) if n.as_u64().is_some() => {
+            let bytes = n.as_u64().unwrap_or_default();
+            out.extend([Cell::Number(catalog::gigabytes(bytes)), Cell::Int(bytes as i64)]);
+        }
+        (Unit::MemoryMib, Some(Value::Number(n))) if n.as_u64().is_some() => {
+            let mib = n.as_u64().unwrap_or_default();
+            out.extend([Cell::Number(catalog::gibibytes(mib)), Cell::Int(mib as i64)]);
+        }
+        (Unit::Number | Unit::MegaTransfers | Unit::PlainBytes, Some(Value::Number(n))) if n.as_i64().is_some() => {
+            out.push(Cell::Int(n.as_i64().unwrap_or_default()));
+        }
+        (Unit::Flag, Some(Value::Bool(b))) => out.push(Cell::Bool(*b)),
+        (_, Some(Value::Array(items))) => {
+            out.push(Cell::Text(items.iter().map(catalog::plain).collect::<Vec<_>>().join(", ")));
+        }
+        (_, Some(Value::String(text))) if text.is_empty() => {}
+        (_, Some(other)) => out.push(Cell::Text(catalog::plain(other))),
+    }
+    out.resize(start + width, Cell::Empty);
+}
+
+/// The rows of `r`'s components: for each component section the catalog knows, its sheet's index
+/// in `sheets` and its rows; components of other sections go to `other` (one JSON cell each).
+fn section_component_rows(
+    r: &Rebuilt,
+    sheets: &[ComponentSheet],
+    rows: &mut [Vec<Vec<Cell>>],
+    other: &mut Vec<Vec<Cell>>,
+) -> u64 {
+    let mut count = 0;
+    for (section, state) in &r.state.sections {
+        let index = sheets.iter().position(|s| s.section.name == section);
+        for (key, component) in &state.components {
+            count += 1;
+            let Some(index) = index else {
+                other.push(vec![
+                    Cell::Int(r.asset_id),
+                    Cell::Text(r.summary.hostname.clone()),
+                    Cell::Text(section.clone()),
+                    Cell::Text(key.clone()),
+                    Cell::Text(serde_json::to_string(component).unwrap_or_default()),
+                ]);
+                continue;
+            };
+            let fields = sheets[index].section.component_fields;
+            let mut cells = Vec::with_capacity(sheets[index].headers.len());
+            cells.extend([Cell::Int(r.asset_id), Cell::Text(r.summary.hostname.clone()), Cell::Text(key.clone())]);
+            for f in fields {
+                field_cells(f, component.get(f.key), &mut cells);
+            }
+            let key_field = cmdb_model::report::component_list(section).map(|(_, k)| k);
+            let unknown: serde_json::Map<String, Value> = component
+                .iter()
+                .filter(|(k, _)| Some(k.as_str()) != key_field && !fields.iter().any(|f| f.key == k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            cells.push(if unknown.is_empty() { Cell::Empty } else { Cell::Text(Value::Object(unknown).to_string()) });
+            rows[index].push(cells);
+        }
+    }
+    count
 }
 
 /// Columns of the change sheet.
@@ -316,6 +441,8 @@ struct TableState {
     sheet: usize,
     sheets: usize,
     next_row: u32,
+    /// Sheets this table filled before the current one, with their row counts.
+    full: Vec<(usize, u32)>,
 }
 
 impl Book {
@@ -330,18 +457,20 @@ impl Book {
     }
 
     /// Adds a table; returns its handle for [`Book::row`].
-    fn table(&mut self, name: &str, headers: &[&str]) -> Result<usize, ServiceError> {
+    fn table<S: AsRef<str>>(&mut self, name: &str, headers: &[S]) -> Result<usize, ServiceError> {
         self.tables.push(TableState {
             name: name.to_owned(),
             // Time columns (named `*_at`) hold wall-clock date-times of the zone, which Excel cannot
             // carry in the cell, so the header names it.
             headers: headers
                 .iter()
-                .map(|h| if h.ends_with("_at") { format!("{h} ({})", self.tz.name()) } else { (*h).to_owned() })
+                .map(|h| h.as_ref())
+                .map(|h| if h.ends_with("_at") { format!("{h} ({})", self.tz.name()) } else { h.to_owned() })
                 .collect(),
             sheet: 0,
             sheets: 0,
             next_row: 0,
+            full: Vec::new(),
         });
         let t = self.tables.len() - 1;
         self.new_sheet(t)?;
@@ -351,6 +480,9 @@ impl Book {
     fn new_sheet(&mut self, t: usize) -> Result<(), ServiceError> {
         let index = self.workbook.worksheets().len();
         let table = &mut self.tables[t];
+        if table.sheets > 0 {
+            table.full.push((table.sheet, table.next_row));
+        }
         table.sheets += 1;
         let name = if table.sheets == 1 { table.name.clone() } else { format!("{} {}", table.name, table.sheets) };
         let sheet = self.workbook.add_worksheet_with_constant_memory().map_err(xlsx_error)?;
@@ -389,6 +521,12 @@ impl Book {
                 Cell::Int(n) => {
                     sheet.write_number(row, col, *n as f64).map_err(xlsx_error)?;
                 }
+                Cell::Number(n) => {
+                    sheet.write_number(row, col, *n).map_err(xlsx_error)?;
+                }
+                Cell::Bool(b) => {
+                    sheet.write_boolean(row, col, *b).map_err(xlsx_error)?;
+                }
                 Cell::Time(t) => {
                     // The wall-clock time in the zone, as a person there reads it.
                     let local = t.with_timezone(&self.tz).naive_local();
@@ -401,7 +539,20 @@ impl Book {
         Ok(())
     }
 
+    /// Puts an autofilter over every table sheet's rows (its header row is frozen already).
+    fn filter_tables(&mut self) -> Result<(), ServiceError> {
+        for table in &self.tables {
+            let last_col = u16::try_from(table.headers.len().saturating_sub(1)).unwrap_or(u16::MAX);
+            for &(index, rows) in table.full.iter().chain([(table.sheet, table.next_row)].iter()) {
+                let sheet = self.workbook.worksheet_from_index(index).map_err(xlsx_error)?;
+                sheet.autofilter(0, 0, rows.saturating_sub(1), last_col).map_err(xlsx_error)?;
+            }
+        }
+        Ok(())
+    }
+
     fn finish(mut self) -> Result<Vec<u8>, ServiceError> {
+        self.filter_tables()?;
         self.workbook.save_to_buffer().map_err(xlsx_error)
     }
 
@@ -409,6 +560,7 @@ impl Book {
     /// files, so nothing holds the whole workbook in memory). Compression level 1: a large
     /// workbook is mostly compression time at the default level, for a file only a little smaller.
     fn finish_to(&mut self, file: &tempfile::NamedTempFile) -> Result<(), ServiceError> {
+        self.filter_tables()?;
         self.workbook.set_zip_compression_level(1);
         self.workbook.save(file.path()).map_err(xlsx_error)
     }
@@ -507,7 +659,9 @@ pub async fn for_each_asset_as_of(
 }
 
 /// Calls `each` for every change recorded in [from, to] (both inclusive), oldest first, with the asset's current
-/// host name. Reads in pages by (recorded_at, id), so memory stays bounded.
+/// host name. Reads in pages by (recorded_at, id), so memory stays bounded; the page's lower bound
+/// is also stated as a plain range (`recorded_at >= $1`) so the index on recorded_at bounds the
+/// scan on both ends (an OR alone made PostgreSQL filter every older change, 3 s a page).
 pub async fn for_each_change(
     db: &Db,
     from: DateTime<Utc>,
@@ -522,7 +676,7 @@ pub async fn for_each_change(
     loop {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {columns}, a.hostname FROM changes c JOIN assets a ON a.id = c.asset_id \
-             WHERE c.recorded_at <= $3 AND (c.recorded_at > $1 OR (c.recorded_at = $1 AND c.id > $2)) \
+             WHERE c.recorded_at >= $1 AND c.recorded_at <= $3 AND (c.recorded_at > $1 OR c.id > $2) \
              ORDER BY c.recorded_at, c.id LIMIT 5000"
         )))
         .bind(after_time)
@@ -609,12 +763,21 @@ pub async fn audit_workbook(db: &Db, period: &AuditPeriod) -> Result<NamedTempFi
 /// Rows on their way to the workbook's writer thread.
 enum Rows {
     Assets(Vec<Vec<Cell>>),
-    Components(Vec<Vec<Cell>>),
+    /// Rows of the component sheet at this index of [`component_sheets`].
+    Components(usize, Vec<Vec<Cell>>),
+    OtherComponents(Vec<Vec<Cell>>),
     Changes(Vec<Vec<Cell>>),
 }
 
 /// Rows per message to the writer thread.
 const BATCH: usize = 2_000;
+
+/// What the reader counted, for the About sheet.
+struct Counts {
+    assets: u64,
+    components: u64,
+    changes: u64,
+}
 
 /// Builds the workbook in two threads: this one reads the database, rebuilds the assets and makes
 /// the rows; a writer thread writes them into the sheets (the XML and its compression are half
@@ -629,27 +792,36 @@ async fn write_audit_workbook(db: &Db, period: &AuditPeriod) -> Result<NamedTemp
         .spawn(move || write_sheets(receiver, tz))
         .map_err(|e| ServiceError::Bug(format!("cannot start the workbook writer: {e}")))?;
     let gone = || ServiceError::Bug("the workbook writer stopped".to_owned());
+    let sheets = component_sheets();
     let mut assets_batch = Vec::with_capacity(BATCH);
-    let mut components_batch = Vec::with_capacity(BATCH);
-    let mut component_count = 0u64;
+    let mut component_batches: Vec<Vec<Vec<Cell>>> = sheets.iter().map(|_| Vec::with_capacity(BATCH)).collect();
+    let mut other_batch = Vec::new();
+    let mut components = 0u64;
     let read = async {
         let assets = for_each_asset_as_of(db, as_of, &mut |r| {
             assets_batch.push(audit_asset_cells(r));
-            for cells in component_rows(r) {
-                components_batch.push(cells);
-                component_count += 1;
-            }
+            components += section_component_rows(r, &sheets, &mut component_batches, &mut other_batch);
             if assets_batch.len() >= BATCH {
                 sender.send(Rows::Assets(std::mem::take(&mut assets_batch))).map_err(|_| gone())?;
             }
-            if components_batch.len() >= BATCH {
-                sender.send(Rows::Components(std::mem::take(&mut components_batch))).map_err(|_| gone())?;
+            for (index, batch) in component_batches.iter_mut().enumerate() {
+                if batch.len() >= BATCH {
+                    sender.send(Rows::Components(index, std::mem::take(batch))).map_err(|_| gone())?;
+                }
+            }
+            if other_batch.len() >= BATCH {
+                sender.send(Rows::OtherComponents(std::mem::take(&mut other_batch))).map_err(|_| gone())?;
             }
             Ok(())
         })
         .await?;
         sender.send(Rows::Assets(std::mem::take(&mut assets_batch))).map_err(|_| gone())?;
-        sender.send(Rows::Components(std::mem::take(&mut components_batch))).map_err(|_| gone())?;
+        for (index, batch) in component_batches.iter_mut().enumerate() {
+            sender.send(Rows::Components(index, std::mem::take(batch))).map_err(|_| gone())?;
+        }
+        if !other_batch.is_empty() {
+            sender.send(Rows::OtherComponents(std::mem::take(&mut other_batch))).map_err(|_| gone())?;
+        }
         let mut changes_batch = Vec::with_capacity(BATCH);
         let changes = for_each_change(db, from, to, &mut |c, hostname| {
             changes_batch.push(change_cells(c, hostname));
@@ -670,10 +842,11 @@ async fn write_audit_workbook(db: &Db, period: &AuditPeriod) -> Result<NamedTemp
     // A failed read is the error to report (the writer then stopped on the closed channel).
     let (assets, changes) = counted?;
     let mut book = book?;
-    let file = finish_audit_workbook(&mut book, period, (assets, component_count, changes))?;
+    let history_starts = asof::history_start(db).await?;
+    let file = finish_audit_workbook(&mut book, period, history_starts, &Counts { assets, components, changes })?;
     let bytes = file.as_file().metadata().map(|m| m.len()).unwrap_or(0);
     tracing::info!(
-        %as_of, %from, %to, assets, components = component_count, changes,
+        %as_of, %from, %to, assets, components, changes,
         bytes, read_ms, sheets_ms, elapsed_ms = started.elapsed().as_millis() as u64,
         "audit workbook written"
     );
@@ -687,12 +860,23 @@ fn write_sheets(receiver: std::sync::mpsc::Receiver<Rows>, tz: Tz) -> Result<Boo
     // which can be written in any order.
     book.workbook.add_worksheet().set_name("About").map_err(xlsx_error)?;
     let asset_table = book.table("Assets", AUDIT_ASSET_HEADERS)?;
-    let component_table = book.table("Components", COMPONENT_HEADERS)?;
+    let mut component_tables = Vec::new();
+    for sheet in component_sheets() {
+        component_tables.push(book.table(sheet.section.title, &sheet.headers)?);
+    }
     let change_table = book.table("Changes", CHANGE_HEADERS)?;
+    let mut other_table = None;
     for rows in receiver {
         let (table, rows) = match rows {
             Rows::Assets(rows) => (asset_table, rows),
-            Rows::Components(rows) => (component_table, rows),
+            Rows::Components(index, rows) => (component_tables[index], rows),
+            Rows::OtherComponents(rows) => {
+                let table = match other_table {
+                    Some(table) => table,
+                    None => *other_table.insert(book.table("Other components", OTHER_COMPONENT_HEADERS)?),
+                };
+                (table, rows)
+            }
             Rows::Changes(rows) => (change_table, rows),
         };
         for cells in &rows {
@@ -706,48 +890,90 @@ fn write_sheets(receiver: std::sync::mpsc::Receiver<Rows>, tz: Tz) -> Result<Boo
 fn finish_audit_workbook(
     book: &mut Book,
     period: &AuditPeriod,
-    (assets, component_count, changes): (u64, u64, u64),
+    history_starts: Option<DateTime<Utc>>,
+    counts: &Counts,
 ) -> Result<NamedTempFile, ServiceError> {
     let (as_of, from, to) = (period.as_of.effective, period.from, period.to);
     let tz = period.as_of.tz;
     let cal = Calendar::new(tz, 0);
-    let about = book.workbook.worksheet_from_index(0).map_err(xlsx_error)?;
-    let bold = Format::new().set_bold();
     let requested = if period.as_of.requested == period.as_of.effective {
-        String::new()
+        Cell::Empty
     } else {
-        format!(
+        Cell::Text(format!(
             "{} (later than the latest settled instant, so read at the as-of above)",
             cal.state(period.as_of.requested).at
-        )
+        ))
     };
-    let lines: [(&str, String); 10] = [
-        ("cmdb audit export", String::new()),
-        ("Time zone", tz.name().to_owned()),
-        ("Assets and components as of", cal.state(as_of).at),
+    let at = |t: DateTime<Utc>| Cell::Text(cal.state(t).at);
+    let components: Vec<String> = component_sheets().iter().map(|s| s.section.title.to_owned()).collect();
+    let lines: Vec<(&str, Cell)> = vec![
+        ("cmdb audit export", Cell::Empty),
+        ("Time zone", Cell::Text(tz.name().to_owned())),
+        ("Assets and components as of", at(as_of)),
         ("As of requested", requested),
-        ("Changes recorded from (inclusive)", cal.state(from).at),
-        ("Changes recorded to (inclusive)", cal.state(to).at),
-        ("Generated at", cal.state(Utc::now()).at),
-        ("Assets", assets.to_string()),
-        ("Components", component_count.to_string()),
-        ("Changes", changes.to_string()),
+        ("Changes recorded from (inclusive)", at(from)),
+        ("Changes recorded to (inclusive)", at(to)),
+        ("History starts", history_starts.map_or(Cell::Text("no change recorded yet".to_owned()), at)),
+        ("Generated at", at(Utc::now())),
+        ("Assets", Cell::Int(counts.assets as i64)),
+        ("Components", Cell::Int(counts.components as i64)),
+        ("Changes", Cell::Int(counts.changes as i64)),
+        ("", Cell::Empty),
+        ("How each sheet was built", Cell::Empty),
+        (
+            "Assets",
+            Cell::Text(
+                "Every asset as it stood at the as-of instant, rebuilt from the latest daily snapshot at or before \
+                 it and the changes recorded after that snapshot up to the instant. Sizes are in MiB (memory) \
+                 and bytes (disk) as the collectors report them."
+                    .to_owned(),
+            ),
+        ),
+        (
+            "Component sheets",
+            Cell::Text(format!(
+                "{}: one row per component of those assets at the same instant, one column per field. \
+                 Sizes have two columns: GB (decimal, as drives are labelled) or GiB (binary, as memory is \
+                 sold) rounded to two decimals, and the exact figure. Fields cmdb does not name are under \
+                 \"{OTHER_FIELDS}\" as JSON.",
+                components.join(", ")
+            )),
+        ),
+        (
+            "Changes",
+            Cell::Text(
+                "Every change record the server wrote in the period, oldest first: one row per field that \
+                 changed, with the values before and after as JSON and a sentence that describes it."
+                    .to_owned(),
+            ),
+        ),
+        (
+            "Times",
+            Cell::Text(format!(
+                "Date-time cells are Excel date-times in {} (the zone is in each column header). As of a \
+                 time means every change the server recorded at or before it (recorded_at); \
+                 data_collected_at is when the report that last changed the asset was collected.",
+                tz.name()
+            )),
+        ),
     ];
+    let about = book.workbook.worksheet_from_index(0).map_err(xlsx_error)?;
+    let bold = Format::new().set_bold();
     for (row, (label, value)) in lines.iter().enumerate() {
         let row = row as u32;
         about.write_string_with_format(row, 0, *label, &bold).map_err(xlsx_error)?;
-        about.write_string(row, 1, value).map_err(xlsx_error)?;
+        match value {
+            Cell::Empty => {}
+            Cell::Int(n) => {
+                about.write_number(row, 1, *n as f64).map_err(xlsx_error)?;
+            }
+            other => {
+                about.write_string(row, 1, other.csv(tz)).map_err(xlsx_error)?;
+            }
+        }
     }
-    about
-        .write_string(
-            11,
-            0,
-            "As of a time means every change the server recorded at or before it (recorded_at); \
-             data_collected_at is when the report that last changed the asset was collected.",
-        )
-        .map_err(xlsx_error)?;
-    about.set_column_width(0, 40).map_err(xlsx_error)?;
-    about.set_column_width(1, 28).map_err(xlsx_error)?;
+    about.set_column_width(0, 34).map_err(xlsx_error)?;
+    about.set_column_width(1, 100).map_err(xlsx_error)?;
     let file = temp_file()?;
     book.finish_to(&file)?;
     Ok(file)
