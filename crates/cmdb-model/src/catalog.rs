@@ -58,6 +58,9 @@ pub struct Section {
     pub key_label: &'static str,
     /// Fields of each component, in reading order (the key field excluded).
     pub component_fields: &'static [Field],
+    /// One component and several, as a sentence counts them (`DIMM`, `DIMMs`); empty for
+    /// sections without components.
+    pub nouns: (&'static str, &'static str),
 }
 
 /// Every built-in section, in the order a page shows them.
@@ -75,6 +78,7 @@ pub const SECTIONS: &[Section] = &[
         ],
         key_label: "",
         component_fields: &[],
+        nouns: ("", ""),
     },
     Section {
         name: "cpu",
@@ -86,6 +90,7 @@ pub const SECTIONS: &[Section] = &[
         ],
         key_label: "",
         component_fields: &[],
+        nouns: ("", ""),
     },
     Section {
         name: "board",
@@ -98,6 +103,7 @@ pub const SECTIONS: &[Section] = &[
         ],
         key_label: "",
         component_fields: &[],
+        nouns: ("", ""),
     },
     Section {
         name: "memory",
@@ -112,6 +118,7 @@ pub const SECTIONS: &[Section] = &[
             field("part_number", "Part number", Unit::Text),
             field("sn", "Serial number", Unit::Text),
         ],
+        nouns: ("DIMM", "DIMMs"),
     },
     Section {
         name: "disk",
@@ -127,6 +134,7 @@ pub const SECTIONS: &[Section] = &[
             field("sn", "Serial number", Unit::Text),
             field("firmware", "Firmware", Unit::Text),
         ],
+        nouns: ("disk", "disks"),
     },
     Section {
         name: "nic",
@@ -142,12 +150,23 @@ pub const SECTIONS: &[Section] = &[
             field("ipv4", "IPv4", Unit::List),
             field("ipv6", "IPv6", Unit::List),
         ],
+        nouns: ("NIC", "NICs"),
     },
 ];
 
 /// The catalog entry of a built-in section.
 pub fn section(name: &str) -> Option<&'static Section> {
     SECTIONS.iter().find(|s| s.name == name)
+}
+
+/// `count` components of `section` as a sentence says it (`2 disks`, `1 DIMM`); the section
+/// name for sections the catalog does not know (`3 gpu`).
+pub fn count_of(section: &str, count: usize) -> String {
+    match self::section(section).map(|s| s.nouns) {
+        Some((one, _)) if count == 1 && !one.is_empty() => format!("1 {one}"),
+        Some((_, many)) if !many.is_empty() => format!("{count} {many}"),
+        _ => format!("{count} {section}"),
+    }
 }
 
 /// The label of `key` in `fields`, or the key itself when the catalog does not know it.

@@ -41,7 +41,9 @@ pub fn app_with_paths(state: Arc<AppState>) -> (Router, Vec<&'static str>) {
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics_text))
-        .map(|router| router.fallback(api::not_found))
+        .map(|router| {
+            router.route_layer(axum::middleware::from_fn(api::strict_query::reject_unknown)).fallback(api::not_found)
+        })
         .with_state(state.clone())
         .merge(crate::web::router(state.clone()))
         .merge(crate::api::audit::router(state))

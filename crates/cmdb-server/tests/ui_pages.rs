@@ -461,7 +461,63 @@ async fn managed_lists_constrain_the_edit_form(backend: Backend) {
     );
 }
 
+/// The asset page reads as people read (labels, units, lists, sentences, the first report as one
+/// row), and the change log takes several actions at once and any part of a current or former
+/// host name.
+async fn readable_asset_page_and_change_log(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let server = WebServer::start(&db).await;
+    let id = server.ingest(&report("web-01.example")).await;
+    // Renamed: the same board serial reports a new host name, and a disk was pulled.
+    let mut renamed = common::at(report("app-01.example"), 60);
+    renamed["sections"]["board"]["data"]["sn"] = json!("SN-web-01.example");
+    renamed["sections"]["disk"]["data"]["disks"] = json!([renamed["sections"]["disk"]["data"]["disks"][0].clone()]);
+    assert_eq!(server.ingest(&renamed).await, id, "the same asset, renamed");
+    let mut viewer = server.login("viewer").await;
+    let page = viewer.get(&format!("/assets/{id}")).await;
+    assert_eq!(page.status, 200);
+    let body = &page.body;
+    for readable in [
+        "<th>Capacity</th>",
+        "<th>Serial number</th>",
+        r#"<span title="299,999,999,000 bytes" class="exact">300 GB</span>"#,
+        r#"<span title="16,384 MiB" class="exact">16 GiB</span>"#,
+        "2133 MT&#x2f;s",
+        "<li>10.0.0.5&#x2f;24</li>",
+        "<dt>Logical CPUs</dt>",
+        "first seen with 2 DIMMs, 2 disks, 1 NIC",
+        "disk 32:1 removed",
+    ] {
+        assert!(
+            body.contains(readable),
+            "the asset page shows {readable:?}: {}",
+            &body[body.find("section-memory").unwrap_or(0)..]
+        );
+    }
+    let components = &body[body.find("id=\"section-memory\"").expect("memory table")..];
+    let components = &components[..components.find("id=\"timeline\"").expect("timeline")];
+    for raw in ["capacity_bytes", "capacity_mb", "pd_type", "hwaddr", "[&quot;10.0.0.5"] {
+        assert!(!components.contains(raw), "no raw key or JSON in the component tables: {raw}");
+    }
+    // The change log: a former name and a part of the current one find the asset.
+    for asset in ["web-01.example", "web-01", "APP-01"] {
+        let log = viewer.get(&format!("/changes?asset={asset}")).await;
+        assert_eq!(log.status, 200);
+        assert!(log.body.contains("first seen with 2 DIMMs, 2 disks, 1 NIC"), "asset={asset}");
+        assert!(log.body.contains("disk 32:1 removed"), "asset={asset}");
+    }
+    let nothing = viewer.get("/changes?asset=no-such-host").await.body;
+    assert!(nothing.contains("No change matches."));
+    // Several actions at once: a removal and a change, never the first report's additions.
+    let log = viewer.get("/changes?action=removed&action=changed").await.body;
+    assert!(log.contains("disk 32:1 removed") && log.contains("changed from"), "{log}");
+    assert!(!log.contains("first seen"), "additions are not selected");
+    assert!(log.contains(r#"value="removed" checked"#) && log.contains(r#"value="changed" checked"#));
+    assert_eq!(viewer.get("/changes?action=moved").await.status, 400);
+}
+
 on_both_backends!(
+    readable_asset_page_and_change_log,
     managed_lists_constrain_the_edit_form,
     hostile_text_is_shown_as_text_everywhere,
     list_search_filters_sort_and_pages,

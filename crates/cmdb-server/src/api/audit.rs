@@ -55,6 +55,7 @@ pub fn router(state: Arc<AppState>) -> crate::routing::Routes {
         .route("/api/v1/lists/{list}/{value}", patch(describe_value).delete(remove_value))
         .route("/api/v1/openapi.json", get(openapi_json))
         .route("/api/docs", get(api_docs))
+        .map(|router| router.route_layer(axum::middleware::from_fn(crate::api::strict_query::reject_unknown)))
         .with_state(state)
 }
 
@@ -453,7 +454,7 @@ pub(crate) async fn audit_components_csv(
     path = "/api/v1/audit/changes.csv",
     operation_id = "auditChangesCsv",
     tag = "audit",
-    summary = "The audit's change sheet as CSV (as_of only sets the default period).",
+    summary = "The audit's change sheet as CSV: the changes recorded from..to (as_of, or to, sets the default period).",
     description = "Needs the viewer role or above.",
     security(("bearer" = []), ("session" = [])),
     extensions(("x-cmdb-role" = json!("viewer"))),
@@ -466,7 +467,8 @@ pub(crate) async fn audit_changes_csv(
     Query(params): Query<AuditParams>,
 ) -> Result<Response, ApiError> {
     require(&principal, Role::Viewer)?;
-    let period = params.resolve(&state)?;
+    // A period of changes needs no as-of: from and/or to are enough.
+    let period = state.calendar.change_period(params.as_of.as_deref(), params.from.as_deref(), params.to.as_deref())?;
     let file = export::audit_changes_csv(&state.db, &period).await?;
     let cal = &state.calendar;
     let detail = format!("audit changes CSV from {} to {}", cal.state(period.from).at, cal.state(period.to).at);

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod openapi;
+pub mod strict_query;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -550,6 +551,19 @@ pub struct PageQuery {
     pub before: Option<i64>,
     /// Rows per page (default 200, max 1000).
     pub limit: Option<i64>,
+    /// Only changes recorded at or after this: an instant, a local date-time, or a date (its
+    /// first instant in the configured zone).
+    pub from: Option<String>,
+    /// Only changes recorded at or before this: an instant, a local date-time, or a date (all of
+    /// it: the end of that day in the configured zone).
+    pub to: Option<String>,
+}
+
+/// The span `from`/`to` name, read by the one rule for dates.
+fn span(state: &AppState, from: Option<&str>, to: Option<&str>) -> Result<crate::service::history::Span, ApiError> {
+    let from = from.map(|t| state.calendar.lower_bound("from", t)).transpose()?;
+    let to = to.map(|t| state.calendar.upper_bound("to", t)).transpose()?;
+    Ok(crate::service::history::Span { from, to })
 }
 
 /// Query of the collection errors (newest first).
@@ -597,7 +611,8 @@ pub async fn asset_changes(
 ) -> Result<Json<ChangePage>, ApiError> {
     require(&principal, Role::Viewer)?;
     let limit = page.limit.unwrap_or(200).clamp(1, 1000);
-    let items = crate::service::history::asset_changes(&state.db, id, page.before, None, limit).await?;
+    let span = span(&state, page.from.as_deref(), page.to.as_deref())?;
+    let items = crate::service::history::asset_changes(&state.db, id, page.before, span, limit).await?;
     let next = (items.len() as i64 == limit).then(|| items.last().map(|c| c.id.to_string())).flatten();
     Ok(Json(ChangePage { items, next }))
 }
@@ -611,6 +626,14 @@ pub struct FeedQuery {
     pub after: Option<String>,
     /// Records per page (max 1000).
     pub limit: Option<i64>,
+    /// Only this asset's changes.
+    pub asset_id: Option<i64>,
+    /// Only changes recorded at or after this: an instant, a local date-time, or a date (its
+    /// first instant in the configured zone).
+    pub from: Option<String>,
+    /// Only changes recorded at or before this: an instant, a local date-time, or a date (all of
+    /// it: the end of that day in the configured zone).
+    pub to: Option<String>,
 }
 
 /// `GET /api/v1/changes?after=<cursor>`: every change, oldest first. A consumer that follows
@@ -638,7 +661,11 @@ pub async fn change_feed(
 ) -> Result<Json<ChangePage>, ApiError> {
     require(&principal, Role::Viewer)?;
     let limit = query.limit.unwrap_or(500).clamp(1, 1000);
-    Ok(Json(crate::service::history::change_feed(&state.db, query.after.as_deref(), limit).await?))
+    let filter = crate::service::history::FeedFilter {
+        asset_id: query.asset_id,
+        span: span(&state, query.from.as_deref(), query.to.as_deref())?,
+    };
+    Ok(Json(crate::service::history::change_feed(&state.db, query.after.as_deref(), filter, limit).await?))
 }
 
 /// `GET /api/v1/errors`: collection errors, newest first.

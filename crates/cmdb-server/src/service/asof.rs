@@ -211,17 +211,6 @@ fn parse_state(text: &str) -> Result<AssetState, ServiceError> {
     serde_json::from_str(text).map_err(|e| ServiceError::Bug(format!("a stored snapshot state does not parse: {e}")))
 }
 
-fn in_list(q: &mut Sql, ids: &[i64]) {
-    q.push("(");
-    for (index, id) in ids.iter().enumerate() {
-        if index > 0 {
-            q.push(", ");
-        }
-        q.bind(*id);
-    }
-    q.push(")");
-}
-
 fn qualified_change_columns(alias: &str) -> String {
     CHANGE_COLUMNS.split(", ").map(|c| format!("{alias}.{c}")).collect::<Vec<_>>().join(", ")
 }
@@ -340,7 +329,7 @@ impl Rebuilder {
              WHERE m.snapshot_id = ",
             );
             q.bind(s.id).push(" AND m.asset_id IN ");
-            in_list(&mut q, &ids);
+            q.bind_list(ids.iter().copied());
             for row in q.query().fetch_all(&mut *conn).await? {
                 let base = Base {
                     upto: row.try_get(1)?,
@@ -363,7 +352,7 @@ impl Rebuilder {
         let mut created: HashMap<i64, i64> = HashMap::new();
         if ids.iter().any(|id| !bases.contains_key(id)) {
             let mut q = Sql::new("SELECT id, created_at FROM assets WHERE id IN ");
-            in_list(&mut q, &ids);
+            q.bind_list(ids.iter().copied());
             for row in q.query().fetch_all(&mut *conn).await? {
                 created.insert(row.try_get(0)?, row.try_get(1)?);
             }
@@ -379,7 +368,7 @@ impl Rebuilder {
                 q.push(" WHERE c.asset_id IN ");
             }
         }
-        in_list(&mut q, &ids);
+        q.bind_list(ids.iter().copied());
         q.push(" AND c.id <= ").bind(max_l).push(" ORDER BY c.asset_id, c.id");
         let rows = q.query().fetch_all(&mut *conn).await?;
         let mut records: HashMap<i64, Vec<ChangeRecord>> = HashMap::new();

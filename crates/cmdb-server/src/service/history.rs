@@ -1,6 +1,8 @@
 //! Reading the history: one asset's changes (the timeline), the change log across assets with its
 //! filters, and the change feed scripts follow with a cursor.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
@@ -25,17 +27,18 @@ pub async fn asset_changes(
     db: &Db,
     asset_id: i64,
     before: Option<i64>,
-    upto: Option<DateTime<Utc>>,
+    span: Span,
     limit: i64,
 ) -> Result<Vec<ChangeRecord>, ServiceError> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {CHANGE_COLUMNS} FROM changes WHERE asset_id = $1 AND id < $2 AND recorded_at <= $3 \
-         ORDER BY id DESC LIMIT $4"
+         AND recorded_at >= $5 ORDER BY id DESC LIMIT $4"
     )))
     .bind(asset_id)
     .bind(before.unwrap_or(i64::MAX))
-    .bind(upto.map_or(i64::MAX, |t| t.timestamp_micros()))
+    .bind(span.to.map_or(i64::MAX, |t| t.timestamp_micros()))
     .bind(limit)
+    .bind(span.from.map_or(i64::MIN, |t| t.timestamp_micros()))
     .fetch_all(db.reader())
     .await?;
     Ok(rows.iter().map(store::change_row).collect::<Result<Vec<_>, _>>()?)
@@ -64,7 +67,37 @@ pub async fn first_recorded(db: &Db, id: i64) -> Result<Option<chrono::DateTime<
 /// behind a cursor; on SQLite commits are serialized, so ids are commit order. The price on
 /// PostgreSQL: a long write transaction in the cmdb database delays (never drops) what the feed
 /// shows until it ends.
-pub async fn change_feed(db: &Db, after: Option<&str>, limit: i64) -> Result<ChangePage, ServiceError> {
+/// Which changes a reader wants: recorded in [from, to] (both inclusive; either end open).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Span {
+    /// Recorded at or after this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// Recorded at or before this instant.
+    pub to: Option<DateTime<Utc>>,
+}
+
+impl Span {
+    /// Recorded at or before `to`.
+    pub fn upto(to: Option<DateTime<Utc>>) -> Span {
+        Span { from: None, to }
+    }
+}
+
+/// The change feed's filters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FeedFilter {
+    /// Only this asset's changes.
+    pub asset_id: Option<i64>,
+    /// Only changes recorded in this span.
+    pub span: Span,
+}
+
+pub async fn change_feed(
+    db: &Db,
+    after: Option<&str>,
+    filter: FeedFilter,
+    limit: i64,
+) -> Result<ChangePage, ServiceError> {
     let (tx, id) = match after {
         Some(cursor) => parse_cursor(cursor)?,
         None => (-1, -1),
@@ -77,6 +110,15 @@ pub async fn change_feed(db: &Db, after: Option<&str>, limit: i64) -> Result<Cha
     q.bind(tx).push(", ").bind(id).push(")");
     if let Some(horizon) = horizon {
         q.push(" AND txid < ").bind(horizon);
+    }
+    if let Some(asset_id) = filter.asset_id {
+        q.push(" AND asset_id = ").bind(asset_id);
+    }
+    if let Some(from) = filter.span.from {
+        q.push(" AND recorded_at >= ").bind(from.timestamp_micros());
+    }
+    if let Some(to) = filter.span.to {
+        q.push(" AND recorded_at <= ").bind(to.timestamp_micros());
     }
     q.push(" ORDER BY txid, id LIMIT ").bind(limit);
     let rows = q.query().fetch_all(db.reader()).await?;
@@ -128,12 +170,35 @@ pub struct ChangeFilter {
     pub asset: Option<String>,
     /// Section.
     pub section: Option<String>,
-    /// added, removed or changed.
-    pub action: Option<String>,
+    /// Any of these actions (none: every action).
+    pub actions: Vec<cmdb_model::Action>,
     /// agent, ssh, salt, legacy, `user` (any person) or `user:<name>`.
     pub source: Option<String>,
     /// Only records with a smaller id (the next page).
     pub before: Option<i64>,
+}
+
+/// The assets a change log's asset filter means: an id, or every asset whose host name, now or
+/// before a rename, contains the text (ignoring ASCII case). At most this many.
+const MATCHED_ASSETS: i64 = 500;
+
+/// Assets whose host name contains `text` now or did before (a former name is in the history as
+/// the old value of `basic` `/hostname`).
+async fn assets_named(db: &Db, text: &str) -> Result<Vec<i64>, ServiceError> {
+    let pattern = format!("%{}%", text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+    let rows = sqlx::query(
+        "SELECT id FROM assets WHERE LOWER(hostname) LIKE LOWER($1) ESCAPE '\\' \
+         UNION SELECT asset_id FROM changes WHERE section = 'basic' AND path = '/hostname' \
+         AND LOWER(old_value) LIKE LOWER($1) ESCAPE '\\' LIMIT $2",
+    )
+    .bind(pattern)
+    .bind(MATCHED_ASSETS)
+    .fetch_all(db.reader())
+    .await?;
+    let mut ids: Vec<i64> = rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
 }
 
 /// One line of the change log: a change and its asset's current host name.
@@ -161,14 +226,8 @@ pub async fn change_log(db: &Db, filter: &ChangeFilter, limit: i64) -> Result<Ve
             Ok(id) => filters.push((" AND c.asset_id = ".to_owned(), id.into())),
             Err(_) => {
                 // Resolve the name first: the asset index then drives the scan of changes.
-                let ids: Vec<i64> = sqlx::query("SELECT id FROM assets WHERE hostname = $1")
-                    .bind(asset.to_owned())
-                    .fetch_all(db.reader())
-                    .await?
-                    .iter()
-                    .map(|r| r.try_get(0))
-                    .collect::<Result<_, _>>()?;
-                // No such host: a condition nothing meets; several (renamed, retired): any of them.
+                let ids = assets_named(db, asset).await?;
+                // No such host: a condition nothing meets; several (renamed, retired, partial): any.
                 if ids.is_empty() {
                     filters.push((" AND c.asset_id = ".to_owned(), Param::Int(None)));
                 }
@@ -189,8 +248,16 @@ pub async fn change_log(db: &Db, filter: &ChangeFilter, limit: i64) -> Result<Ve
     if let Some(section) = filter.section.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         filters.push((" AND c.section = ".to_owned(), section.into()));
     }
-    if let Some(action) = filter.action.as_deref().filter(|a| !a.is_empty()) {
-        filters.push((" AND c.action = ".to_owned(), action.into()));
+    for (index, action) in filter.actions.iter().enumerate() {
+        let text = match (index, filter.actions.len()) {
+            (0, 1) => " AND c.action = ",
+            (0, _) => " AND (c.action = ",
+            _ => " OR c.action = ",
+        };
+        filters.push((text.to_owned(), action.as_str().into()));
+    }
+    if filter.actions.len() > 1 {
+        filters.push((") AND 1 = ".to_owned(), 1_i64.into()));
     }
     let sources: Option<Vec<String>> = match filter.source.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         Some("user") => Some(people(db).await?),
@@ -271,5 +338,99 @@ mod tests {
         assert_eq!(parse_cursor("12-34").ok(), Some((12, 34)));
         assert!(parse_cursor("x").is_err());
         assert!(parse_cursor("1-x").is_err());
+    }
+}
+
+/// A row of a timeline or the change log as a person reads it: one change, or an asset's whole
+/// first report (dozens of "added" records) as one row that expands.
+#[derive(Debug, Serialize)]
+pub struct Grouped<T> {
+    /// For an asset's first report: what it brought (`first seen with 2 disks, 16 DIMMs, 3 NICs`).
+    pub first_seen: Option<String>,
+    /// The changes of the row, in page order.
+    pub items: Vec<T>,
+}
+
+/// How each of `asset_ids` was first recorded: the time and report of its first change (one
+/// query), so a page can tell which of its records belong to an asset's first report.
+pub async fn first_reports(
+    db: &Db,
+    asset_ids: &[i64],
+) -> Result<HashMap<i64, (DateTime<Utc>, Option<String>)>, ServiceError> {
+    let mut ids: Vec<i64> = asset_ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut firsts = HashMap::new();
+    if ids.is_empty() {
+        return Ok(firsts);
+    }
+    let mut q = Sql::new(
+        "SELECT c.asset_id, c.recorded_at, c.report_id FROM changes c WHERE c.id IN \
+         (SELECT MIN(id) FROM changes WHERE asset_id IN ",
+    );
+    q.bind_list(ids.iter().copied());
+    q.push(" GROUP BY asset_id)");
+    for row in q.query().fetch_all(db.reader()).await? {
+        firsts.insert(row.try_get(0)?, (crate::db::from_us(row.try_get(1)?), row.try_get(2)?));
+    }
+    Ok(firsts)
+}
+
+/// `items` (in page order) grouped for reading: the records of an asset's first report (same
+/// asset, time and report as its first change, see [`first_reports`]) that follow each other
+/// become one row; every other record is a row of its own.
+pub fn group_first_reports<T>(
+    items: Vec<T>,
+    record: impl Fn(&T) -> &ChangeRecord,
+    firsts: &HashMap<i64, (DateTime<Utc>, Option<String>)>,
+) -> Vec<Grouped<T>> {
+    let is_first = |r: &ChangeRecord| {
+        firsts.get(&r.asset_id).is_some_and(|(at, report)| *at == r.recorded_at && *report == r.report_id)
+    };
+    let mut out: Vec<Grouped<T>> = Vec::new();
+    for item in items {
+        let r = record(&item);
+        let joins = is_first(r)
+            && out.last().is_some_and(|g| {
+                g.first_seen.is_some() && g.items.first().is_some_and(|f| record(f).asset_id == r.asset_id)
+            });
+        if joins {
+            if let Some(group) = out.last_mut() {
+                group.items.push(item);
+            }
+        } else {
+            let first_seen = is_first(r).then(String::new);
+            out.push(Grouped { first_seen, items: vec![item] });
+        }
+    }
+    for group in &mut out {
+        if group.first_seen.is_some() {
+            group.first_seen = Some(first_seen_sentence(group.items.iter().map(&record)));
+        }
+    }
+    out
+}
+
+/// What a first report brought, counted by component (`first seen with 2 disks, 16 DIMMs, 3
+/// NICs`), in the catalog's order of sections and then by name.
+pub fn first_seen_sentence<'a>(records: impl Iterator<Item = &'a ChangeRecord>) -> String {
+    let mut counts: std::collections::BTreeMap<(usize, String), usize> = std::collections::BTreeMap::new();
+    let mut fields = 0;
+    for r in records {
+        match &r.component {
+            Some(_) if r.path.is_empty() && r.action == cmdb_model::Action::Added => {
+                let order =
+                    cmdb_model::catalog::SECTIONS.iter().position(|s| s.name == r.section).unwrap_or(usize::MAX);
+                *counts.entry((order, r.section.clone())).or_default() += 1;
+            }
+            _ => fields += 1,
+        }
+    }
+    let parts: Vec<String> =
+        counts.iter().map(|((_, section), n)| cmdb_model::catalog::count_of(section, *n)).collect();
+    match (parts.is_empty(), fields) {
+        (true, 1) => "first seen (1 field)".to_owned(),
+        (true, n) => format!("first seen ({n} fields)"),
+        (false, _) => format!("first seen with {}", parts.join(", ")),
     }
 }

@@ -221,17 +221,6 @@ struct Planned {
     fields: Vec<String>,
 }
 
-fn in_list(q: &mut Sql, values: impl IntoIterator<Item = crate::store::sql::Param>) {
-    q.push("(");
-    for (index, value) in values.into_iter().enumerate() {
-        if index > 0 {
-            q.push(", ");
-        }
-        q.bind(value);
-    }
-    q.push(")");
-}
-
 /// Checks every line and works out what it does; reads the database in a few set-based queries.
 async fn plan(db: &Db, parsed: Vec<Parsed>, errors: &mut Vec<LineError>) -> Result<Vec<Planned>, ServiceError> {
     // Assets named by id, and live assets named by host name.
@@ -241,7 +230,7 @@ async fn plan(db: &Db, parsed: Vec<Parsed>, errors: &mut Vec<LineError>) -> Resu
     let ids: Vec<i64> = ids.into_iter().collect();
     for chunk in ids.chunks(500) {
         let mut q = Sql::new("SELECT id, hostname FROM assets WHERE id IN ");
-        in_list(&mut q, chunk.iter().map(|id| (*id).into()));
+        q.bind_list(chunk.iter().copied());
         for row in q.query().fetch_all(db.reader()).await? {
             by_id.insert(row.try_get(0)?, row.try_get(1)?);
         }
@@ -250,7 +239,7 @@ async fn plan(db: &Db, parsed: Vec<Parsed>, errors: &mut Vec<LineError>) -> Resu
     let names: Vec<String> = names.into_iter().collect();
     for chunk in names.chunks(500) {
         let mut q = Sql::new("SELECT id, hostname FROM assets WHERE status <> 'retired' AND hostname IN ");
-        in_list(&mut q, chunk.iter().map(|n| n.clone().into()));
+        q.bind_list(chunk.iter().map(|n| n.as_str()));
         for row in q.query().fetch_all(db.reader()).await? {
             by_name.entry(row.try_get(1)?).or_default().push(row.try_get(0)?);
         }
@@ -302,7 +291,7 @@ async fn plan(db: &Db, parsed: Vec<Parsed>, errors: &mut Vec<LineError>) -> Resu
     for chunk in edited.chunks(500) {
         let mut q = Sql::new("SELECT asset_id, fields FROM asset_sections WHERE section = ");
         q.bind(BUSINESS_SECTION).push(" AND asset_id IN ");
-        in_list(&mut q, chunk.iter().map(|id| (*id).into()));
+        q.bind_list(chunk.iter().copied());
         for row in q.query().fetch_all(db.reader()).await? {
             let text: String = row.try_get(1)?;
             let fields = match serde_json::from_str::<Value>(&text) {

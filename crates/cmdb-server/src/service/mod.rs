@@ -11,6 +11,7 @@
 //! - [`export`]: CSV and XLSX of the list, and the audit workbook.
 //! - [`import`]: CSV import of hosts and business fields.
 //! - [`lists`]: the managed IDC, business unit and tag lists.
+//! - [`readable`]: an asset's sections with labels and units, as the asset page shows them.
 //! - [`history`]: an asset's timeline, the change log, the change feed.
 //! - [`collection_errors`]: the sections that failed on hosts.
 //! - [`dashboard`]: counts per value, changes per day, hosts that stopped reporting.
@@ -31,6 +32,7 @@ pub mod export;
 pub mod history;
 pub mod import;
 pub mod lists;
+pub mod readable;
 pub mod time;
 
 pub use error::ServiceError;

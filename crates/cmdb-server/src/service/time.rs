@@ -283,6 +283,27 @@ impl Calendar {
         self.audit_period_at(as_of, from, to, Utc::now())
     }
 
+    /// The period of a change export: as [`Calendar::audit_period`], but `as_of` may be left out
+    /// when `from` or `to` is given (a period of changes needs no as-of): it is then `to`, or now.
+    pub fn change_period(
+        &self,
+        as_of: Option<&str>,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<AuditPeriod, ServiceError> {
+        fn given(t: Option<&str>) -> Option<&str> {
+            t.filter(|t| !t.trim().is_empty())
+        }
+        let now = Utc::now();
+        match (given(as_of), given(from), given(to)) {
+            (None, _, Some(to)) => self.audit_period_at(to, from, Some(to), now),
+            (None, Some(_), None) => {
+                self.audit_period_at(&now.to_rfc3339_opts(SecondsFormat::Micros, true), from, None, now)
+            }
+            _ => self.audit_period(as_of, from, to),
+        }
+    }
+
     /// A lower bound of a filter (`from`): a date is its first instant.
     pub fn lower_bound(&self, field: &str, text: &str) -> Result<DateTime<Utc>, ServiceError> {
         Ok(self.parse(field, text, DayEnd::Start)?.0)

@@ -84,6 +84,19 @@ impl Sql {
         self
     }
 
+    /// Appends `($1, $2, ...)` bound to `values`, for `IN`.
+    pub fn bind_list<P: Into<Param>>(&mut self, values: impl IntoIterator<Item = P>) -> &mut Self {
+        self.text.push('(');
+        for (index, value) in values.into_iter().enumerate() {
+            if index > 0 {
+                self.text.push_str(", ");
+            }
+            self.bind(value);
+        }
+        self.text.push(')');
+        self
+    }
+
     /// Appends `(v1, v2, ...), (...)` rows, each row's values produced by `row`.
     pub fn values<T>(&mut self, items: &[T], mut row: impl FnMut(&mut RowBuilder<'_>, &T)) -> &mut Self {
         self.text.push_str(" VALUES ");

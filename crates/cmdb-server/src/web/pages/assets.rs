@@ -22,6 +22,7 @@ use crate::service::collection_errors::{self, CollectionError, ErrorFilter};
 use crate::service::export;
 use crate::service::history;
 use crate::service::lists::{self, ListKind};
+use crate::service::readable::{self, ComponentTable, FactSection};
 use crate::service::time::{AsOf, Stated};
 use crate::store::ChangeRecord;
 use crate::web::error::WebError;
@@ -292,22 +293,6 @@ pub async fn export_audit(
         .map_err(|e| WebError::Internal(format!("cannot read the workbook back: {e}")))
 }
 
-/// A table of components (disks, memory modules, interfaces).
-#[derive(Debug, Serialize)]
-struct ComponentTable {
-    section: String,
-    columns: Vec<String>,
-    rows: Vec<Vec<String>>,
-    fields: Vec<(String, String)>,
-}
-
-/// A section shown as name/value pairs.
-#[derive(Debug, Serialize)]
-struct FieldSection {
-    section: String,
-    fields: Vec<(String, String)>,
-}
-
 /// One line of the change timeline.
 #[derive(Debug, Serialize)]
 pub struct ChangeLine {
@@ -335,6 +320,8 @@ pub struct ChangeLine {
     pub old: Option<String>,
     /// New value as text.
     pub new: Option<String>,
+    /// The readable sentence.
+    pub summary: String,
 }
 
 impl ChangeLine {
@@ -353,6 +340,7 @@ impl ChangeLine {
             action: record.action.as_str().to_owned(),
             old: record.old.as_ref().map(cell),
             new: record.new.as_ref().map(cell),
+            summary: record.summary,
         }
     }
 }
@@ -440,9 +428,9 @@ impl ManagedChoices {
 struct DetailPage {
     layout: Layout,
     asset: AssetDetail,
-    facts: Vec<FieldSection>,
+    facts: Vec<FactSection>,
     components: Vec<ComponentTable>,
-    external: Vec<FieldSection>,
+    external: Vec<FactSection>,
     form: BusinessForm,
     orig: BusinessForm,
     form_error: Option<String>,
@@ -450,7 +438,7 @@ struct DetailPage {
     idcs: Vec<Count>,
     business_units: Vec<Count>,
     managed: ManagedChoices,
-    timeline: Vec<ChangeLine>,
+    timeline: Vec<history::Grouped<ChangeLine>>,
     older: Option<String>,
     errors: Vec<CollectionError>,
     as_of: Option<Stated>,
@@ -468,35 +456,6 @@ struct DetailParams {
 
 const TIMELINE_PAGE: i64 = 100;
 const FACT_SECTIONS: &[&str] = &["host", "basic", "cpu", "board"];
-
-fn field_pairs(data: &Value, skip: Option<&str>) -> Vec<(String, String)> {
-    match data {
-        Value::Object(map) => {
-            map.iter().filter(|(k, _)| Some(k.as_str()) != skip).map(|(k, v)| (k.clone(), cell(v))).collect()
-        }
-        other => vec![(String::new(), cell(other))],
-    }
-}
-
-fn component_table(section: &str, list_key: &str, data: &Value) -> ComponentTable {
-    let items: Vec<&Map<String, Value>> = data
-        .get(list_key)
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_object).collect())
-        .unwrap_or_default();
-    // Columns: the union of keys, in first-seen order (the collectors' own field order is sorted).
-    let mut columns: Vec<String> = Vec::new();
-    for item in &items {
-        for key in item.keys() {
-            if !columns.contains(key) {
-                columns.push(key.clone());
-            }
-        }
-    }
-    let rows =
-        items.iter().map(|item| columns.iter().map(|c| item.get(c).map(cell).unwrap_or_default()).collect()).collect();
-    ComponentTable { section: section.to_owned(), columns, rows, fields: field_pairs(data, Some(list_key)) }
-}
 
 #[derive(Serialize)]
 struct NotYetPage {
@@ -547,7 +506,7 @@ async fn render_detail(
     let mut external = Vec::new();
     for name in FACT_SECTIONS {
         if let Some(data) = asset.sections.get(*name) {
-            facts.push(FieldSection { section: (*name).to_owned(), fields: field_pairs(data, None) });
+            facts.push(readable::fact_section(name, data));
         }
     }
     for (name, data) in &asset.sections {
@@ -555,13 +514,13 @@ async fn render_detail(
             continue;
         }
         match component_list(name) {
-            Some((list_key, _)) => components.push(component_table(name, list_key, data)),
-            None => external.push(FieldSection { section: name.clone(), fields: field_pairs(data, None) }),
+            Some((list_key, key_field)) => components.push(readable::component_table(name, list_key, key_field, data)),
+            None => external.push(readable::fact_section(name, data)),
         }
     }
     // The timeline: newest first, one page, never past the as-of instant.
     let upto = as_of.map(|t| t.effective);
-    let records = history::asset_changes(db, id, params.before, upto, TIMELINE_PAGE).await?;
+    let records = history::asset_changes(db, id, params.before, history::Span::upto(upto), TIMELINE_PAGE).await?;
     let older = (records.len() as i64 == TIMELINE_PAGE).then(|| {
         let last = records.last().map(|r| r.id.to_string()).unwrap_or_default();
         let mut pairs = vec![("before", last.as_str())];
@@ -570,7 +529,14 @@ async fn render_detail(
         }
         format!("/assets/{id}?{}#timeline", query_string(&pairs))
     });
-    let timeline = records.into_iter().map(|r| ChangeLine::from_record(r, None)).collect();
+    let firsts = history::first_reports(db, &[id]).await?;
+    let timeline = history::group_first_reports(records, |r| r, &firsts)
+        .into_iter()
+        .map(|g| history::Grouped {
+            first_seen: g.first_seen,
+            items: g.items.into_iter().map(|r| ChangeLine::from_record(r, None)).collect(),
+        })
+        .collect();
     let filter = ErrorFilter { asset_id: Some(id), to: upto, ..ErrorFilter::default() };
     let errors = collection_errors::list(db, &filter, 20).await?;
     let figures = state.figures().await?;
@@ -751,16 +717,6 @@ mod tests {
         let dated = ListParams { as_of: Some("2026-12-31".into()), page: Some(2), ..Default::default() };
         assert_eq!(dated.filters_only().url("/assets/export.csv"), "/assets/export.csv?as_of=2026-12-31");
         assert_eq!(ListParams::default().url("/assets"), "/assets");
-    }
-
-    #[test]
-    fn component_tables_take_the_union_of_columns() {
-        let data =
-            serde_json::json!({"total_mb": 2, "modules": [{"slot": "A1", "sn": "x"}, {"slot": "A2", "type": "DDR4"}]});
-        let table = component_table("memory", "modules", &data);
-        assert_eq!(table.columns, vec!["slot", "sn", "type"]);
-        assert_eq!(table.rows, vec![vec!["A1", "x", ""], vec!["A2", "", "DDR4"]]);
-        assert_eq!(table.fields, vec![("total_mb".to_owned(), "2".to_owned())]);
     }
 
     #[test]

@@ -30,9 +30,10 @@ pub struct ChangeParams {
     /// Section.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub section: Option<String>,
-    /// added, removed or changed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub action: Option<String>,
+    /// added, removed or changed; several are given as repeated `action=` (read apart, as the
+    /// query parser takes one value per name).
+    #[serde(skip)]
+    pub action: Vec<String>,
     /// agent, ssh, salt, legacy, `user` (any person) or `user:<name>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
@@ -47,7 +48,8 @@ const PAGE: i64 = 100;
 struct ChangesPage {
     layout: Layout,
     params: ChangeParams,
-    items: Vec<ChangeLine>,
+    selected_actions: Vec<String>,
+    items: Vec<history::Grouped<ChangeLine>>,
     next: Option<String>,
     actions: [&'static str; 3],
     sources: [&'static str; 5],
@@ -60,7 +62,21 @@ pub async fn page(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, WebError> {
     user.require(Role::Viewer)?;
-    let params: ChangeParams = parse_query(raw.as_deref())?;
+    // Repeated `action=` (one checkbox per action) are read apart from the other filters.
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
+        .map_err(|e| WebError::BadRequest(format!("malformed query string: {e}")))?;
+    let (actions, rest): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|(name, _)| name == "action");
+    let rest = serde_urlencoded::to_string(&rest).unwrap_or_default();
+    let mut params: ChangeParams = parse_query(Some(&rest))?;
+    params.action = actions.into_iter().map(|(_, v)| v).filter(|v| !v.is_empty()).collect();
+    let actions = params
+        .action
+        .iter()
+        .map(|a| {
+            cmdb_model::Action::parse(a)
+                .ok_or_else(|| WebError::BadRequest(format!("action {a:?} is not added, removed or changed")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let cal = &state.app.calendar;
     let filter = ChangeFilter {
         from: params.from.as_deref().map(|t| cal.lower_bound("from", t)).transpose()?,
@@ -68,22 +84,35 @@ pub async fn page(
         to: params.to.as_deref().map(|t| cal.upper_bound("to", t)).transpose()?,
         asset: params.asset.clone(),
         section: params.section.clone(),
-        action: params.action.clone(),
+        actions,
         source: params.source.clone(),
         before: params.before,
     };
-    let items: Vec<ChangeLine> = history::change_log(&state.app.db, &filter, PAGE)
-        .await?
+    let logged = history::change_log(&state.app.db, &filter, PAGE).await?;
+    let full = logged.len() as i64 == PAGE;
+    let before = logged.last().map(|c| c.record.id);
+    let assets: Vec<i64> = logged.iter().map(|c| c.record.asset_id).collect();
+    let firsts = history::first_reports(&state.app.db, &assets).await?;
+    let items = history::group_first_reports(logged, |c| &c.record, &firsts)
         .into_iter()
-        .map(|line| ChangeLine::from_record(line.record, Some(line.hostname)))
+        .map(|g| history::Grouped {
+            first_seen: g.first_seen,
+            items: g.items.into_iter().map(|c| ChangeLine::from_record(c.record, Some(c.hostname))).collect(),
+        })
         .collect();
-    let next = (items.len() as i64 == PAGE).then(|| {
-        let before = items.last().map(|c| c.id);
-        let query = serde_urlencoded::to_string(ChangeParams { before, ..params.clone() }).unwrap_or_default();
+    let next = full.then(|| {
+        let mut query = serde_urlencoded::to_string(ChangeParams { before, ..params.clone() }).unwrap_or_default();
+        for action in &params.action {
+            query.push_str(&format!(
+                "&action={}",
+                serde_urlencoded::to_string([("", action)]).unwrap_or_default().trim_start_matches('=')
+            ));
+        }
         format!("/changes?{query}")
     });
     let page = ChangesPage {
         layout: user.layout(&state, "changes"),
+        selected_actions: params.action.clone(),
         params,
         items,
         next,
