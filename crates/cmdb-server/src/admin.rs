@@ -143,13 +143,43 @@ pub struct KeyInfo {
     pub created_at: chrono::DateTime<chrono::Utc>,
     /// Revoked, if so.
     pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When a request signed with it was last accepted.
+    pub last_used_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The host name of the asset it is bound to.
+    pub hostname: Option<String>,
+}
+
+/// The agent's key file (`agent-key.toml`, the agent's `key_file`) for a key: what the CLI's
+/// `--out` writes and the keys page shows ready to paste.
+pub fn key_file_text(key_id: &str, secret: &str) -> String {
+    format!("# cmdb agent key; keep this file private (mode 0600)\nkey_id = \"{key_id}\"\nsecret = \"{secret}\"\n")
+}
+
+/// True when an active agent key (`tokens`: API token) already has the non-empty label `name`, so
+/// two machines' keys cannot be told apart in the list and the audit log.
+pub async fn name_taken(db: &Db, tokens: bool, name: &str) -> Result<bool, sqlx::Error> {
+    if name.trim().is_empty() {
+        return Ok(false);
+    }
+    let table = if tokens { "api_tokens" } else { "agent_keys" };
+    let count: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM {table} WHERE name = $1 AND revoked_at IS NULL"
+    )))
+    .bind(name.to_owned())
+    .fetch_one(db.reader())
+    .await?
+    .try_get(0)?;
+    Ok(count > 0)
 }
 
 /// Lists agent keys.
 pub async fn list_keys(db: &Db) -> Result<Vec<KeyInfo>, sqlx::Error> {
-    let rows = sqlx::query("SELECT key_id, scope, name, asset_id, created_at, revoked_at FROM agent_keys ORDER BY id")
-        .fetch_all(db.reader())
-        .await?;
+    let rows = sqlx::query(
+        "SELECT k.key_id, k.scope, k.name, k.asset_id, k.created_at, k.revoked_at, k.last_used_at, a.hostname \
+         FROM agent_keys k LEFT JOIN assets a ON a.id = k.asset_id ORDER BY k.id",
+    )
+    .fetch_all(db.reader())
+    .await?;
     rows.iter()
         .map(|row| {
             Ok(KeyInfo {
@@ -159,6 +189,8 @@ pub async fn list_keys(db: &Db) -> Result<Vec<KeyInfo>, sqlx::Error> {
                 asset_id: row.try_get(3)?,
                 created_at: from_us(row.try_get(4)?),
                 revoked_at: row.try_get::<Option<i64>, _>(5)?.map(from_us),
+                last_used_at: row.try_get::<Option<i64>, _>(6)?.map(from_us),
+                hostname: row.try_get(7)?,
             })
         })
         .collect()

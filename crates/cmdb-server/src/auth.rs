@@ -289,6 +289,9 @@ pub async fn record_nonce(
     clock_window_secs: u64,
 ) -> Result<bool, sqlx::Error> {
     let done = nonce_insert(key_id, nonce, timestamp, clock_window_secs).query().execute(&mut *conn).await?;
+    if done.rows_affected() == 1 {
+        key_used(key_id, crate::db::now_us()).query().execute(&mut *conn).await?;
+    }
     Ok(done.rows_affected() == 1)
 }
 
@@ -302,6 +305,19 @@ pub fn nonce_insert(key_id: &str, nonce: &str, timestamp: i64, clock_window_secs
         row.bind(key_id).bind(nonce).bind(expires_at);
     });
     q.push(" ON CONFLICT DO NOTHING");
+    q
+}
+
+/// How often an agent key's last use is written (µs): once a minute is exact enough to tell a
+/// live key from a forgotten one.
+const KEY_USE_RESOLUTION_US: i64 = 60_000_000;
+
+/// The statement that stamps agent key `key_id` as used now (at most once a minute), run in the
+/// same transaction that records its request's nonce.
+pub fn key_used(key_id: &str, now_us: i64) -> crate::store::sql::Sql {
+    let mut q = crate::store::sql::Sql::new("UPDATE agent_keys SET last_used_at = ");
+    q.bind(now_us).push(" WHERE key_id = ").bind(key_id).push(" AND (last_used_at IS NULL OR last_used_at < ");
+    q.bind(now_us - KEY_USE_RESOLUTION_US).push(")");
     q
 }
 

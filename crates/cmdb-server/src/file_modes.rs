@@ -65,6 +65,15 @@ pub fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Writes `content` to a new file at `path` with mode 0600 from its creation; refuses (with
+/// `AlreadyExists`) when the file exists, so a secret never overwrites another.
+pub fn create_private(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(PRIVATE_FILE).open(path)?;
+    file.write_all(content.as_bytes())?;
+    file.sync_all()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -375,6 +375,9 @@ async fn decide(
         reads.push(q);
     }
     let nonce_statement = nonce.map(|n| reads.push(nonce_insert(n.key_id, n.nonce, n.timestamp, n.window_secs)));
+    if let Some(n) = &nonce {
+        reads.push(crate::auth::key_used(n.key_id, crate::db::now_us()));
+    }
     let outcome_statement = reads.push(stored_outcome_query(&report_id));
     let key_statement = host_key.map(|k| {
         let mut q = Sql::new("SELECT asset_id FROM agent_keys WHERE id = ");

@@ -144,14 +144,16 @@ async fn user_command(config: &ServerConfig, command: UserCommand) -> Result<()>
     match command {
         UserCommand::Create { role, name, generate } => {
             let password = if generate { users::generate_password() } else { read_new_password()? };
-            let user = users::create(&db, &name, role_of(role), &password, generate).await?;
+            // Whoever runs this chose (or generated) the password: the user changes it first.
+            let user = users::create(&db, &name, role_of(role), &password, true).await?;
             audit::record(&db, "cli", "user.create", &format!("user {} role {}", user.name, user.role.as_str()))
                 .await?;
             println!("created user {} with role {}", user.name, user.role.as_str());
             if generate {
                 println!("password: {password}");
-                eprintln!("The password is shown once and must be changed at the first login.");
+                eprintln!("The password is shown once.");
             }
+            eprintln!("{} must change the password at the first login.", user.name);
         }
         UserCommand::List => {
             for user in users::list(&db).await? {
@@ -168,13 +170,14 @@ async fn user_command(config: &ServerConfig, command: UserCommand) -> Result<()>
         UserCommand::Passwd { name, generate } => {
             let user = find(name).await?;
             let password = if generate { users::generate_password() } else { read_new_password()? };
-            users::set_password(&db, user.id, &password, generate).await?;
+            users::set_password(&db, user.id, &password, true).await?;
             audit::record(&db, "cli", "user.password_reset", &format!("user {}", user.name)).await?;
             println!("password of {} changed; their sessions have ended", user.name);
             if generate {
                 println!("password: {password}");
-                eprintln!("The password is shown once and must be changed at the next login.");
+                eprintln!("The password is shown once.");
             }
+            eprintln!("{} must change it at the next login.", user.name);
         }
         UserCommand::SetRole { name, role } => {
             let user = find(name).await?;
@@ -233,6 +236,13 @@ enum KeyCommand {
         /// (the only way to tie a new key to an asset that has board or machine identity).
         #[arg(long)]
         asset: Option<i64>,
+        /// Write the agent's key file (key_id and secret, mode 0600) here instead of printing
+        /// the secret; an existing file is never overwritten. Point the agent's key_file at it.
+        #[arg(long, value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+        /// Create the key even when an active key already has this name.
+        #[arg(long)]
+        force: bool,
     },
     /// List keys (never their secrets).
     List,
@@ -258,6 +268,9 @@ enum TokenCommand {
         /// A label (who or what uses it).
         #[arg(long)]
         name: String,
+        /// Create the token even when an active token already has this name.
+        #[arg(long)]
+        force: bool,
     },
     /// List tokens (never the tokens themselves).
     List,
@@ -342,7 +355,16 @@ async fn main() -> Result<()> {
             let db = open(&config).await?;
             let secret_key = admin::open_secrets(&db, &config).await.context("secrets key")?;
             match command {
-                KeyCommand::Create { scope, name, asset } => {
+                KeyCommand::Create { scope, name, asset, out, force } => {
+                    if !force && admin::name_taken(&db, false, &name).await? {
+                        bail!("an active agent key is already named {name:?}; choose another name or pass --force");
+                    }
+                    // Refuse before creating a key that would be lost.
+                    if let Some(path) = &out
+                        && path.exists()
+                    {
+                        bail!("{} exists; choose another --out (a key file is never overwritten)", path.display());
+                    }
                     let scope = match scope {
                         ScopeArg::Host => KeyScope::Host,
                         ScopeArg::Collector => KeyScope::Collector,
@@ -360,8 +382,25 @@ async fn main() -> Result<()> {
                     let bound = asset.map(|a| format!(" bound to asset {a}")).unwrap_or_default();
                     audit(&db, "agent_key.create", &format!("{key_id} scope {} name {name:?}{bound}", scope.as_str()))
                         .await;
-                    println!("key_id = \"{key_id}\"\nsecret = \"{secret}\"");
-                    eprintln!("The secret is shown once; store it where the agent reads it (mode 0600).");
+                    match out {
+                        Some(path) => {
+                            cmdb_server::file_modes::create_private(&path, &admin::key_file_text(&key_id, &secret))
+                                .with_context(|| format!("cannot write the key file {}", path.display()))?;
+                            println!("{key_id}");
+                            eprintln!(
+                                "Wrote {} (mode 0600). Copy it to the agent host and set key_file = \"<its path>\" \
+                                 in the agent's configuration (or pass --key-file).",
+                                path.display()
+                            );
+                        }
+                        None => {
+                            print!("{}", admin::key_file_text(&key_id, &secret));
+                            eprintln!(
+                                "The secret is shown once. Save the lines above as the agent's key file (mode 0600, \
+                                 e.g. /etc/cmdb/agent-key.toml) and set key_file to it; --out FILE writes it for you."
+                            );
+                        }
+                    }
                 }
                 KeyCommand::Rotate { key_id } => {
                     let Some(secret) = auth::rotate_agent_key(db.writer(), &secret_key, &key_id).await? else {
@@ -400,7 +439,10 @@ async fn main() -> Result<()> {
         Command::Token(command) => {
             let db = open(&config).await?;
             match command {
-                TokenCommand::Create { role, name } => {
+                TokenCommand::Create { role, name, force } => {
+                    if !force && admin::name_taken(&db, true, &name).await? {
+                        bail!("an active token is already named {name:?}; choose another name or pass --force");
+                    }
                     let role = match role {
                         RoleArg::Viewer => Role::Viewer,
                         RoleArg::Editor => Role::Editor,

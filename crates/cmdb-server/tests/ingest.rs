@@ -13,7 +13,20 @@ fn asset_id(outcome: &Value) -> i64 {
 async fn first_report_creates_an_online_asset(backend: Backend) {
     let db = TestDb::new(backend).await;
     let server = TestServer::start(&db).await;
+    let used = |server: &TestServer| {
+        let (db, key) = (server.state.db.clone(), server.collector.0.clone());
+        async move {
+            let row = sqlx::query("SELECT last_used_at FROM agent_keys WHERE key_id = $1")
+                .bind(key)
+                .fetch_one(db.reader())
+                .await
+                .expect("key row");
+            sqlx::Row::try_get::<Option<i64>, _>(&row, 0).expect("last_used_at")
+        }
+    };
+    assert_eq!(used(&server).await, None, "a key never used says so");
     let outcome = server.accept(&report("web-01")).await;
+    assert!(used(&server).await.is_some(), "the signed report stamps its key as used");
     assert_eq!(outcome["created"], json!(true));
     assert_eq!(outcome["applied"], json!(true));
     assert_eq!(outcome["matched_by"], Value::Null);

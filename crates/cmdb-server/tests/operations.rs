@@ -170,6 +170,34 @@ fn admin_commands_create_list_and_revoke() {
         created.lines().find_map(|l| l.strip_prefix("key_id = \"")).and_then(|l| l.strip_suffix('"')).expect("id");
     let secret =
         created.lines().find_map(|l| l.strip_prefix("secret = \"")).and_then(|l| l.strip_suffix('"')).expect("s");
+    // A name already in use is refused unless forced.
+    let again = server_bin()
+        .args(["--database-url", &url, "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["agent-key", "create", "--scope", "collector", "--name", "worker-1"])
+        .output()
+        .expect("run");
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("--force"));
+    run(&["agent-key", "create", "--scope", "collector", "--name", "worker-1", "--force"]);
+    // --out writes the agent's key file, 0600, and never overwrites one.
+    let file = dir.path().join("agent-key.toml");
+    let written = run(&["agent-key", "create", "--scope", "host", "--out", file.to_str().expect("utf-8")]);
+    let text = std::fs::read_to_string(&file).expect("key file");
+    assert!(text.contains(&format!("key_id = \"{}\"", written.trim())) && text.contains("secret = \""), "{text}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&file).expect("meta").permissions().mode() & 0o777, 0o600);
+    let keys_before = run(&["agent-key", "list"]).lines().count();
+    let clobber = server_bin()
+        .args(["--database-url", &url, "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["agent-key", "create", "--scope", "host", "--out", file.to_str().expect("utf-8")])
+        .output()
+        .expect("run");
+    assert!(!clobber.status.success(), "an existing key file is never overwritten");
+    assert_eq!(std::fs::read_to_string(&file).expect("key file"), text);
+    assert_eq!(run(&["agent-key", "list"]).lines().count(), keys_before, "no key was created for nothing");
+    let help = run(&["agent-key", "create", "--help"]);
+    assert!(help.contains("--out <FILE>"), "{help}");
     let listed = run(&["agent-key", "list"]);
     assert!(listed.contains(key_id) && listed.contains("collector") && listed.contains("worker-1"));
     assert!(!listed.contains(secret), "secrets are never listed");

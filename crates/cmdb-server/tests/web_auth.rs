@@ -380,8 +380,14 @@ async fn admins_manage_users_keys_and_tokens(backend: Backend) {
     let key_id = shown(&page.body, "key_id");
     let secret = shown(&page.body, "secret");
     assert_eq!(secret.len(), 64);
+    assert!(
+        page.body.contains(&format!("<pre class=\"select-all\" id=\"secret-file\"># cmdb agent key")),
+        "the ready-to-paste key file: {}",
+        page.body
+    );
     let listing = admin.get("/admin/keys").await.body;
     assert!(listing.contains(&key_id) && !listing.contains(&secret), "secrets are shown once");
+    assert!(listing.contains(">never</span>"), "a key not used yet says never");
     assert_eq!(admin.post_form("/admin/keys/revoke", &[("csrf", &csrf), ("key_id", &key_id)]).await.status, 303);
     let revoked = count(
         &server,
@@ -408,6 +414,17 @@ async fn admins_manage_users_keys_and_tokens(backend: Backend) {
     assert!(demote.body.contains("last active administrator"), "{}", demote.body);
     let mut carol_browser = server.client();
     assert_eq!(carol_browser.login("carol", &password).await.location(), "/account");
+    // A password the admin typed is theirs too: changed at the first login as well.
+    let page = admin
+        .post_form(
+            "/admin/users",
+            &[("csrf", &csrf), ("name", "dave"), ("role", "viewer"), ("password", "chosen-by-admin-1")],
+        )
+        .await;
+    assert!(page.status < 400, "{}", page.body);
+    assert!(users::find(&server.db, "dave").await.expect("find").expect("dave").must_change_password);
+    let mut dave_browser = server.client();
+    assert_eq!(dave_browser.login("dave", "chosen-by-admin-1").await.location(), "/account");
 
     // All of it is in the audit log, which filters by action.
     let audit = admin.get("/admin/audit?action=token.").await.body;
@@ -422,7 +439,7 @@ async fn admins_manage_users_keys_and_tokens(backend: Backend) {
          ('token.create', 'token.revoke', 'agent_key.create', 'agent_key.revoke', 'user.create', 'user.role')",
     )
     .await;
-    assert_eq!(actions, 6);
+    assert_eq!(actions, 7);
 }
 
 on_both_backends!(

@@ -206,7 +206,8 @@ fn user_row(row: &sqlx::any::AnyRow) -> Result<User, StoreError> {
     })
 }
 
-/// Creates a user; `must_change` for generated passwords.
+/// Creates a user; `must_change` makes them change the password at the first login, which every
+/// path where someone else chose it (the admin page, the CLI) asks for.
 pub async fn create(db: &Db, name: &str, role: Role, password: &str, must_change: bool) -> Result<User, UserError> {
     let name = normalize_name(name)?;
     check_password(password)?;

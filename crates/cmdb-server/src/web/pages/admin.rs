@@ -24,6 +24,8 @@ struct Secret {
     title: String,
     lines: Vec<(String, String)>,
     note: String,
+    /// A file to save, ready to paste: (its usual name, its content).
+    file: Option<(String, String)>,
 }
 
 #[derive(Serialize)]
@@ -75,8 +77,8 @@ impl std::fmt::Debug for NewUserForm {
     }
 }
 
-/// `POST /admin/users`: a new user; without a password, one is generated and must be changed at
-/// the first login.
+/// `POST /admin/users`: a new user; without a password, one is generated. Either way the user
+/// changes it at the first login (only they should know it).
 pub async fn create_user(
     State(state): State<Arc<WebState>>,
     posted: Posted<NewUserForm>,
@@ -87,7 +89,8 @@ pub async fn create_user(
     let role = parse_role(&form.role)?;
     let generated = form.password.is_empty();
     let password = if generated { users::generate_password() } else { form.password.clone() };
-    let created = users::create(&state.app.db, &form.name, role, &password, generated).await?;
+    // A password someone else chose (typed here or generated) is changed at the first login.
+    let created = users::create(&state.app.db, &form.name, role, &password, true).await?;
     audit::record_from(
         &state.app.db,
         &user.session.name,
@@ -100,6 +103,7 @@ pub async fn create_user(
         title: format!("User {} created", created.name),
         lines: vec![("Name".to_owned(), created.name.clone()), ("Password".to_owned(), password)],
         note: "Shown once. Hand it over privately; it must be changed at the first login.".to_owned(),
+        file: None,
     });
     match secret {
         Some(secret) => users_page(&state, user, Some(secret)).await,
@@ -160,6 +164,7 @@ pub async fn update_user(
                 lines: vec![("Name".to_owned(), target.name.clone()), ("Password".to_owned(), password)],
                 note: "Shown once. Their sessions have ended; the password must be changed at the next login."
                     .to_owned(),
+                file: None,
             };
             return users_page(&state, user, Some(secret)).await;
         }
@@ -237,10 +242,14 @@ pub async fn create_key(State(state): State<Arc<WebState>>, posted: Posted<NewKe
         user.client_ip.as_deref(),
     )
     .await?;
+    let file = keys_admin::key_file_text(&key_id, &secret);
     let shown = Secret {
         title: format!("Agent key {key_id} created"),
         lines: vec![("key_id".to_owned(), key_id), ("secret".to_owned(), secret)],
-        note: "The secret is shown once. Put both lines in the agent's configuration (mode 0600).".to_owned(),
+        note: "The secret is shown once. Save the file below on the agent host (mode 0600, e.g. \
+               /etc/cmdb/agent-key.toml) and set the agent's key_file to it."
+            .to_owned(),
+        file: Some(("agent-key.toml".to_owned(), file)),
     };
     keys_page(&state, user, Some(shown)).await
 }
@@ -329,6 +338,7 @@ pub async fn create_token(
         title: format!("Token {name} created"),
         lines: vec![("token".to_owned(), token)],
         note: "Shown once. Scripts send it as: Authorization: Bearer <token>".to_owned(),
+        file: None,
     };
     tokens_page(&state, user, Some(shown)).await
 }
