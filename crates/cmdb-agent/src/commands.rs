@@ -129,6 +129,14 @@ pub fn deliverer(loaded: &LoadedConfig) -> Result<Deliverer> {
         tracing::warn!(server = %url, "server_url is plain http: reports are signed but travel unencrypted");
     }
     let client = ServerClient::new(url, credentials, loaded.config.delivery.timeout.get())?;
+    // A state directory nobody chose is said once, so a report waiting in a spool is found.
+    if matches!(loaded.origin("state_dir"), crate::config::Origin::Default) {
+        tracing::info!(
+            state_dir = %loaded.config.state_dir.display(),
+            spool = %loaded.spool_dir().display(),
+            "state_dir is not set: using the default (set state_dir or --state-dir to choose)"
+        );
+    }
     let spool = Spool::new(loaded.spool_dir(), loaded.rejected_dir(), loaded.config.spool.clone());
     let state = Arc::new(
         HostnameState::load(&loaded.config.state_dir)
