@@ -11,6 +11,18 @@
     }
   });
 
+  // The column chooser: the ticked columns become the list's `cols` parameter.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!(form instanceof HTMLFormElement) || !form.closest("#column-chooser")) {
+      return;
+    }
+    var chosen = Array.prototype.filter
+      .call(form.querySelectorAll("input.column-choice"), function (box) { return box.checked; })
+      .map(function (box) { return box.value; });
+    form.querySelector("input[name=cols]").value = chosen.join(",");
+  });
+
   // Copy buttons beside secrets shown once: <button data-copy="...">.
   document.addEventListener("click", function (event) {
     var button = event.target.closest ? event.target.closest("button[data-copy]") : null;

@@ -203,6 +203,18 @@ async fn as_of_past_matches_replay(backend: Backend) {
     assert_eq!(memory(list_at(&server, moments[2], &web).await), vec![Some(32768)]);
     assert_eq!(memory(list_at(&server, moments[3], &web).await), vec![Some(65536)]);
     assert_eq!(list_at(&server, moments[0], &ListQuery::default()).await.total, 0);
+    // The filters' counts as of a time count the assets as they stood then.
+    let owners = |at: DateTime<Utc>| {
+        let db = server.state.db.clone();
+        let rows = &server.state.snapshot_rows;
+        async move {
+            let counts = asof::counts_as_of(&db, rows, at).await.expect("counts");
+            counts.owner.iter().map(|c| (c.value.clone(), c.count)).collect::<Vec<_>>()
+        }
+    };
+    assert!(!owners(moments[1]).await.iter().any(|(v, _)| v.as_deref() == Some("ops")), "no owner ops yet");
+    assert!(owners(moments[2]).await.contains(&(Some("ops".to_owned()), 1)));
+    assert!(owners(moments[0]).await.is_empty(), "nothing existed");
 }
 
 /// Moves the whole history back by `by`, so snapshots (which must be settled) can fall inside it.

@@ -120,6 +120,8 @@ async fn seed_fleet(server: &WebServer) -> Vec<i64> {
             "business_unit": if index < 6 { "payments" } else { "search" },
             "tags": if index % 4 == 0 { json!(["pci"]) } else { json!([]) },
             "status": if index == 11 { "offline" } else { "online" },
+            "owner": if index % 4 == 1 { json!("Alice Ops") } else { Value::Null },
+            "cabinet": format!("R{:02}", index / 4),
         });
         cmdb_server::service::assets::patch_business(&server.db, id, "user:seed", patch.as_object().expect("object"))
             .await
@@ -127,6 +129,14 @@ async fn seed_fleet(server: &WebServer) -> Vec<i64> {
         ids.push(id);
     }
     ids
+}
+
+fn header_key(label: &str) -> &'static str {
+    match label {
+        "Serial" => "serial",
+        "Cabinet" => "cabinet",
+        _ => "disk_bytes",
+    }
 }
 
 fn rows(body: &str) -> usize {
@@ -155,11 +165,30 @@ async fn list_search_filters_sort_and_pages(backend: Backend) {
         ("status=offline", 1),
         ("q=web&idc=sh-1", 2),
         ("q=nothing-matches-this", 0),
+        ("q=00-1C-42-00-00-0A", 1), // a MAC with dashes
+        ("q=001c.4200.000a", 1),    // Cisco's notation
+        ("q=001C4200000A", 1),      // bare hex
+        ("q=001c42", 12),           // the start of one
+        ("q=alice", 3),             // an owner
+        ("q=BJ-2", 4),              // an IDC
+        ("q=r02", 4),               // a cabinet
+        ("owner=Alice+Ops", 3),
     ] {
         let page = viewer.get(&format!("/assets?{query}")).await;
         assert_eq!(page.status, 200, "{query}");
         assert_eq!(rows(&page.body), expected, "{query}");
     }
+    // The owner select offers the owners; the default columns include serial, cabinet and disk.
+    assert!(all.body.contains(r#"<select name="owner" aria-label="Owner">"#) && all.body.contains("Alice Ops"));
+    for header in ["Serial", "Cabinet", "Disk"] {
+        assert!(all.body.contains(&format!("data-sort=\"{}\">{header} ", header_key(header))), "{header} column");
+    }
+    assert!(all.body.contains(r#"<span title="599999998000 bytes">600 GB</span>"#), "total disk, decimal units");
+    assert!(!all.body.contains("fe80::"), "link-local addresses are not listed");
+    // A person chooses the columns.
+    let chosen = viewer.get("/assets?cols=owner,tags").await.body;
+    assert!(chosen.contains("data-sort=\"owner\">Owner ") && !chosen.contains("data-sort=\"serial\""));
+    assert_eq!(rows(&chosen), 12);
     // Sorting: descending host names put web-10 first; the header links flip the direction.
     let sorted = viewer.get("/assets?sort=-hostname").await.body;
     let first = sorted.find("web-10.example").expect("web-10");

@@ -709,6 +709,30 @@ pub async fn history_start(db: &Db) -> Result<Option<DateTime<Utc>>, ServiceErro
     Ok(first.map(from_us))
 }
 
+/// The list filters' counts as they stood at `at` (what the as-of list's selects offer): every
+/// asset then, counted in memory from the same rows the as-of list reads.
+pub async fn counts_as_of(
+    db: &Db,
+    cache: &SnapshotRows,
+    at: DateTime<Utc>,
+) -> Result<crate::service::dashboard::Counts, ServiceError> {
+    use crate::service::dashboard::{Counts, count_values};
+    let rows = RowsAt::read(db, cache, at).await?;
+    let items: Vec<&AssetListItem> = rows.iter().map(|r| &r.item).collect();
+    let of = |pick: fn(&AssetListItem) -> Option<&str>| count_values(items.iter().map(|i| pick(i)));
+    let mut tags = count_values(items.iter().flat_map(|i| i.tags.iter().map(|t| Some(t.as_str()))));
+    tags.retain(|c| c.value.is_some());
+    Ok(Counts {
+        status: of(|i| Some(i.status.as_str())),
+        os: of(|i| i.os_name.as_deref()),
+        manufacturer: of(|i| i.manufacturer.as_deref()),
+        business_unit: of(|i| i.business_unit.as_deref()),
+        idc: of(|i| i.idc.as_deref()),
+        tags,
+        owner: of(|i| i.owner.as_deref()),
+    })
+}
+
 /// Every row `query` selects (all pages) as it stood at `at`, in its order.
 pub async fn list_items_as_of(
     db: &Db,

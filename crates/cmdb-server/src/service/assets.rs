@@ -292,11 +292,55 @@ fn search_text(query: &ListQuery) -> Option<String> {
     query.q.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_lowercase)
 }
 
+/// The business columns a search also matches by prefix (ignoring case): people look a host up by
+/// who owns it and where it stands.
+const SEARCHED_COLUMNS: [&str; 3] = ["owner", "idc", "cabinet"];
+
+/// The prefixes a search looks for in the terms: the lowercased text, and, when it reads as a MAC
+/// address or its start in another common notation, that in the colon notation the terms hold.
+fn search_prefixes(query: &ListQuery) -> Vec<String> {
+    let Some(text) = search_text(query) else { return Vec::new() };
+    let mac = mac_form(&text).filter(|mac| *mac != text);
+    std::iter::once(text).chain(mac).collect()
+}
+
+/// `text` (lowercase) as a MAC address, or its start, in colon notation, when it is one in a
+/// common notation: `a0:36:9f`, `a0-36-9f`, Cisco's `a036.9f12.3456`, or bare hex of at least 6
+/// digits. Groups must have the notation's width (so `10.0.1`, an address, is not read as one).
+pub fn mac_form(text: &str) -> Option<String> {
+    let separators: Vec<char> = text.chars().filter(|c| matches!(c, ':' | '-' | '.')).collect();
+    let separator = separators.first().copied();
+    if separators.iter().any(|c| Some(*c) != separator) {
+        return None;
+    }
+    let groups: Vec<&str> = match separator {
+        Some(sep) => text.split(sep).collect(),
+        None => vec![text],
+    };
+    let width = match separator {
+        Some('.') => 4,
+        Some(_) => 2,
+        None => 12,
+    };
+    let (last, full) = groups.split_last()?;
+    let hex: String = groups.concat();
+    let fits = full.iter().all(|g| g.len() == width) && !last.is_empty() && last.len() <= width;
+    let long_enough = if separator.is_some() { hex.len() >= 4 } else { hex.len() >= 6 };
+    if !fits || !long_enough || hex.len() > 12 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let pairs: Vec<&str> = hex.as_bytes().chunks(2).filter_map(|pair| std::str::from_utf8(pair).ok()).collect();
+    Some(pairs.join(":"))
+}
+
 /// The list's filters applied to rows in memory (the as-of list), with exactly the semantics of
 /// [`push_filters`] in SQL (the live list).
 #[derive(Debug)]
 pub struct ListFilter {
+    /// The search text (lowercase), when there is one.
     search: Option<String>,
+    /// What the terms must start with, each preceded by a newline.
+    prefixes: Vec<String>,
     equal: Vec<(&'static str, String)>,
     tag: Option<String>,
 }
@@ -305,7 +349,8 @@ impl ListFilter {
     /// The filters of `query`.
     pub fn new(query: &ListQuery) -> Self {
         ListFilter {
-            search: search_text(query).map(|t| format!("\n{t}")),
+            search: search_text(query),
+            prefixes: search_prefixes(query).into_iter().map(|t| format!("\n{t}")).collect(),
             equal: equality_filters(query),
             tag: tag_filter(query),
         }
@@ -313,10 +358,15 @@ impl ListFilter {
 
     /// Whether `item`, found by search terms `terms` (each preceded by a newline), passes.
     pub fn matches(&self, item: &AssetListItem, terms: &str) -> bool {
-        if let Some(needle) = &self.search
-            && !terms.contains(needle.as_str())
-        {
-            return false;
+        if let Some(text) = &self.search {
+            let by_terms = self.prefixes.iter().any(|p| terms.contains(p.as_str()));
+            let by_column = [&item.owner, &item.idc, &item.cabinet]
+                .into_iter()
+                .flatten()
+                .any(|v| v.to_lowercase().starts_with(text.as_str()));
+            if !by_terms && !by_column {
+                return false;
+            }
         }
         for (column, value) in &self.equal {
             let actual = match *column {
@@ -419,12 +469,21 @@ impl ListOrder {
 /// Appends the WHERE clause for `query`'s filters.
 pub fn push_filters(q: &mut Sql, backend: Backend, query: &ListQuery) {
     q.push(" WHERE 1 = 1");
-    if let Some(low) = search_text(query) {
-        q.push(" AND id IN (SELECT asset_id FROM search_terms WHERE term >= ");
-        q.bind(low.clone());
-        q.push(" AND term < ");
-        // Terms compare bytewise in both backends (COLLATE "C" on PostgreSQL): this is a prefix range.
-        q.bind(format!("{low}\u{10FFFF}"));
+    if let Some(text) = search_text(query) {
+        q.push(" AND (id IN (SELECT asset_id FROM search_terms WHERE ");
+        for (index, low) in search_prefixes(query).into_iter().enumerate() {
+            if index > 0 {
+                q.push(" OR ");
+            }
+            // Terms compare bytewise in both backends (COLLATE "C" on PostgreSQL): a prefix range.
+            q.push("(term >= ").bind(low.clone()).push(" AND term < ").bind(format!("{low}\u{10FFFF}")).push(")");
+        }
+        q.push(")");
+        // A prefix of the lowercased column: LIKE with the text's own wildcards escaped.
+        let pattern = format!("{}%", crate::store::sql::like_escaped(&text));
+        for column in SEARCHED_COLUMNS {
+            q.push(" OR LOWER(").push(column).push(") LIKE ").bind(pattern.clone()).push(" ESCAPE '\\'");
+        }
         q.push(")");
     }
     for (column, value) in equality_filters(query) {
@@ -659,6 +718,20 @@ pub fn statuses() -> Vec<&'static str> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn mac_addresses_read_in_every_common_notation() {
+        for text in ["a0:36:9f:12:34:56", "a0-36-9f-12-34-56", "a036.9f12.3456", "a0369f123456"] {
+            assert_eq!(mac_form(text).as_deref(), Some("a0:36:9f:12:34:56"), "{text}");
+        }
+        assert_eq!(mac_form("a0-36-9f").as_deref(), Some("a0:36:9f"));
+        assert_eq!(mac_form("a036.9f").as_deref(), Some("a0:36:9f"));
+        assert_eq!(mac_form("a0369f1").as_deref(), Some("a0:36:9f:1"));
+        for not_mac in ["10.0.1", "10.0.0.5", "web-01", "a0:36-9f", "a036", "zz:zz:zz", "a0369f12345678"] {
+            assert_eq!(mac_form(not_mac), None, "{not_mac}");
+        }
+    }
+
     use super::*;
 
     #[test]

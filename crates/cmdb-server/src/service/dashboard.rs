@@ -34,6 +34,8 @@ pub struct Counts {
     pub idc: Vec<Count>,
     /// By tag.
     pub tags: Vec<Count>,
+    /// By owner.
+    pub owner: Vec<Count>,
 }
 
 async fn group_by(db: &Db, column: &str) -> Result<Vec<Count>, ServiceError> {
@@ -49,13 +51,14 @@ async fn group_by(db: &Db, column: &str) -> Result<Vec<Count>, ServiceError> {
         .collect::<Result<Vec<_>, sqlx::Error>>()?)
 }
 
-/// Every count: six GROUP BY queries, whatever the asset count.
+/// Every count: seven GROUP BY queries, whatever the asset count.
 pub async fn counts(db: &Db) -> Result<Counts, ServiceError> {
     let status = group_by(db, "status").await?;
     let os = group_by(db, "os_name").await?;
     let manufacturer = group_by(db, "manufacturer").await?;
     let business_unit = group_by(db, "business_unit").await?;
     let idc = group_by(db, "idc").await?;
+    let owner = group_by(db, "owner").await?;
     // Tags are stored as ",a,b,": count each combination in SQL, then split.
     let mut tag_counts: BTreeMap<String, i64> = BTreeMap::new();
     for row in
@@ -69,7 +72,19 @@ pub async fn counts(db: &Db) -> Result<Counts, ServiceError> {
     }
     let mut tags: Vec<Count> = tag_counts.into_iter().map(|(t, count)| Count { value: Some(t), count }).collect();
     tags.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
-    Ok(Counts { status, os, manufacturer, business_unit, idc, tags })
+    Ok(Counts { status, os, manufacturer, business_unit, idc, tags, owner })
+}
+
+/// Counts of `values` (one per asset; a tag list counts each tag), most common first, then by value.
+pub fn count_values<'a>(values: impl Iterator<Item = Option<&'a str>>) -> Vec<Count> {
+    let mut by_value: BTreeMap<Option<&str>, i64> = BTreeMap::new();
+    for value in values {
+        *by_value.entry(value).or_default() += 1;
+    }
+    let mut counts: Vec<Count> =
+        by_value.into_iter().map(|(value, count)| Count { value: value.map(str::to_owned), count }).collect();
+    counts.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+    counts
 }
 
 /// Grouping unit for changes per day: 15 minutes divides every time zone offset in use.

@@ -185,7 +185,7 @@ const MATCHED_ASSETS: i64 = 500;
 /// Assets whose host name contains `text` now or did before (a former name is in the history as
 /// the old value of `basic` `/hostname`).
 async fn assets_named(db: &Db, text: &str) -> Result<Vec<i64>, ServiceError> {
-    let pattern = format!("%{}%", text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+    let pattern = format!("%{}%", crate::store::sql::like_escaped(text));
     let rows = sqlx::query(
         "SELECT id FROM assets WHERE LOWER(hostname) LIKE LOWER($1) ESCAPE '\\' \
          UNION SELECT asset_id FROM changes WHERE section = 'basic' AND path = '/hostname' \

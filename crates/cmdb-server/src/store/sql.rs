@@ -57,6 +57,12 @@ impl From<Option<String>> for Param {
     }
 }
 
+/// `text` with LIKE's wildcards (`%`, `_`) and the escape character escaped, for a pattern
+/// written with `ESCAPE '\'` (both backends).
+pub fn like_escaped(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
 /// SQL text and its parameters.
 #[derive(Debug, Clone, Default)]
 pub struct Sql {

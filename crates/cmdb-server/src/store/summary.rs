@@ -73,6 +73,15 @@ fn addresses(state: &AssetState) -> Vec<String> {
     out
 }
 
+/// True for a link-local address (`fe80::/10`, `169.254.0.0/16`); text that is no address is not.
+fn is_link_local(address: &str) -> bool {
+    match address.split('%').next().unwrap_or(address).parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => v4.is_link_local(),
+        Ok(std::net::IpAddr::V6(v6)) => v6.is_unicast_link_local(),
+        Err(_) => false,
+    }
+}
+
 impl AssetSummary {
     /// Derives the summary from a state.
     pub fn from_state(state: &AssetState) -> Self {
@@ -100,7 +109,9 @@ impl AssetSummary {
             cpu_count: int(state, "cpu", "cpu_count"),
             memory_mb: int(state, "memory", "total_mb"),
             disk_bytes,
-            ip_addresses: addresses(state).join(" "),
+            // The list's addresses leave out link-local ones (fe80::/10, 169.254/16): every
+            // interface has one and none is how a person reaches the host. Search still finds them.
+            ip_addresses: addresses(state).into_iter().filter(|a| !is_link_local(a)).collect::<Vec<_>>().join(" "),
         }
     }
 
@@ -185,9 +196,18 @@ mod tests {
         state.sections.insert("nic".into(), nic);
         let summary = AssetSummary::from_state(&state);
         assert_eq!(summary.hostname, "prod-web-01.example");
-        assert_eq!(summary.ip_addresses, "10.0.0.5 fe80::1");
+        assert_eq!(summary.ip_addresses, "10.0.0.5", "link-local addresses are left out of the list");
+        assert!(is_link_local("169.254.10.1") && is_link_local("fe80::1%eth0") && !is_link_local("fd00::1"));
         let terms = search_terms(&state);
-        for t in ["prod-web-01.example", "web-01.example", "01.example", "example", "10.0.0.5", "00:1c:42:a5:57:7a"] {
+        for t in [
+            "prod-web-01.example",
+            "web-01.example",
+            "01.example",
+            "example",
+            "10.0.0.5",
+            "fe80::1",
+            "00:1c:42:a5:57:7a",
+        ] {
             assert!(terms.contains(t), "{t} missing from {terms:?}");
         }
     }

@@ -83,23 +83,16 @@ fn format_day(value: Value, tz: Option<String>) -> String {
 
 /// `{{ n|bytes }}`: a capacity in decimal units as disk vendors state them (300 GB).
 fn format_bytes(value: Value) -> String {
-    let Some(n) = value.as_i64() else { return "—".to_owned() };
-    let mut amount = n as f64;
-    for unit in ["B", "kB", "MB", "GB", "TB", "PB"] {
-        if amount.abs() < 1000.0 || unit == "PB" {
-            return if unit == "B" { format!("{n} B") } else { format!("{amount:.1} {unit}") };
-        }
-        amount /= 1000.0;
+    match value.as_i64().and_then(|n| u64::try_from(n).ok()) {
+        Some(n) => cmdb_model::catalog::storage(n),
+        None => "—".to_owned(),
     }
-    format!("{n} B")
 }
 
-/// `{{ n|mib }}`: memory given in MiB, in GiB when it is large.
+/// `{{ n|mib }}`: memory given in MiB, in binary units as DIMMs are sold (the model's catalog).
 fn format_mib(value: Value) -> String {
-    match value.as_i64() {
-        Some(n) if n >= 1024 && n % 1024 == 0 => format!("{} GiB", n / 1024),
-        Some(n) if n >= 1024 => format!("{:.1} GiB", n as f64 / 1024.0),
-        Some(n) => format!("{n} MiB"),
+    match value.as_i64().and_then(|n| u64::try_from(n).ok()) {
+        Some(n) => cmdb_model::catalog::memory(n),
         None => "—".to_owned(),
     }
 }
@@ -140,8 +133,9 @@ mod tests {
 
     #[test]
     fn formats() {
-        assert_eq!(format_bytes(Value::from(299_999_999_000_i64)), "300.0 GB");
-        assert_eq!(format_bytes(Value::from(512)), "512 B");
+        // The model's catalog: drives as labelled (decimal), memory as sold (binary).
+        assert_eq!(format_bytes(Value::from(299_999_999_000_i64)), "300 GB");
+        assert_eq!(format_bytes(Value::from(512)), "512 bytes");
         assert_eq!(format_mib(Value::from(32768)), "32 GiB");
         assert_eq!(format_mib(Value::from(1536)), "1.5 GiB");
         assert_eq!(format_mib(Value::from(())), "—");

@@ -68,7 +68,45 @@ pub struct ListParams {
     /// As-of date or date-time (the list as it stood then).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub as_of: Option<String>,
+    /// The columns shown, comma-separated list keys (absent: [`DEFAULT_COLUMNS`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cols: Option<String>,
 }
+
+/// Columns the list page can show (the host name always is), in [`assets::LIST`] order.
+const PAGE_COLUMNS: &[&str] = &[
+    "status",
+    "idc",
+    "cabinet",
+    "business_unit",
+    "owner",
+    "os_name",
+    "manufacturer",
+    "model",
+    "serial",
+    "cpu_count",
+    "memory_mb",
+    "disk_bytes",
+    "ip_addresses",
+    "last_seen_at",
+    "tags",
+];
+
+/// Columns shown until a person chooses: what fits 1440 px.
+const DEFAULT_COLUMNS: &[&str] = &[
+    "status",
+    "idc",
+    "cabinet",
+    "owner",
+    "os_name",
+    "model",
+    "serial",
+    "cpu_count",
+    "memory_mb",
+    "disk_bytes",
+    "ip_addresses",
+    "last_seen_at",
+];
 
 impl ListParams {
     /// The store's query for these parameters.
@@ -91,6 +129,16 @@ impl ListParams {
     fn url(&self, path: &str) -> String {
         let query = serde_urlencoded::to_string(self).unwrap_or_default();
         if query.is_empty() { path.to_owned() } else { format!("{path}?{query}") }
+    }
+
+    /// The columns to show: the host name, then those chosen (unknown keys are ignored) in list
+    /// order.
+    fn shown_columns(&self) -> Vec<&'static str> {
+        let chosen: Vec<&str> = match self.cols.as_deref() {
+            Some(cols) => cols.split(',').map(str::trim).collect(),
+            None => DEFAULT_COLUMNS.to_vec(),
+        };
+        std::iter::once("hostname").chain(PAGE_COLUMNS.iter().copied().filter(|c| chosen.contains(c))).collect()
     }
 
     /// The filters, sort and as-of date without paging: what an export selects.
@@ -123,6 +171,9 @@ struct ListPage {
     oses: Vec<Count>,
     manufacturers: Vec<Count>,
     tags: Vec<Count>,
+    owners: Vec<Count>,
+    /// Every column a person may show, with whether it is shown.
+    choices: Vec<(&'static str, &'static str, bool)>,
     as_of: Option<Stated>,
     csv_href: String,
     xlsx_href: String,
@@ -148,9 +199,10 @@ pub async fn list(
         .unwrap_or(u32::MAX);
     let link = |n: u32| ListParams { page: Some(n), ..params.clone() }.url("/assets");
     let current_sort = params.sort.clone().unwrap_or_else(|| "hostname".to_owned());
+    let shown = params.shown_columns();
     let columns = assets::LIST
         .iter()
-        .filter(|c| c.on_page)
+        .filter(|c| shown.contains(&c.key))
         .map(|c| (c.key, c.label))
         .map(|(key, label)| {
             let (next, arrow) = if current_sort == *key {
@@ -168,7 +220,27 @@ pub async fn list(
             }
         })
         .collect();
-    let figures = state.figures().await?;
+    // The selects offer what the list holds: as of a time, the counts as of that time.
+    let counts = match as_of {
+        Some(at) => crate::service::asof::counts_as_of(&state.app.db, &state.app.snapshot_rows, at.effective).await?,
+        None => {
+            let f = state.figures().await?;
+            crate::service::dashboard::Counts {
+                status: f.status.clone(),
+                os: f.os.clone(),
+                manufacturer: f.manufacturer.clone(),
+                business_unit: f.business_unit.clone(),
+                idc: f.idc.clone(),
+                tags: f.tags.clone(),
+                owner: f.owner.clone(),
+            }
+        }
+    };
+    let choices = assets::LIST
+        .iter()
+        .filter(|c| PAGE_COLUMNS.contains(&c.key))
+        .map(|c| (c.key, c.label, shown.contains(&c.key)))
+        .collect();
     let filters = params.filters_only();
     let audit_href = as_of.map(|_| {
         let day = params.as_of.clone().unwrap_or_default();
@@ -181,11 +253,13 @@ pub async fn list(
         pages,
         columns,
         statuses: assets::statuses(),
-        idcs: figures.idc.clone(),
-        business_units: figures.business_unit.clone(),
-        oses: figures.os.clone(),
-        manufacturers: figures.manufacturer.clone(),
-        tags: figures.tags.clone(),
+        idcs: counts.idc,
+        business_units: counts.business_unit,
+        oses: counts.os,
+        manufacturers: counts.manufacturer,
+        tags: counts.tags,
+        owners: counts.owner,
+        choices,
         as_of: as_of.map(|a| a.stated()),
         csv_href: filters.url("/assets/export.csv"),
         xlsx_href: filters.url("/assets/export.xlsx"),

@@ -60,6 +60,8 @@ pub struct Figures {
     pub idc: Vec<Count>,
     /// By tag.
     pub tags: Vec<Count>,
+    /// By owner.
+    pub owner: Vec<Count>,
     /// Changes per day, oldest first.
     pub per_day: Vec<DayBar>,
     /// Change records in the 30 days.
@@ -102,7 +104,7 @@ pub async fn compute(db: &Db, calendar: &crate::service::Calendar) -> Result<Fig
             }
         })
         .collect();
-    let dashboard::Counts { status, os, manufacturer, business_unit, idc, tags } = counts;
+    let dashboard::Counts { status, os, manufacturer, business_unit, idc, tags, owner } = counts;
     Ok(Figures {
         computed_at: now,
         total,
@@ -112,6 +114,7 @@ pub async fn compute(db: &Db, calendar: &crate::service::Calendar) -> Result<Fig
         business_unit,
         idc,
         tags,
+        owner,
         per_day,
         changes_30d: per_day_counts.iter().sum(),
         max_per_day,
