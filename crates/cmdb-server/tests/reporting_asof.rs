@@ -89,7 +89,15 @@ fn queries() -> Vec<ListQuery> {
         ListQuery { status: Some("retired".into()), ..ListQuery::default() },
         ListQuery { sort: Some("-memory_mb".into()), per_page: Some(2), page: Some(2), ..ListQuery::default() },
         ListQuery { idc: Some("DC-2".into()), ..ListQuery::default() },
+        ListQuery { q: Some("dc".into()), ..ListQuery::default() },
+        ListQuery { q: Some("00-1c-42".into()), ..ListQuery::default() },
     ]
+    .into_iter()
+    // Every sortable column, both ways: the in-memory order must be the SQL order.
+    .chain(cmdb_server::service::assets::LIST.iter().filter(|c| c.sortable).flat_map(|c| {
+        [c.key.to_owned(), format!("-{}", c.key)].map(|sort| ListQuery { sort: Some(sort), ..ListQuery::default() })
+    }))
+    .collect()
 }
 
 /// The list as it stood at `moment` (read exactly then), through the server's snapshot rows.

@@ -100,8 +100,6 @@ pub struct ListColumn {
     pub kind: ColumnKind,
     /// The list can be sorted by it.
     pub sortable: bool,
-    /// Shown as a sortable header on the list page.
-    pub on_page: bool,
     /// What it means (the API description).
     pub description: &'static str,
 }
@@ -111,45 +109,43 @@ const fn column(
     label: &'static str,
     kind: ColumnKind,
     sortable: bool,
-    on_page: bool,
     description: &'static str,
 ) -> ListColumn {
-    ListColumn { key, label, kind, sortable, on_page, description }
+    ListColumn { key, label, kind, sortable, description }
 }
 
 /// The asset list's columns, in the order rows are selected, exported and decoded.
 pub const LIST: &[ListColumn] = {
     use ColumnKind::*;
     &[
-        column("id", "Id", Id, true, false, "Asset id."),
-        column("hostname", "Host name", Text, true, true, "Host name."),
-        column("status", "Status", Text, true, true, "Business status: racked, online, offline or retired."),
-        column("idc", "IDC", OptionalText, true, true, "Data centre."),
-        column("cabinet", "Cabinet", OptionalText, false, false, "Cabinet."),
-        column("business_unit", "Business unit", OptionalText, true, true, "Business unit."),
-        column("owner", "Owner", OptionalText, true, true, "Owner."),
-        column("tags", "Tags", Words, false, false, "Tags."),
-        column("os_name", "OS", OptionalText, true, true, "Distribution."),
-        column("os_version", "OS version", OptionalText, false, false, "Distribution version."),
-        column("manufacturer", "Manufacturer", OptionalText, true, true, "Board manufacturer."),
-        column("model", "Model", OptionalText, true, true, "Board model."),
-        column("serial", "Serial", OptionalText, false, false, "Board serial number."),
-        column("cpu_model", "CPU model", OptionalText, false, false, "CPU model."),
-        column("cpu_count", "CPUs", OptionalInt, true, true, "Logical CPUs."),
-        column("memory_mb", "Memory", OptionalInt, true, true, "Memory in MiB."),
-        column("disk_bytes", "Disk", OptionalInt, false, false, "Disk capacity in bytes."),
-        column("ip_addresses", "IP addresses", Words, false, false, "IP addresses."),
-        column("manage_address", "Manage address", OptionalText, false, false, "Address collectors connect to."),
+        column("id", "Id", Id, true, "Asset id."),
+        column("hostname", "Host name", Text, true, "Host name."),
+        column("status", "Status", Text, true, "Business status: racked, online, offline or retired."),
+        column("idc", "IDC", OptionalText, true, "Data centre."),
+        column("cabinet", "Cabinet", OptionalText, true, "Cabinet."),
+        column("business_unit", "Business unit", OptionalText, true, "Business unit."),
+        column("owner", "Owner", OptionalText, true, "Owner."),
+        column("tags", "Tags", Words, false, "Tags."),
+        column("os_name", "OS", OptionalText, true, "Distribution."),
+        column("os_version", "OS version", OptionalText, false, "Distribution version."),
+        column("manufacturer", "Manufacturer", OptionalText, true, "Board manufacturer."),
+        column("model", "Model", OptionalText, true, "Board model."),
+        column("serial", "Serial", OptionalText, true, "Board serial number."),
+        column("cpu_model", "CPU model", OptionalText, false, "CPU model."),
+        column("cpu_count", "CPUs", OptionalInt, true, "Logical CPUs."),
+        column("memory_mb", "Memory", OptionalInt, true, "Memory in MiB."),
+        column("disk_bytes", "Disk", OptionalInt, true, "Disk capacity in bytes."),
+        column("ip_addresses", "IP addresses", Words, false, "IP addresses."),
+        column("manage_address", "Manage address", OptionalText, false, "Address collectors connect to."),
         column(
             "last_seen_at",
             "Last seen",
             OptionalTime,
             true,
-            true,
             "Live: when the asset last reported. As of a time: recorded_at of the report that last changed it.",
         ),
-        column("last_collected_at", "Last collected", OptionalTime, false, false, "collected_at of that report."),
-        column("created_at", "Created", Time, true, false, "When the asset was created."),
+        column("last_collected_at", "Last collected", OptionalTime, false, "collected_at of that report."),
+        column("created_at", "Created", Time, true, "When the asset was created."),
     ]
 };
 
@@ -426,10 +422,13 @@ impl ListOrder {
             "os_name" => SortValue::Text(item.os_name.as_deref()),
             "manufacturer" => SortValue::Text(item.manufacturer.as_deref()),
             "model" => SortValue::Text(item.model.as_deref()),
+            "cabinet" => SortValue::Text(item.cabinet.as_deref()),
+            "serial" => SortValue::Text(item.serial.as_deref()),
             "last_seen_at" => time(item.last_seen_at),
             "created_at" => time(Some(item.created_at)),
             "cpu_count" => SortValue::Int(item.cpu_count),
             "memory_mb" => SortValue::Int(item.memory_mb),
+            "disk_bytes" => SortValue::Int(item.disk_bytes),
             _ => SortValue::Text(Some(&item.hostname)),
         }
     }

@@ -68,44 +68,29 @@ pub struct ListParams {
     /// As-of date or date-time (the list as it stood then).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub as_of: Option<String>,
-    /// The columns shown, comma-separated list keys (absent: [`DEFAULT_COLUMNS`]).
+    /// The columns shown, comma-separated list keys (absent: the defaults of [`PAGE_COLUMNS`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cols: Option<String>,
 }
 
-/// Columns the list page can show (the host name always is), in [`assets::LIST`] order.
-const PAGE_COLUMNS: &[&str] = &[
-    "status",
-    "idc",
-    "cabinet",
-    "business_unit",
-    "owner",
-    "os_name",
-    "manufacturer",
-    "model",
-    "serial",
-    "cpu_count",
-    "memory_mb",
-    "disk_bytes",
-    "ip_addresses",
-    "last_seen_at",
-    "tags",
-];
-
-/// Columns shown until a person chooses: what fits 1440 px.
-const DEFAULT_COLUMNS: &[&str] = &[
-    "status",
-    "idc",
-    "cabinet",
-    "owner",
-    "os_name",
-    "model",
-    "serial",
-    "cpu_count",
-    "memory_mb",
-    "disk_bytes",
-    "ip_addresses",
-    "last_seen_at",
+/// Columns the list page can show (the host name always is), in [`assets::LIST`] order, each with
+/// whether it is shown until a person chooses (the default fits 1440 px).
+const PAGE_COLUMNS: &[(&str, bool)] = &[
+    ("status", true),
+    ("idc", true),
+    ("cabinet", true),
+    ("business_unit", false),
+    ("owner", true),
+    ("os_name", true),
+    ("manufacturer", false),
+    ("model", true),
+    ("serial", true),
+    ("cpu_count", true),
+    ("memory_mb", true),
+    ("disk_bytes", true),
+    ("ip_addresses", true),
+    ("last_seen_at", true),
+    ("tags", false),
 ];
 
 impl ListParams {
@@ -136,9 +121,11 @@ impl ListParams {
     fn shown_columns(&self) -> Vec<&'static str> {
         let chosen: Vec<&str> = match self.cols.as_deref() {
             Some(cols) => cols.split(',').map(str::trim).collect(),
-            None => DEFAULT_COLUMNS.to_vec(),
+            None => PAGE_COLUMNS.iter().filter(|(_, default)| *default).map(|(key, _)| *key).collect(),
         };
-        std::iter::once("hostname").chain(PAGE_COLUMNS.iter().copied().filter(|c| chosen.contains(c))).collect()
+        std::iter::once("hostname")
+            .chain(PAGE_COLUMNS.iter().map(|(key, _)| *key).filter(|c| chosen.contains(c)))
+            .collect()
     }
 
     /// The filters, sort and as-of date without paging: what an export selects.
@@ -238,7 +225,7 @@ pub async fn list(
     };
     let choices = assets::LIST
         .iter()
-        .filter(|c| PAGE_COLUMNS.contains(&c.key))
+        .filter(|c| PAGE_COLUMNS.iter().any(|(key, _)| *key == c.key))
         .map(|c| (c.key, c.label, shown.contains(&c.key)))
         .collect();
     let filters = params.filters_only();
