@@ -129,8 +129,9 @@ async fn fixture_hosts_over_ssh_read_like_their_replay_directories() {
             let remote = ssh.get(&probe.id).expect("ssh ran every probe");
             if replayed.exit == Exit::NotFound {
                 // No file: the fake host may still answer (uname, machine-id are synthesised),
-                // which replay cannot know; both sides read "not found" for the section check.
-                masked.insert(probe.id.clone(), ProbeOutput::not_found());
+                // which replay cannot know; both sides read replay's "not found" (which names the
+                // missing file) for the section check.
+                masked.insert(probe.id.clone(), replayed.clone());
                 continue;
             }
             let expected = expected_over_ssh(&probe.id, replayed);

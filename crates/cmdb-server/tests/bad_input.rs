@@ -328,6 +328,15 @@ async fn unknown_query_parameters_are_refused(backend: Backend) {
     assert_eq!(body["items"].as_array().map(Vec::len), Some(items.len()), "today holds all of web-01's changes");
     let (status, body) = server.get(&format!("/api/v1/assets/{web}/changes?to={}", today.pred_opt().expect("y"))).await;
     assert_eq!((status, body["items"].as_array().map(Vec::len)), (200, Some(0)), "{body}");
+    // The change log's other filters: section, several actions, source.
+    let (status, body) = server.get(&format!("/api/v1/changes?asset_id={web}&section=disk&action=added,removed")).await;
+    assert_eq!(status, 200, "{body}");
+    let disk = body["items"].as_array().expect("items");
+    assert!(!disk.is_empty() && disk.iter().all(|c| c["section"] == "disk" && c["action"] == "added"), "{body}");
+    let (status, body) = server.get("/api/v1/changes?source=user").await;
+    assert_eq!((status, body["items"].as_array().map(Vec::len)), (200, Some(0)), "no person edited anything: {body}");
+    let (status, body) = server.get("/api/v1/changes?action=moved").await;
+    assert_eq!(status, 422, "{body}");
     let (status, body) = server.get("/api/v1/changes?from=yesterday").await;
     assert_eq!(status, 400, "a date that does not parse: {body}");
     // The change CSV with only from/to.

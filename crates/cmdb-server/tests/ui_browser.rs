@@ -246,13 +246,26 @@ async fn owner_of(server: &WebServer, id: i64) -> Option<String> {
 
 async fn journey(server: &WebServer, assets: &[(i64, String)], hostile: i64, client: &Client, downloads: &Path) {
     let base = &server.base;
+    // (Before the figures are first read.) A retired host that reports again is flagged as a possible duplicate on the list.
+    let retired = server.ingest(&report("dup-old.example")).await;
+    cmdb_server::service::assets::patch_business(
+        &server.db,
+        retired,
+        "user:test",
+        json!({"status": "retired"}).as_object().expect("object"),
+    )
+    .await
+    .expect("retire");
+    let mut back = common::at(report("dup-new.example"), 60);
+    back["sections"]["board"]["data"]["sn"] = json!("SN-dup-old.example");
+    server.ingest(&back).await;
     // Anonymous visitors go to the login form.
     client.goto(&format!("{base}/assets")).await.expect("goto");
     wait_until(client, "the login form", "return location.pathname === '/login'").await;
 
     login(client, base, "editor").await;
     let tiles = client.find(Locator::Css(".tiles")).await.expect("tiles").text().await.expect("text");
-    assert!(tiles.contains("25\nassets") || tiles.contains("25 assets"), "dashboard total: {tiles}");
+    assert!(tiles.contains("27\nassets") || tiles.contains("27 assets"), "dashboard total: {tiles}");
     wait_until(client, "the chart", "return document.querySelectorAll('#changes-chart rect').length === 30").await;
     screenshot(client, "dashboard", 1500).await;
 
@@ -315,6 +328,19 @@ async fn journey(server: &WebServer, assets: &[(i64, String)], hostile: i64, cli
     client.find(Locator::LinkText(&hostname)).await.expect("host link").click().await.expect("open");
     wait_until(client, "the detail page", &format!("return location.pathname === '/assets/{id}'")).await;
     assert_eq!(client.find(Locator::Css("#hostname")).await.expect("h1").text().await.expect("text"), hostname);
+    // Components read with labels and units; the first report is one row that expands.
+    let disks = client.find(Locator::Css("#section-disk")).await.expect("disks").text().await.expect("text");
+    assert!(disks.contains("Capacity") && disks.contains("300 GB") && !disks.contains("capacity_bytes"), "{disks}");
+    let memory = client.find(Locator::Css("#section-memory")).await.expect("memory").text().await.expect("text");
+    assert!(memory.contains("16 GiB") && memory.contains("Serial number"), "{memory}");
+    let first = client.find(Locator::Css("#timeline tr.first-seen summary")).await.expect("grouped first report");
+    let sentence = first.text().await.expect("text");
+    assert!(sentence.starts_with("first seen with 2 DIMMs, 2 disks, 1 NIC"), "{sentence}");
+    let hidden = client.find(Locator::Css("#timeline tr.first-seen ul")).await.expect("its records");
+    assert!(!hidden.is_displayed().await.expect("displayed"), "folded until asked");
+    first.click().await.expect("expand");
+    assert!(hidden.is_displayed().await.expect("displayed"), "expanded on a click");
+    assert!(hidden.text().await.expect("text").contains("disk 32:1 added"));
     screenshot(client, "asset", 2600).await;
     let owner = client.find(Locator::Css("#owner")).await.expect("owner field");
     owner.clear().await.expect("clear");
@@ -333,6 +359,18 @@ async fn journey(server: &WebServer, assets: &[(i64, String)], hostile: i64, cli
         .await
         .expect("pick date");
     wait_until(client, "the as-of list", "return !!document.querySelector('.asof-banner')").await;
+
+    // Before the history starts, the list says so instead of "No asset matches".
+    client.goto(&format!("{base}/assets?as_of=2001-01-01")).await.expect("goto early");
+    let start = client.find(Locator::Css("#history-starts")).await.expect("history start").text().await.expect("text");
+    assert!(start.starts_with("History starts on "), "{start}");
+    // The change log, readable: sentences and grouped first reports.
+    client
+        .goto(&format!("{base}/changes?asset={}", hostname.split('.').next().unwrap_or_default()))
+        .await
+        .expect("log");
+    wait_until(client, "the change log", "return !!document.querySelector('#change-table tr.first-seen')").await;
+    screenshot(client, "changes", 1200).await;
 
     // A form post without the CSRF token is refused, even with the session cookie.
     assert_eq!(
@@ -376,6 +414,10 @@ async fn journey(server: &WebServer, assets: &[(i64, String)], hostile: i64, cli
     .await;
     assert_eq!(status, 403);
     assert_eq!(owner_of(server, id).await.as_deref(), Some("team-e2e"));
+
+    client.goto(&format!("{base}/assets?q=dup-")).await.expect("goto duplicates");
+    let badges = client.find_all(Locator::Css("#asset-table span.badge.duplicate")).await.expect("badges");
+    assert_eq!(badges.len(), 2, "both records are flagged");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

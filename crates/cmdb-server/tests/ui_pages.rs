@@ -545,7 +545,64 @@ async fn readable_asset_page_and_change_log(backend: Backend) {
     assert_eq!(viewer.get("/changes?action=moved").await.status, 400);
 }
 
+/// Two records that share a board serial (a retired host that reports again) are flagged on the
+/// list, on both asset pages, in the API and in the audit export; a placeholder serial flags
+/// nothing.
+async fn possible_duplicates_are_flagged_everywhere(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let server = WebServer::start(&db).await;
+    let old = server.ingest(&report("web-01.example")).await;
+    cmdb_server::service::assets::patch_business(
+        &server.db,
+        old,
+        "user:test",
+        json!({"status": "retired"}).as_object().expect("object"),
+    )
+    .await
+    .expect("retire");
+    // The machine comes back under a new name: retired assets are never matched, so a new record.
+    let mut back = common::at(report("web-01-new.example"), 60);
+    back["sections"]["board"]["data"]["sn"] = json!("SN-web-01.example");
+    let new = server.ingest(&back).await;
+    assert_ne!(new, old);
+    // Two others share only a placeholder serial: not duplicates.
+    for host in ["oem-1.example", "oem-2.example"] {
+        let mut doc = report(host);
+        doc["sections"]["board"]["data"]["sn"] = json!("To Be Filled By O.E.M.");
+        server.ingest(&doc).await;
+    }
+    let mut viewer = server.login("viewer").await;
+    let list = viewer.get("/assets").await.body;
+    assert_eq!(list.matches("possible duplicate</span>").count(), 2, "both records, and only they, are flagged");
+    for (id, other, other_name) in [(old, new, "web-01-new.example"), (new, old, "web-01.example")] {
+        let page = viewer.get(&format!("/assets/{id}")).await.body;
+        assert!(page.contains("id=\"possible-duplicates\""), "asset {id}");
+        assert!(page.contains(&format!("{other_name}</a> (asset {other}, same board serial)")), "asset {id}");
+    }
+    let detail = cmdb_server::service::assets::detail(&server.db, old).await.expect("detail");
+    assert_eq!(detail.possible_duplicates.iter().map(|d| d.asset_id).collect::<Vec<_>>(), vec![new]);
+    let file = cmdb_server::service::export::audit_assets_csv(
+        &server.db,
+        cmdb_server::service::time::AsOf::exact(chrono::Utc::now() + chrono::Duration::seconds(120)),
+    )
+    .await
+    .expect("audit assets");
+    let text = std::fs::read_to_string(file.path()).expect("csv");
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let headers = reader.headers().expect("headers").clone();
+    let column = headers.iter().position(|h| h == "possible_duplicates").expect("column");
+    let flagged: Vec<(String, String)> = reader
+        .records()
+        .map(|r| r.expect("row"))
+        .filter(|r| !r[column].is_empty())
+        .map(|r| (r[1].to_owned(), r[column].to_owned()))
+        .collect();
+    assert_eq!(flagged.len(), 2, "{flagged:?}");
+    assert!(flagged.contains(&("web-01.example".to_owned(), format!("{new} web-01-new.example (same board serial)"))));
+}
+
 on_both_backends!(
+    possible_duplicates_are_flagged_everywhere,
     readable_asset_page_and_change_log,
     managed_lists_constrain_the_edit_form,
     hostile_text_is_shown_as_text_everywhere,

@@ -634,6 +634,12 @@ pub struct FeedQuery {
     /// Only changes recorded at or before this: an instant, a local date-time, or a date (all of
     /// it: the end of that day in the configured zone).
     pub to: Option<String>,
+    /// Only this section's changes (`disk`, `business`, ...).
+    pub section: Option<String>,
+    /// Only these actions, comma-separated: added, removed, changed.
+    pub action: Option<String>,
+    /// Only this source: agent, ssh, salt, legacy, `user` (any person) or `user:<name>`.
+    pub source: Option<String>,
 }
 
 /// `GET /api/v1/changes?after=<cursor>`: every change, oldest first. A consumer that follows
@@ -661,9 +667,26 @@ pub async fn change_feed(
 ) -> Result<Json<ChangePage>, ApiError> {
     require(&principal, Role::Viewer)?;
     let limit = query.limit.unwrap_or(500).clamp(1, 1000);
+    let actions = query
+        .action
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            cmdb_model::Action::parse(a).ok_or_else(|| ApiError::Invalid {
+                pointer: "/action".to_owned(),
+                message: format!("action {a:?} is not added, removed or changed"),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let filter = crate::service::history::FeedFilter {
         asset_id: query.asset_id,
         span: span(&state, query.from.as_deref(), query.to.as_deref())?,
+        section: query.section.clone().filter(|s| !s.is_empty()),
+        actions,
+        source: query.source.clone().filter(|s| !s.is_empty()),
     };
     Ok(Json(crate::service::history::change_feed(&state.db, query.after.as_deref(), filter, limit).await?))
 }

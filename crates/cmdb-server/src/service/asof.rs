@@ -440,11 +440,12 @@ async fn replay_prefix(
 
 /// One asset as it stood at `at` (its effective instant); `None` when it did not exist yet.
 pub async fn asset_as_of(db: &Db, id: i64, at: AsOf) -> Result<Option<AssetDetail>, ServiceError> {
-    Ok(rebuild_one(db, id, at.effective).await?.map(|r| {
-        let mut detail = detail_from_state(r.list_item(), &r.state);
-        detail.as_of = Some(at.stated());
-        detail
-    }))
+    let Some(r) = rebuild_one(db, id, at.effective).await? else { return Ok(None) };
+    let mut detail = detail_from_state(r.list_item(), &r.state);
+    detail.as_of = Some(at.stated());
+    // The flag is about the records as they stand now, whatever the as-of: it asks for a decision.
+    detail.possible_duplicates = crate::service::duplicates::of(db, id).await?;
+    Ok(Some(detail))
 }
 
 /// One asset rebuilt at `at` with its state; `None` when it did not exist yet.

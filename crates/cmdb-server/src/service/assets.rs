@@ -553,6 +553,9 @@ pub struct AssetDetail {
     /// name, a report collected for another target).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub possible_duplicate_of: Option<i64>,
+    /// Other assets that share this one's board serial or UUID now: possibly the same machine
+    /// (see [`crate::service::duplicates`]).
+    pub possible_duplicates: Vec<crate::service::duplicates::SharedIdentity>,
 }
 
 /// Reads one asset.
@@ -570,7 +573,9 @@ pub async fn detail(db: &Db, id: i64) -> Result<AssetDetail, ServiceError> {
     let summary = list_item(&row)?;
     let duplicate: Option<i64> = row.try_get(LIST.len())?;
     let state = store::load_state(&mut conn, id).await?;
-    Ok(AssetDetail { possible_duplicate_of: duplicate, ..detail_from_state(summary, &state) })
+    drop(conn);
+    let possible_duplicates = crate::service::duplicates::of(db, id).await?;
+    Ok(AssetDetail { possible_duplicate_of: duplicate, possible_duplicates, ..detail_from_state(summary, &state) })
 }
 
 /// Builds the detail from a summary row and a state (also used by the as-of view).
@@ -583,7 +588,14 @@ pub fn detail_from_state(summary: AssetListItem, state: &AssetState) -> AssetDet
         .filter(|(name, _)| name.as_str() != BUSINESS_SECTION)
         .map(|(name, s)| (name.clone(), s.to_data(name)))
         .collect();
-    AssetDetail { summary, business, sections, as_of: None, possible_duplicate_of: None }
+    AssetDetail {
+        summary,
+        business,
+        sections,
+        as_of: None,
+        possible_duplicate_of: None,
+        possible_duplicates: Vec::new(),
+    }
 }
 
 async fn write_ops(

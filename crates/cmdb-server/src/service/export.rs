@@ -143,9 +143,13 @@ pub const AUDIT_ASSET_HEADERS: &[&str] = &[
     "created_at",
     "data_recorded_at",
     "data_collected_at",
+    "possible_duplicates",
 ];
 
-fn audit_asset_cells(r: &Rebuilt) -> Vec<Cell> {
+/// Assets flagged as possible duplicates, with the others (see [`crate::service::duplicates`]).
+type Duplicates = std::collections::BTreeMap<i64, Vec<crate::service::duplicates::SharedIdentity>>;
+
+fn audit_asset_cells(r: &Rebuilt, duplicates: &Duplicates) -> Vec<Cell> {
     let s = &r.summary;
     let b = r
         .state
@@ -180,6 +184,16 @@ fn audit_asset_cells(r: &Rebuilt) -> Vec<Cell> {
         Cell::Time(from_us(r.created_at)),
         Cell::time(r.last_seen_at.map(from_us)),
         Cell::time(r.last_collected_at.map(from_us)),
+        match duplicates.get(&r.asset_id) {
+            Some(others) => Cell::Text(
+                others
+                    .iter()
+                    .map(|d| format!("{} {} (same {})", d.asset_id, d.hostname, d.shares))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            None => Cell::Empty,
+        },
     ]
 }
 
@@ -702,7 +716,8 @@ pub async fn for_each_change(
 /// The audit's asset sheet as CSV: every asset as of `as_of`.
 pub async fn audit_assets_csv(db: &Db, as_of: AsOf) -> Result<NamedTempFile, ServiceError> {
     let mut table = CsvTable::to(temp_file()?, AUDIT_ASSET_HEADERS, as_of.tz)?;
-    for_each_asset_as_of(db, as_of.effective, &mut |r| table.row(&audit_asset_cells(r))).await?;
+    let duplicates = crate::service::duplicates::all(db).await?;
+    for_each_asset_as_of(db, as_of.effective, &mut |r| table.row(&audit_asset_cells(r, &duplicates))).await?;
     table.finish()
 }
 
@@ -793,13 +808,14 @@ async fn write_audit_workbook(db: &Db, period: &AuditPeriod) -> Result<NamedTemp
         .map_err(|e| ServiceError::Bug(format!("cannot start the workbook writer: {e}")))?;
     let gone = || ServiceError::Bug("the workbook writer stopped".to_owned());
     let sheets = component_sheets();
+    let duplicates = crate::service::duplicates::all(db).await?;
     let mut assets_batch = Vec::with_capacity(BATCH);
     let mut component_batches: Vec<Vec<Vec<Cell>>> = sheets.iter().map(|_| Vec::with_capacity(BATCH)).collect();
     let mut other_batch = Vec::new();
     let mut components = 0u64;
     let read = async {
         let assets = for_each_asset_as_of(db, as_of, &mut |r| {
-            assets_batch.push(audit_asset_cells(r));
+            assets_batch.push(audit_asset_cells(r, &duplicates));
             components += section_component_rows(r, &sheets, &mut component_batches, &mut other_batch);
             if assets_batch.len() >= BATCH {
                 sender.send(Rows::Assets(std::mem::take(&mut assets_batch))).map_err(|_| gone())?;
@@ -938,6 +954,14 @@ fn finish_audit_workbook(
                  \"{OTHER_FIELDS}\" as JSON.",
                 components.join(", ")
             )),
+        ),
+        (
+            "possible_duplicates",
+            Cell::Text(
+                "On the Assets sheet: the other assets that share the asset's board serial or UUID as the \
+                 records stand now (possibly one machine recorded twice; cmdb never merges on its own)."
+                    .to_owned(),
+            ),
         ),
         (
             "Changes",

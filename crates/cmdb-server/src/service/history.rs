@@ -83,13 +83,19 @@ impl Span {
     }
 }
 
-/// The change feed's filters.
-#[derive(Debug, Clone, Copy, Default)]
+/// The change feed's filters (the change log's, for scripts).
+#[derive(Debug, Clone, Default)]
 pub struct FeedFilter {
     /// Only this asset's changes.
     pub asset_id: Option<i64>,
     /// Only changes recorded in this span.
     pub span: Span,
+    /// Only this section's changes.
+    pub section: Option<String>,
+    /// Any of these actions (none: every action).
+    pub actions: Vec<cmdb_model::Action>,
+    /// Only changes from this source: agent, ssh, salt, legacy, `user` (any person) or `user:<name>`.
+    pub source: Option<String>,
 }
 
 pub async fn change_feed(
@@ -119,6 +125,21 @@ pub async fn change_feed(
     }
     if let Some(to) = filter.span.to {
         q.push(" AND recorded_at <= ").bind(to.timestamp_micros());
+    }
+    if let Some(section) = filter.section.as_deref() {
+        q.push(" AND section = ").bind(section);
+    }
+    if !filter.actions.is_empty() {
+        q.push(" AND action IN ").bind_list(filter.actions.iter().map(|a| a.as_str()));
+    }
+    match filter.source.as_deref() {
+        Some("user") => {
+            q.push(" AND source LIKE 'user:%'");
+        }
+        Some(source) => {
+            q.push(" AND source = ").bind(source);
+        }
+        None => {}
     }
     q.push(" ORDER BY txid, id LIMIT ").bind(limit);
     let rows = q.query().fetch_all(db.reader()).await?;

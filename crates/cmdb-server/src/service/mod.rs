@@ -12,6 +12,7 @@
 //! - [`import`]: CSV import of hosts and business fields.
 //! - [`lists`]: the managed IDC, business unit and tag lists.
 //! - [`readable`]: an asset's sections with labels and units, as the asset page shows them.
+//! - [`duplicates`]: assets that share a board serial or UUID (one rule, flagged everywhere).
 //! - [`history`]: an asset's timeline, the change log, the change feed.
 //! - [`collection_errors`]: the sections that failed on hosts.
 //! - [`dashboard`]: counts per value, changes per day, hosts that stopped reporting.
@@ -27,6 +28,7 @@ pub mod audit_log;
 pub mod collect;
 pub mod collection_errors;
 pub mod dashboard;
+pub mod duplicates;
 pub mod error;
 pub mod export;
 pub mod history;

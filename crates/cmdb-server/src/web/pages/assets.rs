@@ -159,6 +159,8 @@ struct ListPage {
     manufacturers: Vec<Count>,
     tags: Vec<Count>,
     owners: Vec<Count>,
+    /// Assets flagged as possible duplicates (see `service::duplicates`).
+    duplicate_ids: Vec<i64>,
     /// Every column a person may show, with whether it is shown.
     choices: Vec<(&'static str, &'static str, bool)>,
     as_of: Option<Stated>,
@@ -207,11 +209,12 @@ pub async fn list(
             }
         })
         .collect();
+    let figures = state.figures().await?;
     // The selects offer what the list holds: as of a time, the counts as of that time.
     let counts = match as_of {
         Some(at) => crate::service::asof::counts_as_of(&state.app.db, &state.app.snapshot_rows, at.effective).await?,
         None => {
-            let f = state.figures().await?;
+            let f = &figures;
             crate::service::dashboard::Counts {
                 status: f.status.clone(),
                 os: f.os.clone(),
@@ -246,6 +249,7 @@ pub async fn list(
         manufacturers: counts.manufacturer,
         tags: counts.tags,
         owners: counts.owner,
+        duplicate_ids: figures.duplicate_ids.clone(),
         choices,
         as_of: as_of.map(|a| a.stated()),
         csv_href: filters.url("/assets/export.csv"),

@@ -62,6 +62,8 @@ pub struct Figures {
     pub tags: Vec<Count>,
     /// By owner.
     pub owner: Vec<Count>,
+    /// Assets that share a board serial or UUID with another (possible duplicates), sorted.
+    pub duplicate_ids: Vec<i64>,
     /// Changes per day, oldest first.
     pub per_day: Vec<DayBar>,
     /// Change records in the 30 days.
@@ -115,6 +117,7 @@ pub async fn compute(db: &Db, calendar: &crate::service::Calendar) -> Result<Fig
         idc,
         tags,
         owner,
+        duplicate_ids: crate::service::duplicates::all(db).await?.into_keys().collect(),
         per_day,
         changes_30d: per_day_counts.iter().sum(),
         max_per_day,
