@@ -66,6 +66,18 @@ pub struct Section {
 /// Every built-in section, in the order a page shows them.
 pub const SECTIONS: &[Section] = &[
     Section {
+        name: crate::state::HOST_SECTION,
+        title: "Reported identity",
+        fields: &[
+            field("hostname", "Host name", Unit::Text),
+            field("previous_hostname", "Previous host name", Unit::Text),
+            field("machine_id", "Machine id", Unit::Text),
+        ],
+        key_label: "",
+        component_fields: &[],
+        nouns: ("", ""),
+    },
+    Section {
         name: "basic",
         title: "Operating system",
         fields: &[
@@ -344,7 +356,7 @@ mod tests {
     #[test]
     fn every_component_section_is_a_builtin_component_list() {
         for s in SECTIONS {
-            assert!(crate::report::is_builtin(s.name), "{}", s.name);
+            assert!(crate::report::is_builtin(s.name) || s.name == crate::state::HOST_SECTION, "{}", s.name);
             let has_components = crate::report::component_list(s.name).is_some();
             assert_eq!(has_components, !s.component_fields.is_empty(), "{}", s.name);
             if let Some((_, key)) = crate::report::component_list(s.name) {

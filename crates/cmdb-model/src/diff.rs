@@ -13,6 +13,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::catalog;
 use crate::identity::normalize_machine_id;
 use crate::report::{Report, SectionResult, pointer_token};
 use crate::state::{ApplyError, AssetState, BUSINESS_SECTION, HOST_SECTION, SectionState, remove_at, set_at};
@@ -79,48 +80,81 @@ impl ChangeOp {
         ChangeOp { section: section.to_owned(), component: component.map(str::to_owned), path, action, old, new }
     }
 
-    /// A readable sentence for people, e.g. `disk 32:1 capacity_bytes changed from 300000000000 to 600000000000`.
+    /// A readable sentence for people, e.g. `disk 32:1 serial number changed from D1 to ZA1001RPL`
+    /// or `disk 32:0 capacity changed from 300 GB to 600 GB`: field names and units from the
+    /// [`crate::catalog`], so a sentence reads like the asset page.
     pub fn sentence(&self) -> String {
         let subject = match (&self.component, self.section.as_str()) {
             (Some(key), section) => format!("{section} {key}"),
             (None, HOST_SECTION) | (None, BUSINESS_SECTION) => String::new(),
             (None, section) => section.to_owned(),
         };
-        let field = self.path.trim_start_matches('/').replace('/', ".").replace("~1", "/").replace("~0", "~");
-        let what = match (subject.is_empty(), field.is_empty()) {
+        let field = self.field();
+        let label = field.map_or_else(
+            || self.path.trim_start_matches('/').replace('/', ".").replace("~1", "/").replace("~0", "~"),
+            |f| f.label.to_lowercase(),
+        );
+        let what = match (subject.is_empty(), label.is_empty()) {
             (true, true) => self.section.clone(),
-            (true, false) => field,
+            (true, false) => label,
             (false, true) => subject,
-            (false, false) => format!("{subject} {field}"),
+            (false, false) => format!("{subject} {label}"),
         };
+        let unit = field.map_or(catalog::Unit::Text, |f| f.unit);
         match self.action {
-            Action::Added if self.path.is_empty() => match self.new.as_ref().map(summarize) {
+            Action::Added if self.path.is_empty() => match self.new.as_ref().map(|v| summarize(&self.section, v)) {
                 Some(summary) if !summary.is_empty() => format!("{what} added ({summary})"),
                 _ => format!("{what} added"),
             },
-            Action::Removed if self.path.is_empty() => match self.old.as_ref().map(summarize) {
+            Action::Removed if self.path.is_empty() => match self.old.as_ref().map(|v| summarize(&self.section, v)) {
                 Some(summary) if !summary.is_empty() => format!("{what} removed ({summary})"),
                 _ => format!("{what} removed"),
             },
-            Action::Added => format!("{what} set to {}", show(self.new.as_ref())),
-            Action::Removed => format!("{what} removed (was {})", show(self.old.as_ref())),
+            Action::Added => format!("{what} set to {}", show(unit, self.new.as_ref())),
+            Action::Removed => format!("{what} removed (was {})", show(unit, self.old.as_ref())),
             Action::Changed => {
-                format!("{what} changed from {} to {}", show(self.old.as_ref()), show(self.new.as_ref()))
+                let (mut old, mut new) = (show(unit, self.old.as_ref()), show(unit, self.new.as_ref()));
+                // Rounded figures that read alike (300 GB to 300 GB) say the exact ones.
+                if old == new {
+                    (old, new) = (exact(unit, self.old.as_ref()), exact(unit, self.new.as_ref()));
+                }
+                format!("{what} changed from {old} to {new}")
             }
+        }
+    }
+
+    /// The catalog's entry for the changed field: a top-level field of a component or section.
+    fn field(&self) -> Option<&'static catalog::Field> {
+        let key = self.path.strip_prefix('/').filter(|k| !k.is_empty() && !k.contains('/'))?;
+        let section = catalog::section(&self.section)?;
+        let fields = if self.component.is_some() { section.component_fields } else { section.fields };
+        fields.iter().find(|f| f.key == key)
+    }
+}
+
+/// A value in a sentence: in its unit where the catalog gives one, `(none)` for nothing.
+fn show(unit: catalog::Unit, value: Option<&Value>) -> String {
+    match value {
+        None | Some(Value::Null) => "(none)".to_owned(),
+        Some(Value::String(text)) => text.clone(),
+        Some(other) => {
+            let shown = catalog::show(unit, other);
+            if shown.items.is_empty() && !matches!(other, Value::Array(_)) { shown.text } else { other.to_string() }
         }
     }
 }
 
-fn show(value: Option<&Value>) -> String {
-    match value {
-        None | Some(Value::Null) => "(none)".to_owned(),
-        Some(Value::String(text)) => text.clone(),
-        Some(other) => other.to_string(),
+/// A value exactly: the exact figure where the catalog rounds.
+fn exact(unit: catalog::Unit, value: Option<&Value>) -> String {
+    match value.map(|v| catalog::show(unit, v)) {
+        Some(catalog::Shown { exact: Some(exact), .. }) => exact,
+        _ => show(catalog::Unit::Text, value),
     }
 }
 
-/// The few fields that identify a component or section in a sentence, in a fixed order.
-fn summarize(value: &Value) -> String {
+/// The few fields that identify a component or section in a sentence, in a fixed order, each
+/// as a person reads it (`SEAGATE, ST300MM0006, 300 GB, serial D1`).
+fn summarize(section: &str, value: &Value) -> String {
     const KEYS: &[&str] = &[
         "manufacturer",
         "vendor",
@@ -136,12 +170,23 @@ fn summarize(value: &Value) -> String {
         "hostname",
         "status",
     ];
-    let Value::Object(map) = value else { return show(Some(value)) };
+    let Value::Object(map) = value else { return show(catalog::Unit::Text, Some(value)) };
+    let unit_of = |key: &str| {
+        catalog::section(section)
+            .and_then(|s| s.component_fields.iter().chain(s.fields).find(|f| f.key == key))
+            .map_or(catalog::Unit::Text, |f| f.unit)
+    };
     KEYS.iter()
         .filter_map(|key| match map.get(*key) {
             None | Some(Value::Null) => None,
             Some(Value::String(text)) if text.is_empty() => None,
-            Some(v) => Some(format!("{key} {}", show(Some(v)))),
+            Some(v) => Some(match *key {
+                "sn" => format!("serial {}", show(catalog::Unit::Text, Some(v))),
+                "hwaddr" => format!("MAC {}", show(catalog::Unit::Text, Some(v))),
+                "hostname" => format!("host name {}", show(catalog::Unit::Text, Some(v))),
+                "status" => format!("status {}", show(catalog::Unit::Text, Some(v))),
+                _ => show(unit_of(key), Some(v)),
+            }),
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -402,7 +447,50 @@ mod tests {
         assert_eq!(ops.len(), 1);
         assert_eq!(ops[0].path, "/capacity_bytes");
         assert_eq!((ops[0].old.clone(), ops[0].new.clone()), (Some(json!(1)), Some(json!(2))));
-        assert_eq!(ops[0].sentence(), "disk 0 capacity_bytes changed from 1 to 2");
+        assert_eq!(ops[0].sentence(), "disk 0 capacity changed from 1 bytes to 2 bytes");
+    }
+    #[test]
+    fn sentences_read_with_labels_and_units() {
+        let op = |component: Option<&str>, path: &str, action, old: Option<Value>, new: Option<Value>| ChangeOp {
+            section: "disk".into(),
+            component: component.map(str::to_owned),
+            path: path.into(),
+            action,
+            old,
+            new,
+        };
+        let serial = op(Some("32:1"), "/sn", Action::Changed, Some(json!("D1")), Some(json!("ZA1001RPL")));
+        assert_eq!(serial.sentence(), "disk 32:1 serial number changed from D1 to ZA1001RPL");
+        let grown = op(
+            Some("32:0"),
+            "/capacity_bytes",
+            Action::Changed,
+            Some(json!(299_999_999_000u64)),
+            Some(json!(600_000_000_000u64)),
+        );
+        assert_eq!(grown.sentence(), "disk 32:0 capacity changed from 300 GB to 600 GB");
+        let nudged = op(
+            Some("32:0"),
+            "/capacity_bytes",
+            Action::Changed,
+            Some(json!(299_999_999_000u64)),
+            Some(json!(300_000_000_000u64)),
+        );
+        assert_eq!(
+            nudged.sentence(),
+            "disk 32:0 capacity changed from 299,999,999,000 bytes to 300,000,000,000 bytes",
+            "figures that round alike are given exactly"
+        );
+        let added = op(
+            Some("32:1"),
+            "",
+            Action::Added,
+            None,
+            Some(
+                json!({"slot": "32:1", "vendor": "SEAGATE", "model": "ST300MM0006", "capacity_bytes": 299_999_999_000u64, "sn": "D1"}),
+            ),
+        );
+        assert_eq!(added.sentence(), "disk 32:1 added (SEAGATE, ST300MM0006, 300 GB, serial D1)");
     }
 
     #[test]

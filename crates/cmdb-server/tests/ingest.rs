@@ -83,7 +83,7 @@ async fn changes_are_recorded_field_by_field(backend: Backend) {
         (json!(299_999_999_000u64), json!(600_000_000_000u64))
     );
     assert_eq!(capacity["action"], "changed");
-    assert_eq!(capacity["summary"], "disk 32:0 capacity_bytes changed from 299999999000 to 600000000000");
+    assert_eq!(capacity["summary"], "disk 32:0 capacity changed from 300 GB to 600 GB");
     assert_eq!(find("disk", Some("32:0"), "/model")["new"], "ST600MM0006");
     assert_eq!(find("disk", Some("32:1"), "")["action"], "removed");
     assert_eq!(find("disk", Some("32:2"), "")["action"], "added");

@@ -392,6 +392,9 @@ pub struct ChangeLine {
 impl ChangeLine {
     /// A timeline line from a change record.
     pub fn from_record(record: ChangeRecord, hostname: Option<String>) -> Self {
+        // Said with today's labels and units, also for records written before them (the stored
+        // summary stays as it was written; the API gives it).
+        let summary = record.op().sentence();
         ChangeLine {
             id: record.id,
             asset_id: record.asset_id,
@@ -405,7 +408,7 @@ impl ChangeLine {
             action: record.action.as_str().to_owned(),
             old: record.old.as_ref().map(cell),
             new: record.new.as_ref().map(cell),
-            summary: record.summary,
+            summary,
         }
     }
 }
