@@ -130,12 +130,8 @@ pub fn deliverer(loaded: &LoadedConfig) -> Result<Deliverer> {
     }
     let client = ServerClient::new(url, credentials, loaded.config.delivery.timeout.get())?;
     // A state directory nobody chose is said once, so a report waiting in a spool is found.
-    if matches!(loaded.origin("state_dir"), crate::config::Origin::Default) {
-        tracing::info!(
-            state_dir = %loaded.config.state_dir.display(),
-            spool = %loaded.spool_dir().display(),
-            "state_dir is not set: using the default (set state_dir or --state-dir to choose)"
-        );
+    if let Some(notice) = loaded.default_state_notice() {
+        tracing::info!("{notice}");
     }
     let spool = Spool::new(loaded.spool_dir(), loaded.rejected_dir(), loaded.config.spool.clone());
     let state = Arc::new(

@@ -691,6 +691,18 @@ impl LoadedConfig {
         self.config.spool_dir.clone().unwrap_or_else(|| self.config.state_dir.join("spool"))
     }
 
+    /// When nobody chose `state_dir` (no file, variable or flag set it), what to say about the
+    /// default, so a report waiting in the spool is found; `None` when it was chosen.
+    pub fn default_state_notice(&self) -> Option<String> {
+        matches!(self.origin("state_dir"), Origin::Default).then(|| {
+            format!(
+                "state_dir is not set: using the default {} (spool {}); set state_dir or --state-dir to choose",
+                self.config.state_dir.display(),
+                self.spool_dir().display()
+            )
+        })
+    }
+
     /// Where refused reports are kept for inspection.
     pub fn rejected_dir(&self) -> PathBuf {
         self.config.state_dir.join("rejected")
@@ -1050,6 +1062,13 @@ mod tests {
         assert_eq!(loaded.origin("ssh.concurrency"), Origin::Default);
         assert_eq!(loaded.origin("server_url"), Origin::Unset);
         assert_eq!(loaded.spool_dir(), PathBuf::from("/var/lib/cmdb-agent/spool"));
+        let notice = loaded.default_state_notice().expect("the default is said");
+        assert!(notice.contains("/var/lib/cmdb-agent (spool /var/lib/cmdb-agent/spool)"), "{notice}");
+        let chosen = ConfigInputs {
+            file: Some(write(dir.path(), "chosen.toml", "state_dir = \"/srv/cmdb\"\n")),
+            ..ConfigInputs::default()
+        };
+        assert_eq!(load(&chosen).expect("loads").default_state_notice(), None, "a chosen directory goes unsaid");
     }
 
     #[test]

@@ -240,7 +240,7 @@ async fn seed(db: &Db, count: usize) -> Result<u64> {
         }
         for chunk in asset_rows.chunks(1000) {
             let mut q = Sql::new(
-                "INSERT INTO assets (id, hostname, board_uuid, board_sn, board_manufacturer, machine_id, status, idc, cabinet, business_unit, owner, tags, os_name, os_version, manufacturer, model, serial, cpu_model, cpu_count, memory_mb, disk_bytes, ip_addresses, created_at, updated_at, last_seen_at, last_collected_at)",
+                "INSERT INTO assets (id, hostname, board_uuid, board_sn, board_manufacturer, machine_id, status, idc, cabinet, cabinet_u, business_unit, owner, tags, os_name, os_version, manufacturer, model, serial, cpu_model, cpu_count, memory_mb, disk_bytes, ip_addresses, created_at, updated_at, last_seen_at, last_collected_at)",
             );
             q.values(chunk, |row, (id, created, seen, s)| {
                 let b = &s.business;
@@ -253,6 +253,7 @@ async fn seed(db: &Db, count: usize) -> Result<u64> {
                     .bind(b.status.as_str())
                     .bind(b.idc.clone())
                     .bind(b.cabinet.clone())
+                    .bind(b.cabinet_u.map(i64::from))
                     .bind(b.business_unit.clone())
                     .bind(b.owner.clone())
                     .bind(s.tags_column())

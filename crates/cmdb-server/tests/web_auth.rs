@@ -385,6 +385,14 @@ async fn admins_manage_users_keys_and_tokens(backend: Backend) {
         "the ready-to-paste key file: {}",
         page.body
     );
+    // The same name again is refused unless the box says to use it anyway.
+    let again = admin.post_form("/admin/keys", &[("csrf", &csrf), ("name", "rack-12"), ("scope", "collector")]).await;
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert!(again.body.contains("already named"), "{}", again.body);
+    let forced = admin
+        .post_form("/admin/keys", &[("csrf", &csrf), ("name", "rack-12"), ("scope", "collector"), ("force", "1")])
+        .await;
+    assert_eq!(forced.status, 200, "{}", forced.body);
     let listing = admin.get("/admin/keys").await.body;
     assert!(listing.contains(&key_id) && !listing.contains(&secret), "secrets are shown once");
     assert!(listing.contains(">never</span>"), "a key not used yet says never");
@@ -439,7 +447,7 @@ async fn admins_manage_users_keys_and_tokens(backend: Backend) {
          ('token.create', 'token.revoke', 'agent_key.create', 'agent_key.revoke', 'user.create', 'user.role')",
     )
     .await;
-    assert_eq!(actions, 7);
+    assert_eq!(actions, 8);
 }
 
 on_both_backends!(

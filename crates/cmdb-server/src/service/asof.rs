@@ -127,6 +127,7 @@ impl Rebuilt {
             status: b.status.as_str().to_owned(),
             idc: b.idc.clone(),
             cabinet: b.cabinet.clone(),
+            cabinet_u: b.cabinet_u.map(i64::from),
             business_unit: b.business_unit.clone(),
             owner: b.owner.clone(),
             tags: b.tags.clone(),
@@ -167,6 +168,7 @@ fn bind_rebuilt(row: &mut RowBuilder<'_>, r: &Rebuilt) {
         .bind(b.status.as_str())
         .bind(b.idc.clone())
         .bind(b.cabinet.clone())
+        .bind(b.cabinet_u.map(i64::from))
         .bind(b.business_unit.clone())
         .bind(b.owner.clone())
         .bind(s.tags_column())

@@ -32,6 +32,8 @@ pub struct AssetListItem {
     pub idc: Option<String>,
     /// Cabinet.
     pub cabinet: Option<String>,
+    /// Position (U) in the cabinet.
+    pub cabinet_u: Option<i64>,
     /// Business unit.
     pub business_unit: Option<String>,
     /// Owner.
@@ -123,6 +125,7 @@ pub const LIST: &[ListColumn] = {
         column("status", "Status", Text, true, "Business status: racked, online, offline or retired."),
         column("idc", "IDC", OptionalText, true, "Data centre."),
         column("cabinet", "Cabinet", OptionalText, true, "Cabinet."),
+        column("cabinet_u", "U", OptionalInt, true, "Position (U) in the cabinet."),
         column("business_unit", "Business unit", OptionalText, true, "Business unit."),
         column("owner", "Owner", OptionalText, true, "Owner."),
         column("tags", "Tags", Words, false, "Tags."),
@@ -165,31 +168,32 @@ pub fn list_keys() -> &'static [&'static str] {
 
 /// Decodes a row selected with [`list_columns`].
 pub fn list_item(row: &sqlx::any::AnyRow) -> Result<AssetListItem, sqlx::Error> {
-    let tags: String = row.try_get(7)?;
-    let ips: String = row.try_get(17)?;
+    let tags: String = row.try_get(8)?;
+    let ips: String = row.try_get(18)?;
     Ok(AssetListItem {
         id: row.try_get(0)?,
         hostname: row.try_get(1)?,
         status: row.try_get(2)?,
         idc: row.try_get(3)?,
         cabinet: row.try_get(4)?,
-        business_unit: row.try_get(5)?,
-        owner: row.try_get(6)?,
+        cabinet_u: row.try_get(5)?,
+        business_unit: row.try_get(6)?,
+        owner: row.try_get(7)?,
         tags: tags.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect(),
-        os_name: row.try_get(8)?,
-        os_version: row.try_get(9)?,
-        manufacturer: row.try_get(10)?,
-        model: row.try_get(11)?,
-        serial: row.try_get(12)?,
-        cpu_model: row.try_get(13)?,
-        cpu_count: row.try_get(14)?,
-        memory_mb: row.try_get(15)?,
-        disk_bytes: row.try_get(16)?,
+        os_name: row.try_get(9)?,
+        os_version: row.try_get(10)?,
+        manufacturer: row.try_get(11)?,
+        model: row.try_get(12)?,
+        serial: row.try_get(13)?,
+        cpu_model: row.try_get(14)?,
+        cpu_count: row.try_get(15)?,
+        memory_mb: row.try_get(16)?,
+        disk_bytes: row.try_get(17)?,
         ip_addresses: ips.split(' ').filter(|t| !t.is_empty()).map(str::to_owned).collect(),
-        manage_address: row.try_get(18)?,
-        last_seen_at: row.try_get::<Option<i64>, _>(19)?.map(from_us),
-        last_collected_at: row.try_get::<Option<i64>, _>(20)?.map(from_us),
-        created_at: from_us(row.try_get(21)?),
+        manage_address: row.try_get(19)?,
+        last_seen_at: row.try_get::<Option<i64>, _>(20)?.map(from_us),
+        last_collected_at: row.try_get::<Option<i64>, _>(21)?.map(from_us),
+        created_at: from_us(row.try_get(22)?),
     })
 }
 
@@ -288,10 +292,6 @@ fn search_text(query: &ListQuery) -> Option<String> {
     query.q.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_lowercase)
 }
 
-/// The business columns a search also matches by prefix (ignoring case): people look a host up by
-/// who owns it and where it stands.
-const SEARCHED_COLUMNS: [&str; 3] = ["owner", "idc", "cabinet"];
-
 /// The prefixes a search looks for in the terms: the lowercased text, and, when it reads as a MAC
 /// address or its start in another common notation, that in the colon notation the terms hold.
 fn search_prefixes(query: &ListQuery) -> Vec<String> {
@@ -333,9 +333,7 @@ pub fn mac_form(text: &str) -> Option<String> {
 /// [`push_filters`] in SQL (the live list).
 #[derive(Debug)]
 pub struct ListFilter {
-    /// The search text (lowercase), when there is one.
-    search: Option<String>,
-    /// What the terms must start with, each preceded by a newline.
+    /// What a term must start with (any of them), each preceded by a newline; empty: no search.
     prefixes: Vec<String>,
     equal: Vec<(&'static str, String)>,
     tag: Option<String>,
@@ -345,7 +343,6 @@ impl ListFilter {
     /// The filters of `query`.
     pub fn new(query: &ListQuery) -> Self {
         ListFilter {
-            search: search_text(query),
             prefixes: search_prefixes(query).into_iter().map(|t| format!("\n{t}")).collect(),
             equal: equality_filters(query),
             tag: tag_filter(query),
@@ -354,15 +351,8 @@ impl ListFilter {
 
     /// Whether `item`, found by search terms `terms` (each preceded by a newline), passes.
     pub fn matches(&self, item: &AssetListItem, terms: &str) -> bool {
-        if let Some(text) = &self.search {
-            let by_terms = self.prefixes.iter().any(|p| terms.contains(p.as_str()));
-            let by_column = [&item.owner, &item.idc, &item.cabinet]
-                .into_iter()
-                .flatten()
-                .any(|v| v.to_lowercase().starts_with(text.as_str()));
-            if !by_terms && !by_column {
-                return false;
-            }
+        if !self.prefixes.is_empty() && !self.prefixes.iter().any(|p| terms.contains(p.as_str())) {
+            return false;
         }
         for (column, value) in &self.equal {
             let actual = match *column {
@@ -423,6 +413,7 @@ impl ListOrder {
             "manufacturer" => SortValue::Text(item.manufacturer.as_deref()),
             "model" => SortValue::Text(item.model.as_deref()),
             "cabinet" => SortValue::Text(item.cabinet.as_deref()),
+            "cabinet_u" => SortValue::Int(item.cabinet_u),
             "serial" => SortValue::Text(item.serial.as_deref()),
             "last_seen_at" => time(item.last_seen_at),
             "created_at" => time(Some(item.created_at)),
@@ -468,7 +459,7 @@ impl ListOrder {
 /// Appends the WHERE clause for `query`'s filters.
 pub fn push_filters(q: &mut Sql, backend: Backend, query: &ListQuery) {
     q.push(" WHERE 1 = 1");
-    if let Some(text) = search_text(query) {
+    if search_text(query).is_some() {
         q.push(" AND (id IN (SELECT asset_id FROM search_terms WHERE ");
         for (index, low) in search_prefixes(query).into_iter().enumerate() {
             if index > 0 {
@@ -477,13 +468,7 @@ pub fn push_filters(q: &mut Sql, backend: Backend, query: &ListQuery) {
             // Terms compare bytewise in both backends (COLLATE "C" on PostgreSQL): a prefix range.
             q.push("(term >= ").bind(low.clone()).push(" AND term < ").bind(format!("{low}\u{10FFFF}")).push(")");
         }
-        q.push(")");
-        // A prefix of the lowercased column: LIKE with the text's own wildcards escaped.
-        let pattern = format!("{}%", crate::store::sql::like_escaped(&text));
-        for column in SEARCHED_COLUMNS {
-            q.push(" OR LOWER(").push(column).push(") LIKE ").bind(pattern.clone()).push(" ESCAPE '\\'");
-        }
-        q.push(")");
+        q.push("))");
     }
     for (column, value) in equality_filters(query) {
         q.push(" AND ").push(column).push(" = ").bind(value);
@@ -753,6 +738,7 @@ mod tests {
             status: String::new(),
             idc: None,
             cabinet: None,
+            cabinet_u: None,
             business_unit: None,
             owner: None,
             tags: Vec::new(),

@@ -95,6 +95,7 @@ fn list_cells(item: &AssetListItem) -> Vec<Cell> {
         Cell::Text(item.status.clone()),
         Cell::text(item.idc.as_deref()),
         Cell::text(item.cabinet.as_deref()),
+        Cell::int(item.cabinet_u),
         Cell::text(item.business_unit.as_deref()),
         Cell::text(item.owner.as_deref()),
         if item.tags.is_empty() { Cell::Empty } else { Cell::Text(item.tags.join(",")) },

@@ -372,6 +372,8 @@ pub fn write_summary(
         .bind(b.idc.clone())
         .push(", cabinet = ")
         .bind(b.cabinet.clone())
+        .push(", cabinet_u = ")
+        .bind(b.cabinet_u.map(i64::from))
         .push(", business_unit = ")
         .bind(b.business_unit.clone())
         .push(", owner = ")

@@ -121,7 +121,8 @@ impl AssetSummary {
     }
 }
 
-/// Lowercase search terms for an asset: host names, addresses, MACs, serials, models, and every
+/// Lowercase search terms for an asset: host names, addresses, MACs, serials, models, owner, IDC,
+/// cabinet, and every
 /// suffix of a host name that starts after a separator (so "web" finds "prod-web-01").
 pub fn search_terms(state: &AssetState) -> BTreeSet<String> {
     let mut terms = BTreeSet::new();
@@ -141,6 +142,10 @@ pub fn search_terms(state: &AssetState) -> BTreeSet<String> {
         ("cpu", "cpu_model"),
         (BUSINESS_SECTION, "manage_address"),
         (BUSINESS_SECTION, "salt_minion_id"),
+        // People look a host up by who owns it and where it stands.
+        (BUSINESS_SECTION, "owner"),
+        (BUSINESS_SECTION, "idc"),
+        (BUSINESS_SECTION, "cabinet"),
     ] {
         if let Some(value) = state.str_field(section, field) {
             add(value);

@@ -201,6 +201,17 @@ pub struct NewKeyForm {
     /// For host keys: the asset to bind the key to now (empty: its first report decides).
     #[serde(default)]
     asset: String,
+    /// Create it even when an active key has this name.
+    #[serde(default)]
+    force: Option<String>,
+}
+
+/// The refusal of a name already in use (two keys or tokens one cannot tell apart in the list
+/// and the audit log); the form's "use it anyway" box overrides it.
+fn name_taken(what: &str, name: &str) -> WebError {
+    WebError::Conflict(format!(
+        "an active {what} is already named {name:?}: choose another name, or tick \"use the name anyway\""
+    ))
 }
 
 /// `POST /admin/keys`: a new agent key; its secret is shown once.
@@ -226,6 +237,9 @@ pub async fn create_key(State(state): State<Arc<WebState>>, posted: Posted<NewKe
         if !keys_admin::asset_exists(&state.app.db, id).await? {
             return Err(WebError::NotFound(format!("no asset {id}")));
         }
+    }
+    if posted.form.force.is_none() && keys_admin::name_taken(&state.app.db, false, name).await? {
+        return Err(name_taken("agent key", name));
     }
     let (key_id, secret) =
         auth::create_agent_key(state.app.db.writer(), state.app.keys.secret_key(), scope, name, asset).await?;
@@ -311,6 +325,9 @@ pub async fn tokens(State(state): State<Arc<WebState>>, user: CurrentUser) -> Re
 pub struct NewTokenForm {
     name: String,
     role: String,
+    /// Create it even when an active token has this name.
+    #[serde(default)]
+    force: Option<String>,
 }
 
 /// `POST /admin/tokens`: a new API token with a role; shown once.
@@ -324,6 +341,9 @@ pub async fn create_token(
     let name = posted.form.name.trim();
     if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
         return Err(WebError::BadRequest("a token needs a name of 1 to 200 printable characters".to_owned()));
+    }
+    if posted.form.force.is_none() && keys_admin::name_taken(&state.app.db, true, name).await? {
+        return Err(name_taken("token", name));
     }
     let token = auth::create_token(state.app.db.writer(), name, role).await?;
     audit::record_from(

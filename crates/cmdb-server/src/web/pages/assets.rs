@@ -79,6 +79,7 @@ const PAGE_COLUMNS: &[(&str, bool)] = &[
     ("status", true),
     ("idc", true),
     ("cabinet", true),
+    ("cabinet_u", true),
     ("business_unit", false),
     ("owner", true),
     ("os_name", true),
