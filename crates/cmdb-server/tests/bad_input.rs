@@ -301,7 +301,7 @@ async fn unknown_query_parameters_are_refused(backend: Backend) {
     common::age_history(&server.state.db, 600).await;
     for path in [
         "/api/v1/assets?bogus=1".to_owned(),
-        format!("/api/v1/changes?asset={web}"),
+        format!("/api/v1/changes?assetid={web}"),
         "/api/v1/audit/assets?as_of=2026-01-01&owner=x&colour=red".to_owned(),
         format!("/api/v1/assets/{web}?verbose=1"),
     ] {
@@ -354,6 +354,24 @@ async fn unknown_query_parameters_are_refused(backend: Backend) {
     assert_eq!(response.status().as_u16(), 200);
     let text = response.text().await.expect("body");
     assert!(text.lines().count() > items.len(), "header and every change of today: {text}");
+    // One asset's changes only, and the feed finds an asset by part of its name.
+    let response = server
+        .http
+        .get(format!(
+            "{}/api/v1/audit/changes.csv?from={}&asset_id={web}",
+            server.base,
+            urlencoding_instant(chrono::Utc::now() - chrono::Duration::hours(1))
+        ))
+        .bearer_auth(&server.admin)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 200);
+    let text = response.text().await.expect("body");
+    assert_eq!(text.lines().count(), items.len() + 1, "header and web-01's changes only: {text}");
+    let (status, body) = server.get("/api/v1/changes?asset=eb-0&limit=1000").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["items"].as_array().map(Vec::len), Some(items.len()), "web-01 by part of its name");
 }
 
 /// An instant as a query value (`+` would read as a space).

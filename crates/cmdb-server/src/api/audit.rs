@@ -361,9 +361,24 @@ pub(crate) struct AuditParams {
     /// Start of the change period, inclusive (RFC 3339 or a date = its start). Default: the start
     /// of as_of's year.
     from: Option<String>,
-    /// End of the change period, exclusive (RFC 3339 or a date = the end of it). Default: just
-    /// after as_of.
+    /// End of the change period, inclusive (RFC 3339, or a date = all of it). Default: as_of.
     to: Option<String>,
+}
+
+/// Query of the change CSV: a period, and optionally one asset.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(default)]
+pub(crate) struct ChangesCsvParams {
+    /// Sets the default period (the start of its year to it) when from and to are absent; not
+    /// needed when either is given.
+    as_of: Option<String>,
+    /// Start of the period, inclusive (RFC 3339, or a date = its first instant).
+    from: Option<String>,
+    /// End of the period, inclusive (RFC 3339, or a date = all of it). Default: as_of, or now.
+    to: Option<String>,
+    /// Only this asset's changes.
+    asset_id: Option<i64>,
 }
 
 impl AuditParams {
@@ -458,18 +473,18 @@ pub(crate) async fn audit_components_csv(
     description = "Needs the viewer role or above.",
     security(("bearer" = []), ("session" = [])),
     extensions(("x-cmdb-role" = json!("viewer"))),
-    params(AuditParams),
+    params(ChangesCsvParams),
     responses((status = 200, description = "CSV.", content_type = "text/csv", body = inline(crate::download::FileBody)), BadRequest, Unauthorized, Forbidden, Invalid, Unavailable),
 )]
 pub(crate) async fn audit_changes_csv(
     State(state): State<Shared>,
     principal: Principal,
-    Query(params): Query<AuditParams>,
+    Query(params): Query<ChangesCsvParams>,
 ) -> Result<Response, ApiError> {
     require(&principal, Role::Viewer)?;
     // A period of changes needs no as-of: from and/or to are enough.
     let period = state.calendar.change_period(params.as_of.as_deref(), params.from.as_deref(), params.to.as_deref())?;
-    let file = export::audit_changes_csv(&state.db, &period).await?;
+    let file = export::audit_changes_csv(&state.db, &period, params.asset_id).await?;
     let cal = &state.calendar;
     let detail = format!("audit changes CSV from {} to {}", cal.state(period.from).at, cal.state(period.to).at);
     audit(&state, &principal, export::AUDIT_ACTION, &detail).await;

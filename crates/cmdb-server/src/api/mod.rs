@@ -628,6 +628,9 @@ pub struct FeedQuery {
     pub limit: Option<i64>,
     /// Only this asset's changes.
     pub asset_id: Option<i64>,
+    /// Only the changes of the assets whose current or former host name contains this (or of the
+    /// asset with this id), as the change log's asset filter.
+    pub asset: Option<String>,
     /// Only changes recorded at or after this: an instant, a local date-time, or a date (its
     /// first instant in the configured zone).
     pub from: Option<String>,
@@ -681,8 +684,18 @@ pub async fn change_feed(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    // Both given: the changes of the named assets that are also asset_id.
+    let named = match query.asset.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+        Some(text) => Some(crate::service::history::assets_matching(&state.db, text).await?),
+        None => None,
+    };
+    let assets = match (query.asset_id, named) {
+        (Some(id), Some(ids)) => Some(ids.into_iter().filter(|i| *i == id).collect()),
+        (Some(id), None) => Some(vec![id]),
+        (None, ids) => ids,
+    };
     let filter = crate::service::history::FeedFilter {
-        asset_id: query.asset_id,
+        assets,
         span: span(&state, query.from.as_deref(), query.to.as_deref())?,
         section: query.section.clone().filter(|s| !s.is_empty()),
         actions,

@@ -681,6 +681,7 @@ pub async fn for_each_change(
     db: &Db,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
+    asset_id: Option<i64>,
     each: &mut (dyn FnMut(&ChangeRecord, &str) -> Result<(), ServiceError> + Send),
 ) -> Result<u64, ServiceError> {
     let columns = CHANGE_COLUMNS.split(", ").map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", ");
@@ -689,16 +690,19 @@ pub async fn for_each_change(
     let mut count = 0;
     let mut conn = db.reader().acquire().await?;
     loop {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let one_asset = if asset_id.is_some() { " AND c.asset_id = $4" } else { "" };
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {columns}, a.hostname FROM changes c JOIN assets a ON a.id = c.asset_id \
-             WHERE c.recorded_at >= $1 AND c.recorded_at <= $3 AND (c.recorded_at > $1 OR c.id > $2) \
+             WHERE c.recorded_at >= $1 AND c.recorded_at <= $3 AND (c.recorded_at > $1 OR c.id > $2){one_asset} \
              ORDER BY c.recorded_at, c.id LIMIT 5000"
         )))
         .bind(after_time)
         .bind(after_id)
-        .bind(to)
-        .fetch_all(&mut *conn)
-        .await?;
+        .bind(to);
+        if let Some(id) = asset_id {
+            query = query.bind(id);
+        }
+        let rows = query.fetch_all(&mut *conn).await?;
         if rows.is_empty() {
             break;
         }
@@ -736,9 +740,14 @@ pub async fn audit_components_csv(db: &Db, as_of: AsOf) -> Result<NamedTempFile,
 }
 
 /// The audit's change sheet as CSV: every change recorded in [from, to).
-pub async fn audit_changes_csv(db: &Db, period: &AuditPeriod) -> Result<NamedTempFile, ServiceError> {
+pub async fn audit_changes_csv(
+    db: &Db,
+    period: &AuditPeriod,
+    asset_id: Option<i64>,
+) -> Result<NamedTempFile, ServiceError> {
     let mut table = CsvTable::to(temp_file()?, CHANGE_HEADERS, period.as_of.tz)?;
-    for_each_change(db, period.from, period.to, &mut |c, hostname| table.row(&change_cells(c, hostname))).await?;
+    for_each_change(db, period.from, period.to, asset_id, &mut |c, hostname| table.row(&change_cells(c, hostname)))
+        .await?;
     table.finish()
 }
 
@@ -840,7 +849,7 @@ async fn write_audit_workbook(db: &Db, period: &AuditPeriod) -> Result<NamedTemp
             sender.send(Rows::OtherComponents(std::mem::take(&mut other_batch))).map_err(|_| gone())?;
         }
         let mut changes_batch = Vec::with_capacity(BATCH);
-        let changes = for_each_change(db, from, to, &mut |c, hostname| {
+        let changes = for_each_change(db, from, to, None, &mut |c, hostname| {
             changes_batch.push(change_cells(c, hostname));
             if changes_batch.len() >= BATCH {
                 sender.send(Rows::Changes(std::mem::take(&mut changes_batch))).map_err(|_| gone())?;

@@ -86,8 +86,8 @@ impl Span {
 /// The change feed's filters (the change log's, for scripts).
 #[derive(Debug, Clone, Default)]
 pub struct FeedFilter {
-    /// Only this asset's changes.
-    pub asset_id: Option<i64>,
+    /// Only these assets' changes (`None`: every asset; empty: none).
+    pub assets: Option<Vec<i64>>,
     /// Only changes recorded in this span.
     pub span: Span,
     /// Only this section's changes.
@@ -117,8 +117,12 @@ pub async fn change_feed(
     if let Some(horizon) = horizon {
         q.push(" AND txid < ").bind(horizon);
     }
-    if let Some(asset_id) = filter.asset_id {
-        q.push(" AND asset_id = ").bind(asset_id);
+    if let Some(assets) = &filter.assets {
+        if assets.is_empty() {
+            q.push(" AND 1 = 0");
+        } else {
+            q.push(" AND asset_id IN ").bind_list(assets.iter().copied());
+        }
     }
     if let Some(from) = filter.span.from {
         q.push(" AND recorded_at >= ").bind(from.timestamp_micros());
@@ -203,6 +207,16 @@ pub struct ChangeFilter {
 /// before a rename, contains the text (ignoring ASCII case). At most this many.
 const MATCHED_ASSETS: i64 = 500;
 
+/// The assets an asset filter names: an id, or (see [`assets_named`]) every asset whose current
+/// or former host name contains the text. The change log and the change feed read it alike.
+pub async fn assets_matching(db: &Db, text: &str) -> Result<Vec<i64>, ServiceError> {
+    let text = text.trim();
+    match text.parse::<i64>() {
+        Ok(id) => Ok(vec![id]),
+        Err(_) => assets_named(db, text).await,
+    }
+}
+
 /// Assets whose host name contains `text` now or did before (a former name is in the history as
 /// the old value of `basic` `/hostname`).
 async fn assets_named(db: &Db, text: &str) -> Result<Vec<i64>, ServiceError> {
@@ -243,11 +257,10 @@ pub async fn change_log(db: &Db, filter: &ChangeFilter, limit: i64) -> Result<Ve
         filters.push((" AND c.recorded_at <= ".to_owned(), to.timestamp_micros().into()));
     }
     if let Some(asset) = filter.asset.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
-        match asset.parse::<i64>() {
-            Ok(id) => filters.push((" AND c.asset_id = ".to_owned(), id.into())),
-            Err(_) => {
+        {
+            {
                 // Resolve the name first: the asset index then drives the scan of changes.
-                let ids = assets_named(db, asset).await?;
+                let ids = assets_matching(db, asset).await?;
                 // No such host: a condition nothing meets; several (renamed, retired, partial): any.
                 if ids.is_empty() {
                     filters.push((" AND c.asset_id = ".to_owned(), Param::Int(None)));
