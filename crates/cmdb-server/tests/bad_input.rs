@@ -339,39 +339,24 @@ async fn unknown_query_parameters_are_refused(backend: Backend) {
     assert_eq!(status, 422, "{body}");
     let (status, body) = server.get("/api/v1/changes?from=yesterday").await;
     assert_eq!(status, 400, "a date that does not parse: {body}");
-    // The change CSV with only from/to.
-    let response = server
-        .http
-        .get(format!(
-            "{}/api/v1/audit/changes.csv?from={}",
-            server.base,
-            urlencoding_instant(chrono::Utc::now() - chrono::Duration::hours(1))
-        ))
-        .bearer_auth(&server.admin)
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(response.status().as_u16(), 200);
-    let text = response.text().await.expect("body");
+    // The change CSV with only from/to, then one asset's changes only.
+    let hour_ago = urlencoding_instant(chrono::Utc::now() - chrono::Duration::hours(1));
+    let text = csv_text(&server, &format!("/api/v1/audit/changes.csv?from={hour_ago}")).await;
     assert!(text.lines().count() > items.len(), "header and every change of today: {text}");
-    // One asset's changes only, and the feed finds an asset by part of its name.
-    let response = server
-        .http
-        .get(format!(
-            "{}/api/v1/audit/changes.csv?from={}&asset_id={web}",
-            server.base,
-            urlencoding_instant(chrono::Utc::now() - chrono::Duration::hours(1))
-        ))
-        .bearer_auth(&server.admin)
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(response.status().as_u16(), 200);
-    let text = response.text().await.expect("body");
+    let text = csv_text(&server, &format!("/api/v1/audit/changes.csv?from={hour_ago}&asset_id={web}")).await;
     assert_eq!(text.lines().count(), items.len() + 1, "header and web-01's changes only: {text}");
+    // The feed finds an asset by part of its name.
     let (status, body) = server.get("/api/v1/changes?asset=eb-0&limit=1000").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["items"].as_array().map(Vec::len), Some(items.len()), "web-01 by part of its name");
+}
+
+/// The body of a 200 answer to `path` (as the admin).
+async fn csv_text(server: &TestServer, path: &str) -> String {
+    let response =
+        server.http.get(format!("{}{path}", server.base)).bearer_auth(&server.admin).send().await.expect("request");
+    assert_eq!(response.status().as_u16(), 200, "{path}");
+    response.text().await.expect("body")
 }
 
 /// An instant as a query value (`+` would read as a space).
