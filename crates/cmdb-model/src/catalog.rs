@@ -260,7 +260,7 @@ pub fn memory(mib: u64) -> String {
         return format!("{mib} MiB");
     }
     let gib = mib as f64 / 1024.0;
-    if mib % 1024 == 0 { format!("{} GiB", mib / 1024) } else { format!("{} GiB", trimmed(gib, 2)) }
+    if mib.is_multiple_of(1024) { format!("{} GiB", mib / 1024) } else { format!("{} GiB", trimmed(gib, 2)) }
 }
 
 /// Storage bytes as decimal GB, for a numeric workbook column (two decimals).
@@ -295,7 +295,7 @@ pub fn grouped(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -381,7 +381,7 @@ async fn admins_manage_users_keys_and_tokens(backend: Backend) {
     let secret = shown(&page.body, "secret");
     assert_eq!(secret.len(), 64);
     assert!(
-        page.body.contains(&format!("<pre class=\"select-all\" id=\"secret-file\"># cmdb agent key")),
+        page.body.contains("<pre class=\"select-all\" id=\"secret-file\"># cmdb agent key"),
         "the ready-to-paste key file: {}",
         page.body
     );
