@@ -78,6 +78,26 @@ pub const SECTIONS: &[Section] = &[
         nouns: ("", ""),
     },
     Section {
+        name: crate::state::BUSINESS_SECTION,
+        title: "Business fields",
+        fields: &[
+            field("idc", "IDC", Unit::Text),
+            field("cabinet", "Cabinet", Unit::Text),
+            field("cabinet_u", "Cabinet U", Unit::Number),
+            field("business_unit", "Business unit", Unit::Text),
+            field("owner", "Owner", Unit::Text),
+            field("status", "Status", Unit::Text),
+            field("tags", "Tags", Unit::List),
+            field("manage_address", "Manage address", Unit::Text),
+            field("ssh_port", "SSH port", Unit::Number),
+            field("salt_minion_id", "Salt minion id", Unit::Text),
+            field("notes", "Notes", Unit::Text),
+        ],
+        key_label: "",
+        component_fields: &[],
+        nouns: ("", ""),
+    },
+    Section {
         name: "basic",
         title: "Operating system",
         fields: &[
@@ -178,6 +198,18 @@ pub fn count_of(section: &str, count: usize) -> String {
         Some((one, _)) if count == 1 && !one.is_empty() => format!("1 {one}"),
         Some((_, many)) if !many.is_empty() => format!("{count} {many}"),
         _ => format!("{count} {section}"),
+    }
+}
+
+/// A label inside a sentence: its first letter in lower case unless the first word is an acronym
+/// (`serial number`, `cabinet U`, but `IDC`, `MAC address`, `SSH port`).
+pub fn in_sentence(label: &str) -> String {
+    let mut chars = label.chars();
+    match (chars.next(), chars.next()) {
+        (Some(first), Some(second)) if first.is_uppercase() && second.is_lowercase() => {
+            first.to_lowercase().chain(label.chars().skip(1)).collect()
+        }
+        _ => label.to_owned(),
     }
 }
 
@@ -356,7 +388,8 @@ mod tests {
     #[test]
     fn every_component_section_is_a_builtin_component_list() {
         for s in SECTIONS {
-            assert!(crate::report::is_builtin(s.name) || s.name == crate::state::HOST_SECTION, "{}", s.name);
+            let pseudo = [crate::state::HOST_SECTION, crate::state::BUSINESS_SECTION];
+            assert!(crate::report::is_builtin(s.name) || pseudo.contains(&s.name), "{}", s.name);
             let has_components = crate::report::component_list(s.name).is_some();
             assert_eq!(has_components, !s.component_fields.is_empty(), "{}", s.name);
             if let Some((_, key)) = crate::report::component_list(s.name) {
@@ -394,5 +427,17 @@ mod tests {
                 assert!(is_list_or_key || known(name, component).contains(&key.as_str()), "{name}: {key} has no label");
             }
         }
+    }
+
+    #[test]
+    fn every_business_field_has_a_label_and_labels_read_in_sentences() {
+        let business = section(crate::state::BUSINESS_SECTION).expect("business");
+        for name in crate::business::FIELD_NAMES {
+            assert!(business.fields.iter().any(|f| f.key == *name), "{name} has no label");
+        }
+        assert_eq!(in_sentence("Serial number"), "serial number");
+        assert_eq!(in_sentence("Cabinet U"), "cabinet U");
+        assert_eq!(in_sentence("IDC"), "IDC");
+        assert_eq!(in_sentence("MAC address"), "MAC address");
     }
 }

@@ -92,7 +92,7 @@ impl ChangeOp {
         let field = self.field();
         let label = field.map_or_else(
             || self.path.trim_start_matches('/').replace('/', ".").replace("~1", "/").replace("~0", "~"),
-            |f| f.label.to_lowercase(),
+            |f| catalog::in_sentence(f.label),
         );
         let what = match (subject.is_empty(), label.is_empty()) {
             (true, true) => self.section.clone(),
@@ -137,10 +137,8 @@ fn show(unit: catalog::Unit, value: Option<&Value>) -> String {
     match value {
         None | Some(Value::Null) => "(none)".to_owned(),
         Some(Value::String(text)) => text.clone(),
-        Some(other) => {
-            let shown = catalog::show(unit, other);
-            if shown.items.is_empty() && !matches!(other, Value::Array(_)) { shown.text } else { other.to_string() }
-        }
+        Some(Value::Array(items)) if items.is_empty() => "(none)".to_owned(),
+        Some(other) => catalog::show(unit, other).text,
     }
 }
 
@@ -491,6 +489,20 @@ mod tests {
             ),
         );
         assert_eq!(added.sentence(), "disk 32:1 added (SEAGATE, ST300MM0006, 300 GB, serial D1)");
+        let business = |path: &str, old: Value, new: Value| ChangeOp {
+            section: "business".into(),
+            component: None,
+            path: path.into(),
+            action: Action::Changed,
+            old: Some(old),
+            new: Some(new),
+        };
+        assert_eq!(business("/cabinet_u", json!(null), json!(11)).sentence(), "cabinet U changed from (none) to 11");
+        assert_eq!(
+            business("/tags", json!([]), json!(["prod", "pci"])).sentence(),
+            "tags changed from (none) to prod, pci"
+        );
+        assert_eq!(business("/idc", json!("sh-1"), json!("sh-2")).sentence(), "IDC changed from sh-1 to sh-2");
     }
 
     #[test]
