@@ -155,15 +155,24 @@ fn server_bin() -> Command {
 fn admin_commands_create_list_and_revoke() {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("cmdb.db").display());
-    let run = |args: &[&str]| {
-        let output = server_bin()
+    let output = |args: &[&str]| {
+        server_bin()
             .args(["--database-url", &url, "--data-dir"])
             .arg(dir.path().join("data"))
             .args(args)
             .output()
-            .expect("run cmdb-server");
+            .expect("run cmdb-server")
+    };
+    let run = |args: &[&str]| {
+        let output = output(args);
         assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    // A command that must fail: its standard error.
+    let refused = |args: &[&str]| {
+        let output = output(args);
+        assert!(!output.status.success(), "{args:?} should fail");
+        String::from_utf8_lossy(&output.stderr).into_owned()
     };
     let created = run(&["agent-key", "create", "--scope", "collector", "--name", "worker-1"]);
     let key_id =
@@ -171,13 +180,7 @@ fn admin_commands_create_list_and_revoke() {
     let secret =
         created.lines().find_map(|l| l.strip_prefix("secret = \"")).and_then(|l| l.strip_suffix('"')).expect("s");
     // A name already in use is refused unless forced.
-    let again = server_bin()
-        .args(["--database-url", &url, "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args(["agent-key", "create", "--scope", "collector", "--name", "worker-1"])
-        .output()
-        .expect("run");
-    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("--force"));
+    assert!(refused(&["agent-key", "create", "--scope", "collector", "--name", "worker-1"]).contains("--force"));
     run(&["agent-key", "create", "--scope", "collector", "--name", "worker-1", "--force"]);
     // --out writes the agent's key file, 0600, and never overwrites one.
     let file = dir.path().join("agent-key.toml");
@@ -187,13 +190,8 @@ fn admin_commands_create_list_and_revoke() {
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&file).expect("meta").permissions().mode() & 0o777, 0o600);
     let keys_before = run(&["agent-key", "list"]).lines().count();
-    let clobber = server_bin()
-        .args(["--database-url", &url, "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args(["agent-key", "create", "--scope", "host", "--out", file.to_str().expect("utf-8")])
-        .output()
-        .expect("run");
-    assert!(!clobber.status.success(), "an existing key file is never overwritten");
+    // An existing key file is never overwritten.
+    refused(&["agent-key", "create", "--scope", "host", "--out", file.to_str().expect("utf-8")]);
     assert_eq!(std::fs::read_to_string(&file).expect("key file"), text);
     assert_eq!(run(&["agent-key", "list"]).lines().count(), keys_before, "no key was created for nothing");
     let help = run(&["agent-key", "create", "--help"]);
@@ -207,22 +205,12 @@ fn admin_commands_create_list_and_revoke() {
         rotated.lines().find_map(|l| l.strip_prefix("secret = \"")).and_then(|l| l.strip_suffix('"')).expect("s");
     assert_ne!(new_secret, secret);
     assert!(!run(&["agent-key", "list"]).contains(new_secret));
-    let bound = server_bin()
-        .args(["--database-url", &url, "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args(["agent-key", "create", "--scope", "collector", "--asset", "1"])
-        .output()
-        .expect("run");
-    assert!(!bound.status.success(), "only host keys are bound to an asset");
+    // Only host keys are bound to an asset.
+    refused(&["agent-key", "create", "--scope", "collector", "--asset", "1"]);
     run(&["agent-key", "revoke", key_id]);
     assert!(run(&["agent-key", "list"]).contains("revoked"));
-    let failed = server_bin()
-        .args(["--database-url", &url, "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args(["agent-key", "revoke", key_id])
-        .output()
-        .expect("run");
-    assert!(!failed.status.success(), "revoking twice fails");
+    // Revoking twice fails.
+    refused(&["agent-key", "revoke", key_id]);
 
     let token = run(&["token", "create", "--role", "editor", "--name", "ci"]);
     assert!(token.trim().starts_with("cmdb_"));

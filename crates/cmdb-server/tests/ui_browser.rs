@@ -247,18 +247,7 @@ async fn owner_of(server: &WebServer, id: i64) -> Option<String> {
 async fn journey(server: &WebServer, assets: &[(i64, String)], hostile: i64, client: &Client, downloads: &Path) {
     let base = &server.base;
     // (Before the figures are first read.) A retired host that reports again is flagged as a possible duplicate on the list.
-    let retired = server.ingest(&report("dup-old.example")).await;
-    cmdb_server::service::assets::patch_business(
-        &server.db,
-        retired,
-        "user:test",
-        json!({"status": "retired"}).as_object().expect("object"),
-    )
-    .await
-    .expect("retire");
-    let mut back = common::at(report("dup-new.example"), 60);
-    back["sections"]["board"]["data"]["sn"] = json!("SN-dup-old.example");
-    server.ingest(&back).await;
+    server.retired_host_reports_again("dup-old.example", "dup-new.example").await;
     // Anonymous visitors go to the login form.
     client.goto(&format!("{base}/assets")).await.expect("goto");
     wait_until(client, "the login form", "return location.pathname === '/login'").await;

@@ -551,19 +551,8 @@ async fn readable_asset_page_and_change_log(backend: Backend) {
 async fn possible_duplicates_are_flagged_everywhere(backend: Backend) {
     let db = TestDb::new(backend).await;
     let server = WebServer::start(&db).await;
-    let old = server.ingest(&report("web-01.example")).await;
-    cmdb_server::service::assets::patch_business(
-        &server.db,
-        old,
-        "user:test",
-        json!({"status": "retired"}).as_object().expect("object"),
-    )
-    .await
-    .expect("retire");
     // The machine comes back under a new name: retired assets are never matched, so a new record.
-    let mut back = common::at(report("web-01-new.example"), 60);
-    back["sections"]["board"]["data"]["sn"] = json!("SN-web-01.example");
-    let new = server.ingest(&back).await;
+    let (old, new) = server.retired_host_reports_again("web-01.example", "web-01-new.example").await;
     assert_ne!(new, old);
     // Two others share only a placeholder serial: not duplicates.
     for host in ["oem-1.example", "oem-2.example"] {

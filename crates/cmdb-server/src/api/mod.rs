@@ -559,13 +559,6 @@ pub struct PageQuery {
     pub to: Option<String>,
 }
 
-/// The span `from`/`to` name, read by the one rule for dates.
-fn span(state: &AppState, from: Option<&str>, to: Option<&str>) -> Result<crate::service::history::Span, ApiError> {
-    let from = from.map(|t| state.calendar.lower_bound("from", t)).transpose()?;
-    let to = to.map(|t| state.calendar.upper_bound("to", t)).transpose()?;
-    Ok(crate::service::history::Span { from, to })
-}
-
 /// Query of the collection errors (newest first).
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -611,7 +604,7 @@ pub async fn asset_changes(
 ) -> Result<Json<ChangePage>, ApiError> {
     require(&principal, Role::Viewer)?;
     let limit = page.limit.unwrap_or(200).clamp(1, 1000);
-    let span = span(&state, page.from.as_deref(), page.to.as_deref())?;
+    let span = state.calendar.span(page.from.as_deref(), page.to.as_deref())?;
     let items = crate::service::history::asset_changes(&state.db, id, page.before, span, limit).await?;
     let next = (items.len() as i64 == limit).then(|| items.last().map(|c| c.id.to_string())).flatten();
     Ok(Json(ChangePage { items, next }))
@@ -670,20 +663,8 @@ pub async fn change_feed(
 ) -> Result<Json<ChangePage>, ApiError> {
     require(&principal, Role::Viewer)?;
     let limit = query.limit.unwrap_or(500).clamp(1, 1000);
-    let actions = query
-        .action
-        .as_deref()
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
-        .map(|a| {
-            cmdb_model::Action::parse(a).ok_or_else(|| ApiError::Invalid {
-                pointer: "/action".to_owned(),
-                message: format!("action {a:?} is not added, removed or changed"),
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let actions = crate::service::history::parse_actions(query.action.as_deref().unwrap_or_default().split(','))
+        .map_err(|message| ApiError::Invalid { pointer: "/action".to_owned(), message })?;
     // Both given: the changes of the named assets that are also asset_id.
     let named = match query.asset.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
         Some(text) => Some(crate::service::history::assets_matching(&state.db, text).await?),
@@ -696,7 +677,7 @@ pub async fn change_feed(
     };
     let filter = crate::service::history::FeedFilter {
         assets,
-        span: span(&state, query.from.as_deref(), query.to.as_deref())?,
+        span: state.calendar.span(query.from.as_deref(), query.to.as_deref())?,
         section: query.section.clone().filter(|s| !s.is_empty()),
         actions,
         source: query.source.clone().filter(|s| !s.is_empty()),

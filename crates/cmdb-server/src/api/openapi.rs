@@ -126,9 +126,13 @@ pub fn document() -> Value {
     doc
 }
 
+/// The document, built once; the served text, the docs page and the query-parameter check
+/// ([`crate::api::strict_query`]) all read it.
+pub static SPEC: LazyLock<Value> = LazyLock::new(document);
+
 /// The document as served (built once).
 pub static DOCUMENT: LazyLock<String> =
-    LazyLock::new(|| serde_json::to_string_pretty(&document()).unwrap_or_else(|_| "{}".to_owned()));
+    LazyLock::new(|| serde_json::to_string_pretty(&*SPEC).unwrap_or_else(|_| "{}".to_owned()));
 
 /// One operation as the docs page shows it.
 #[derive(serde::Serialize)]
@@ -187,7 +191,7 @@ fn access(operation: &Value) -> String {
 /// The browsable page's content: every operation of the document with its access, parameters and
 /// answers, grouped by tag.
 fn page_content() -> DocPage {
-    let doc = document();
+    let doc = &*SPEC;
     let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
     let mut tags = Vec::new();
     for tag in doc["tags"].as_array().into_iter().flatten() {

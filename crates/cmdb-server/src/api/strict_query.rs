@@ -16,7 +16,7 @@ use crate::error::ApiError;
 
 /// (method, path template) -> the query parameters the operation takes.
 static ACCEPTED: LazyLock<HashMap<(String, String), Vec<String>>> = LazyLock::new(|| {
-    let doc = crate::api::openapi::document();
+    let doc = &*crate::api::openapi::SPEC;
     let mut accepted = HashMap::new();
     for (path, item) in doc["paths"].as_object().into_iter().flatten() {
         for (method, operation) in item.as_object().into_iter().flatten() {

@@ -275,10 +275,17 @@ impl Rebuilder {
         Ok(Rebuilder { snapshot, keep_state, last, position: 0, inconsistent: Vec::new() })
     }
 
-    /// Takes the assets for which `known(asset, L)` holds out of the rebuild and returns them
-    /// (the caller has their rows already: an asset's state at change L never changes).
-    pub fn take_known(&mut self, known: impl Fn(i64, i64) -> bool) -> Vec<(i64, i64)> {
-        let (taken, left) = self.last[self.position..].iter().partition(|(asset, l)| known(*asset, *l));
+    /// Takes the assets whose row `known(asset, L)` has out of the rebuild and returns those rows
+    /// (an asset's state at change L never changes, so a row kept for it still holds).
+    pub fn take_known<T>(&mut self, known: impl Fn(i64, i64) -> Option<T>) -> Vec<T> {
+        let mut taken = Vec::new();
+        let mut left = Vec::with_capacity(self.last.len() - self.position);
+        for &(asset, l) in &self.last[self.position..] {
+            match known(asset, l) {
+                Some(row) => taken.push(row),
+                None => left.push((asset, l)),
+            }
+        }
         self.last = left;
         self.position = 0;
         taken
@@ -622,16 +629,7 @@ impl RowsAt {
         let snapshot = snapshot_before(&mut tx, at).await?;
         let sid = snapshot.map_or(0, |s| s.id);
         let mut rebuilder = Rebuilder::new(&mut tx, snapshot, at, None, false).await?;
-        let known = rebuilder.take_known(|asset, l| cache.rebuilt(sid, asset, l).is_some());
-        let mut changed: Vec<std::sync::Arc<AsOfRow>> =
-            known.iter().filter_map(|(asset, l)| cache.rebuilt(sid, *asset, *l)).collect();
-        // A row dropped from the cache between the two looks is rebuilt after all.
-        if changed.len() < known.len() {
-            let kept: std::collections::HashSet<i64> = changed.iter().map(|r| r.item.id).collect();
-            let lost: Vec<(i64, i64)> = known.into_iter().filter(|(asset, _)| !kept.contains(asset)).collect();
-            rebuilder.last.extend(lost);
-            rebuilder.last.sort_unstable();
-        }
+        let mut changed = rebuilder.take_known(|asset, l| cache.rebuilt(sid, asset, l));
         while let Some(chunk) = rebuilder.next_chunk(&mut tx).await? {
             for r in chunk {
                 let l = r.upto;

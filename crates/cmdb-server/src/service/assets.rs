@@ -459,16 +459,17 @@ impl ListOrder {
 /// Appends the WHERE clause for `query`'s filters.
 pub fn push_filters(q: &mut Sql, backend: Backend, query: &ListQuery) {
     q.push(" WHERE 1 = 1");
-    if search_text(query).is_some() {
-        q.push(" AND (id IN (SELECT asset_id FROM search_terms WHERE ");
-        for (index, low) in search_prefixes(query).into_iter().enumerate() {
+    let prefixes = search_prefixes(query);
+    if !prefixes.is_empty() {
+        q.push(" AND id IN (SELECT asset_id FROM search_terms WHERE ");
+        for (index, low) in prefixes.into_iter().enumerate() {
             if index > 0 {
                 q.push(" OR ");
             }
             // Terms compare bytewise in both backends (COLLATE "C" on PostgreSQL): a prefix range.
             q.push("(term >= ").bind(low.clone()).push(" AND term < ").bind(format!("{low}\u{10FFFF}")).push(")");
         }
-        q.push("))");
+        q.push(")");
     }
     for (column, value) in equality_filters(query) {
         q.push(" AND ").push(column).push(" = ").bind(value);

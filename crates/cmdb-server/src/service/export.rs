@@ -268,26 +268,28 @@ const OTHER_FIELDS: &str = "other fields";
 /// Columns of the sheet of components in sections the catalog does not know.
 const OTHER_COMPONENT_HEADERS: &[&str] = &["asset_id", "hostname", "section", "key", "data"];
 
-/// The columns one catalog field makes.
-fn field_headers(f: &catalog::Field) -> Vec<String> {
+/// What follows a catalog field's label in each column it makes: sizes make two (the rounded
+/// figure and the exact one), every other unit one.
+fn field_suffixes(unit: catalog::Unit) -> &'static [&'static str] {
     use catalog::Unit;
-    match f.unit {
-        Unit::StorageBytes => vec![format!("{} (GB)", f.label), format!("{} (bytes)", f.label)],
-        Unit::MemoryMib => vec![format!("{} (GiB)", f.label), format!("{} (MiB)", f.label)],
-        Unit::MegaTransfers => vec![format!("{} (MT/s)", f.label)],
-        Unit::PlainBytes => vec![format!("{} (bytes)", f.label)],
-        Unit::Text | Unit::Number | Unit::Flag | Unit::List => vec![f.label.to_owned()],
+    match unit {
+        Unit::StorageBytes => &[" (GB)", " (bytes)"],
+        Unit::MemoryMib => &[" (GiB)", " (MiB)"],
+        Unit::MegaTransfers => &[" (MT/s)"],
+        Unit::PlainBytes => &[" (bytes)"],
+        Unit::Text | Unit::Number | Unit::Flag | Unit::List => &[""],
     }
+}
+
+/// The columns one catalog field makes.
+fn field_headers(f: &catalog::Field) -> impl Iterator<Item = String> + '_ {
+    field_suffixes(f.unit).iter().map(move |suffix| format!("{}{suffix}", f.label))
 }
 
 /// The cells one catalog field makes, as many as [`field_headers`] names. A value of another type
 /// than the unit expects (an older agent's text) is written as text in the first column.
 fn field_cells(f: &catalog::Field, value: Option<&Value>, out: &mut Vec<Cell>) {
     use catalog::Unit;
-    let width = match f.unit {
-        Unit::StorageBytes | Unit::MemoryMib => 2,
-        _ => 1,
-    };
     let start = out.len();
     match (f.unit, value) {
         (_, None | Some(Value::Null)) => {}
@@ -309,7 +311,7 @@ fn field_cells(f: &catalog::Field, value: Option<&Value>, out: &mut Vec<Cell>) {
         (_, Some(Value::String(text))) if text.is_empty() => {}
         (_, Some(other)) => out.push(Cell::Text(catalog::plain(other))),
     }
-    out.resize(start + width, Cell::Empty);
+    out.resize(start + field_suffixes(f.unit).len(), Cell::Empty);
 }
 
 /// The rows of `r`'s components: for each component section the catalog knows, its sheet's index
@@ -323,6 +325,7 @@ fn section_component_rows(
     let mut count = 0;
     for (section, state) in &r.state.sections {
         let index = sheets.iter().position(|s| s.section.name == section);
+        let key_field = cmdb_model::report::component_list(section).map(|(_, k)| k);
         for (key, component) in &state.components {
             count += 1;
             let Some(index) = index else {
@@ -341,7 +344,6 @@ fn section_component_rows(
             for f in fields {
                 field_cells(f, component.get(f.key), &mut cells);
             }
-            let key_field = cmdb_model::report::component_list(section).map(|(_, k)| k);
             let unknown: serde_json::Map<String, Value> = component
                 .iter()
                 .filter(|(k, _)| Some(k.as_str()) != key_field && !fields.iter().any(|f| f.key == k.as_str()))
@@ -439,6 +441,47 @@ fn xlsx_error(e: XlsxError) -> ServiceError {
     ServiceError::Bug(format!("cannot write the workbook: {e}"))
 }
 
+/// Writes one typed cell: text as a string (never a formula), numbers and flags as such, times
+/// as date-times of the zone in `time` format.
+fn write_cell(
+    sheet: &mut rust_xlsxwriter::Worksheet,
+    row: u32,
+    col: u16,
+    cell: &Cell,
+    tz: Tz,
+    time: &Format,
+) -> Result<(), ServiceError> {
+    match cell {
+        Cell::Empty => {}
+        Cell::Text(text) => {
+            // A length in bytes bounds the length in characters: count only long texts.
+            if text.len() > MAX_CELL_CHARS && text.chars().count() > MAX_CELL_CHARS {
+                let cut: String = text.chars().take(MAX_CELL_CHARS - 20).collect();
+                sheet.write_string(row, col, format!("{cut} [cut: see CSV]")).map_err(xlsx_error)?;
+            } else {
+                sheet.write_string(row, col, text).map_err(xlsx_error)?;
+            }
+        }
+        // Excel numbers are doubles: exact up to 2^53, far beyond any count or byte size here.
+        Cell::Int(n) => {
+            sheet.write_number(row, col, *n as f64).map_err(xlsx_error)?;
+        }
+        Cell::Number(n) => {
+            sheet.write_number(row, col, *n).map_err(xlsx_error)?;
+        }
+        Cell::Bool(b) => {
+            sheet.write_boolean(row, col, *b).map_err(xlsx_error)?;
+        }
+        Cell::Time(t) => {
+            // The wall-clock time in the zone, as a person there reads it.
+            let local = t.with_timezone(&tz).naive_local();
+            let value = ExcelDateTime::from_timestamp(local.and_utc().timestamp()).map_err(xlsx_error)?;
+            sheet.write_datetime_with_format(row, col, &value, time).map_err(xlsx_error)?;
+        }
+    }
+    Ok(())
+}
+
 /// A workbook whose tables continue on a new sheet when one is full. Every table sheet is in
 /// constant-memory mode (rows stream to a temporary file instead of holding every cell); rows
 /// are written in order within a sheet, and tables may be written alternately.
@@ -520,35 +563,7 @@ impl Book {
         let (index, row) = (self.tables[t].sheet, self.tables[t].next_row);
         let sheet = self.workbook.worksheet_from_index(index).map_err(xlsx_error)?;
         for (col, cell) in cells.iter().enumerate() {
-            let col = u16::try_from(col).unwrap_or(u16::MAX);
-            match cell {
-                Cell::Empty => {}
-                Cell::Text(text) => {
-                    // A length in bytes bounds the length in characters: count only long texts.
-                    if text.len() > MAX_CELL_CHARS && text.chars().count() > MAX_CELL_CHARS {
-                        let cut: String = text.chars().take(MAX_CELL_CHARS - 20).collect();
-                        sheet.write_string(row, col, format!("{cut} [cut: see CSV]")).map_err(xlsx_error)?;
-                    } else {
-                        sheet.write_string(row, col, text).map_err(xlsx_error)?;
-                    }
-                }
-                // Excel numbers are doubles: exact up to 2^53, far beyond any count or byte size here.
-                Cell::Int(n) => {
-                    sheet.write_number(row, col, *n as f64).map_err(xlsx_error)?;
-                }
-                Cell::Number(n) => {
-                    sheet.write_number(row, col, *n).map_err(xlsx_error)?;
-                }
-                Cell::Bool(b) => {
-                    sheet.write_boolean(row, col, *b).map_err(xlsx_error)?;
-                }
-                Cell::Time(t) => {
-                    // The wall-clock time in the zone, as a person there reads it.
-                    let local = t.with_timezone(&self.tz).naive_local();
-                    let value = ExcelDateTime::from_timestamp(local.and_utc().timestamp()).map_err(xlsx_error)?;
-                    sheet.write_datetime_with_format(row, col, &value, &self.time).map_err(xlsx_error)?;
-                }
-            }
+            write_cell(sheet, row, u16::try_from(col).unwrap_or(u16::MAX), cell, self.tz, &self.time)?;
         }
         self.tables[t].next_row += 1;
         Ok(())
@@ -812,12 +827,14 @@ async fn write_audit_workbook(db: &Db, period: &AuditPeriod) -> Result<NamedTemp
     let started = std::time::Instant::now();
     let (sender, receiver) = std::sync::mpsc::sync_channel::<Rows>(8);
     let tz = period.as_of.tz;
+    let sheets = component_sheets();
+    let tables: Vec<(&'static str, Vec<String>)> =
+        sheets.iter().map(|s| (s.section.title, s.headers.clone())).collect();
     let writer = std::thread::Builder::new()
         .name("audit-workbook".to_owned())
-        .spawn(move || write_sheets(receiver, tz))
+        .spawn(move || write_sheets(receiver, tz, tables))
         .map_err(|e| ServiceError::Bug(format!("cannot start the workbook writer: {e}")))?;
     let gone = || ServiceError::Bug("the workbook writer stopped".to_owned());
-    let sheets = component_sheets();
     let duplicates = crate::service::duplicates::all(db).await?;
     let mut assets_batch = Vec::with_capacity(BATCH);
     let mut component_batches: Vec<Vec<Vec<Cell>>> = sheets.iter().map(|_| Vec::with_capacity(BATCH)).collect();
@@ -869,7 +886,8 @@ async fn write_audit_workbook(db: &Db, period: &AuditPeriod) -> Result<NamedTemp
     let (assets, changes) = counted?;
     let mut book = book?;
     let history_starts = asof::history_start(db).await?;
-    let file = finish_audit_workbook(&mut book, period, history_starts, &Counts { assets, components, changes })?;
+    let counts = Counts { assets, components, changes };
+    let file = finish_audit_workbook(&mut book, period, &sheets, history_starts, &counts)?;
     let bytes = file.as_file().metadata().map(|m| m.len()).unwrap_or(0);
     tracing::info!(
         %as_of, %from, %to, assets, components, changes,
@@ -879,16 +897,21 @@ async fn write_audit_workbook(db: &Db, period: &AuditPeriod) -> Result<NamedTemp
     Ok(file)
 }
 
-/// The writer thread: the sheets of the audit workbook, from the rows it receives.
-fn write_sheets(receiver: std::sync::mpsc::Receiver<Rows>, tz: Tz) -> Result<Book, ServiceError> {
+/// The writer thread: the sheets of the audit workbook, from the rows it receives; `components`
+/// are the component sheets' titles and headers, in [`Rows::Components`] index order.
+fn write_sheets(
+    receiver: std::sync::mpsc::Receiver<Rows>,
+    tz: Tz,
+    components: Vec<(&'static str, Vec<String>)>,
+) -> Result<Book, ServiceError> {
     let mut book = Book::new(tz);
     // "About" comes first but is filled last, when the counts are known; it is a normal sheet,
     // which can be written in any order.
     book.workbook.add_worksheet().set_name("About").map_err(xlsx_error)?;
     let asset_table = book.table("Assets", AUDIT_ASSET_HEADERS)?;
     let mut component_tables = Vec::new();
-    for sheet in component_sheets() {
-        component_tables.push(book.table(sheet.section.title, &sheet.headers)?);
+    for (title, headers) in &components {
+        component_tables.push(book.table(title, headers)?);
     }
     let change_table = book.table("Changes", CHANGE_HEADERS)?;
     let mut other_table = None;
@@ -916,6 +939,7 @@ fn write_sheets(receiver: std::sync::mpsc::Receiver<Rows>, tz: Tz) -> Result<Boo
 fn finish_audit_workbook(
     book: &mut Book,
     period: &AuditPeriod,
+    sheets: &[ComponentSheet],
     history_starts: Option<DateTime<Utc>>,
     counts: &Counts,
 ) -> Result<NamedTempFile, ServiceError> {
@@ -931,7 +955,7 @@ fn finish_audit_workbook(
         ))
     };
     let at = |t: DateTime<Utc>| Cell::Text(cal.state(t).at);
-    let components: Vec<String> = component_sheets().iter().map(|s| s.section.title.to_owned()).collect();
+    let components: Vec<&str> = sheets.iter().map(|s| s.section.title).collect();
     let lines: Vec<(&str, Cell)> = vec![
         ("cmdb audit export", Cell::Empty),
         ("Time zone", Cell::Text(tz.name().to_owned())),
@@ -996,15 +1020,7 @@ fn finish_audit_workbook(
     for (row, (label, value)) in lines.iter().enumerate() {
         let row = row as u32;
         about.write_string_with_format(row, 0, *label, &bold).map_err(xlsx_error)?;
-        match value {
-            Cell::Empty => {}
-            Cell::Int(n) => {
-                about.write_number(row, 1, *n as f64).map_err(xlsx_error)?;
-            }
-            other => {
-                about.write_string(row, 1, other.csv(tz)).map_err(xlsx_error)?;
-            }
-        }
+        write_cell(about, row, 1, value, tz, &book.time)?;
     }
     about.set_column_width(0, 34).map_err(xlsx_error)?;
     about.set_column_width(1, 100).map_err(xlsx_error)?;

@@ -9,6 +9,7 @@ use sqlx::Row;
 
 use crate::db::{Backend, Db};
 use crate::service::ServiceError;
+pub use crate::service::time::Span;
 use crate::store::sql::{Param, Sql};
 use crate::store::{self, CHANGE_COLUMNS, ChangeRecord};
 
@@ -61,28 +62,6 @@ pub async fn first_recorded(db: &Db, id: i64) -> Result<Option<chrono::DateTime<
     Ok(first.map(crate::db::from_us))
 }
 
-/// Every change after cursor `after`, oldest first. A consumer that follows `next` never misses a
-/// change: on PostgreSQL the feed only shows transactions older than the oldest one still writing
-/// in this database (see [`feed_horizon`]), ordered by transaction id, so a late commit cannot land
-/// behind a cursor; on SQLite commits are serialized, so ids are commit order. The price on
-/// PostgreSQL: a long write transaction in the cmdb database delays (never drops) what the feed
-/// shows until it ends.
-/// Which changes a reader wants: recorded in [from, to] (both inclusive; either end open).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Span {
-    /// Recorded at or after this instant.
-    pub from: Option<DateTime<Utc>>,
-    /// Recorded at or before this instant.
-    pub to: Option<DateTime<Utc>>,
-}
-
-impl Span {
-    /// Recorded at or before `to`.
-    pub fn upto(to: Option<DateTime<Utc>>) -> Span {
-        Span { from: None, to }
-    }
-}
-
 /// The change feed's filters (the change log's, for scripts).
 #[derive(Debug, Clone, Default)]
 pub struct FeedFilter {
@@ -98,6 +77,12 @@ pub struct FeedFilter {
     pub source: Option<String>,
 }
 
+/// Every change after cursor `after` that `filter` selects, oldest first. A consumer that follows
+/// `next` never misses a change: on PostgreSQL the feed only shows transactions older than the
+/// oldest one still writing in this database (see [`feed_horizon`]), ordered by transaction id, so
+/// a late commit cannot land behind a cursor; on SQLite commits are serialized, so ids are commit
+/// order. The price on PostgreSQL: a long write transaction in the cmdb database delays (never
+/// drops) what the feed shows until it ends.
 pub async fn change_feed(
     db: &Db,
     after: Option<&str>,
@@ -112,29 +97,13 @@ pub async fn change_feed(
         Backend::Postgres => Some(feed_horizon(db.reader()).await?),
         Backend::Sqlite => None,
     };
-    let mut q = Sql::new(format!("SELECT {CHANGE_COLUMNS} FROM changes WHERE (txid, id) > ("));
+    let mut q = Sql::new(format!("SELECT {CHANGE_COLUMNS} FROM changes c WHERE (txid, id) > ("));
     q.bind(tx).push(", ").bind(id).push(")");
     if let Some(horizon) = horizon {
         q.push(" AND txid < ").bind(horizon);
     }
-    if let Some(assets) = &filter.assets {
-        if assets.is_empty() {
-            q.push(" AND 1 = 0");
-        } else {
-            q.push(" AND asset_id IN ").bind_list(assets.iter().copied());
-        }
-    }
-    if let Some(from) = filter.span.from {
-        q.push(" AND recorded_at >= ").bind(from.timestamp_micros());
-    }
-    if let Some(to) = filter.span.to {
-        q.push(" AND recorded_at <= ").bind(to.timestamp_micros());
-    }
-    if let Some(section) = filter.section.as_deref() {
-        q.push(" AND section = ").bind(section);
-    }
-    if !filter.actions.is_empty() {
-        q.push(" AND action IN ").bind_list(filter.actions.iter().map(|a| a.as_str()));
+    for condition in shared_conditions(filter.span, filter.assets, filter.section.as_deref(), &filter.actions) {
+        condition.push_to(&mut q);
     }
     match filter.source.as_deref() {
         Some("user") => {
@@ -187,10 +156,8 @@ async fn feed_horizon(pool: &sqlx::AnyPool) -> Result<i64, ServiceError> {
 /// What the change log shows.
 #[derive(Debug, Clone, Default)]
 pub struct ChangeFilter {
-    /// Recorded at or after this instant.
-    pub from: Option<DateTime<Utc>>,
-    /// Recorded at or before this instant.
-    pub to: Option<DateTime<Utc>>,
+    /// Recorded in this span.
+    pub span: Span,
     /// An asset id, or a host name (every asset that has it: renamed or retired ones included).
     pub asset: Option<String>,
     /// Section.
@@ -203,8 +170,18 @@ pub struct ChangeFilter {
     pub before: Option<i64>,
 }
 
-/// The assets a change log's asset filter means: an id, or every asset whose host name, now or
-/// before a rename, contains the text (ignoring ASCII case). At most this many.
+/// An action filter's values as actions (blank ones ignored); the error names the value that is
+/// not one, for the edge to answer in its own form.
+pub fn parse_actions<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Vec<cmdb_model::Action>, String> {
+    values
+        .into_iter()
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(|a| cmdb_model::Action::parse(a).ok_or_else(|| format!("action {a:?} is not added, removed or changed")))
+        .collect()
+}
+
+/// The most assets a host-name part matches (a filter that matches more is too vague to read).
 const MATCHED_ASSETS: i64 = 500;
 
 /// The assets an asset filter names: an id, or (see [`assets_named`]) every asset whose current
@@ -217,8 +194,8 @@ pub async fn assets_matching(db: &Db, text: &str) -> Result<Vec<i64>, ServiceErr
     }
 }
 
-/// Assets whose host name contains `text` now or did before (a former name is in the history as
-/// the old value of `basic` `/hostname`).
+/// Assets whose host name contains `text` (ignoring ASCII case) now or did before (a former name
+/// is in the history as the old value of `basic` `/hostname`).
 async fn assets_named(db: &Db, text: &str) -> Result<Vec<i64>, ServiceError> {
     let pattern = format!("%{}%", crate::store::sql::like_escaped(text));
     let rows = sqlx::query(
@@ -248,51 +225,14 @@ pub struct LoggedChange {
 /// One page of the change log, newest first, with each asset's host name (a JOIN, not a query per
 /// row), at most `limit` lines.
 pub async fn change_log(db: &Db, filter: &ChangeFilter, limit: i64) -> Result<Vec<LoggedChange>, ServiceError> {
-    // The filters other than the source, on the changes table aliased `c`.
-    let mut filters: Vec<(String, Param)> = Vec::new();
-    if let Some(from) = filter.from {
-        filters.push((" AND c.recorded_at >= ".to_owned(), from.timestamp_micros().into()));
-    }
-    if let Some(to) = filter.to {
-        filters.push((" AND c.recorded_at <= ".to_owned(), to.timestamp_micros().into()));
-    }
-    if let Some(asset) = filter.asset.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
-        {
-            {
-                // Resolve the name first: the asset index then drives the scan of changes.
-                let ids = assets_matching(db, asset).await?;
-                // No such host: a condition nothing meets; several (renamed, retired, partial): any.
-                if ids.is_empty() {
-                    filters.push((" AND c.asset_id = ".to_owned(), Param::Int(None)));
-                }
-                for (index, id) in ids.iter().enumerate() {
-                    let text = match (index, ids.len()) {
-                        (0, 1) => " AND c.asset_id = ",
-                        (0, _) => " AND (c.asset_id = ",
-                        _ => " OR c.asset_id = ",
-                    };
-                    filters.push((text.to_owned(), (*id).into()));
-                }
-                if ids.len() > 1 {
-                    filters.push((") AND 1 = ".to_owned(), 1_i64.into()));
-                }
-            }
-        }
-    }
-    if let Some(section) = filter.section.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        filters.push((" AND c.section = ".to_owned(), section.into()));
-    }
-    for (index, action) in filter.actions.iter().enumerate() {
-        let text = match (index, filter.actions.len()) {
-            (0, 1) => " AND c.action = ",
-            (0, _) => " AND (c.action = ",
-            _ => " OR c.action = ",
-        };
-        filters.push((text.to_owned(), action.as_str().into()));
-    }
-    if filter.actions.len() > 1 {
-        filters.push((") AND 1 = ".to_owned(), 1_i64.into()));
-    }
+    // Resolve a host name first: the asset index then drives the scan of changes. No such host
+    // matches nothing; several (renamed, retired, partial) match any of them.
+    let assets = match filter.asset.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+        Some(asset) => Some(assets_matching(db, asset).await?),
+        None => None,
+    };
+    let section = filter.section.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let filters = shared_conditions(filter.span, assets, section, &filter.actions);
     let sources: Option<Vec<String>> = match filter.source.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         Some("user") => Some(people(db).await?),
         Some(source) => Some(vec![source.to_owned()]),
@@ -326,9 +266,60 @@ async fn people(db: &Db) -> Result<Vec<String>, ServiceError> {
     Ok(names.into_iter().filter(|source| source.starts_with("user:")).collect())
 }
 
+/// The filters the change log and the change feed share (the source aside: the log reads
+/// people's edits from an index, the feed by prefix), on `changes` aliased `c`.
+fn shared_conditions(
+    span: Span,
+    assets: Option<Vec<i64>>,
+    section: Option<&str>,
+    actions: &[cmdb_model::Action],
+) -> Vec<Condition> {
+    let mut out = Vec::new();
+    if let Some(from) = span.from {
+        out.push(Condition::Is(" AND c.recorded_at >= ", from.timestamp_micros().into()));
+    }
+    if let Some(to) = span.to {
+        out.push(Condition::Is(" AND c.recorded_at <= ", to.timestamp_micros().into()));
+    }
+    if let Some(ids) = assets {
+        out.push(Condition::In(" AND c.asset_id IN ", ids.into_iter().map(Param::from).collect()));
+    }
+    if let Some(section) = section {
+        out.push(Condition::Is(" AND c.section = ", section.into()));
+    }
+    if !actions.is_empty() {
+        out.push(Condition::In(" AND c.action IN ", actions.iter().map(|a| a.as_str().into()).collect()));
+    }
+    out
+}
+
+/// One condition of the change log or feed, written into its query (each arm of the log's).
+enum Condition {
+    /// `text` then one bound value (`" AND c.section = "`).
+    Is(&'static str, Param),
+    /// `text` then a bound list (`" AND c.asset_id IN "`); an empty list matches nothing.
+    In(&'static str, Vec<Param>),
+}
+
+impl Condition {
+    fn push_to(&self, q: &mut Sql) {
+        match self {
+            Condition::Is(text, value) => {
+                q.push(text).bind(value.clone());
+            }
+            Condition::In(_, values) if values.is_empty() => {
+                q.push(" AND 1 = 0");
+            }
+            Condition::In(text, values) => {
+                q.push(text).bind_list(values.iter().cloned());
+            }
+        }
+    }
+}
+
 /// One page of changes, newest first, with each asset's host name. With `sources`, one indexed
 /// arm per source, merged by UNION ALL.
-fn log_query(filters: &[(String, Param)], sources: Option<&[String]>, before: i64, limit: i64) -> Sql {
+fn log_query(filters: &[Condition], sources: Option<&[String]>, before: i64, limit: i64) -> Sql {
     let inner: Vec<String> = CHANGE_COLUMNS.split(", ").map(|c| format!("c.{c}")).collect();
     let outer: Vec<String> = CHANGE_COLUMNS.split(", ").map(|c| format!("u.{c}")).collect();
     let mut q = Sql::new(format!("SELECT {}, a.hostname FROM (", outer.join(", ")));
@@ -338,8 +329,8 @@ fn log_query(filters: &[(String, Param)], sources: Option<&[String]>, before: i6
         if let Some(source) = source {
             q.push(" AND c.source = ").bind(source);
         }
-        for (text, value) in filters {
-            q.push(text).bind(value.clone());
+        for condition in filters {
+            condition.push_to(q);
         }
         q.push(" ORDER BY c.id DESC LIMIT ").bind(limit);
         q.push(&format!(") s{index}"));
@@ -383,6 +374,13 @@ pub struct Grouped<T> {
     pub first_seen: Option<String>,
     /// The changes of the row, in page order.
     pub items: Vec<T>,
+}
+
+impl<T> Grouped<T> {
+    /// The same row with each change turned into `f`'s form (a page's line).
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Grouped<U> {
+        Grouped { first_seen: self.first_seen, items: self.items.into_iter().map(f).collect() }
+    }
 }
 
 /// How each of `asset_ids` was first recorded: the time and report of its first change (one

@@ -35,6 +35,22 @@ pub enum DayEnd {
     End,
 }
 
+/// What a filter reads: recorded in [from, to] (both inclusive; either end open).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Span {
+    /// At or after this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// At or before this instant.
+    pub to: Option<DateTime<Utc>>,
+}
+
+impl Span {
+    /// At or before `to`.
+    pub fn upto(to: Option<DateTime<Utc>>) -> Span {
+        Span { from: None, to }
+    }
+}
+
 /// The time zone and clock rules a server applies to every date it is given.
 #[derive(Debug, Clone, Copy)]
 pub struct Calendar {
@@ -302,6 +318,15 @@ impl Calendar {
             }
             _ => self.audit_period(as_of, from, to),
         }
+    }
+
+    /// The span a filter's `from` and `to` name (either may be absent): `from=DATE` is its first
+    /// instant, `to=DATE` all of it.
+    pub fn span(&self, from: Option<&str>, to: Option<&str>) -> Result<Span, ServiceError> {
+        Ok(Span {
+            from: from.map(|t| self.lower_bound("from", t)).transpose()?,
+            to: to.map(|t| self.upper_bound("to", t)).transpose()?,
+        })
     }
 
     /// A lower bound of a filter (`from`): a date is its first instant.

@@ -66,6 +66,21 @@ impl WebServer {
         outcome.asset_id
     }
 
+    /// A machine recorded twice: `old_host` reports, is retired, then reports again under
+    /// `new_host` with the same board serial (a retired asset is never matched, so it becomes a
+    /// new record). Returns (old, new).
+    #[allow(dead_code)]
+    pub async fn retired_host_reports_again(&self, old_host: &str, new_host: &str) -> (i64, i64) {
+        let old = self.ingest(&super::common::report(old_host)).await;
+        let retire = serde_json::json!({"status": "retired"});
+        cmdb_server::service::assets::patch_business(&self.db, old, "user:test", retire.as_object().expect("object"))
+            .await
+            .expect("retire");
+        let mut back = super::common::at(super::common::report(new_host), 60);
+        back["sections"]["board"]["data"]["sn"] = serde_json::json!(format!("SN-{old_host}"));
+        (old, self.ingest(&back).await)
+    }
+
     pub fn client(&self) -> Client {
         Client::new(&self.base)
     }

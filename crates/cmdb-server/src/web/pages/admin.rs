@@ -424,10 +424,10 @@ pub async fn audit(
 ) -> Result<Response, WebError> {
     user.require(Role::Admin)?;
     let params: AuditParams = parse_query(raw.as_deref())?;
-    let cal = &state.app.calendar;
-    let from = params.from.as_deref().map(|t| cal.lower_bound("from", t).map(|t| t.timestamp_micros())).transpose()?;
+    let span = state.app.calendar.span(params.from.as_deref(), params.to.as_deref())?;
+    let from = span.from.map(|t| t.timestamp_micros());
     // The audit log's `to` is exclusive; "to=DATE" includes all of DATE.
-    let to = params.to.as_deref().map(|t| cal.upper_bound("to", t).map(|t| t.timestamp_micros() + 1)).transpose()?;
+    let to = span.to.map(|t| t.timestamp_micros() + 1);
     let query =
         AuditQuery { actor: params.actor.clone(), action: params.action.clone(), from, to, before: params.before };
     let entries = audit::list(&state.app.db, &query, AUDIT_PAGE).await?;

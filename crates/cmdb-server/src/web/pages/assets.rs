@@ -214,18 +214,7 @@ pub async fn list(
     // The selects offer what the list holds: as of a time, the counts as of that time.
     let counts = match as_of {
         Some(at) => crate::service::asof::counts_as_of(&state.app.db, &state.app.snapshot_rows, at.effective).await?,
-        None => {
-            let f = &figures;
-            crate::service::dashboard::Counts {
-                status: f.status.clone(),
-                os: f.os.clone(),
-                manufacturer: f.manufacturer.clone(),
-                business_unit: f.business_unit.clone(),
-                idc: f.idc.clone(),
-                tags: f.tags.clone(),
-                owner: f.owner.clone(),
-            }
-        }
+        None => figures.counts.clone(),
     };
     let choices = assets::LIST
         .iter()
@@ -601,10 +590,7 @@ async fn render_detail(
     let firsts = history::first_reports(db, &[id]).await?;
     let timeline = history::group_first_reports(records, |r| r, &firsts)
         .into_iter()
-        .map(|g| history::Grouped {
-            first_seen: g.first_seen,
-            items: g.items.into_iter().map(|r| ChangeLine::from_record(r, None)).collect(),
-        })
+        .map(|g| g.map(|r| ChangeLine::from_record(r, None)))
         .collect();
     let filter = ErrorFilter { asset_id: Some(id), to: upto, ..ErrorFilter::default() };
     let errors = collection_errors::list(db, &filter, 20).await?;
@@ -623,8 +609,8 @@ async fn render_detail(
         form,
         form_error,
         statuses: assets::statuses(),
-        idcs: figures.idc.clone(),
-        business_units: figures.business_unit.clone(),
+        idcs: figures.counts.idc.clone(),
+        business_units: figures.counts.business_unit.clone(),
         managed: ManagedChoices::load(db).await?,
         timeline,
         older,

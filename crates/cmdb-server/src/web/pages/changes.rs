@@ -69,19 +69,11 @@ pub async fn page(
     let rest = serde_urlencoded::to_string(&rest).unwrap_or_default();
     let mut params: ChangeParams = parse_query(Some(&rest))?;
     params.action = actions.into_iter().map(|(_, v)| v).filter(|v| !v.is_empty()).collect();
-    let actions = params
-        .action
-        .iter()
-        .map(|a| {
-            cmdb_model::Action::parse(a)
-                .ok_or_else(|| WebError::BadRequest(format!("action {a:?} is not added, removed or changed")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let actions = history::parse_actions(params.action.iter().map(String::as_str)).map_err(WebError::BadRequest)?;
     let cal = &state.app.calendar;
     let filter = ChangeFilter {
-        from: params.from.as_deref().map(|t| cal.lower_bound("from", t)).transpose()?,
         // "to" is inclusive: up to the end of that day.
-        to: params.to.as_deref().map(|t| cal.upper_bound("to", t)).transpose()?,
+        span: cal.span(params.from.as_deref(), params.to.as_deref())?,
         asset: params.asset.clone(),
         section: params.section.clone(),
         actions,
@@ -95,10 +87,7 @@ pub async fn page(
     let firsts = history::first_reports(&state.app.db, &assets).await?;
     let items = history::group_first_reports(logged, |c| &c.record, &firsts)
         .into_iter()
-        .map(|g| history::Grouped {
-            first_seen: g.first_seen,
-            items: g.items.into_iter().map(|c| ChangeLine::from_record(c.record, Some(c.hostname))).collect(),
-        })
+        .map(|g| g.map(|c| ChangeLine::from_record(c.record, Some(c.hostname))))
         .collect();
     let next = full.then(|| {
         let mut query = serde_urlencoded::to_string(ChangeParams { before, ..params.clone() }).unwrap_or_default();

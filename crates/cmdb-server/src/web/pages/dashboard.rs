@@ -48,20 +48,9 @@ pub struct Figures {
     pub computed_at: DateTime<Utc>,
     /// Assets in all.
     pub total: i64,
-    /// By status.
-    pub status: Vec<Count>,
-    /// By OS name.
-    pub os: Vec<Count>,
-    /// By manufacturer.
-    pub manufacturer: Vec<Count>,
-    /// By business unit.
-    pub business_unit: Vec<Count>,
-    /// By IDC.
-    pub idc: Vec<Count>,
-    /// By tag.
-    pub tags: Vec<Count>,
-    /// By owner.
-    pub owner: Vec<Count>,
+    /// Assets per value of each list column (flattened: `figures.os`, `figures.idc`, ...).
+    #[serde(flatten)]
+    pub counts: dashboard::Counts,
     /// Assets that share a board serial or UUID with another (possible duplicates), sorted.
     pub duplicate_ids: Vec<i64>,
     /// Changes per day, oldest first.
@@ -106,17 +95,10 @@ pub async fn compute(db: &Db, calendar: &crate::service::Calendar) -> Result<Fig
             }
         })
         .collect();
-    let dashboard::Counts { status, os, manufacturer, business_unit, idc, tags, owner } = counts;
     Ok(Figures {
         computed_at: now,
         total,
-        status,
-        os,
-        manufacturer,
-        business_unit,
-        idc,
-        tags,
-        owner,
+        counts,
         duplicate_ids: crate::service::duplicates::all(db).await?.into_keys().collect(),
         per_day,
         changes_30d: per_day_counts.iter().sum(),

@@ -57,14 +57,14 @@ pub async fn page(
 ) -> Result<Response, WebError> {
     user.require(Role::Viewer)?;
     let params: ErrorParams = parse_query(raw.as_deref())?;
-    let cal = &state.app.calendar;
+    let span = state.app.calendar.span(params.from.as_deref(), params.to.as_deref())?;
     let filter = ErrorFilter {
         hostname: params.hostname.clone(),
         asset_id: params.asset_id,
         section: params.section.clone(),
         source: params.source.clone(),
-        from: params.from.as_deref().map(|t| cal.lower_bound("from", t)).transpose()?,
-        to: params.to.as_deref().map(|t| cal.upper_bound("to", t)).transpose()?,
+        from: span.from,
+        to: span.to,
         before: params.before,
     };
     let items = collection_errors::list(&state.app.db, &filter, PAGE).await?;
