@@ -4,8 +4,12 @@
 //! an edit is an ordinary change record (source `user:<name>`) and the as-of view rebuilds them
 //! like everything else.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+use crate::custom_fields::Definitions;
 
 /// Lifecycle status of an asset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -47,6 +51,10 @@ impl AssetStatus {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BusinessFields {
+    /// The organisation's asset tag (the label on the machine), unique among assets not deleted.
+    /// Absent from the stored object until set, so older histories replay unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asset_tag: Option<String>,
     /// Data centre.
     #[serde(default)]
     pub idc: Option<String>,
@@ -80,10 +88,15 @@ pub struct BusinessFields {
     /// Free notes.
     #[serde(default)]
     pub notes: Option<String>,
+    /// Values of custom fields by key, in their stored form (see [`crate::custom_fields`]).
+    /// Absent until one is set.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub custom: BTreeMap<String, Value>,
 }
 
 /// The names of the business fields, in display order.
 pub const FIELD_NAMES: &[&str] = &[
+    "asset_tag",
     "idc",
     "cabinet",
     "cabinet_u",
@@ -115,6 +128,23 @@ fn field_error(field: &str, message: impl Into<String>) -> FieldError {
 pub const MAX_FIELD_LEN: usize = 200;
 /// Longest `notes` accepted.
 pub const MAX_NOTES_LEN: usize = 10_000;
+
+/// Longest asset tag accepted.
+pub const MAX_ASSET_TAG_LEN: usize = 64;
+
+/// Checks an asset tag: printable ASCII without spaces, so it prints as a Code 128 barcode and
+/// reads back from a scanner exactly as typed.
+pub fn check_asset_tag(tag: &str) -> Result<(), String> {
+    if tag.len() > MAX_ASSET_TAG_LEN {
+        return Err(format!("an asset tag has at most {MAX_ASSET_TAG_LEN} characters"));
+    }
+    if let Some(c) = tag.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(format!(
+            "an asset tag is printable ASCII without spaces (it is printed as a barcode); {c:?} is not"
+        ));
+    }
+    Ok(())
+}
 
 /// Longest Salt minion id accepted (a DNS name's limit).
 pub const MAX_MINION_ID_LEN: usize = 253;
@@ -158,17 +188,27 @@ impl BusinessFields {
     }
 
     /// Reads the `business` section's JSON object back; unknown or mistyped fields are ignored
-    /// so an old history never fails to load.
+    /// so an old history never fails to load. Custom values are kept as stored, whatever the
+    /// definitions say now (a deleted field's values stay readable).
     pub fn from_fields(fields: &Map<String, Value>) -> Self {
         let mut out = BusinessFields::default();
         for (key, value) in fields {
-            let _ = out.set(key, value.clone());
+            match (key.as_str(), value) {
+                ("custom", Value::Object(values)) => {
+                    out.custom = values.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                }
+                _ => {
+                    let _ = out.set(key, value.clone(), &Definitions::default());
+                }
+            }
         }
         out
     }
 
-    /// Sets one field from JSON, validating it. `null` clears (status goes back to racked, tags to none).
-    pub fn set(&mut self, field: &str, value: Value) -> Result<(), FieldError> {
+    /// Sets one field from JSON, validating it. `null` clears (status goes back to racked, tags to
+    /// none). `custom` takes an object of custom values, read by `definitions`; its keys are set or
+    /// (null, empty) cleared one by one, the others kept.
+    pub fn set(&mut self, field: &str, value: Value, definitions: &Definitions) -> Result<(), FieldError> {
         let text = |value: Value, max: usize| -> Result<Option<String>, FieldError> {
             match value {
                 Value::Null => Ok(None),
@@ -208,6 +248,20 @@ impl BusinessFields {
             }
         };
         match field {
+            "asset_tag" => {
+                let tag = text(value, MAX_ASSET_TAG_LEN)?;
+                if let Some(tag) = &tag {
+                    check_asset_tag(tag).map_err(|m| field_error(field, m))?;
+                }
+                self.asset_tag = tag;
+            }
+            "custom" => match value {
+                Value::Object(patch) => {
+                    definitions.apply(&mut self.custom, &patch).map_err(|e| field_error("custom", e.0))?;
+                }
+                Value::Null => self.custom.clear(),
+                _ => return Err(field_error(field, "must be an object of custom field values by key")),
+            },
             "idc" => self.idc = text(value, MAX_FIELD_LEN)?,
             "cabinet" => self.cabinet = text(value, MAX_FIELD_LEN)?,
             "cabinet_u" => {
@@ -273,11 +327,12 @@ impl BusinessFields {
         Ok(())
     }
 
-    /// Applies a patch object (`{"owner": "ops", "tags": null, ...}`), all or nothing.
-    pub fn patched(&self, patch: &Map<String, Value>) -> Result<BusinessFields, FieldError> {
+    /// Applies a patch object (`{"owner": "ops", "tags": null, "custom": {...}}`), all or
+    /// nothing; custom values are read by `definitions`.
+    pub fn patched(&self, patch: &Map<String, Value>, definitions: &Definitions) -> Result<BusinessFields, FieldError> {
         let mut next = self.clone();
         for (field, value) in patch {
-            next.set(field, value.clone())?;
+            next.set(field, value.clone(), definitions)?;
         }
         Ok(next)
     }
@@ -292,25 +347,65 @@ mod tests {
     fn patch_validates_and_normalizes() {
         let fields = BusinessFields::default();
         let patch = json!({"owner": "  ops  ", "tags": ["b", "a", "b"], "ssh_port": "2222", "status": "online"});
-        let next = fields.patched(patch.as_object().expect("object")).expect("valid");
+        let next = fields.patched(patch.as_object().expect("object"), &Definitions::default()).expect("valid");
         assert_eq!(next.owner.as_deref(), Some("ops"));
         assert_eq!(next.tags, vec!["a", "b"]);
         assert_eq!(next.ssh_port, Some(2222));
         assert_eq!(next.status, AssetStatus::Online);
-        assert!(fields.patched(json!({"status": "gone"}).as_object().expect("o")).is_err());
-        assert!(fields.patched(json!({"ssh_port": 70000}).as_object().expect("o")).is_err());
-        assert!(fields.patched(json!({"colour": "red"}).as_object().expect("o")).is_err());
+        assert!(fields.patched(json!({"status": "gone"}).as_object().expect("o"), &Definitions::default()).is_err());
+        assert!(fields.patched(json!({"ssh_port": 70000}).as_object().expect("o"), &Definitions::default()).is_err());
+        assert!(fields.patched(json!({"colour": "red"}).as_object().expect("o"), &Definitions::default()).is_err());
         // Minion ids and addresses reach command lines on collectors (security issue, point 13).
         for bad in ["a,b", "a b", "web*", "x?", "[ab]", "a/b", "a\\b", "a\u{7}", "a\tb", &"m".repeat(254)] {
             let patch = json!({"salt_minion_id": bad});
-            assert!(fields.patched(patch.as_object().expect("o")).is_err(), "{bad:?} refused");
+            assert!(fields.patched(patch.as_object().expect("o"), &Definitions::default()).is_err(), "{bad:?} refused");
         }
-        let ok = fields.patched(json!({"salt_minion_id": "web-01.example.com"}).as_object().expect("o")).expect("ok");
+        let ok = fields
+            .patched(json!({"salt_minion_id": "web-01.example.com"}).as_object().expect("o"), &Definitions::default())
+            .expect("ok");
         assert_eq!(ok.salt_minion_id.as_deref(), Some("web-01.example.com"));
         for bad in ["10.0.0.1 -oProxyCommand=x", "-oProxyCommand=x", "host\u{1b}[2J"] {
             let patch = json!({"manage_address": bad});
-            assert!(fields.patched(patch.as_object().expect("o")).is_err(), "{bad:?} refused");
+            assert!(fields.patched(patch.as_object().expect("o"), &Definitions::default()).is_err(), "{bad:?} refused");
         }
+    }
+
+    #[test]
+    fn asset_tags_print_as_barcodes_and_custom_values_follow_definitions() {
+        let none = Definitions::default();
+        let fields = BusinessFields::default();
+        let tagged =
+            fields.patched(json!({"asset_tag": " IT-2024-0001 "}).as_object().expect("o"), &none).expect("tag");
+        assert_eq!(tagged.asset_tag.as_deref(), Some("IT-2024-0001"));
+        for bad in ["IT 0001", "资产-1", &"T".repeat(65)] {
+            assert!(fields.patched(json!({"asset_tag": bad}).as_object().expect("o"), &none).is_err(), "{bad:?}");
+        }
+        let mut defs = Definitions::default();
+        for (key, label, field_type, _) in crate::custom_fields::FINANCE_SET {
+            let def = crate::custom_fields::FieldDefinition {
+                key: (*key).to_owned(),
+                label: (*label).to_owned(),
+                field_type: *field_type,
+                choices: vec![],
+                help: None,
+            };
+            defs.fields.insert((*key).to_owned(), def);
+        }
+        let patch = json!({"custom": {"purchase_date": "2024/3/1", "purchase_cost": "1200.50"}});
+        let next = fields.patched(patch.as_object().expect("o"), &defs).expect("custom");
+        assert_eq!(next.custom["purchase_date"], json!("2024-03-01"));
+        assert_eq!(next.custom["purchase_cost"], json!("1200.5"));
+        // A second patch touches only its keys; null clears one.
+        let patch = json!({"custom": {"purchase_cost": null, "supplier": "Acme"}});
+        let later = next.patched(patch.as_object().expect("o"), &defs).expect("custom");
+        assert_eq!(later.custom.keys().collect::<Vec<_>>(), ["purchase_date", "supplier"]);
+        let bad = json!({"custom": {"purchase_cost": "1,200"}});
+        let error = next.patched(bad.as_object().expect("o"), &defs).expect_err("comma");
+        assert!(error.to_string().contains("purchase_cost (Purchase cost)"), "{error}");
+        // Stored objects read back whatever today's definitions are.
+        assert_eq!(BusinessFields::from_fields(&later.to_fields()), later);
+        assert!(!BusinessFields::default().to_fields().contains_key("custom"), "absent until set");
+        assert!(!BusinessFields::default().to_fields().contains_key("asset_tag"), "absent until set");
     }
 
     #[test]

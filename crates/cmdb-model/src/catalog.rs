@@ -78,9 +78,18 @@ pub const SECTIONS: &[Section] = &[
         nouns: ("", ""),
     },
     Section {
+        name: crate::state::IDENTITY_SECTION,
+        title: "Record",
+        fields: &[field("deleted_at", "Deleted", Unit::Text), field("merged_into", "Merged into asset", Unit::Number)],
+        key_label: "",
+        component_fields: &[],
+        nouns: ("", ""),
+    },
+    Section {
         name: crate::state::BUSINESS_SECTION,
         title: "Business fields",
         fields: &[
+            field("asset_tag", "Asset tag", Unit::Text),
             field("idc", "IDC", Unit::Text),
             field("cabinet", "Cabinet", Unit::Text),
             field("cabinet_u", "Cabinet U", Unit::Number),
@@ -92,6 +101,7 @@ pub const SECTIONS: &[Section] = &[
             field("ssh_port", "SSH port", Unit::Number),
             field("salt_minion_id", "Salt minion id", Unit::Text),
             field("notes", "Notes", Unit::Text),
+            field("custom", "Custom field", Unit::Text),
         ],
         key_label: "",
         component_fields: &[],
@@ -388,7 +398,7 @@ mod tests {
     #[test]
     fn every_component_section_is_a_builtin_component_list() {
         for s in SECTIONS {
-            let pseudo = [crate::state::HOST_SECTION, crate::state::BUSINESS_SECTION];
+            let pseudo = [crate::state::HOST_SECTION, crate::state::BUSINESS_SECTION, crate::state::IDENTITY_SECTION];
             assert!(crate::report::is_builtin(s.name) || pseudo.contains(&s.name), "{}", s.name);
             let has_components = crate::report::component_list(s.name).is_some();
             assert_eq!(has_components, !s.component_fields.is_empty(), "{}", s.name);

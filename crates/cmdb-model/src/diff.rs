@@ -16,7 +16,9 @@ use serde_json::{Map, Value};
 use crate::catalog;
 use crate::identity::normalize_machine_id;
 use crate::report::{Report, SectionResult, pointer_token};
-use crate::state::{ApplyError, AssetState, BUSINESS_SECTION, HOST_SECTION, SectionState, remove_at, set_at};
+use crate::state::{
+    ApplyError, AssetState, BUSINESS_SECTION, HOST_SECTION, IDENTITY_SECTION, SectionState, remove_at, set_at,
+};
 
 /// What happened to the addressed thing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -86,14 +88,16 @@ impl ChangeOp {
     pub fn sentence(&self) -> String {
         let subject = match (&self.component, self.section.as_str()) {
             (Some(key), section) => format!("{section} {key}"),
-            (None, HOST_SECTION) | (None, BUSINESS_SECTION) => String::new(),
+            (None, HOST_SECTION) | (None, BUSINESS_SECTION) | (None, IDENTITY_SECTION) => String::new(),
             (None, section) => section.to_owned(),
         };
         let field = self.field();
-        let label = field.map_or_else(
-            || self.path.trim_start_matches('/').replace('/', ".").replace("~1", "/").replace("~0", "~"),
-            |f| catalog::in_sentence(f.label),
-        );
+        let label = match (field, self.path.strip_prefix("/custom/")) {
+            (Some(f), _) => catalog::in_sentence(f.label),
+            // A custom field's label lives in the server's definitions; its key names it here.
+            (None, Some(key)) if self.section == BUSINESS_SECTION => format!("custom field {key}"),
+            (None, _) => self.path.trim_start_matches('/').replace('/', ".").replace("~1", "/").replace("~0", "~"),
+        };
         let what = match (subject.is_empty(), label.is_empty()) {
             (true, true) => self.section.clone(),
             (true, false) => label,

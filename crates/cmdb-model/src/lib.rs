@@ -10,11 +10,13 @@
 //! - [`identity`]: identity keys, placeholder rules, and which stored asset a report may match.
 //! - [`catalog`]: what each built-in field is called and measured in (labels, units, workbook columns).
 //! - [`business`]: the fields people maintain (IDC, owner, status, ...), never written by collection.
+//! - [`custom_fields`]: fields admins add (the finance set among them) and the forms their values take.
 //! - [`signing`]: the `CMDB-HMAC-SHA256` request signature shared by agent and server.
 //! - [`legacy`]: the course client's payload and `auth-api` header, mapped onto v1.
 
 pub mod business;
 pub mod catalog;
+pub mod custom_fields;
 pub mod diff;
 pub mod identity;
 pub mod legacy;

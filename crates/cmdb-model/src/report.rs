@@ -25,7 +25,7 @@ pub const MAX_HOSTNAME_LEN: usize = 253;
 pub const MAX_ERROR_LEN: usize = 4096;
 
 /// Section names that belong to the server's own bookkeeping and can never be reported.
-pub const RESERVED_SECTIONS: &[&str] = &["host", "business"];
+pub const RESERVED_SECTIONS: &[&str] = &["host", "business", "identity"];
 
 /// The built-in sections, in the order the agent lists them.
 pub const BUILTIN_SECTIONS: &[&str] = &["basic", "cpu", "board", "memory", "disk", "nic"];
@@ -522,7 +522,7 @@ pub fn validate_with(wire: WireReport, limits: &ReportLimits) -> Result<Report, 
         if !is_builtin(&name) && !is_valid_section_name(&name) {
             return Err(ReportError::at(
                 base,
-                "section names are 1-64 of [a-z0-9_-], and \"host\" and \"business\" are reserved",
+                "section names are 1-64 of [a-z0-9_-], and \"host\", \"business\" and \"identity\" are reserved",
             ));
         }
         let result = match section.status {

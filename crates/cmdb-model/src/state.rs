@@ -1,9 +1,10 @@
 //! An asset's state: what the server stores and what replaying its history rebuilds.
 //!
 //! The state is a map of sections. Each section has plain fields (a JSON object, diffed by JSON
-//! pointer) and, for memory, disk and nic, components keyed by slot or name. Two pseudo-sections
-//! belong to the server: `host` (the reported host name and machine id) and `business` (the fields
-//! people maintain). Keeping them in the same shape means one diff, one replay and one history.
+//! pointer) and, for memory, disk and nic, components keyed by slot or name. Three pseudo-sections
+//! belong to the server: `host` (the reported host name and machine id), `business` (the fields
+//! people maintain) and `identity` (deletion and merges). Keeping them in the same shape means one
+//! diff, one replay and one history.
 
 use std::collections::BTreeMap;
 
@@ -17,6 +18,11 @@ pub const HOST_SECTION: &str = "host";
 
 /// The pseudo-section holding the fields people maintain.
 pub const BUSINESS_SECTION: &str = "business";
+
+/// The pseudo-section holding what people decided about the record itself: `deleted_at` (RFC
+/// 3339) while it is deleted, `merged_into` (an asset id) once merged into another, and on a
+/// survivor one `alias:<id>` component per asset merged into it (that asset's identity keys).
+pub const IDENTITY_SECTION: &str = "identity";
 
 /// One section's state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

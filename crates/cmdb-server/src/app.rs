@@ -34,7 +34,7 @@ pub fn app_with_paths(state: Arc<AppState>) -> (Router, Vec<&'static str>) {
         .route("/api/asset", post(api::post_legacy))
         .route("/api/v1/collect-targets", get(api::collect_targets))
         .route("/api/v1/assets", get(api::list_assets).post(api::register_asset))
-        .route("/api/v1/assets/{id}", get(api::get_asset).patch(api::patch_asset))
+        .route("/api/v1/assets/{id}", get(api::get_asset).patch(api::patch_asset).delete(api::record::delete_asset))
         .route("/api/v1/assets/{id}/changes", get(api::asset_changes))
         .route("/api/v1/changes", get(api::change_feed))
         .route("/api/v1/errors", get(api::errors))
@@ -46,7 +46,8 @@ pub fn app_with_paths(state: Arc<AppState>) -> (Router, Vec<&'static str>) {
         })
         .with_state(state.clone())
         .merge(crate::web::router(state.clone()))
-        .merge(crate::api::audit::router(state))
+        .merge(crate::api::audit::router(state.clone()))
+        .merge(crate::api::record::router(state))
         .into_parts();
     let router = router
         .layer(DefaultBodyLimit::max(body_limit))

@@ -423,10 +423,14 @@ async fn decide(
         Some(row) => row.try_get(0)?,
         None => None,
     };
-    let candidates = store::keys_rows(&read[candidates_statement].rows)?;
+    let (candidates, deleted): (Vec<AssetKeysRow>, Vec<AssetKeysRow>) =
+        store::keys_rows(&read[candidates_statement].rows)?.into_iter().partition(|row| !row.deleted);
     let mut matched = find_match(&candidates, &keys);
-    // An asset created by this report that may be the same machine as an existing one.
-    let mut possible_duplicate_of: Option<i64> = None;
+    // An asset created by this report that may be the same machine as an existing one: a
+    // deleted record is never matched (as a retired one is not), but the new asset says which
+    // record it may repeat.
+    let mut possible_duplicate_of: Option<i64> =
+        if matched.is_none() { find_match(&deleted, &keys).map(|(row, _)| row.id) } else { None };
 
     // A host key binds through a host name only to an asset without a stored strong key (one
     // registered by hand, before its agent was deployed). An asset that has a board UUID, board
@@ -548,8 +552,9 @@ async fn decide(
                 writes.push(q);
                 // Also where people look for what needs attention.
                 let message = format!(
-                    "possible duplicate of asset {other}: this report could not be tied to it by board or machine \
-                     identity, so it created a new asset; merge or retire one of them"
+                    "possible duplicate of asset {other}: this report could not be tied to it (that record is deleted, \
+                     or shares only a host name or a collection target with it), so it created a new asset; merge \
+                     or delete one of them"
                 );
                 writes.push(identity_error(id, report, source, &message, now));
             }

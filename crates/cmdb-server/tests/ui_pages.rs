@@ -555,9 +555,11 @@ async fn possible_duplicates_are_flagged_everywhere(backend: Backend) {
     let (old, new) = server.retired_host_reports_again("web-01.example", "web-01-new.example").await;
     assert_ne!(new, old);
     // Two others share only a placeholder serial: not duplicates.
-    for host in ["oem-1.example", "oem-2.example"] {
+    for (n, host) in ["oem-1.example", "oem-2.example"].into_iter().enumerate() {
         let mut doc = report(host);
         doc["sections"]["board"]["data"]["sn"] = json!("To Be Filled By O.E.M.");
+        // Their own network cards: a shared MAC address would rightly flag them.
+        doc["sections"]["nic"]["data"]["interfaces"][0]["hwaddr"] = json!(format!("00:1c:42:00:00:0{n}"));
         server.ingest(&doc).await;
     }
     let mut viewer = server.login("viewer").await;
@@ -566,7 +568,7 @@ async fn possible_duplicates_are_flagged_everywhere(backend: Backend) {
     for (id, other, other_name) in [(old, new, "web-01-new.example"), (new, old, "web-01.example")] {
         let page = viewer.get(&format!("/assets/{id}")).await.body;
         assert!(page.contains("id=\"possible-duplicates\""), "asset {id}");
-        assert!(page.contains(&format!("{other_name}</a> (asset {other}, same board serial)")), "asset {id}");
+        assert!(page.contains(&format!("{other_name}</a> (asset {other}, same board serial")), "asset {id}");
     }
     let detail = cmdb_server::service::assets::detail(&server.db, old).await.expect("detail");
     assert_eq!(detail.possible_duplicates.iter().map(|d| d.asset_id).collect::<Vec<_>>(), vec![new]);
@@ -587,7 +589,11 @@ async fn possible_duplicates_are_flagged_everywhere(backend: Backend) {
         .map(|r| (r[1].to_owned(), r[column].to_owned()))
         .collect();
     assert_eq!(flagged.len(), 2, "{flagged:?}");
-    assert!(flagged.contains(&("web-01.example".to_owned(), format!("{new} web-01-new.example (same board serial)"))));
+    let expected = format!("{new} web-01-new.example (same board serial");
+    assert!(
+        flagged.iter().any(|(host, value)| host == "web-01.example" && value.starts_with(&expected)),
+        "{flagged:?}"
+    );
 }
 
 on_both_backends!(

@@ -183,7 +183,7 @@ pub(crate) struct SnapshotBody {
 }
 
 /// Reads an optional JSON body into `T`: empty is `T::default()`.
-fn json_body<T: serde::de::DeserializeOwned + Default>(
+pub(crate) fn json_body<T: serde::de::DeserializeOwned + Default>(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     optional: bool,
@@ -242,7 +242,7 @@ pub(crate) async fn take_snapshot(
 }
 
 /// Records an audited action; a failure to record is logged, not fatal to the request.
-async fn audit(state: &Shared, principal: &Principal, action: &str, detail: &str) {
+pub(crate) async fn audit(state: &Shared, principal: &Principal, action: &str, detail: &str) {
     if let Err(e) = crate::service::audit_log::record(&state.db, &principal.name, action, detail).await {
         tracing::warn!(error = %e, action, "cannot write the audit log");
     }

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod openapi;
+pub mod record;
 pub mod strict_query;
 
 use std::sync::Arc;

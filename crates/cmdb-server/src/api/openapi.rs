@@ -60,6 +60,7 @@ fn list_item_schema() -> Value {
         (name = "export", description = "List exports."),
         (name = "import", description = "CSV import."),
         (name = "lists", description = "Managed lists of IDC, business unit and tag values."),
+        (name = "fields", description = "Custom fields of the asset record (the finance set among them)."),
         (name = "meta", description = "This document."),
     ),
     paths(
@@ -69,6 +70,15 @@ fn list_item_schema() -> Value {
         crate::api::register_asset,
         crate::api::get_asset,
         crate::api::patch_asset,
+        crate::api::record::delete_asset,
+        crate::api::record::merge_asset,
+        crate::api::record::restore_asset,
+        crate::api::record::list_duplicates,
+        crate::api::record::list_fields,
+        crate::api::record::get_field,
+        crate::api::record::create_field,
+        crate::api::record::change_field,
+        crate::api::record::delete_field,
         crate::api::asset_changes,
         crate::api::change_feed,
         crate::api::errors,
@@ -329,7 +339,8 @@ mod tests {
 
     #[test]
     fn every_handler_is_documented_where_it_is_routed() {
-        let sources = [include_str!("../app.rs"), include_str!("mod.rs"), include_str!("audit.rs")];
+        let sources =
+            [include_str!("../app.rs"), include_str!("mod.rs"), include_str!("audit.rs"), include_str!("record.rs")];
         let mut routed: Vec<_> =
             sources.iter().flat_map(|s| routes(s)).filter(|(_, path, _)| path.starts_with("/api/v1")).collect();
         let mut documented: Vec<_> = sources.iter().flat_map(|s| annotations(s)).collect();

@@ -42,11 +42,11 @@ const CHUNK: usize = 500;
 pub use crate::service::time::SETTLE_SECS;
 
 /// Columns an as-of row has besides its id, in the order [`bind_rebuilt`] binds them: the list
-/// columns ([`LIST`]) and the search terms.
+/// columns ([`LIST`]), the search terms, when the record was deleted, and its custom values.
 fn row_columns() -> &'static str {
     static TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         let mut names: Vec<&str> = LIST.iter().filter(|c| c.key != "id").map(|c| c.key).collect();
-        names.push("terms");
+        names.extend(["terms", "deleted_at", "custom"]);
         names.join(", ")
     });
     &TEXT
@@ -124,6 +124,7 @@ impl Rebuilt {
         AssetListItem {
             id: self.asset_id,
             hostname: s.hostname.clone(),
+            asset_tag: b.asset_tag.clone(),
             status: b.status.as_str().to_owned(),
             idc: b.idc.clone(),
             cabinet: b.cabinet.clone(),
@@ -165,6 +166,7 @@ fn bind_rebuilt(row: &mut RowBuilder<'_>, r: &Rebuilt) {
     let s = &r.summary;
     let b = &s.business;
     row.bind(s.hostname.clone())
+        .bind(b.asset_tag.clone())
         .bind(b.status.as_str())
         .bind(b.idc.clone())
         .bind(b.cabinet.clone())
@@ -186,7 +188,9 @@ fn bind_rebuilt(row: &mut RowBuilder<'_>, r: &Rebuilt) {
         .bind(r.last_seen_at)
         .bind(r.last_collected_at)
         .bind(r.created_at)
-        .bind(r.terms.clone());
+        .bind(r.terms.clone())
+        .bind(s.deleted_at)
+        .bind(s.custom_column());
 }
 
 /// The latest complete snapshot at or before `at` (Unix µs).
@@ -493,6 +497,8 @@ pub struct AsOfRow {
     pub item: AssetListItem,
     /// The search terms, each preceded by a newline.
     pub terms: String,
+    /// The record was deleted (or merged) by then: it is in no list.
+    pub deleted: bool,
 }
 
 /// The list rows of recent snapshots, in memory. A complete snapshot never changes, so its rows
@@ -610,7 +616,11 @@ async fn load_snapshot_part(db: &Db, snapshot: SnapshotRef, from: i64, to: i64) 
         sqlx::query(sqlx::AssertSqlSafe(q)).bind(snapshot.id).bind(from).bind(to).fetch_all(db.reader()).await?;
     let mut rows = Vec::with_capacity(fetched.len());
     for row in &fetched {
-        rows.push(AsOfRow { item: list_item(row)?, terms: row.try_get(terms_index)? });
+        rows.push(AsOfRow {
+            item: list_item(row)?,
+            terms: row.try_get(terms_index)?,
+            deleted: row.try_get::<Option<i64>, _>(terms_index + 1)?.is_some(),
+        });
     }
     Ok(rows)
 }
@@ -633,7 +643,8 @@ impl RowsAt {
         while let Some(chunk) = rebuilder.next_chunk(&mut tx).await? {
             for r in chunk {
                 let l = r.upto;
-                let row = std::sync::Arc::new(AsOfRow { item: r.list_item(), terms: r.terms });
+                let deleted = r.summary.deleted_at.is_some();
+                let row = std::sync::Arc::new(AsOfRow { item: r.list_item(), terms: r.terms, deleted });
                 cache.keep_rebuilt(sid, l, row.clone());
                 changed.push(row);
             }
@@ -647,8 +658,13 @@ impl RowsAt {
         Ok(RowsAt { base, changed })
     }
 
-    /// Every row, in asset id order (both parts are in id order: a merge).
+    /// Every row of a record not deleted by then, in asset id order.
     fn iter(&self) -> impl Iterator<Item = &AsOfRow> {
+        self.all().filter(|r| !r.deleted)
+    }
+
+    /// Every row, in asset id order (both parts are in id order: a merge).
+    fn all(&self) -> impl Iterator<Item = &AsOfRow> {
         let mut base = self.base.iter().peekable();
         let mut changed = self.changed.iter().map(|r| &**r).peekable();
         std::iter::from_fn(move || match (base.peek(), changed.peek()) {

@@ -5,7 +5,7 @@
 
 use cmdb_model::business::{AssetStatus, BusinessFields};
 use cmdb_model::diff::{ChangeOp, apply, diff_section};
-use cmdb_model::state::{AssetState, BUSINESS_SECTION, HOST_SECTION, SectionState};
+use cmdb_model::state::{AssetState, BUSINESS_SECTION, HOST_SECTION, IDENTITY_SECTION, SectionState};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sqlx::{AnyConnection, Row};
@@ -26,6 +26,8 @@ pub struct AssetListItem {
     pub id: i64,
     /// Host name.
     pub hostname: String,
+    /// Asset tag.
+    pub asset_tag: Option<String>,
     /// Business status.
     pub status: String,
     /// Data centre.
@@ -122,6 +124,7 @@ pub const LIST: &[ListColumn] = {
     &[
         column("id", "Id", Id, true, "Asset id."),
         column("hostname", "Host name", Text, true, "Host name."),
+        column("asset_tag", "Asset tag", OptionalText, true, "The organisation's asset tag."),
         column("status", "Status", Text, true, "Business status: racked, online, offline or retired."),
         column("idc", "IDC", OptionalText, true, "Data centre."),
         column("cabinet", "Cabinet", OptionalText, true, "Cabinet."),
@@ -168,32 +171,52 @@ pub fn list_keys() -> &'static [&'static str] {
 
 /// Decodes a row selected with [`list_columns`].
 pub fn list_item(row: &sqlx::any::AnyRow) -> Result<AssetListItem, sqlx::Error> {
-    let tags: String = row.try_get(8)?;
-    let ips: String = row.try_get(18)?;
+    // Columns in LIST order; a counter keeps the decoder in step with the list.
+    let mut at = 0usize;
+    let mut next = || {
+        at += 1;
+        at - 1
+    };
+    let id = row.try_get(next())?;
+    let hostname = row.try_get(next())?;
+    let asset_tag = row.try_get(next())?;
+    let status = row.try_get(next())?;
+    let idc = row.try_get(next())?;
+    let cabinet = row.try_get(next())?;
+    let cabinet_u = row.try_get(next())?;
+    let business_unit = row.try_get(next())?;
+    let owner = row.try_get(next())?;
+    let tags: String = row.try_get(next())?;
     Ok(AssetListItem {
-        id: row.try_get(0)?,
-        hostname: row.try_get(1)?,
-        status: row.try_get(2)?,
-        idc: row.try_get(3)?,
-        cabinet: row.try_get(4)?,
-        cabinet_u: row.try_get(5)?,
-        business_unit: row.try_get(6)?,
-        owner: row.try_get(7)?,
+        id,
+        hostname,
+        asset_tag,
+        status,
+        idc,
+        cabinet,
+        cabinet_u,
+        business_unit,
+        owner,
         tags: tags.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect(),
-        os_name: row.try_get(9)?,
-        os_version: row.try_get(10)?,
-        manufacturer: row.try_get(11)?,
-        model: row.try_get(12)?,
-        serial: row.try_get(13)?,
-        cpu_model: row.try_get(14)?,
-        cpu_count: row.try_get(15)?,
-        memory_mb: row.try_get(16)?,
-        disk_bytes: row.try_get(17)?,
-        ip_addresses: ips.split(' ').filter(|t| !t.is_empty()).map(str::to_owned).collect(),
-        manage_address: row.try_get(19)?,
-        last_seen_at: row.try_get::<Option<i64>, _>(20)?.map(from_us),
-        last_collected_at: row.try_get::<Option<i64>, _>(21)?.map(from_us),
-        created_at: from_us(row.try_get(22)?),
+        os_name: row.try_get(next())?,
+        os_version: row.try_get(next())?,
+        manufacturer: row.try_get(next())?,
+        model: row.try_get(next())?,
+        serial: row.try_get(next())?,
+        cpu_model: row.try_get(next())?,
+        cpu_count: row.try_get(next())?,
+        memory_mb: row.try_get(next())?,
+        disk_bytes: row.try_get(next())?,
+        ip_addresses: row
+            .try_get::<String, _>(next())?
+            .split(' ')
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        manage_address: row.try_get(next())?,
+        last_seen_at: row.try_get::<Option<i64>, _>(next())?.map(from_us),
+        last_collected_at: row.try_get::<Option<i64>, _>(next())?.map(from_us),
+        created_at: from_us(row.try_get(next())?),
     })
 }
 
@@ -208,6 +231,8 @@ pub struct ListQuery {
     pub q: Option<String>,
     /// Status (racked, online, offline, retired).
     pub status: Option<String>,
+    /// Asset tag (exact).
+    pub asset_tag: Option<String>,
     /// IDC.
     pub idc: Option<String>,
     /// Business unit.
@@ -271,6 +296,7 @@ pub struct AssetPage {
 pub fn equality_filters(query: &ListQuery) -> Vec<(&'static str, String)> {
     [
         ("status", &query.status),
+        ("asset_tag", &query.asset_tag),
         ("idc", &query.idc),
         ("business_unit", &query.business_unit),
         ("os_name", &query.os),
@@ -357,6 +383,7 @@ impl ListFilter {
         for (column, value) in &self.equal {
             let actual = match *column {
                 "status" => Some(item.status.as_str()),
+                "asset_tag" => item.asset_tag.as_deref(),
                 "idc" => item.idc.as_deref(),
                 "business_unit" => item.business_unit.as_deref(),
                 "os_name" => item.os_name.as_deref(),
@@ -406,6 +433,7 @@ impl ListOrder {
         match self.column {
             "id" => SortValue::Int(Some(item.id)),
             "status" => SortValue::Text(Some(&item.status)),
+            "asset_tag" => SortValue::Text(item.asset_tag.as_deref()),
             "idc" => SortValue::Text(item.idc.as_deref()),
             "business_unit" => SortValue::Text(item.business_unit.as_deref()),
             "owner" => SortValue::Text(item.owner.as_deref()),
@@ -456,9 +484,13 @@ impl ListOrder {
     }
 }
 
-/// Appends the WHERE clause for `query`'s filters.
+/// The condition that keeps deleted (and merged) records off every list, count and choice: the
+/// one definition of "not deleted" in SQL.
+pub const NOT_DELETED: &str = "deleted_at IS NULL";
+
+/// Appends the WHERE clause for `query`'s filters (deleted records are never listed).
 pub fn push_filters(q: &mut Sql, backend: Backend, query: &ListQuery) {
-    q.push(" WHERE 1 = 1");
+    q.push(" WHERE ").push(NOT_DELETED);
     let prefixes = search_prefixes(query);
     if !prefixes.is_empty() {
         q.push(" AND id IN (SELECT asset_id FROM search_terms WHERE ");
@@ -539,9 +571,14 @@ pub struct AssetDetail {
     /// name, a report collected for another target).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub possible_duplicate_of: Option<i64>,
-    /// Other assets that share this one's board serial or UUID now: possibly the same machine
-    /// (see [`crate::service::duplicates`]).
+    /// Other assets that may be the same machine now (see [`crate::service::duplicates`]).
     pub possible_duplicates: Vec<crate::service::duplicates::SharedIdentity>,
+    /// When the record was deleted (RFC 3339), while it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<String>,
+    /// The asset this record was merged into: read that one instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<i64>,
 }
 
 /// Reads one asset.
@@ -571,7 +608,7 @@ pub fn detail_from_state(summary: AssetListItem, state: &AssetState) -> AssetDet
     let sections = state
         .sections
         .iter()
-        .filter(|(name, _)| name.as_str() != BUSINESS_SECTION)
+        .filter(|(name, _)| name.as_str() != BUSINESS_SECTION && name.as_str() != IDENTITY_SECTION)
         .map(|(name, s)| (name.clone(), s.to_data(name)))
         .collect();
     AssetDetail {
@@ -581,10 +618,14 @@ pub fn detail_from_state(summary: AssetListItem, state: &AssetState) -> AssetDet
         as_of: None,
         possible_duplicate_of: None,
         possible_duplicates: Vec::new(),
+        deleted_at: state.str_field(IDENTITY_SECTION, "deleted_at").map(str::to_owned),
+        merged_into: state.field(IDENTITY_SECTION, "merged_into").and_then(Value::as_i64),
     }
 }
 
-async fn write_ops(
+/// Applies `ops` to `state` and writes them with the state and its summary (the one way an edit
+/// reaches the store).
+pub(crate) async fn write_ops(
     conn: &mut AnyConnection,
     backend: Backend,
     asset_id: i64,
@@ -620,6 +661,30 @@ fn check_lists(lists: &ManagedLists, next: &BusinessFields, fields: &Map<String,
     }
 }
 
+/// Refuses an asset tag another asset (not deleted) holds: 409 naming the holder. The unique
+/// index holds the rule against concurrent writers; this names who has the tag.
+pub async fn check_tag_free(
+    conn: &mut AnyConnection,
+    tag: Option<&str>,
+    asset: Option<i64>,
+) -> Result<(), ServiceError> {
+    let Some(tag) = tag else { return Ok(()) };
+    let holder = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT id, hostname FROM assets WHERE asset_tag = $1 AND {NOT_DELETED} AND id <> $2"
+    )))
+    .bind(tag.to_owned())
+    .bind(asset.unwrap_or(0))
+    .fetch_optional(&mut *conn)
+    .await?;
+    match holder {
+        Some(row) => {
+            let (id, hostname): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
+            Err(ServiceError::Conflict(format!("asset tag {tag:?} is held by asset {id} ({hostname})")))
+        }
+        None => Ok(()),
+    }
+}
+
 /// Registers a host by hand: `fields` holds `hostname` plus any business fields. Status defaults
 /// to racked.
 pub async fn register(db: &Db, source: &str, fields: Map<String, Value>) -> Result<i64, ServiceError> {
@@ -647,14 +712,17 @@ pub async fn register_in(
             });
         }
     };
+    let definitions = crate::service::custom_fields::definitions_in(conn).await?;
     let business = BusinessFields::default()
-        .patched(&fields)
+        .patched(&fields, &definitions)
         .map_err(|e| ServiceError::Invalid { field: format!("/{}", e.field), message: e.to_string() })?;
     check_lists(lists, &business, &fields)?;
-    let existing = sqlx::query("SELECT id FROM assets WHERE hostname = $1 AND status <> 'retired'")
-        .bind(hostname.clone())
-        .fetch_optional(&mut *conn)
-        .await?;
+    check_tag_free(conn, business.asset_tag.as_deref(), None).await?;
+    let existing =
+        sqlx::query("SELECT id FROM assets WHERE hostname = $1 AND status <> 'retired' AND deleted_at IS NULL")
+            .bind(hostname.clone())
+            .fetch_optional(&mut *conn)
+            .await?;
     if let Some(row) = existing {
         let id: i64 = row.try_get(0)?;
         return Err(ServiceError::Conflict(format!("asset {id} already has host name {hostname:?}")));
@@ -693,10 +761,14 @@ pub async fn patch_business_in(
     let mut state = store::load_state(conn, id).await?;
     let current =
         state.sections.get(BUSINESS_SECTION).map(|s| BusinessFields::from_fields(&s.fields)).unwrap_or_default();
+    let definitions = crate::service::custom_fields::definitions_in(conn).await?;
     let next = current
-        .patched(patch)
+        .patched(patch, &definitions)
         .map_err(|e| ServiceError::Invalid { field: format!("/{}", e.field), message: e.to_string() })?;
     check_lists(lists, &next, patch)?;
+    if next.asset_tag != current.asset_tag {
+        check_tag_free(conn, next.asset_tag.as_deref(), Some(id)).await?;
+    }
     let mut ops = Vec::new();
     diff_section(
         BUSINESS_SECTION,
@@ -736,6 +808,7 @@ mod tests {
         let item = AssetListItem {
             id: 1,
             hostname: String::new(),
+            asset_tag: None,
             status: String::new(),
             idc: None,
             cabinet: None,

@@ -63,7 +63,7 @@ pub async fn targets(db: &Db, cutoff: DateTime<Utc>, mode: Option<&str>) -> Resu
     // addresses (a due host must not share an address with one that reported today).
     let rows = sqlx::query(
         "SELECT id, hostname, manage_address, ssh_port, salt_minion_id, last_seen_at FROM assets \
-         WHERE status = 'online' ORDER BY id",
+         WHERE status = 'online' AND deleted_at IS NULL ORDER BY id",
     )
     .fetch_all(db.reader())
     .await?;

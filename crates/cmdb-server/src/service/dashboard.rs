@@ -8,6 +8,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use crate::db::{Db, from_us};
+use crate::service::assets::NOT_DELETED;
 use crate::service::{Calendar, ServiceError};
 
 /// How many assets have a value (`None`: no value).
@@ -41,7 +42,7 @@ pub struct Counts {
 async fn group_by(db: &Db, column: &str) -> Result<Vec<Count>, ServiceError> {
     // `column` is one of our literals (see callers), never input.
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {column}, COUNT(*) FROM assets GROUP BY {column} ORDER BY 2 DESC, 1"
+        "SELECT {column}, COUNT(*) FROM assets WHERE {NOT_DELETED} GROUP BY {column} ORDER BY 2 DESC, 1"
     )))
     .fetch_all(db.reader())
     .await?;
@@ -61,8 +62,11 @@ pub async fn counts(db: &Db) -> Result<Counts, ServiceError> {
     let owner = group_by(db, "owner").await?;
     // Tags are stored as ",a,b,": count each combination in SQL, then split.
     let mut tag_counts: BTreeMap<String, i64> = BTreeMap::new();
-    for row in
-        sqlx::query("SELECT tags, COUNT(*) FROM assets WHERE tags <> '' GROUP BY tags").fetch_all(db.reader()).await?
+    for row in sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT tags, COUNT(*) FROM assets WHERE tags <> '' AND {NOT_DELETED} GROUP BY tags"
+    )))
+    .fetch_all(db.reader())
+    .await?
     {
         let tags: String = row.try_get(0)?;
         let count: i64 = row.try_get(1)?;
@@ -133,7 +137,7 @@ pub struct StaleHost {
 pub async fn stale_hosts(db: &Db, cutoff: DateTime<Utc>, limit: i64) -> Result<(i64, Vec<StaleHost>), ServiceError> {
     let cutoff = cutoff.timestamp_micros();
     let total: i64 = sqlx::query(
-        "SELECT COUNT(*) FROM assets WHERE status = 'online' AND (last_seen_at IS NULL OR last_seen_at < $1)",
+        "SELECT COUNT(*) FROM assets WHERE status = 'online' AND deleted_at IS NULL AND (last_seen_at IS NULL OR last_seen_at < $1)",
     )
     .bind(cutoff)
     .fetch_one(db.reader())
@@ -141,7 +145,8 @@ pub async fn stale_hosts(db: &Db, cutoff: DateTime<Utc>, limit: i64) -> Result<(
     .try_get(0)?;
     let rows = sqlx::query(
         "SELECT id, hostname, idc, business_unit, last_seen_at FROM assets \
-         WHERE status = 'online' AND (last_seen_at IS NULL OR last_seen_at < $1) ORDER BY last_seen_at, id LIMIT $2",
+         WHERE status = 'online' AND deleted_at IS NULL AND (last_seen_at IS NULL OR last_seen_at < $1) \
+         ORDER BY last_seen_at, id LIMIT $2",
     )
     .bind(cutoff)
     .bind(limit)
@@ -160,4 +165,49 @@ pub async fn stale_hosts(db: &Db, cutoff: DateTime<Utc>, limit: i64) -> Result<(
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
     Ok((total, hosts))
+}
+
+/// An asset whose warranty ends soon.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct WarrantyEnding {
+    /// Asset id.
+    pub id: i64,
+    /// Host name.
+    pub hostname: String,
+    /// Asset tag.
+    pub asset_tag: Option<String>,
+    /// The last day of the warranty (`YYYY-MM-DD`).
+    pub warranty_end: String,
+}
+
+/// Assets (not deleted) whose `warranty_end` custom field falls in [`from`, `from` + `days`],
+/// soonest first; at most `limit`. Dates are stored as `YYYY-MM-DD`, so text order is date order.
+pub async fn warranties_ending(
+    db: &Db,
+    from: chrono::NaiveDate,
+    days: i64,
+    limit: i64,
+) -> Result<Vec<WarrantyEnding>, ServiceError> {
+    let end = crate::service::custom_fields::value_sql(db.backend(), "warranty_end");
+    let sql = format!(
+        "SELECT id, hostname, asset_tag, {end} FROM assets WHERE {NOT_DELETED} AND {end} >= $1 AND {end} <= $2 \
+         ORDER BY 4, id LIMIT $3"
+    );
+    let last = from + chrono::Duration::days(days);
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(from.format("%Y-%m-%d").to_string())
+        .bind(last.format("%Y-%m-%d").to_string())
+        .bind(limit)
+        .fetch_all(db.reader())
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(WarrantyEnding {
+                id: row.try_get(0)?,
+                hostname: row.try_get(1)?,
+                asset_tag: row.try_get(2)?,
+                warranty_end: row.try_get(3)?,
+            })
+        })
+        .collect()
 }

@@ -92,6 +92,7 @@ fn list_cells(item: &AssetListItem) -> Vec<Cell> {
     vec![
         Cell::Int(item.id),
         Cell::Text(item.hostname.clone()),
+        Cell::text(item.asset_tag.as_deref()),
         Cell::Text(item.status.clone()),
         Cell::text(item.idc.as_deref()),
         Cell::text(item.cabinet.as_deref()),
@@ -639,6 +640,13 @@ pub async fn for_each_asset_as_of(
     let changed = asof::rebuild_changed(&mut conn, snapshot, at_us, None, true).await?;
     let mut changed = changed.into_iter().peekable();
     let mut count = 0u64;
+    // Records deleted (or merged) by `at` are in no export of that time.
+    let mut each = |r: &Rebuilt| -> Result<u64, ServiceError> {
+        if r.summary.deleted_at.is_some() {
+            return Ok(0);
+        }
+        each(r).map(|()| 1)
+    };
     if let Some(s) = snapshot {
         let mut after = i64::MIN;
         loop {
@@ -658,12 +666,10 @@ pub async fn for_each_asset_as_of(
                 let asset_id: i64 = row.try_get(0)?;
                 after = asset_id;
                 while let Some(next) = changed.next_if(|c| c.asset_id < asset_id) {
-                    each(&next)?;
-                    count += 1;
+                    count += each(&next)?;
                 }
                 if let Some(next) = changed.next_if(|c| c.asset_id == asset_id) {
-                    each(&next)?;
-                    count += 1;
+                    count += each(&next)?;
                     continue;
                 }
                 let text: String = row.try_get(5)?;
@@ -676,14 +682,12 @@ pub async fn for_each_asset_as_of(
                     (row.try_get(3)?, row.try_get(4)?),
                     state,
                 );
-                each(&rebuilt)?;
-                count += 1;
+                count += each(&rebuilt)?;
             }
         }
     }
     for next in changed {
-        each(&next)?;
-        count += 1;
+        count += each(&next)?;
     }
     Ok(count)
 }

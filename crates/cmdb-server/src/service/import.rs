@@ -238,7 +238,9 @@ async fn plan(db: &Db, parsed: Vec<Parsed>, errors: &mut Vec<LineError>) -> Resu
     let mut by_name: HashMap<String, Vec<i64>> = HashMap::new();
     let names: Vec<String> = names.into_iter().collect();
     for chunk in names.chunks(500) {
-        let mut q = Sql::new("SELECT id, hostname FROM assets WHERE status <> 'retired' AND hostname IN ");
+        let mut q = Sql::new(
+            "SELECT id, hostname FROM assets WHERE status <> 'retired' AND deleted_at IS NULL AND hostname IN ",
+        );
         q.bind_list(chunk.iter().map(|n| n.as_str()));
         for row in q.query().fetch_all(db.reader()).await? {
             by_name.entry(row.try_get(1)?).or_default().push(row.try_get(0)?);
@@ -302,6 +304,7 @@ async fn plan(db: &Db, parsed: Vec<Parsed>, errors: &mut Vec<LineError>) -> Resu
         }
     }
     let managed = lists::all(db).await?;
+    let definitions = crate::service::custom_fields::definitions(db).await?;
     let mut claimed: HashMap<String, u64> = HashMap::new();
     let mut out = Vec::with_capacity(parsed.len());
     for (p, target) in parsed.into_iter().zip(targets) {
@@ -331,7 +334,7 @@ async fn plan(db: &Db, parsed: Vec<Parsed>, errors: &mut Vec<LineError>) -> Resu
             continue;
         }
         let before = target.and_then(|id| current.get(&id).cloned()).unwrap_or_default();
-        let next = match before.patched(&p.patch) {
+        let next = match before.patched(&p.patch, &definitions) {
             Ok(next) => next,
             Err(e) => {
                 errors.push(LineError { line: p.line, column: Some(e.field.clone()), message: e.message });

@@ -12,6 +12,7 @@ use sqlx::Row;
 
 use crate::db::{Db, from_us, now_us};
 use crate::service::ServiceError;
+use crate::service::assets::NOT_DELETED;
 
 /// Which list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -104,7 +105,7 @@ async fn usage(db: &Db, kind: ListKind) -> Result<BTreeMap<String, i64>, Service
         ListKind::Idc | ListKind::BusinessUnit => {
             let column = kind.as_str();
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {column}, COUNT(*) FROM assets WHERE {column} IS NOT NULL GROUP BY {column}"
+                "SELECT {column}, COUNT(*) FROM assets WHERE {column} IS NOT NULL AND {NOT_DELETED} GROUP BY {column}"
             )))
             .fetch_all(db.reader())
             .await?;
@@ -115,7 +116,10 @@ async fn usage(db: &Db, kind: ListKind) -> Result<BTreeMap<String, i64>, Service
         ListKind::Tag => {
             // Tags live in one ",a,b," column; counting them in Rust is one pass over the
             // non-empty ones rather than one LIKE scan per tag.
-            let rows = sqlx::query("SELECT tags FROM assets WHERE tags <> ''").fetch_all(db.reader()).await?;
+            let rows =
+                sqlx::query(sqlx::AssertSqlSafe(format!("SELECT tags FROM assets WHERE tags <> '' AND {NOT_DELETED}")))
+                    .fetch_all(db.reader())
+                    .await?;
             for row in rows {
                 let tags: String = row.try_get(0)?;
                 for tag in tags.split(',').filter(|t| !t.is_empty()) {

@@ -11,6 +11,9 @@
 //! - [`export`]: CSV and XLSX of the list, and the audit workbook.
 //! - [`import`]: CSV import of hosts and business fields.
 //! - [`lists`]: the managed IDC, business unit and tag lists.
+//! - [`custom_fields`]: fields admins add to the asset record (the finance set first).
+//! - [`record`]: deleting, restoring and merging asset records, in history.
+//! - [`labels`]: printable asset labels (Code 128 of the tag, QR code of the page).
 //! - [`readable`]: an asset's sections with labels and units, as the asset page shows them.
 //! - [`duplicates`]: assets that share a board serial or UUID (one rule, flagged everywhere).
 //! - [`history`]: an asset's timeline, the change log, the change feed.
@@ -27,14 +30,17 @@ pub mod assets;
 pub mod audit_log;
 pub mod collect;
 pub mod collection_errors;
+pub mod custom_fields;
 pub mod dashboard;
 pub mod duplicates;
 pub mod error;
 pub mod export;
 pub mod history;
 pub mod import;
+pub mod labels;
 pub mod lists;
 pub mod readable;
+pub mod record;
 pub mod time;
 
 pub use error::ServiceError;

@@ -61,6 +61,11 @@ pub struct AssetKeysRow {
     pub last_collected_at: Option<i64>,
     /// Bumped by every state write: a cached state of the same version is current.
     pub version: i64,
+    /// The record is deleted (or merged into another): reports never land on it.
+    pub deleted: bool,
+    /// For a row read through a merge alias: the merged asset whose keys these are (`id` is the
+    /// survivor's).
+    pub alias_of: Option<i64>,
 }
 
 impl AssetKeysRow {
@@ -84,32 +89,36 @@ impl AssetKeysRow {
     }
 }
 
-const KEYS_COLUMNS: &str = "id, hostname, board_uuid, board_sn, board_manufacturer, machine_id, status, last_seen_at, last_collected_at, version";
+const KEYS_COLUMNS: &str = "id, hostname, board_uuid, board_sn, board_manufacturer, machine_id, status, last_seen_at, last_collected_at, version, deleted_at, CAST(NULL AS BIGINT)";
 
-fn keys_row(row: &sqlx::any::AnyRow) -> Result<AssetKeysRow, sqlx::Error> {
+/// Decodes a keys row whose columns start at `at`.
+fn keys_row_at(row: &sqlx::any::AnyRow, at: usize) -> Result<AssetKeysRow, sqlx::Error> {
     Ok(AssetKeysRow {
-        id: row.try_get(0)?,
-        hostname: row.try_get(1)?,
-        board_uuid: row.try_get(2)?,
-        board_sn: row.try_get(3)?,
-        board_manufacturer: row.try_get(4)?,
-        machine_id: row.try_get(5)?,
-        status: row.try_get(6)?,
-        last_seen_at: row.try_get(7)?,
-        last_collected_at: row.try_get(8)?,
-        version: row.try_get(9)?,
+        id: row.try_get(at)?,
+        hostname: row.try_get(at + 1)?,
+        board_uuid: row.try_get(at + 2)?,
+        board_sn: row.try_get(at + 3)?,
+        board_manufacturer: row.try_get(at + 4)?,
+        machine_id: row.try_get(at + 5)?,
+        status: row.try_get(at + 6)?,
+        last_seen_at: row.try_get(at + 7)?,
+        last_collected_at: row.try_get(at + 8)?,
+        version: row.try_get(at + 9)?,
+        deleted: row.try_get::<Option<i64>, _>(at + 10)?.is_some(),
+        alias_of: row.try_get(at + 11)?,
     })
 }
 
-/// The query for every non-retired asset that shares at least one identity key with the report;
-/// decode its rows with [`keys_rows`].
+/// The query for every non-retired asset that shares at least one identity key with the report,
+/// deleted ones included (so a report from a deleted record's machine can say so), and every
+/// survivor of a merge whose aliases share one (read with the alias's keys); decode its rows with
+/// [`keys_rows`]. Rows of the assets themselves come first.
 pub fn identity_candidates(
     board_uuid: Option<&str>,
     board_sn: Option<&str>,
     machine_id: Option<&str>,
     hostnames: &[&str],
 ) -> Sql {
-    let mut q = Sql::new(format!("SELECT {KEYS_COLUMNS} FROM assets WHERE status <> 'retired' AND ("));
     let mut terms: Vec<(&str, &str)> = Vec::new();
     if let Some(uuid) = board_uuid {
         terms.push(("board_uuid", uuid));
@@ -123,19 +132,27 @@ pub fn identity_candidates(
     for hostname in hostnames {
         terms.push(("hostname", hostname));
     }
-    for (index, (column, value)) in terms.iter().enumerate() {
-        if index > 0 {
-            q.push(" OR ");
+    let push_terms = |q: &mut Sql, prefix: &str| {
+        for (index, (column, value)) in terms.iter().enumerate() {
+            if index > 0 {
+                q.push(" OR ");
+            }
+            q.push(prefix).push(column).push(" = ").bind(*value);
         }
-        q.push(column).push(" = ").bind(*value);
-    }
-    q.push(") ORDER BY last_seen_at DESC, id DESC LIMIT 50");
+    };
+    let mut q = Sql::new(format!(
+        "SELECT * FROM (SELECT 0 AS via_alias, {KEYS_COLUMNS} FROM assets WHERE status <> 'retired' AND ("
+    ));
+    push_terms(&mut q, "");
+    q.push(") ORDER BY last_seen_at DESC, id DESC LIMIT 50) direct UNION ALL SELECT * FROM (SELECT 1, a.id, l.hostname, l.board_uuid, l.board_sn, l.board_manufacturer, l.machine_id, a.status, a.last_seen_at, a.last_collected_at, a.version, a.deleted_at, l.alias_of FROM asset_aliases l JOIN assets a ON a.id = l.asset_id WHERE a.status <> 'retired' AND (");
+    push_terms(&mut q, "l.");
+    q.push(") LIMIT 50) via ORDER BY 1, 9 DESC, 2 DESC");
     q
 }
 
-/// Decodes the rows of [`identity_candidates`].
+/// Decodes the rows of [`identity_candidates`] (which lead with a column of their own).
 pub fn keys_rows(rows: &[sqlx::any::AnyRow]) -> Result<Vec<AssetKeysRow>, sqlx::Error> {
-    rows.iter().map(keys_row).collect()
+    rows.iter().map(|row| keys_row_at(row, 1)).collect()
 }
 
 /// Reads an asset's keys row, locking it against concurrent writers on PostgreSQL.
@@ -146,14 +163,14 @@ pub async fn lock_asset(
 ) -> Result<Option<AssetKeysRow>, sqlx::Error> {
     let sql = match backend {
         Backend::Postgres => {
-            "SELECT id, hostname, board_uuid, board_sn, board_manufacturer, machine_id, status, last_seen_at, last_collected_at, version FROM assets WHERE id = $1 FOR UPDATE"
+            "SELECT id, hostname, board_uuid, board_sn, board_manufacturer, machine_id, status, last_seen_at, last_collected_at, version, deleted_at, CAST(NULL AS BIGINT) FROM assets WHERE id = $1 FOR UPDATE"
         }
         Backend::Sqlite => {
-            "SELECT id, hostname, board_uuid, board_sn, board_manufacturer, machine_id, status, last_seen_at, last_collected_at, version FROM assets WHERE id = $1"
+            "SELECT id, hostname, board_uuid, board_sn, board_manufacturer, machine_id, status, last_seen_at, last_collected_at, version, deleted_at, CAST(NULL AS BIGINT) FROM assets WHERE id = $1"
         }
     };
     let row = sqlx::query(sql).bind(id).fetch_optional(&mut *conn).await?;
-    row.as_ref().map(keys_row).transpose()
+    row.as_ref().map(|row| keys_row_at(row, 0)).transpose()
 }
 
 /// Recently used asset states by version, so an unchanged report does not reread and reparse the
@@ -406,6 +423,14 @@ pub fn write_summary(
         .bind(summary.disk_bytes)
         .push(", ip_addresses = ")
         .bind(summary.ip_addresses.clone())
+        .push(", asset_tag = ")
+        .bind(b.asset_tag.clone())
+        .push(", custom = ")
+        .bind(summary.custom_column())
+        .push(", deleted_at = ")
+        .bind(summary.deleted_at)
+        .push(", merged_into = ")
+        .bind(summary.merged_into)
         .push(", updated_at = ")
         .bind(now)
         .push(", version = version + 1 WHERE id = ")

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use cmdb_model::business::BusinessFields;
 use cmdb_model::identity::{normalize_machine_id, normalize_serial, normalize_uuid};
-use cmdb_model::state::{AssetState, BUSINESS_SECTION, HOST_SECTION};
+use cmdb_model::state::{AssetState, BUSINESS_SECTION, HOST_SECTION, IDENTITY_SECTION};
 use serde_json::Value;
 
 /// The denormalized columns of an `assets` row.
@@ -47,6 +47,10 @@ pub struct AssetSummary {
     pub disk_bytes: Option<i64>,
     /// Every IPv4/IPv6 address without prefix, space-separated.
     pub ip_addresses: String,
+    /// When the record was deleted (Unix µs), while it is; merged records are deleted too.
+    pub deleted_at: Option<i64>,
+    /// The asset this record was merged into.
+    pub merged_into: Option<i64>,
 }
 
 fn text(state: &AssetState, section: &str, field: &str) -> Option<String> {
@@ -112,7 +116,17 @@ impl AssetSummary {
             // The list's addresses leave out link-local ones (fe80::/10, 169.254/16): every
             // interface has one and none is how a person reaches the host. Search still finds them.
             ip_addresses: addresses(state).into_iter().filter(|a| !is_link_local(a)).collect::<Vec<_>>().join(" "),
+            deleted_at: state
+                .str_field(IDENTITY_SECTION, "deleted_at")
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.timestamp_micros()),
+            merged_into: int(state, IDENTITY_SECTION, "merged_into"),
         }
+    }
+
+    /// Custom values as stored in the `custom` column: the canonical JSON object.
+    pub fn custom_column(&self) -> String {
+        serde_json::to_string(&self.business.custom).unwrap_or_else(|_| "{}".to_owned())
     }
 
     /// Tags as stored in the `tags` column: ",a,b," so one tag filters with `LIKE '%,a,%'`.
@@ -122,7 +136,7 @@ impl AssetSummary {
 }
 
 /// Lowercase search terms for an asset: host names, addresses, MACs, serials, models, owner, IDC,
-/// cabinet, and every
+/// cabinet, asset tag, and every
 /// suffix of a host name that starts after a separator (so "web" finds "prod-web-01").
 pub fn search_terms(state: &AssetState) -> BTreeSet<String> {
     let mut terms = BTreeSet::new();
@@ -146,6 +160,7 @@ pub fn search_terms(state: &AssetState) -> BTreeSet<String> {
         (BUSINESS_SECTION, "owner"),
         (BUSINESS_SECTION, "idc"),
         (BUSINESS_SECTION, "cabinet"),
+        (BUSINESS_SECTION, "asset_tag"),
     ] {
         if let Some(value) = state.str_field(section, field) {
             add(value);

@@ -2,6 +2,7 @@
 //! components, external sections, business fields and their edit form, the change timeline,
 //! collection errors).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
@@ -9,6 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
 use cmdb_model::business::{BusinessFields, FIELD_NAMES};
+use cmdb_model::custom_fields::Definitions;
 use cmdb_model::report::component_list;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -19,6 +21,7 @@ use crate::auth::Role;
 use crate::service::assets::{self, AssetDetail, AssetPage, ListQuery};
 use crate::service::audit_log as audit;
 use crate::service::collection_errors::{self, CollectionError, ErrorFilter};
+use crate::service::custom_fields;
 use crate::service::export;
 use crate::service::history;
 use crate::service::lists::{self, ListKind};
@@ -38,6 +41,9 @@ pub struct ListParams {
     /// Status.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// Asset tag.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asset_tag: Option<String>,
     /// IDC.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idc: Option<String>,
@@ -76,6 +82,7 @@ pub struct ListParams {
 /// Columns the list page can show (the host name always is), in [`assets::LIST`] order, each with
 /// whether it is shown until a person chooses (the default fits 1440 px).
 const PAGE_COLUMNS: &[(&str, bool)] = &[
+    ("asset_tag", true),
     ("status", true),
     ("idc", true),
     ("cabinet", true),
@@ -100,6 +107,7 @@ impl ListParams {
         ListQuery {
             q: self.q.clone(),
             status: self.status.clone(),
+            asset_tag: self.asset_tag.clone(),
             idc: self.idc.clone(),
             business_unit: self.business_unit.clone(),
             tag: self.tag.clone(),
@@ -112,7 +120,7 @@ impl ListParams {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         let query = serde_urlencoded::to_string(self).unwrap_or_default();
         if query.is_empty() { path.to_owned() } else { format!("{path}?{query}") }
     }
@@ -130,7 +138,7 @@ impl ListParams {
     }
 
     /// The filters, sort and as-of date without paging: what an export selects.
-    fn filters_only(&self) -> ListParams {
+    pub(crate) fn filters_only(&self) -> ListParams {
         ListParams { page: None, per_page: None, ..self.clone() }
     }
 }
@@ -167,6 +175,7 @@ struct ListPage {
     as_of: Option<Stated>,
     csv_href: String,
     xlsx_href: String,
+    labels_href: String,
     audit_href: Option<String>,
 }
 
@@ -244,6 +253,7 @@ pub async fn list(
         as_of: as_of.map(|a| a.stated()),
         csv_href: filters.url("/assets/export.csv"),
         xlsx_href: filters.url("/assets/export.xlsx"),
+        labels_href: filters.url("/assets/labels"),
         audit_href,
         params,
         page,
@@ -403,61 +413,73 @@ impl ChangeLine {
     }
 }
 
-/// The edit form's values (text as typed).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct BusinessForm {
-    idc: String,
-    cabinet: String,
-    cabinet_u: String,
-    business_unit: String,
-    owner: String,
-    status: String,
-    tags: String,
-    manage_address: String,
-    ssh_port: String,
-    salt_minion_id: String,
-    notes: String,
+/// The edit form's values (text as typed) by input name: the business fields by name, custom
+/// fields as `custom.<key>`.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(transparent)]
+pub struct BusinessForm(BTreeMap<String, String>);
+
+/// The input name of custom field `key` in the form.
+fn custom_input(key: &str) -> String {
+    format!("custom.{key}")
 }
 
 impl BusinessForm {
     fn from_fields(b: &BusinessFields) -> Self {
-        let text = |v: &Option<String>| v.clone().unwrap_or_default();
-        BusinessForm {
-            idc: text(&b.idc),
-            cabinet: text(&b.cabinet),
-            cabinet_u: b.cabinet_u.map(|u| u.to_string()).unwrap_or_default(),
-            business_unit: text(&b.business_unit),
-            owner: text(&b.owner),
-            status: b.status.as_str().to_owned(),
-            tags: b.tags.join(", "),
-            manage_address: text(&b.manage_address),
-            ssh_port: b.ssh_port.map(|p| p.to_string()).unwrap_or_default(),
-            salt_minion_id: text(&b.salt_minion_id),
-            notes: text(&b.notes),
+        let fields = b.to_fields();
+        let mut form = BTreeMap::new();
+        for name in FIELD_NAMES {
+            let text = match fields.get(*name) {
+                None | Some(Value::Null) => String::new(),
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "),
+                Some(other) => other.to_string(),
+            };
+            form.insert((*name).to_owned(), text);
         }
+        for (key, value) in &b.custom {
+            let text = match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            form.insert(custom_input(key), text);
+        }
+        BusinessForm(form)
     }
 
-    /// The form as a patch of every field (strings; the model parses numbers and tag lists).
-    fn patch(&self) -> Map<String, Value> {
+    /// The value of input `name` (empty when absent).
+    fn get(&self, name: &str) -> &str {
+        self.0.get(name).map_or("", String::as_str)
+    }
+
+    /// The form as a patch of every business field and of the custom fields in `definitions`
+    /// (strings; the model parses numbers, dates and tag lists).
+    fn patch(&self, definitions: &Definitions) -> Map<String, Value> {
+        let value = |text: &str| {
+            let text = text.replace("\r\n", "\n");
+            if text.trim().is_empty() { Value::Null } else { Value::String(text) }
+        };
         let mut map = Map::new();
-        for (name, value) in [
-            ("idc", &self.idc),
-            ("cabinet", &self.cabinet),
-            ("cabinet_u", &self.cabinet_u),
-            ("business_unit", &self.business_unit),
-            ("owner", &self.owner),
-            ("status", &self.status),
-            ("tags", &self.tags),
-            ("manage_address", &self.manage_address),
-            ("ssh_port", &self.ssh_port),
-            ("salt_minion_id", &self.salt_minion_id),
-            ("notes", &self.notes),
-        ] {
-            let value = value.replace("\r\n", "\n");
-            map.insert(name.to_owned(), if value.trim().is_empty() { Value::Null } else { Value::String(value) });
+        for name in FIELD_NAMES {
+            map.insert((*name).to_owned(), value(self.get(name)));
         }
+        let custom: Map<String, Value> =
+            definitions.fields.keys().map(|key| (key.clone(), value(self.get(&custom_input(key))))).collect();
+        map.insert("custom".to_owned(), Value::Object(custom));
         map
+    }
+
+    /// The submitted values (`owner`) and the values when the page was loaded (`orig_owner`).
+    fn split(posted: &BTreeMap<String, String>) -> (BusinessForm, BusinessForm) {
+        let mut submitted = BTreeMap::new();
+        let mut original = BTreeMap::new();
+        for (name, value) in posted {
+            match name.strip_prefix("orig_") {
+                Some(name) => original.insert(name.to_owned(), value.clone()),
+                None => submitted.insert(name.clone(), value.clone()),
+            };
+        }
+        (BusinessForm(submitted), BusinessForm(original))
     }
 }
 
@@ -496,6 +518,8 @@ struct DetailPage {
     idcs: Vec<Count>,
     business_units: Vec<Count>,
     managed: ManagedChoices,
+    /// Every custom field, deleted ones too (their values stay on the page, labelled).
+    custom_fields: Vec<custom_fields::CustomField>,
     timeline: Vec<history::Grouped<ChangeLine>>,
     older: Option<String>,
     errors: Vec<CollectionError>,
@@ -559,6 +583,11 @@ async fn render_detail(
         },
         None => assets::detail(db, id).await?,
     };
+    // A merged record is read through the one it was merged into (its own history stays there as
+    // of earlier dates).
+    if let (Some(survivor), None) = (asset.merged_into, as_of) {
+        return Ok(Redirect::to(&format!("/assets/{survivor}")).into_response());
+    }
     let mut facts = Vec::new();
     let mut components = Vec::new();
     let mut external = Vec::new();
@@ -612,6 +641,7 @@ async fn render_detail(
         idcs: figures.counts.idc.clone(),
         business_units: figures.counts.business_unit.clone(),
         managed: ManagedChoices::load(db).await?,
+        custom_fields: custom_fields::list(db, true).await?,
         timeline,
         older,
         errors,
@@ -636,67 +666,8 @@ pub async fn detail(
 }
 
 /// The edit form: the values as submitted (`owner`) and as they were when the page was loaded
-/// (`orig_owner`), for every field.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct BusinessFormFields {
-    idc: String,
-    cabinet: String,
-    cabinet_u: String,
-    business_unit: String,
-    owner: String,
-    status: String,
-    tags: String,
-    manage_address: String,
-    ssh_port: String,
-    salt_minion_id: String,
-    notes: String,
-    orig_idc: String,
-    orig_cabinet: String,
-    orig_cabinet_u: String,
-    orig_business_unit: String,
-    orig_owner: String,
-    orig_status: String,
-    orig_tags: String,
-    orig_manage_address: String,
-    orig_ssh_port: String,
-    orig_salt_minion_id: String,
-    orig_notes: String,
-}
-
-impl BusinessFormFields {
-    fn split(&self) -> (BusinessForm, BusinessForm) {
-        let f = self;
-        (
-            BusinessForm {
-                idc: f.idc.clone(),
-                cabinet: f.cabinet.clone(),
-                cabinet_u: f.cabinet_u.clone(),
-                business_unit: f.business_unit.clone(),
-                owner: f.owner.clone(),
-                status: f.status.clone(),
-                tags: f.tags.clone(),
-                manage_address: f.manage_address.clone(),
-                ssh_port: f.ssh_port.clone(),
-                salt_minion_id: f.salt_minion_id.clone(),
-                notes: f.notes.clone(),
-            },
-            BusinessForm {
-                idc: f.orig_idc.clone(),
-                cabinet: f.orig_cabinet.clone(),
-                cabinet_u: f.orig_cabinet_u.clone(),
-                business_unit: f.orig_business_unit.clone(),
-                owner: f.orig_owner.clone(),
-                status: f.orig_status.clone(),
-                tags: f.orig_tags.clone(),
-                manage_address: f.orig_manage_address.clone(),
-                ssh_port: f.orig_ssh_port.clone(),
-                salt_minion_id: f.orig_salt_minion_id.clone(),
-                notes: f.orig_notes.clone(),
-            },
-        )
-    }
-}
+/// (`orig_owner`), for every field (custom ones as `custom.<key>`).
+pub type BusinessFormFields = BTreeMap<String, String>;
 
 /// `POST /assets/{id}/business`: an editor changes business fields. Only the fields the person
 /// changed are written, so two people editing different fields of one asset do not undo each
@@ -709,9 +680,10 @@ pub async fn edit_business(
     let user = &posted.user;
     user.require(Role::Editor)?;
     let db = &state.app.db;
-    let (submitted, original) = posted.form.split();
+    let (submitted, original) = BusinessForm::split(&posted.form);
+    let definitions = custom_fields::definitions(db).await?;
     let empty = BusinessFields::default();
-    let parse = |form: &BusinessForm| empty.patched(&form.patch());
+    let parse = |form: &BusinessForm| empty.patched(&form.patch(&definitions), &definitions);
     let new = match parse(&submitted) {
         Ok(fields) => fields.to_fields(),
         Err(e) => {
@@ -730,9 +702,27 @@ pub async fn edit_business(
             continue;
         }
         if current.get(*name) != before {
-            conflicts.push(*name);
+            conflicts.push((*name).to_owned());
         }
         patch.insert((*name).to_owned(), after.cloned().unwrap_or(Value::Null));
+    }
+    // Custom fields one by one, like the others: only those the person changed.
+    let values =
+        |fields: &Map<String, Value>| fields.get("custom").and_then(Value::as_object).cloned().unwrap_or_default();
+    let (old_custom, new_custom, current_custom) = (values(&old), values(&new), values(&current));
+    let mut custom = Map::new();
+    for key in definitions.fields.keys() {
+        let (before, after) = (old_custom.get(key), new_custom.get(key));
+        if before == after {
+            continue;
+        }
+        if current_custom.get(key) != before {
+            conflicts.push(custom_input(key));
+        }
+        custom.insert(key.clone(), after.cloned().unwrap_or(Value::Null));
+    }
+    if !custom.is_empty() {
+        patch.insert("custom".to_owned(), Value::Object(custom));
     }
     if !conflicts.is_empty() {
         let message = format!(
@@ -743,8 +733,9 @@ pub async fn edit_business(
         return render_detail(&state, user, id, DetailParams::default(), Some((submitted, message))).await;
     }
     // Values the person set must be in the managed lists (when those have values), as for imports.
-    let next =
-        BusinessFields::from_fields(&current).patched(&patch).map_err(|e| WebError::BadRequest(e.to_string()))?;
+    let next = BusinessFields::from_fields(&current)
+        .patched(&patch, &definitions)
+        .map_err(|e| WebError::BadRequest(e.to_string()))?;
     let changed: std::collections::BTreeSet<String> = patch.keys().cloned().collect();
     let refused = lists::violations(&lists::all(db).await?, &next, &changed);
     if !refused.is_empty() {
@@ -776,9 +767,14 @@ mod tests {
 
     #[test]
     fn form_patch_clears_empty_fields() {
-        let form =
-            BusinessForm { owner: "ops".into(), tags: "a, b".into(), status: "online".into(), ..Default::default() };
-        let fields = BusinessFields::default().patched(&form.patch()).expect("valid");
+        let form = BusinessForm(
+            [("owner", "ops"), ("tags", "a, b"), ("status", "online")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        );
+        let none = Definitions::default();
+        let fields = BusinessFields::default().patched(&form.patch(&none), &none).expect("valid");
         assert_eq!(fields.owner.as_deref(), Some("ops"));
         assert_eq!(fields.tags, vec!["a", "b"]);
         assert_eq!(fields.idc, None);

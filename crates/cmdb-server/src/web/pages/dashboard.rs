@@ -67,6 +67,8 @@ const CHART_WIDTH: i64 = 1200;
 const CHART_HEIGHT: i64 = 150;
 const CHART_MARGIN: i64 = 24;
 const DAYS: i64 = 30;
+/// How far ahead the dashboard lists warranties that end.
+const WARRANTY_DAYS: i64 = 90;
 
 /// Computes every aggregate: six GROUP BY queries and one range scan, whatever the asset count.
 pub async fn compute(db: &Db, calendar: &crate::service::Calendar) -> Result<Figures, WebError> {
@@ -140,6 +142,7 @@ struct DashboardPage {
     stale_total: i64,
     stale: Vec<StaleHost>,
     errors: Vec<CollectionError>,
+    warranties: Vec<dashboard::WarrantyEnding>,
 }
 
 /// `GET /`.
@@ -156,6 +159,8 @@ pub async fn page(
     let cutoff = Utc::now() - Duration::days(stale_days);
     let (stale_total, stale) = dashboard::stale_hosts(db, cutoff, 20).await?;
     let errors = collection_errors::list(db, &ErrorFilter::default(), 10).await?;
+    let today = state.app.calendar.today(Utc::now());
+    let warranties = dashboard::warranties_ending(db, today, WARRANTY_DAYS, 50).await?;
     let page = DashboardPage {
         layout: user.layout(&state, "dashboard"),
         figures,
@@ -166,6 +171,7 @@ pub async fn page(
         stale_total,
         stale,
         errors,
+        warranties,
     };
     Ok(templates::render("dashboard.html", &page)?.into_response())
 }

@@ -21,6 +21,7 @@ pub mod changes;
 pub mod dashboard;
 pub mod errors;
 pub mod lists;
+pub mod record;
 
 /// The logged-in user of a page request.
 #[derive(Debug, Clone)]
