@@ -64,3 +64,23 @@ INSERT INTO custom_fields (key, label, field_type, help, position, created_at, c
 -- JSON, kept in assets and in every asset version.
 ALTER TABLE assets ADD COLUMN custom TEXT NOT NULL DEFAULT '{}';
 ALTER TABLE asset_versions ADD COLUMN custom TEXT NOT NULL DEFAULT '{}';
+
+-- Baselines: the old spreadsheet imported as the state on a date before cmdb knew the assets.
+-- Append-only; a baseline writes no back-dated change. As of T, an asset with no change recorded
+-- at or before T reads as its latest baseline effective at or before T (the one exception to
+-- "as-of follows recorded time", see ARCHITECTURE.md).
+CREATE TABLE baselines (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    asset_id     BIGINT NOT NULL REFERENCES assets (id),
+    -- The instant the sheet describes (Unix µs).
+    effective_at BIGINT NOT NULL,
+    hostname     TEXT   NOT NULL,
+    -- The business fields of the row (canonical JSON, as the business section stores them).
+    fields       TEXT   NOT NULL,
+    file_name    TEXT   NOT NULL,
+    line         BIGINT NOT NULL,
+    imported_at  BIGINT NOT NULL,
+    imported_by  TEXT   NOT NULL
+);
+CREATE INDEX baselines_asset ON baselines (asset_id, effective_at);
+CREATE INDEX baselines_effective ON baselines (effective_at);

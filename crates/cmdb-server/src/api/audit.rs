@@ -49,6 +49,7 @@ pub fn router(state: Arc<AppState>) -> crate::routing::Routes {
         .route("/api/v1/audit/changes.csv", get(audit_changes_csv))
         .route("/api/v1/export/assets.csv", get(export_assets_csv))
         .route("/api/v1/export/assets.xlsx", get(export_assets_xlsx))
+        .route("/api/v1/import", post(import_sheet))
         .route("/api/v1/import/csv", post(import_csv))
         .route("/api/v1/lists", get(all_lists))
         .route("/api/v1/lists/{list}", get(one_list).post(add_value))
@@ -498,6 +499,123 @@ pub(crate) async fn audit_changes_csv(
 pub(crate) struct ImportParams {
     /// true (default) to only check; false to apply.
     dry_run: Option<bool>,
+    /// Import the sheet as a baseline: the state on this date (an instant, a local date-time, or
+    /// a date = the end of that day in the configured zone). Admin only. No asset is edited;
+    /// each row becomes a baseline record the as-of view reads before the asset's first change.
+    as_of: Option<String>,
+    /// The file's name, kept with a baseline (default: upload.csv or upload.xlsx).
+    file_name: Option<String>,
+}
+
+/// The import both paths serve: the format from the Content-Type, the rows checked, applied or
+/// reported.
+async fn run_import(
+    state: &Shared,
+    principal: &Principal,
+    params: ImportParams,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    require(principal, Role::Editor)?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(state.config.body_limit_bytes)
+        } else {
+            ApiError::BadRequest(format!("cannot read the request body: {e}"))
+        }
+    })?;
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let format = match essence.as_str() {
+        "text/csv" | "application/csv" | "text/plain" => import::ImportFormat::Csv,
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        | "application/vnd.ms-excel"
+        | "application/vnd.oasis.opendocument.spreadsheet"
+        | "application/octet-stream" => import::ImportFormat::Workbook,
+        _ => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "Content-Type must be text/csv or application/vnd.openxmlformats-officedocument.spreadsheetml.sheet (XLSX), not {:?}",
+                if content_type.is_empty() { "(none)" } else { content_type }
+            )));
+        }
+    };
+    let baseline = match params.as_of.as_deref() {
+        None => None,
+        Some(text) => {
+            require(principal, Role::Admin)?;
+            // The date rule of every as_of: a date is its end, a date after today is refused,
+            // and the instant is at most the latest settled one.
+            let at = state.calendar.optional_as_of(Some(text))?;
+            let effective = at.map(|a| a.effective).unwrap_or_else(Utc::now);
+            let default_name = if format == import::ImportFormat::Csv { "upload.csv" } else { "upload.xlsx" };
+            let file_name = params.file_name.clone().unwrap_or_else(|| default_name.to_owned());
+            Some(import::Baseline {
+                effective,
+                file_name: file_name.chars().filter(|c| !c.is_control()).take(255).collect(),
+            })
+        }
+    };
+    // Safe by default: a forgotten parameter checks, it does not write.
+    let options = import::ImportOptions { dry_run: params.dry_run.unwrap_or(true), baseline };
+    let action = if options.baseline.is_some() { "import.baseline" } else { "import" };
+    let report = match import::import(&state.db, &principal.source(), format, &body, &options).await {
+        Ok(report) => report,
+        Err(failure) => {
+            tracing::warn!(error = %failure, "import failed; nothing applied");
+            audit(state, principal, action, &format!("failed: {failure}")).await;
+            return Err(match failure.source {
+                crate::service::ServiceError::Conflict(m) => {
+                    ApiError::Conflict(format!("line {}: {m}; nothing was applied", failure.line))
+                }
+                other => other.into(),
+            });
+        }
+    };
+    if report.applied {
+        audit(
+            state,
+            principal,
+            action,
+            &format!(
+                "{} lines applied ({} created){}",
+                report.lines,
+                report.results.iter().filter(|r| r.action == "create").count(),
+                options
+                    .baseline
+                    .as_ref()
+                    .map(|b| format!(", baseline {} as of {}", b.file_name, b.effective.to_rfc3339()))
+                    .unwrap_or_default()
+            ),
+        )
+        .await;
+    }
+    let status =
+        if !report.dry_run && !report.errors.is_empty() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    Ok((status, Json(report)).into_response())
+}
+
+/// `POST /api/v1/import?dry_run=&as_of=` (editor; a baseline: admin).
+#[utoipa::path(
+    post,
+    path = "/api/v1/import",
+    operation_id = "importSheet",
+    tag = "import",
+    summary = "Import the old spreadsheet (CSV or XLSX): hosts, asset tags, business and custom fields by column header. Rows match by id, asset tag, (manufacturer and) serial, then host name. Checks every row first; a dry run (the default) writes nothing; a real run with any invalid row applies nothing (422). With as_of, the sheet is a baseline: the state on that date.",
+    description = "Needs the editor role or above; a baseline (as_of) needs the admin role.",
+    security(("bearer" = []), ("session" = [])),
+    extensions(("x-cmdb-role" = json!("editor"))),
+    params(ImportParams),
+    request_body(content = String, content_type = "text/csv", description = "The sheet: CSV (text/csv) or XLSX (application/vnd.openxmlformats-officedocument.spreadsheetml.sheet); a header row naming the columns, then one asset a row."),
+    responses((status = 200, description = "What each row does (or did).", body = import::ImportReport), (status = 422, description = "A real run with invalid rows: nothing applied; what each row would do, with the errors (or an Error when the request itself is invalid).", body = import::ImportReport), BadRequest, Unauthorized, Forbidden, Conflict, TooLarge, UnsupportedMediaType, Unavailable),
+)]
+pub(crate) async fn import_sheet(
+    State(state): State<Shared>,
+    principal: Principal,
+    Query(params): Query<ImportParams>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    run_import(&state, &principal, params, &headers, body).await
 }
 
 /// `POST /api/v1/import/csv?dry_run=` (editor).
@@ -506,7 +624,7 @@ pub(crate) struct ImportParams {
     path = "/api/v1/import/csv",
     operation_id = "importCsv",
     tag = "import",
-    summary = "Import hosts and business fields from CSV. Checks every line first; a dry run (the default) writes nothing; a real run with any invalid line applies nothing (422).",
+    summary = "The same as POST /api/v1/import (kept for scripts written against it).",
     description = "Needs the editor role or above.",
     security(("bearer" = []), ("session" = [])),
     extensions(("x-cmdb-role" = json!("editor"))),
@@ -521,53 +639,7 @@ pub(crate) async fn import_csv(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    require(&principal, Role::Editor)?;
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge(state.config.body_limit_bytes)
-        } else {
-            ApiError::BadRequest(format!("cannot read the request body: {e}"))
-        }
-    })?;
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    if !matches!(essence.as_str(), "text/csv" | "application/csv" | "text/plain") {
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "Content-Type must be text/csv, not {:?}",
-            if content_type.is_empty() { "(none)" } else { content_type }
-        )));
-    }
-    // Safe by default: a forgotten parameter checks, it does not write.
-    let dry_run = params.dry_run.unwrap_or(true);
-    let report = match import::import_csv(&state.db, &principal.source(), &body, dry_run).await {
-        Ok(report) => report,
-        Err(failure) => {
-            tracing::warn!(error = %failure, "CSV import failed; nothing applied");
-            audit(&state, &principal, "import.csv", &format!("failed: {failure}")).await;
-            return Err(match failure.source {
-                crate::service::ServiceError::Conflict(m) => {
-                    ApiError::Conflict(format!("line {}: {m}; nothing was applied", failure.line))
-                }
-                other => other.into(),
-            });
-        }
-    };
-    if report.applied {
-        audit(
-            &state,
-            &principal,
-            "import.csv",
-            &format!(
-                "{} lines applied ({} created)",
-                report.lines,
-                report.results.iter().filter(|r| r.action == "create").count()
-            ),
-        )
-        .await;
-    }
-    let status =
-        if !report.dry_run && !report.errors.is_empty() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
-    Ok((status, Json(report)).into_response())
+    run_import(&state, &principal, params, &headers, body).await
 }
 
 /// `GET /api/v1/lists`.

@@ -92,6 +92,7 @@ fn list_item_schema() -> Value {
         crate::api::audit::audit_changes_csv,
         crate::api::audit::export_assets_csv,
         crate::api::audit::export_assets_xlsx,
+        crate::api::audit::import_sheet,
         crate::api::audit::import_csv,
         crate::api::audit::all_lists,
         crate::api::audit::one_list,

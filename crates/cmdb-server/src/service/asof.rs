@@ -22,7 +22,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use cmdb_model::diff::apply;
-use cmdb_model::state::AssetState;
+use cmdb_model::state::{AssetState, BUSINESS_SECTION};
 use serde::Serialize;
 use sqlx::{AnyConnection, Row};
 
@@ -461,12 +461,106 @@ pub async fn asset_as_of(db: &Db, id: i64, at: AsOf) -> Result<Option<AssetDetai
     Ok(Some(detail))
 }
 
+/// The assets that read as an imported baseline at `at` (Unix µs): those with no change recorded
+/// at or before `at` and a baseline effective at or before it, each as its latest such baseline
+/// (host name and business fields); only asset `only` when given. This is the one place where
+/// as-of does not follow recorded time: a baseline is what the old spreadsheet said the asset was
+/// before cmdb knew it, and it gives way to the first change recorded.
+pub async fn baselines_at(conn: &mut AnyConnection, at: i64, only: Option<i64>) -> Result<Vec<Rebuilt>, ServiceError> {
+    let mut q =
+        Sql::new("SELECT b.asset_id, b.effective_at, b.hostname, b.fields FROM baselines b WHERE b.effective_at <= ");
+    q.bind(at);
+    if let Some(id) = only {
+        q.push(" AND b.asset_id = ").bind(id);
+    }
+    q.push(" AND NOT EXISTS (SELECT 1 FROM changes c WHERE c.asset_id = b.asset_id AND c.recorded_at <= ")
+        .bind(at)
+        .push(") AND NOT EXISTS (SELECT 1 FROM baselines n WHERE n.asset_id = b.asset_id AND n.effective_at <= ")
+        .bind(at)
+        .push(" AND (n.effective_at > b.effective_at OR (n.effective_at = b.effective_at AND n.id > b.id))) ORDER BY b.asset_id");
+    let rows = q.query().fetch_all(&mut *conn).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let fields: String = row.try_get(3)?;
+        let fields = match serde_json::from_str(&fields) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => return Err(ServiceError::Corrupt("a baseline's fields are not a JSON object".to_owned())),
+        };
+        let mut host = serde_json::Map::new();
+        host.insert("hostname".to_owned(), serde_json::Value::String(row.try_get(2)?));
+        let mut state = AssetState::default();
+        state
+            .sections
+            .insert(cmdb_model::state::HOST_SECTION.to_owned(), cmdb_model::state::SectionState::from_fields(host));
+        state.sections.insert(BUSINESS_SECTION.to_owned(), cmdb_model::state::SectionState::from_fields(fields));
+        let effective: i64 = row.try_get(1)?;
+        out.push(Rebuilt::from_parts(row.try_get(0)?, 0, effective, (None, None), state));
+    }
+    Ok(out)
+}
+
+/// A baseline import whose rows an as-of view at some instant reads.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BaselineUse {
+    /// The file imported.
+    pub file_name: String,
+    /// The instant it describes.
+    pub effective_at: DateTime<Utc>,
+    /// When it was imported.
+    pub imported_at: DateTime<Utc>,
+    /// Who imported it (`user:<name>`).
+    pub imported_by: String,
+    /// Its rows read at the instant (assets with no change recorded by then).
+    pub rows: i64,
+}
+
+/// The baseline imports the view at `at` reads rows of, oldest first.
+pub async fn baselines_used(db: &Db, at: DateTime<Utc>) -> Result<Vec<BaselineUse>, ServiceError> {
+    let mut conn = db.reader().acquire().await?;
+    let used = baselines_at(&mut conn, at.timestamp_micros(), None).await?;
+    if used.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(
+        "SELECT file_name, effective_at, imported_at, imported_by, asset_id FROM baselines WHERE effective_at <= $1 \
+         ORDER BY imported_at, id",
+    )
+    .bind(at.timestamp_micros())
+    .fetch_all(&mut *conn)
+    .await?;
+    // A row is used when its asset reads as a baseline with that very effective instant.
+    let read: HashMap<i64, i64> = used.iter().map(|r| (r.asset_id, r.created_at)).collect();
+    let mut out: Vec<BaselineUse> = Vec::new();
+    for row in &rows {
+        let (file_name, effective, imported, by, asset): (String, i64, i64, String, i64) =
+            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?, row.try_get(4)?);
+        if read.get(&asset) != Some(&effective) {
+            continue;
+        }
+        match out.iter_mut().find(|u| u.file_name == file_name && u.imported_at == from_us(imported)) {
+            Some(u) => u.rows += 1,
+            None => out.push(BaselineUse {
+                file_name,
+                effective_at: from_us(effective),
+                imported_at: from_us(imported),
+                imported_by: by,
+                rows: 1,
+            }),
+        }
+    }
+    Ok(out)
+}
+
 /// One asset rebuilt at `at` with its state; `None` when it did not exist yet.
 pub async fn rebuild_one(db: &Db, id: i64, at: DateTime<Utc>) -> Result<Option<Rebuilt>, ServiceError> {
     let at = at.timestamp_micros();
     let mut conn = db.reader().acquire().await?;
     let snapshot = snapshot_before(&mut conn, at).await?;
     if let Some(r) = rebuild_changed(&mut conn, snapshot, at, Some(id), true).await?.pop() {
+        return Ok(Some(r));
+    }
+    // Nothing recorded by then: perhaps an imported baseline says what it was.
+    if let Some(r) = baselines_at(&mut conn, at, Some(id)).await?.pop() {
         return Ok(Some(r));
     }
     // Unchanged since the snapshot (or absent from it: then it did not exist yet).
@@ -648,6 +742,9 @@ impl RowsAt {
                 cache.keep_rebuilt(sid, l, row.clone());
                 changed.push(row);
             }
+        }
+        for r in baselines_at(&mut tx, at, None).await? {
+            changed.push(std::sync::Arc::new(AsOfRow { item: r.list_item(), terms: r.terms, deleted: false }));
         }
         tx.rollback().await?;
         changed.sort_by_key(|r| r.item.id);

@@ -637,7 +637,10 @@ pub async fn for_each_asset_as_of(
     let at_us = at.timestamp_micros();
     let mut conn = db.reader().acquire().await?;
     let snapshot = asof::snapshot_before(&mut conn, at_us).await?;
-    let changed = asof::rebuild_changed(&mut conn, snapshot, at_us, None, true).await?;
+    let mut changed = asof::rebuild_changed(&mut conn, snapshot, at_us, None, true).await?;
+    // Assets nothing was recorded for by then read as their imported baseline, if any.
+    changed.extend(asof::baselines_at(&mut conn, at_us, None).await?);
+    changed.sort_by_key(|r| r.asset_id);
     let mut changed = changed.into_iter().peekable();
     let mut count = 0u64;
     // Records deleted (or merged) by `at` are in no export of that time.
@@ -890,8 +893,9 @@ async fn write_audit_workbook(db: &Db, period: &AuditPeriod) -> Result<NamedTemp
     let (assets, changes) = counted?;
     let mut book = book?;
     let history_starts = asof::history_start(db).await?;
+    let baselines = asof::baselines_used(db, as_of).await?;
     let counts = Counts { assets, components, changes };
-    let file = finish_audit_workbook(&mut book, period, &sheets, history_starts, &counts)?;
+    let file = finish_audit_workbook(&mut book, period, &sheets, history_starts, &baselines, &counts)?;
     let bytes = file.as_file().metadata().map(|m| m.len()).unwrap_or(0);
     tracing::info!(
         %as_of, %from, %to, assets, components, changes,
@@ -945,6 +949,7 @@ fn finish_audit_workbook(
     period: &AuditPeriod,
     sheets: &[ComponentSheet],
     history_starts: Option<DateTime<Utc>>,
+    baselines: &[asof::BaselineUse],
     counts: &Counts,
 ) -> Result<NamedTempFile, ServiceError> {
     let (as_of, from, to) = (period.as_of.effective, period.from, period.to);
@@ -1019,6 +1024,25 @@ fn finish_audit_workbook(
             )),
         ),
     ];
+    let mut lines = lines;
+    lines.push(("", Cell::Empty));
+    if baselines.is_empty() {
+        lines.push(("Baselines", Cell::Text("none: every asset is as cmdb recorded it".to_owned())));
+    }
+    for b in baselines {
+        lines.push((
+            "Baseline",
+            Cell::Text(format!(
+                "{}: the state as of {}, imported {} by {}; {} asset(s) with nothing recorded by the as-of instant are as \
+                 this sheet says (a baseline gives way to an asset's first recorded change)",
+                b.file_name,
+                cal.state(b.effective_at).at,
+                cal.state(b.imported_at).at,
+                b.imported_by,
+                b.rows
+            )),
+        ));
+    }
     let about = book.workbook.worksheet_from_index(0).map_err(xlsx_error)?;
     let bold = Format::new().set_bold();
     for (row, (label, value)) in lines.iter().enumerate() {

@@ -9,7 +9,8 @@
 //! - [`assets`]: the asset list row, list and search, one asset, registration, business edits.
 //! - [`asof`]: the list and one asset as they stood at an instant, snapshots.
 //! - [`export`]: CSV and XLSX of the list, and the audit workbook.
-//! - [`import`]: CSV import of hosts and business fields.
+//! - [`import`]: spreadsheet import (CSV, XLSX) of hosts, business and custom fields, and baselines.
+//! - [`sheet`]: a spreadsheet read into typed cells (CSV, or a workbook with calamine).
 //! - [`lists`]: the managed IDC, business unit and tag lists.
 //! - [`custom_fields`]: fields admins add to the asset record (the finance set first).
 //! - [`record`]: deleting, restoring and merging asset records, in history.
@@ -41,6 +42,7 @@ pub mod labels;
 pub mod lists;
 pub mod readable;
 pub mod record;
+pub mod sheet;
 pub mod time;
 
 pub use error::ServiceError;
