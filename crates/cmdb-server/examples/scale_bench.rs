@@ -540,10 +540,12 @@ async fn measure(db: &Db, args: &Args) -> Result<()> {
         println!("whole as-of list, 23 h after a snapshot ({} rows, every page): {}", items.len(), ms(t));
 
         let (t, csv) =
-            time(1, || async { export::items_csv(&export::list_items(&db, &all).await?, chrono_tz::UTC) }).await?;
+            time(1, || async { export::items_csv(&db, &export::list_items(&db, &all).await?, chrono_tz::UTC).await })
+                .await?;
         println!("list export CSV ({} bytes): {}", csv.len(), ms(t));
         let (t, xlsx) =
-            time(1, || async { export::items_xlsx(&export::list_items(&db, &all).await?, chrono_tz::UTC) }).await?;
+            time(1, || async { export::items_xlsx(&db, &export::list_items(&db, &all).await?, chrono_tz::UTC).await })
+                .await?;
         println!("list export XLSX ({} bytes): {}", xlsx.len(), ms(t));
     }
     let period = AuditPeriod { as_of: at, from: at.effective - chrono::Duration::days(30), to: at.effective };

@@ -110,6 +110,42 @@ async fn custom_fields_and_the_finance_set(backend: Backend) {
         patch(&server, id, json!({"custom": {"purchase_date": "2024/3/1", "purchase_cost": "012999.50"}})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["business"]["custom"], json!({"purchase_date": "2024-03-01", "purchase_cost": "12999.5"}));
+    // Values are filters, in any form the field accepts, on the live list, the as-of list and the
+    // exports; an unknown field is refused, naming the parameter.
+    let other = register(&server, json!({"hostname": "fin-02"})).await;
+    for query in ["custom.purchase_date=2024/3/1", "custom.purchase_cost=12999.50&custom.purchase_date=2024-03-01"] {
+        let (status, found) = server.get(&format!("/api/v1/assets?{query}")).await;
+        assert_eq!(status, 200, "{found}");
+        assert_eq!(ids(&found), [id], "{query}: {found}");
+    }
+    let (status, found) = server.get("/api/v1/assets?custom.purchase_date=2024-03-02").await;
+    assert_eq!((status, ids(&found)), (200, vec![]), "{found}");
+    let (status, body) = server.get("/api/v1/assets?custom.colour=red").await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("custom.colour"), "{body}");
+    let (status, body) = server.get("/api/v1/assets?custom.purchase_date=March").await;
+    assert_eq!(status, 422, "{body}");
+    let query = ListQuery::from_query(Some("custom.purchase_date=2024-03-01")).expect("query");
+    let rows = &server.state.snapshot_rows;
+    let as_of = asof::list_as_of(server.db(), rows, AsOf::exact(Utc::now()), &query).await.expect("as-of");
+    assert_eq!(as_of.items.iter().map(|i| i.id).collect::<Vec<_>>(), [id], "as of now, the same filter");
+    assert_ne!(id, other);
+    let csv = server
+        .http
+        .get(format!("{}/api/v1/export/assets.csv?custom.purchase_date=2024-03-01", server.base))
+        .bearer_auth(&server.admin)
+        .send()
+        .await
+        .expect("csv")
+        .text()
+        .await
+        .expect("text");
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let at = header.iter().position(|h| *h == "purchase_cost").expect("a column per custom field");
+    let row: Vec<&str> = lines.next().expect("row").split(',').collect();
+    assert_eq!(row[at], "12999.5", "{csv}");
+    assert!(lines.next().is_none(), "only the filtered asset: {csv}");
     // Type errors: 422 naming the field and the accepted forms; nothing written.
     let before = server.changes(id).await.len();
     for (bad, field) in [

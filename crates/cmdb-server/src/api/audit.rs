@@ -107,13 +107,13 @@ impl AsOfParam {
     description = "Needs the viewer role or above.",
     security(("bearer" = []), ("session" = [])),
     extensions(("x-cmdb-role" = json!("viewer"))),
-    params(RequiredAsOf, ListQuery),
+    params(RequiredAsOf, ListQuery, crate::service::assets::CustomFilterParams),
     responses((status = 200, description = "One page.", body = AssetPage), BadRequest, Unauthorized, Forbidden, Unavailable),
 )]
 pub(crate) async fn audit_assets(
     State(state): State<Shared>,
     principal: Principal,
-    Query(query): Query<ListQuery>,
+    crate::api::ListQueryParams(query): crate::api::ListQueryParams,
     Query(at): Query<RequiredAsOf>,
 ) -> Result<Json<AssetPage>, ApiError> {
     require(&principal, Role::Viewer)?;
@@ -305,7 +305,7 @@ fn stamp(state: &AppState, at: Option<AsOf>) -> String {
 pub(crate) async fn export_assets_csv(
     State(state): State<Shared>,
     principal: Principal,
-    Query(query): Query<ListQuery>,
+    crate::api::ListQueryParams(query): crate::api::ListQueryParams,
     Query(at): Query<AsOfParam>,
 ) -> Result<Response, ApiError> {
     require(&principal, Role::Viewer)?;
@@ -314,7 +314,7 @@ pub(crate) async fn export_assets_csv(
         Some(at) => asof::list_items_as_of(&state.db, &state.snapshot_rows, at.effective, &query).await?,
         None => export::list_items(&state.db, &query).await?,
     };
-    let bytes = export::items_csv(&items, state.calendar.tz)?;
+    let bytes = export::items_csv(&state.db, &items, state.calendar.tz).await?;
     audit(&state, &principal, "export.csv", &format!("{} assets: {}", items.len(), describe_filters(&query, at))).await;
     Ok(download(bytes, CSV, &format!("cmdb-assets-{}.csv", stamp(&state, at))))
 }
@@ -335,7 +335,7 @@ pub(crate) async fn export_assets_csv(
 pub(crate) async fn export_assets_xlsx(
     State(state): State<Shared>,
     principal: Principal,
-    Query(query): Query<ListQuery>,
+    crate::api::ListQueryParams(query): crate::api::ListQueryParams,
     Query(at): Query<AsOfParam>,
 ) -> Result<Response, ApiError> {
     require(&principal, Role::Viewer)?;
@@ -344,7 +344,7 @@ pub(crate) async fn export_assets_xlsx(
         Some(at) => asof::list_items_as_of(&state.db, &state.snapshot_rows, at.effective, &query).await?,
         None => export::list_items(&state.db, &query).await?,
     };
-    let bytes = export::items_xlsx(&items, state.calendar.tz)?;
+    let bytes = export::items_xlsx(&state.db, &items, state.calendar.tz).await?;
     audit(&state, &principal, "export.xlsx", &format!("{} assets: {}", items.len(), describe_filters(&query, at)))
         .await;
     Ok(download(bytes, XLSX, &format!("cmdb-assets-{}.xlsx", stamp(&state, at))))

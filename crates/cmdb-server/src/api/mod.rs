@@ -58,6 +58,18 @@ impl FromRequestParts<Shared> for Principal {
     }
 }
 
+/// The asset list's query: its named parameters and the `custom.<key>` filters (which a plain
+/// `Query<ListQuery>` cannot name).
+pub struct ListQueryParams(pub ListQuery);
+
+impl<S: Send + Sync> FromRequestParts<S> for ListQueryParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ListQueryParams(ListQuery::from_query(parts.uri.query())?))
+    }
+}
+
 /// Refuses principals below `role`.
 pub fn require(principal: &Principal, role: Role) -> Result<(), ApiError> {
     if principal.role >= role {
@@ -386,13 +398,13 @@ pub async fn collect_targets(
     description = "Needs the viewer role or above.",
     security(("bearer" = []), ("session" = [])),
     extensions(("x-cmdb-role" = json!("viewer"))),
-    params(ListQuery, AsOfParam),
+    params(ListQuery, assets::CustomFilterParams, AsOfParam),
     responses((status = 200, description = "One page.", body = AssetPage), BadRequest, Unauthorized, Forbidden, Unavailable),
 )]
 pub async fn list_assets(
     State(state): State<Shared>,
     principal: Principal,
-    Query(query): Query<ListQuery>,
+    ListQueryParams(query): ListQueryParams,
     Query(at): Query<AsOfParam>,
 ) -> Result<Json<AssetPage>, ApiError> {
     require(&principal, Role::Viewer)?;

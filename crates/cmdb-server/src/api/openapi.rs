@@ -30,12 +30,16 @@ fn list_item_schema() -> Value {
             ColumnKind::Words => json!({"type": "array", "items": {"type": "string"}}),
             ColumnKind::Time => json!({"type": "string", "format": "date-time"}),
             ColumnKind::OptionalTime => json!({"type": ["string", "null"], "format": "date-time"}),
+            ColumnKind::Object => json!({"type": "object"}),
         };
         if column.key == "status" {
             schema["enum"] = json!(["racked", "online", "offline", "retired"]);
         }
         schema["description"] = json!(column.description);
-        if matches!(column.kind, ColumnKind::Id | ColumnKind::Text | ColumnKind::Words | ColumnKind::Time) {
+        if matches!(
+            column.kind,
+            ColumnKind::Id | ColumnKind::Text | ColumnKind::Words | ColumnKind::Time | ColumnKind::Object
+        ) {
             required.push(column.key);
         }
         properties.insert(column.key.to_owned(), schema);

@@ -38,6 +38,15 @@ pub fn accepted(method: &str, path: &str) -> Option<&'static [String]> {
     ACCEPTED.get(&(method.to_ascii_lowercase(), path.to_owned())).map(Vec::as_slice)
 }
 
+/// Whether documented parameter `accepted` takes `name`: the same name, or, for a pattern such as
+/// `custom.{key}`, any name with its prefix.
+fn takes(accepted: &str, name: &str) -> bool {
+    match accepted.split_once('{') {
+        Some((prefix, _)) if accepted.ends_with('}') => name.starts_with(prefix) && name.len() > prefix.len(),
+        _ => accepted == name,
+    }
+}
+
 /// Middleware (a route layer, so the matched path is known): answers 400 when the query names a
 /// parameter the route does not take. A malformed query string is left to the handler's own
 /// parsing, which names what is wrong with it.
@@ -45,7 +54,7 @@ pub async fn reject_unknown(matched: Option<MatchedPath>, request: Request, next
     if let (Some(path), Some(query)) = (matched.as_ref(), request.uri().query())
         && let Some(accepted) = accepted(request.method().as_str(), path.as_str())
         && let Ok(pairs) = serde_urlencoded::from_str::<Vec<(String, String)>>(query)
-        && let Some((name, _)) = pairs.iter().find(|(name, _)| !accepted.iter().any(|a| a == name))
+        && let Some((name, _)) = pairs.iter().find(|(name, _)| !accepted.iter().any(|a| takes(a, name)))
     {
         let takes = if accepted.is_empty() { "no query parameters".to_owned() } else { accepted.join(", ") };
         return ApiError::BadRequest(format!(

@@ -42,11 +42,11 @@ const CHUNK: usize = 500;
 pub use crate::service::time::SETTLE_SECS;
 
 /// Columns an as-of row has besides its id, in the order [`bind_rebuilt`] binds them: the list
-/// columns ([`LIST`]), the search terms, when the record was deleted, and its custom values.
+/// columns ([`LIST`]), the search terms, and when the record was deleted.
 fn row_columns() -> &'static str {
     static TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         let mut names: Vec<&str> = LIST.iter().filter(|c| c.key != "id").map(|c| c.key).collect();
-        names.extend(["terms", "deleted_at", "custom"]);
+        names.extend(["terms", "deleted_at"]);
         names.join(", ")
     });
     &TEXT
@@ -146,6 +146,7 @@ impl Rebuilt {
             last_seen_at: self.last_seen_at.map(from_us),
             last_collected_at: self.last_collected_at.map(from_us),
             created_at: from_us(self.created_at),
+            custom: b.custom.clone(),
         }
     }
 }
@@ -188,9 +189,9 @@ fn bind_rebuilt(row: &mut RowBuilder<'_>, r: &Rebuilt) {
         .bind(r.last_seen_at)
         .bind(r.last_collected_at)
         .bind(r.created_at)
+        .bind(s.custom_column())
         .bind(r.terms.clone())
-        .bind(s.deleted_at)
-        .bind(s.custom_column());
+        .bind(s.deleted_at);
 }
 
 /// The latest complete snapshot at or before `at` (Unix µs).
@@ -795,6 +796,7 @@ pub async fn list_as_of(
     as_of: AsOf,
     query: &ListQuery,
 ) -> Result<AssetPage, ServiceError> {
+    let query = &crate::service::assets::resolve_custom(db, query).await?;
     let started = std::time::Instant::now();
     let per_page = query.per_page.unwrap_or(50).clamp(1, 500);
     let page = query.page.unwrap_or(1).max(1);
@@ -854,6 +856,7 @@ pub async fn list_items_as_of(
     at: DateTime<Utc>,
     query: &ListQuery,
 ) -> Result<Vec<AssetListItem>, ServiceError> {
+    let query = &crate::service::assets::resolve_custom(db, query).await?;
     let rows = RowsAt::read(db, cache, at).await?;
     Ok(rows.select(db.backend(), query).into_iter().cloned().collect())
 }

@@ -70,6 +70,9 @@ pub struct AssetListItem {
     pub last_collected_at: Option<chrono::DateTime<chrono::Utc>>,
     /// When the asset was created.
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Custom field values by key, in their stored form.
+    #[schema(value_type = Object)]
+    pub custom: BTreeMap<String, Value>,
 }
 
 /// What a list column holds, for the as-of table's SQL type and the API description.
@@ -89,6 +92,8 @@ pub enum ColumnKind {
     Time,
     /// An instant or nothing.
     OptionalTime,
+    /// A JSON object (custom values), stored as canonical JSON text.
+    Object,
 }
 
 /// One column of the asset list. [`LIST`] is the one definition that the live list, the as-of
@@ -152,6 +157,7 @@ pub const LIST: &[ListColumn] = {
         ),
         column("last_collected_at", "Last collected", OptionalTime, false, "collected_at of that report."),
         column("created_at", "Created", Time, true, "When the asset was created."),
+        column("custom", "Custom fields", Object, false, "Custom field values by key (see /api/v1/fields)."),
     ]
 };
 
@@ -217,6 +223,10 @@ pub fn list_item(row: &sqlx::any::AnyRow) -> Result<AssetListItem, sqlx::Error> 
         last_seen_at: row.try_get::<Option<i64>, _>(next())?.map(from_us),
         last_collected_at: row.try_get::<Option<i64>, _>(next())?.map(from_us),
         created_at: from_us(row.try_get(next())?),
+        custom: match serde_json::from_str(&row.try_get::<String, _>(next())?) {
+            Ok(Value::Object(map)) => map.into_iter().collect(),
+            _ => BTreeMap::new(),
+        },
     })
 }
 
@@ -254,6 +264,87 @@ pub struct ListQuery {
     /// Rows per page (1 to 500, default 50).
     #[param(minimum = 1, maximum = 500)]
     pub per_page: Option<u32>,
+    /// Custom field filters as given (`custom.<key>=<value>`, see [`ListQuery::from_query`]).
+    #[serde(skip)]
+    #[param(ignore)]
+    pub custom: Vec<(String, String)>,
+    /// The custom filters read by their fields (see [`resolve_custom`]): key and stored value.
+    #[serde(skip)]
+    #[param(ignore)]
+    pub custom_values: Vec<(String, Value)>,
+}
+
+/// The prefix of a custom field filter's parameter name.
+pub const CUSTOM_PREFIX: &str = "custom.";
+
+impl ListQuery {
+    /// Reads a query string: the named parameters, and every `custom.<key>=<value>` filter.
+    pub fn from_query(raw: Option<&str>) -> Result<ListQuery, ServiceError> {
+        let raw = raw.unwrap_or("");
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw)
+            .map_err(|e| ServiceError::Malformed(format!("malformed query string: {e}")))?;
+        let (custom, named): (Vec<_>, Vec<_>) =
+            pairs.into_iter().partition(|(name, _)| name.starts_with(CUSTOM_PREFIX));
+        let named = serde_urlencoded::to_string(&named).unwrap_or_default();
+        let mut query: ListQuery = serde_urlencoded::from_str(&named)
+            .map_err(|e| ServiceError::Malformed(format!("malformed query parameter: {e}")))?;
+        query.custom = custom
+            .into_iter()
+            .filter(|(_, value)| !value.is_empty())
+            .map(|(name, value)| (name[CUSTOM_PREFIX.len()..].to_owned(), value))
+            .collect();
+        Ok(query)
+    }
+}
+
+/// `query` with its custom filters read by their fields: a date filter `2024/3/1` finds the
+/// stored `2024-03-01`, a decimal `1200.50` the stored `1200.5`. An unknown field or a value its
+/// field cannot hold is refused, naming the parameter.
+pub async fn resolve_custom(db: &Db, query: &ListQuery) -> Result<ListQuery, ServiceError> {
+    let mut out = query.clone();
+    if query.custom.is_empty() {
+        return Ok(out);
+    }
+    let definitions = crate::service::custom_fields::definitions(db).await?;
+    out.custom_values.clear();
+    for (key, text) in &query.custom {
+        let parameter = format!("{CUSTOM_PREFIX}{key}");
+        let definition = definitions
+            .fields
+            .get(key)
+            .or_else(|| definitions.deleted.get(key))
+            .ok_or_else(|| ServiceError::invalid(&parameter, format!("no custom field {key:?}")))?;
+        let value = definition
+            .value(&Value::String(text.clone()))
+            .map_err(|e| ServiceError::invalid(&parameter, e.0))?
+            .unwrap_or(Value::Null);
+        out.custom_values.push((key.clone(), value));
+    }
+    Ok(out)
+}
+
+/// The custom filter parameters, for the OpenAPI document (one pattern stands for all).
+pub struct CustomFilterParams;
+
+impl utoipa::IntoParams for CustomFilterParams {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        vec![
+            ParameterBuilder::new()
+                .name("custom.{key}")
+                .parameter_in(ParameterIn::Query)
+                .description(Some(
+                    "A custom field filter, one per field: custom.purchase_date=2024-03-01 (the value in any form the \
+                     field accepts; see /api/v1/fields).",
+                ))
+                .schema(Some(
+                    utoipa::openapi::schema::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::String),
+                ))
+                .build(),
+        ]
+    }
 }
 
 /// The query parameters of [`ListQuery`] without the paging ones, for the exports (which have
@@ -268,6 +359,7 @@ impl utoipa::IntoParams for ListFilters {
         ListQuery::into_params(parameter_in_provider)
             .into_iter()
             .filter(|p| !paging.contains(&p.name.as_str()))
+            .chain(CustomFilterParams::into_params(|| None))
             .collect()
     }
 }
@@ -363,6 +455,7 @@ pub struct ListFilter {
     prefixes: Vec<String>,
     equal: Vec<(&'static str, String)>,
     tag: Option<String>,
+    custom: Vec<(String, Value)>,
 }
 
 impl ListFilter {
@@ -372,6 +465,7 @@ impl ListFilter {
             prefixes: search_prefixes(query).into_iter().map(|t| format!("\n{t}")).collect(),
             equal: equality_filters(query),
             tag: tag_filter(query),
+            custom: query.custom_values.clone(),
         }
     }
 
@@ -400,7 +494,7 @@ impl ListFilter {
         {
             return false;
         }
-        true
+        self.custom.iter().all(|(key, value)| item.custom.get(key) == Some(value))
     }
 }
 
@@ -506,6 +600,17 @@ pub fn push_filters(q: &mut Sql, backend: Backend, query: &ListQuery) {
     for (column, value) in equality_filters(query) {
         q.push(" AND ").push(column).push(" = ").bind(value);
     }
+    // Custom values compare as JSON text: `"2024-03-01"`, `42`, `true` in both backends.
+    for (key, value) in &query.custom_values {
+        if cmdb_model::custom_fields::check_key(key).is_err() {
+            continue;
+        }
+        let column = match backend {
+            Backend::Sqlite => format!("(custom -> '$.{key}')"),
+            Backend::Postgres => format!("((custom::jsonb -> '{key}')::text)"),
+        };
+        q.push(" AND ").push(&column).push(" = ").bind(serde_json::to_string(value).unwrap_or_default());
+    }
     // The stored column is `,a,b,`: the tag between commas.
     if let Some(needle) = tag_filter(query).map(|tag| format!(",{tag},")) {
         // Case-sensitive on both backends (LIKE is not on SQLite), as the in-memory filter is.
@@ -537,6 +642,7 @@ fn sort_column(sort: Option<&str>) -> (&'static str, bool) {
 
 /// Lists assets.
 pub async fn list(db: &Db, query: &ListQuery) -> Result<AssetPage, ServiceError> {
+    let query = &resolve_custom(db, query).await?;
     let per_page = query.per_page.unwrap_or(50).clamp(1, 500);
     let page = query.page.unwrap_or(1).max(1);
     let mut count = Sql::new("SELECT COUNT(*) FROM assets");
@@ -830,6 +936,7 @@ mod tests {
             last_seen_at: None,
             last_collected_at: None,
             created_at: chrono::DateTime::default(),
+            custom: BTreeMap::new(),
         };
         let json = serde_json::to_value(&item).expect("json");
         let fields: BTreeSet<&str> = json.as_object().expect("object").keys().map(String::as_str).collect();

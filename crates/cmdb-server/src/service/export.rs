@@ -83,13 +83,70 @@ pub fn csv_text(text: &str) -> String {
 
 /// Columns of the asset list export: the list's columns ([`crate::service::assets::LIST`]); lists
 /// are joined with `,` (tags) and ` ` (addresses).
+/// The list's own columns in an export (the custom values follow, one column per field, see
+/// [`CustomColumns`]).
 pub fn list_headers() -> &'static [&'static str] {
-    crate::service::assets::list_keys()
+    static KEYS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+        crate::service::assets::list_keys().iter().copied().filter(|k| *k != "custom").collect()
+    });
+    &KEYS
 }
 
-/// The cells of one list row, in [`list_headers`] order.
-fn list_cells(item: &AssetListItem) -> Vec<Cell> {
-    vec![
+/// The custom fields as export columns: every field ever defined (a deleted field's values are
+/// still evidence), in definition order, headed by key, each cell typed by its field.
+#[derive(Debug, Clone, Default)]
+pub struct CustomColumns(Vec<cmdb_model::custom_fields::FieldDefinition>);
+
+impl CustomColumns {
+    /// The columns of the fields defined now.
+    pub async fn load(db: &Db) -> Result<CustomColumns, ServiceError> {
+        let defs = crate::service::custom_fields::definitions(db).await?;
+        let mut all: Vec<_> = defs.fields.into_values().chain(defs.deleted.into_values()).collect();
+        // Definition order is the order of `list`; keys are unique.
+        let order: Vec<String> =
+            crate::service::custom_fields::list(db, true).await?.into_iter().map(|f| f.key).collect();
+        all.sort_by_key(|d| order.iter().position(|k| *k == d.key).unwrap_or(usize::MAX));
+        Ok(CustomColumns(all))
+    }
+
+    /// The custom fields' headers.
+    pub fn keys(&self) -> Vec<String> {
+        self.0.iter().map(|d| d.key.clone()).collect()
+    }
+
+    /// `headers` followed by one header per field.
+    pub fn headers(&self, headers: &[&str]) -> Vec<String> {
+        headers.iter().map(|h| (*h).to_owned()).chain(self.0.iter().map(|d| d.key.clone())).collect()
+    }
+
+    /// The cells of `values`, one per field: dates as text (YYYY-MM-DD), decimals as numbers when
+    /// a double holds them exactly (else as text), integers and flags as such.
+    pub fn cells(&self, values: &std::collections::BTreeMap<String, Value>) -> Vec<Cell> {
+        use cmdb_model::custom_fields::FieldType;
+        self.0
+            .iter()
+            .map(|d| match (values.get(&d.key), d.field_type) {
+                (None | Some(Value::Null), _) => Cell::Empty,
+                (Some(Value::Bool(b)), _) => Cell::Bool(*b),
+                (Some(Value::Number(n)), _) => {
+                    n.as_i64().map_or_else(|| Cell::Number(n.as_f64().unwrap_or(0.0)), Cell::Int)
+                }
+                (Some(Value::String(text)), FieldType::Decimal) => match text.parse::<f64>() {
+                    Ok(n) if cmdb_model::custom_fields::canonical_decimal(&format!("{n}")).as_deref() == Some(text) => {
+                        Cell::Number(n)
+                    }
+                    _ => Cell::Text(text.clone()),
+                },
+                (Some(Value::String(text)), _) => Cell::Text(text.clone()),
+                (Some(other), _) => Cell::Text(other.to_string()),
+            })
+            .collect()
+    }
+}
+
+/// The cells of one list row, in [`list_headers`] order, then its custom values.
+fn list_cells(item: &AssetListItem, custom: &CustomColumns) -> Vec<Cell> {
+    let mut cells = vec![
         Cell::Int(item.id),
         Cell::Text(item.hostname.clone()),
         Cell::text(item.asset_tag.as_deref()),
@@ -114,13 +171,16 @@ fn list_cells(item: &AssetListItem) -> Vec<Cell> {
         Cell::time(item.last_seen_at),
         Cell::time(item.last_collected_at),
         Cell::Time(item.created_at),
-    ]
+    ];
+    cells.extend(custom.cells(&item.custom));
+    cells
 }
 
 /// Columns of the audit workbook's asset sheet: every business field, then the key facts.
 pub const AUDIT_ASSET_HEADERS: &[&str] = &[
     "asset_id",
     "hostname",
+    "asset_tag",
     "status",
     "idc",
     "cabinet",
@@ -151,7 +211,7 @@ pub const AUDIT_ASSET_HEADERS: &[&str] = &[
 /// Assets flagged as possible duplicates, with the others (see [`crate::service::duplicates`]).
 type Duplicates = std::collections::BTreeMap<i64, Vec<crate::service::duplicates::SharedIdentity>>;
 
-fn audit_asset_cells(r: &Rebuilt, duplicates: &Duplicates) -> Vec<Cell> {
+fn audit_asset_cells(r: &Rebuilt, duplicates: &Duplicates, custom: &CustomColumns) -> Vec<Cell> {
     let s = &r.summary;
     let b = r
         .state
@@ -159,9 +219,10 @@ fn audit_asset_cells(r: &Rebuilt, duplicates: &Duplicates) -> Vec<Cell> {
         .get(BUSINESS_SECTION)
         .map(|section| BusinessFields::from_fields(&section.fields))
         .unwrap_or_default();
-    vec![
+    let mut cells = vec![
         Cell::Int(r.asset_id),
         Cell::Text(s.hostname.clone()),
+        Cell::text(b.asset_tag.as_deref()),
         Cell::Text(b.status.as_str().to_owned()),
         Cell::text(b.idc.as_deref()),
         Cell::text(b.cabinet.as_deref()),
@@ -196,7 +257,9 @@ fn audit_asset_cells(r: &Rebuilt, duplicates: &Duplicates) -> Vec<Cell> {
             ),
             None => Cell::Empty,
         },
-    ]
+    ];
+    cells.extend(custom.cells(&b.custom));
+    cells
 }
 
 /// Columns of the component sheet.
@@ -489,6 +552,9 @@ fn write_cell(
 struct Book {
     workbook: Workbook,
     tables: Vec<TableState>,
+    /// Headers that name no time column whatever they end in (custom fields such as
+    /// `disposed_at`, a date): kept as they are, so the sheet imports back.
+    plain: Vec<String>,
     header: Format,
     time: Format,
     tz: Tz,
@@ -509,6 +575,7 @@ impl Book {
         Book {
             workbook: Workbook::new(),
             tables: Vec::new(),
+            plain: Vec::new(),
             header: Format::new().set_bold(),
             time: Format::new().set_num_format("yyyy-mm-dd hh:mm:ss"),
             tz,
@@ -524,7 +591,13 @@ impl Book {
             headers: headers
                 .iter()
                 .map(|h| h.as_ref())
-                .map(|h| if h.ends_with("_at") { format!("{h} ({})", self.tz.name()) } else { h.to_owned() })
+                .map(|h| {
+                    if h.ends_with("_at") && !self.plain.iter().any(|p| p == h) {
+                        format!("{h} ({})", self.tz.name())
+                    } else {
+                        h.to_owned()
+                    }
+                })
                 .collect(),
             sheet: 0,
             sheets: 0,
@@ -599,6 +672,7 @@ impl Book {
 
 /// The live list rows `query` selects (every page), in its order.
 pub async fn list_items(db: &Db, query: &ListQuery) -> Result<Vec<AssetListItem>, ServiceError> {
+    let query = &crate::service::assets::resolve_custom(db, query).await?;
     let mut q = Sql::new(format!("SELECT {} FROM assets", list_columns()));
     push_filters(&mut q, db.backend(), query);
     q.push(&crate::service::assets::order_by(query.sort.as_deref()));
@@ -606,21 +680,26 @@ pub async fn list_items(db: &Db, query: &ListQuery) -> Result<Vec<AssetListItem>
     Ok(rows.iter().map(list_item).collect::<Result<Vec<_>, _>>()?)
 }
 
-/// `items` as CSV.
-pub fn items_csv(items: &[AssetListItem], tz: Tz) -> Result<Vec<u8>, ServiceError> {
-    let mut table = CsvTable::new(list_headers(), tz)?;
+/// `items` as CSV, with a column per custom field.
+pub async fn items_csv(db: &Db, items: &[AssetListItem], tz: Tz) -> Result<Vec<u8>, ServiceError> {
+    let custom = CustomColumns::load(db).await?;
+    let headers = custom.headers(list_headers());
+    let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+    let mut table = CsvTable::new(&headers, tz)?;
     for item in items {
-        table.row(&list_cells(item))?;
+        table.row(&list_cells(item, &custom))?;
     }
     table.finish()
 }
 
-/// `items` as an XLSX workbook with one sheet, "Assets".
-pub fn items_xlsx(items: &[AssetListItem], tz: Tz) -> Result<Vec<u8>, ServiceError> {
+/// `items` as an XLSX workbook with one sheet, "Assets", with a column per custom field.
+pub async fn items_xlsx(db: &Db, items: &[AssetListItem], tz: Tz) -> Result<Vec<u8>, ServiceError> {
+    let custom = CustomColumns::load(db).await?;
     let mut book = Book::new(tz);
-    let table = book.table("Assets", list_headers())?;
+    book.plain = custom.keys();
+    let table = book.table("Assets", &custom.headers(list_headers()))?;
     for item in items {
-        book.row(table, &list_cells(item))?;
+        book.row(table, &list_cells(item, &custom))?;
     }
     book.finish()
 }
@@ -742,9 +821,12 @@ pub async fn for_each_change(
 
 /// The audit's asset sheet as CSV: every asset as of `as_of`.
 pub async fn audit_assets_csv(db: &Db, as_of: AsOf) -> Result<NamedTempFile, ServiceError> {
-    let mut table = CsvTable::to(temp_file()?, AUDIT_ASSET_HEADERS, as_of.tz)?;
+    let custom = CustomColumns::load(db).await?;
+    let headers = custom.headers(AUDIT_ASSET_HEADERS);
+    let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+    let mut table = CsvTable::to(temp_file()?, &headers, as_of.tz)?;
     let duplicates = crate::service::duplicates::all(db).await?;
-    for_each_asset_as_of(db, as_of.effective, &mut |r| table.row(&audit_asset_cells(r, &duplicates))).await?;
+    for_each_asset_as_of(db, as_of.effective, &mut |r| table.row(&audit_asset_cells(r, &duplicates, &custom))).await?;
     table.finish()
 }
 
@@ -837,9 +919,11 @@ async fn write_audit_workbook(db: &Db, period: &AuditPeriod) -> Result<NamedTemp
     let sheets = component_sheets();
     let tables: Vec<(&'static str, Vec<String>)> =
         sheets.iter().map(|s| (s.section.title, s.headers.clone())).collect();
+    let custom = CustomColumns::load(db).await?;
+    let asset_headers = (custom.headers(AUDIT_ASSET_HEADERS), custom.keys());
     let writer = std::thread::Builder::new()
         .name("audit-workbook".to_owned())
-        .spawn(move || write_sheets(receiver, tz, tables))
+        .spawn(move || write_sheets(receiver, tz, asset_headers, tables))
         .map_err(|e| ServiceError::Bug(format!("cannot start the workbook writer: {e}")))?;
     let gone = || ServiceError::Bug("the workbook writer stopped".to_owned());
     let duplicates = crate::service::duplicates::all(db).await?;
@@ -849,7 +933,7 @@ async fn write_audit_workbook(db: &Db, period: &AuditPeriod) -> Result<NamedTemp
     let mut components = 0u64;
     let read = async {
         let assets = for_each_asset_as_of(db, as_of, &mut |r| {
-            assets_batch.push(audit_asset_cells(r, &duplicates));
+            assets_batch.push(audit_asset_cells(r, &duplicates, &custom));
             components += section_component_rows(r, &sheets, &mut component_batches, &mut other_batch);
             if assets_batch.len() >= BATCH {
                 sender.send(Rows::Assets(std::mem::take(&mut assets_batch))).map_err(|_| gone())?;
@@ -910,13 +994,15 @@ async fn write_audit_workbook(db: &Db, period: &AuditPeriod) -> Result<NamedTemp
 fn write_sheets(
     receiver: std::sync::mpsc::Receiver<Rows>,
     tz: Tz,
+    (asset_headers, custom_keys): (Vec<String>, Vec<String>),
     components: Vec<(&'static str, Vec<String>)>,
 ) -> Result<Book, ServiceError> {
     let mut book = Book::new(tz);
+    book.plain = custom_keys;
     // "About" comes first but is filled last, when the counts are known; it is a normal sheet,
     // which can be written in any order.
     book.workbook.add_worksheet().set_name("About").map_err(xlsx_error)?;
-    let asset_table = book.table("Assets", AUDIT_ASSET_HEADERS)?;
+    let asset_table = book.table("Assets", &asset_headers)?;
     let mut component_tables = Vec::new();
     for (title, headers) in &components {
         component_tables.push(book.table(title, headers)?);

@@ -129,6 +129,7 @@ mod tests {
             last_seen_at: None,
             last_collected_at: None,
             created_at: chrono::DateTime::default(),
+            custom: Default::default(),
         };
         let label = label(&item, "https://cmdb.example/assets/7").expect("label");
         // Version 2 QR (25 modules) for a URL this long; 24 mm across.

@@ -77,6 +77,9 @@ pub struct ListParams {
     /// The columns shown, comma-separated list keys (absent: the defaults of [`PAGE_COLUMNS`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cols: Option<String>,
+    /// Custom field filters (`custom.<key>=<value>`), kept in every link.
+    #[serde(skip)]
+    pub custom: Vec<(String, String)>,
 }
 
 /// Columns the list page can show (the host name always is), in [`assets::LIST`] order, each with
@@ -102,6 +105,21 @@ const PAGE_COLUMNS: &[(&str, bool)] = &[
 ];
 
 impl ListParams {
+    /// Reads the page's query string: the named parameters and the custom field filters.
+    pub(crate) fn from_query(raw: Option<&str>) -> Result<ListParams, WebError> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
+            .map_err(|e| WebError::BadRequest(format!("malformed query string: {e}")))?;
+        let (custom, named): (Vec<_>, Vec<_>) =
+            pairs.into_iter().partition(|(name, _)| name.starts_with(assets::CUSTOM_PREFIX));
+        let mut params: ListParams = parse_query(Some(&serde_urlencoded::to_string(&named).unwrap_or_default()))?;
+        params.custom = custom
+            .into_iter()
+            .filter(|(_, value)| !value.trim().is_empty())
+            .map(|(name, value)| (name[assets::CUSTOM_PREFIX.len()..].to_owned(), value))
+            .collect();
+        Ok(params)
+    }
+
     /// The store's query for these parameters.
     pub fn list_query(&self) -> ListQuery {
         ListQuery {
@@ -117,11 +135,22 @@ impl ListParams {
             sort: self.sort.clone(),
             page: self.page,
             per_page: self.per_page,
+            custom: self.custom.clone(),
+            custom_values: Vec::new(),
         }
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
-        let query = serde_urlencoded::to_string(self).unwrap_or_default();
+        let mut query = serde_urlencoded::to_string(self).unwrap_or_default();
+        let custom: Vec<(String, &str)> = self
+            .custom
+            .iter()
+            .map(|(key, value)| (format!("{}{key}", assets::CUSTOM_PREFIX), value.as_str()))
+            .collect();
+        if !custom.is_empty() {
+            let extra = serde_urlencoded::to_string(&custom).unwrap_or_default();
+            query = if query.is_empty() { extra } else { format!("{query}&{extra}") };
+        }
         if query.is_empty() { path.to_owned() } else { format!("{path}?{query}") }
     }
 
@@ -187,7 +216,7 @@ pub async fn list(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, WebError> {
     user.require(Role::Viewer)?;
-    let params: ListParams = parse_query(raw.as_deref())?;
+    let params = ListParams::from_query(raw.as_deref())?;
     let query = params.list_query();
     let as_of = resolve_as_of(&state, params.as_of.as_deref())?;
     let page = match as_of {
@@ -303,9 +332,9 @@ pub async fn export_csv(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, WebError> {
     user.require(Role::Viewer)?;
-    let params: ListParams = parse_query(raw.as_deref())?;
+    let params = ListParams::from_query(raw.as_deref())?;
     let items = export_items(&state, &params).await?;
-    let body = crate::service::export::items_csv(&items, state.app.calendar.tz)?;
+    let body = crate::service::export::items_csv(&state.app.db, &items, state.app.calendar.tz).await?;
     let detail = format!("{} rows: {}", items.len(), describe(&params));
     audit::record_from(&state.app.db, &user.session.name, "export.csv", &detail, user.client_ip.as_deref()).await?;
     Ok(download(body, "text/csv; charset=utf-8", &export_name(&state, &params, "csv")?))
@@ -318,9 +347,9 @@ pub async fn export_xlsx(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, WebError> {
     user.require(Role::Viewer)?;
-    let params: ListParams = parse_query(raw.as_deref())?;
+    let params = ListParams::from_query(raw.as_deref())?;
     let items = export_items(&state, &params).await?;
-    let body = crate::service::export::items_xlsx(&items, state.app.calendar.tz)?;
+    let body = crate::service::export::items_xlsx(&state.app.db, &items, state.app.calendar.tz).await?;
     let detail = format!("{} rows: {}", items.len(), describe(&params));
     audit::record_from(&state.app.db, &user.session.name, "export.xlsx", &detail, user.client_ip.as_deref()).await?;
     Ok(download(

@@ -12,7 +12,7 @@ use cmdb_model::custom_fields::FieldType;
 use serde::{Deserialize, Serialize};
 
 use super::assets::ListParams;
-use super::{CurrentUser, Layout, Posted, parse_query};
+use super::{CurrentUser, Layout, Posted};
 use crate::auth::Role;
 use crate::service::assets;
 use crate::service::audit_log;
@@ -228,7 +228,7 @@ pub async fn labels_page(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, WebError> {
     user.require(Role::Viewer)?;
-    let params: ListParams = parse_query(raw.as_deref())?;
+    let params = ListParams::from_query(raw.as_deref())?;
     let mut query = params.list_query();
     query.per_page = Some(query.per_page.unwrap_or(LABELS_PER_PAGE).min(LABELS_PER_PAGE));
     let page = assets::list(&state.app.db, &query).await?;
