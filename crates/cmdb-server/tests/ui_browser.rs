@@ -240,6 +240,15 @@ async fn page_post(client: &Client, path: &str, fields: Value) -> u16 {
     answer.as_u64().and_then(|s| u16::try_from(s).ok()).unwrap_or_else(|| panic!("fetch failed: {answer}"))
 }
 
+async fn server_asset_by_tag(server: &WebServer, tag: &str) -> Option<i64> {
+    sqlx::query("SELECT id FROM assets WHERE asset_tag = $1")
+        .bind(tag)
+        .fetch_optional(server.db.reader())
+        .await
+        .expect("query")
+        .map(|row| sqlx::Row::try_get(&row, 0).expect("id"))
+}
+
 async fn owner_of(server: &WebServer, id: i64) -> Option<String> {
     cmdb_server::service::assets::detail(&server.db, id).await.expect("detail").business.owner
 }
@@ -381,6 +390,49 @@ async fn journey(server: &WebServer, assets: &[(i64, String)], hostile: i64, cli
     let images = client.execute("return document.querySelectorAll('img').length", vec![]).await.expect("count");
     assert_eq!(images, json!(0), "no <img> element was injected");
 
+    // Import the old spreadsheet (a workbook LibreOffice wrote): check it, then import it.
+    let workbook = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/old-inventory-libreoffice.xlsx");
+    client.goto(&format!("{base}/assets")).await.expect("goto list");
+    client.find(Locator::Css("#import-link")).await.expect("import link").click().await.expect("click");
+    wait_until(client, "the import page", "return location.pathname === '/import'").await;
+    client
+        .find(Locator::Css("#import-file"))
+        .await
+        .expect("file input")
+        .send_keys(workbook)
+        .await
+        .expect("choose file");
+    client.find(Locator::Css("#import-check")).await.expect("check").click().await.expect("click");
+    wait_until(client, "the check's report", "return !!document.querySelector('#import-results')").await;
+    let actions = client
+        .execute(
+            "return [...document.querySelectorAll('#import-results td[class^=action-]')].map(td => td.textContent)",
+            vec![],
+        )
+        .await
+        .expect("actions");
+    assert_eq!(actions, json!(["create", "create", "create"]), "a check says what each row would do");
+    assert!(server_asset_by_tag(server, "IT-2019-0001").await.is_none(), "a check writes nothing");
+    client
+        .find(Locator::Css("#import-file"))
+        .await
+        .expect("file input")
+        .send_keys(workbook)
+        .await
+        .expect("choose file");
+    client.find(Locator::Css("#import-apply")).await.expect("apply").click().await.expect("click");
+    wait_until(
+        client,
+        "the import's report",
+        "return /Imported/.test(document.querySelector('#import-report h2').textContent)",
+    )
+    .await;
+    screenshot(client, "import", 900).await;
+    let created = server_asset_by_tag(server, "IT-2019-0001").await.expect("the row was imported");
+    client.goto(&format!("{base}/assets/{created}")).await.expect("goto imported");
+    let page = client.source().await.expect("source");
+    assert!(page.contains("12999.5") && page.contains("2019-03-01"), "the custom values are on the asset page");
+
     // Log out: back to the form, and the session is gone.
     client.find(Locator::Css("#logout-form button")).await.expect("logout").click().await.expect("click");
     wait_until(client, "the login page after logout", "return location.pathname === '/login'").await;
@@ -441,5 +493,5 @@ async fn browser_journey() {
         .iter()
         .map(|r| r.try_get(0).expect("text"))
         .collect();
-    assert_eq!(actions, vec!["login", "export.csv", "logout", "login"], "{actions:?}");
+    assert_eq!(actions, vec!["login", "export.csv", "import", "logout", "login"], "{actions:?}");
 }

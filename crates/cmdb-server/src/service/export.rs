@@ -1142,3 +1142,19 @@ fn finish_audit_workbook(
     book.finish_to(&file)?;
     Ok(file)
 }
+
+/// The import template: an "Import" sheet headed by every column an import takes, and a
+/// "Columns" sheet that says what each holds.
+pub async fn import_template(db: &Db, tz: Tz) -> Result<Vec<u8>, ServiceError> {
+    let columns = crate::service::import::template_columns(db).await?;
+    let mut book = Book::new(tz);
+    // Keys are written as they are: the template imports back.
+    book.plain = columns.iter().map(|(key, _)| key.clone()).collect();
+    let keys: Vec<&str> = columns.iter().map(|(key, _)| key.as_str()).collect();
+    book.table("Import", &keys)?;
+    let help = book.table("Columns", &["column", "holds"])?;
+    for (key, what) in &columns {
+        book.row(help, &[Cell::Text(key.clone()), Cell::Text(what.clone())])?;
+    }
+    book.finish()
+}

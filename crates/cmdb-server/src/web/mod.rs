@@ -16,9 +16,9 @@
 //! Architecture invariant: every page is rendered through a template whose name ends in `.html`, so
 //! minijinja escapes every value; no handler writes HTML by hand and no template uses `|safe`.
 //!
-//! Architecture invariant: every POST handler of the UI takes a [`pages::Posted`] form, which checks
-//! the session's CSRF token before the handler runs; the login form checks its own pre-session
-//! token.
+//! Architecture invariant: every POST handler of the UI takes a [`pages::Posted`] form (or, for a
+//! file, a [`pages::PostedUpload`]), which checks the session's CSRF token before the handler runs;
+//! the login form checks its own pre-session token.
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -126,6 +126,8 @@ pub fn router(state: Arc<AppState>) -> crate::routing::Routes {
         .route("/assets/{id}/label.svg", get(pages::record::label_svg))
         .route("/assets/labels", get(pages::record::labels_page))
         .route("/duplicates", get(pages::record::duplicates))
+        .route("/import", get(pages::import::page).post(pages::import::upload))
+        .route("/import/template.xlsx", get(pages::import::template))
         .route("/fields", get(pages::record::fields).post(pages::record::change_fields))
         .route("/changes", get(pages::changes::page))
         .route("/errors", get(pages::errors::page))

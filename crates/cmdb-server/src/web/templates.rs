@@ -32,6 +32,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("duplicates.html", include_str!("../../templates/duplicates.html")),
     ("label.html", include_str!("../../templates/label.html")),
     ("labels.html", include_str!("../../templates/labels.html")),
+    ("import.html", include_str!("../../templates/import.html")),
     ("admin_users.html", include_str!("../../templates/admin_users.html")),
     ("admin_keys.html", include_str!("../../templates/admin_keys.html")),
     ("admin_tokens.html", include_str!("../../templates/admin_tokens.html")),

@@ -20,6 +20,7 @@ pub mod auth;
 pub mod changes;
 pub mod dashboard;
 pub mod errors;
+pub mod import;
 pub mod lists;
 pub mod record;
 
@@ -135,6 +136,59 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<WebState>> for Posted<T> {
         let form =
             serde_urlencoded::from_bytes(&body).map_err(|e| WebError::BadRequest(format!("malformed form: {e}")))?;
         Ok(Posted { user, form })
+    }
+}
+
+/// A file uploaded with a form (`multipart/form-data`) by a logged-in user whose CSRF token (field
+/// `csrf`, or the header) matched the session's; checked before the handler runs, like [`Posted`].
+#[derive(Debug)]
+pub struct PostedUpload {
+    /// Who posted it.
+    pub user: CurrentUser,
+    /// The text fields.
+    pub fields: std::collections::BTreeMap<String, String>,
+    /// The file: its name as the browser gave it, and its bytes (the body limit bounds them).
+    pub file: Option<(String, Bytes)>,
+}
+
+impl FromRequest<Arc<WebState>> for PostedUpload {
+    type Rejection = WebError;
+
+    async fn from_request(request: Request, state: &Arc<WebState>) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = request.into_parts();
+        let user = CurrentUser::from_request_parts(&mut parts, state).await?;
+        let header = parts.headers.get(session::CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let request = Request::from_parts(parts, body);
+        let mut multipart = axum::extract::Multipart::from_request(request, state)
+            .await
+            .map_err(|e| WebError::BadRequest(format!("not a file upload form: {e}")))?;
+        let mut fields = std::collections::BTreeMap::new();
+        let mut file = None;
+        while let Some(field) =
+            multipart.next_field().await.map_err(|e| WebError::BadRequest(format!("cannot read the upload: {e}")))?
+        {
+            let name = field.name().unwrap_or("").to_owned();
+            match field.file_name().map(str::to_owned) {
+                Some(file_name) => {
+                    let bytes =
+                        field.bytes().await.map_err(|e| WebError::BadRequest(format!("cannot read the file: {e}")))?;
+                    if !file_name.is_empty() {
+                        file = Some((file_name, bytes));
+                    }
+                }
+                None => {
+                    let text =
+                        field.text().await.map_err(|e| WebError::BadRequest(format!("cannot read the form: {e}")))?;
+                    fields.insert(name, text);
+                }
+            }
+        }
+        let token = fields.get("csrf").map_or("", String::as_str);
+        if !user.session.csrf_matches(token) && !user.session.csrf_matches(&header) {
+            tracing::warn!(user = %user.session.name, "upload refused: missing or wrong CSRF token");
+            return Err(WebError::Csrf);
+        }
+        Ok(PostedUpload { user, fields, file })
     }
 }
 
