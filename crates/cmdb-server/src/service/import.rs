@@ -737,6 +737,40 @@ async fn refuse_recorded(
     Ok(())
 }
 
+/// The columns a sheet to import may have, in template order, each with what it holds: the keys
+/// that find assets, every business field, every custom field in use (not deleted).
+pub async fn template_columns(db: &Db) -> Result<Vec<(String, String)>, ServiceError> {
+    let mut out: Vec<(String, String)> = vec![
+        ("id".to_owned(), "cmdb's asset id: finds the asset first (leave empty for new assets)".to_owned()),
+        (
+            "hostname".to_owned(),
+            "Host name: finds the asset last; registers a new asset when nothing matches".to_owned(),
+        ),
+        ("serial".to_owned(), "Board serial number: finds the asset (with manufacturer, when given)".to_owned()),
+        ("manufacturer".to_owned(), "Board manufacturer, as the serial's qualifier".to_owned()),
+    ];
+    let labels = cmdb_model::catalog::section(BUSINESS_SECTION).map_or(&[][..], |s| s.fields);
+    for field in FIELD_NAMES {
+        let label = labels.iter().find(|f| f.key == *field).map_or(*field, |f| f.label);
+        let what = match *field {
+            "asset_tag" => "Asset tag (printable ASCII, unique): finds the asset after the id".to_owned(),
+            "status" => "racked, online, offline or retired (empty: unchanged)".to_owned(),
+            "tags" => "Tags, comma-separated".to_owned(),
+            _ => label.to_owned(),
+        };
+        out.push(((*field).to_owned(), what));
+    }
+    for field in crate::service::custom_fields::list(db, false).await? {
+        let mut what =
+            format!("{} ({}): {}", field.label, field.field_type.as_str(), field.field_type.accepted_forms());
+        if !field.choices.is_empty() {
+            what.push_str(&format!("; one of {}", field.choices.join(", ")));
+        }
+        out.push((field.key, what));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -779,38 +813,4 @@ mod tests {
         let lines: Vec<u64> = errors.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![3], "{errors:?}");
     }
-}
-
-/// The columns a sheet to import may have, in template order, each with what it holds: the keys
-/// that find assets, every business field, every custom field in use (not deleted).
-pub async fn template_columns(db: &Db) -> Result<Vec<(String, String)>, ServiceError> {
-    let mut out: Vec<(String, String)> = vec![
-        ("id".to_owned(), "cmdb's asset id: finds the asset first (leave empty for new assets)".to_owned()),
-        (
-            "hostname".to_owned(),
-            "Host name: finds the asset last; registers a new asset when nothing matches".to_owned(),
-        ),
-        ("serial".to_owned(), "Board serial number: finds the asset (with manufacturer, when given)".to_owned()),
-        ("manufacturer".to_owned(), "Board manufacturer, as the serial's qualifier".to_owned()),
-    ];
-    let labels = cmdb_model::catalog::section(BUSINESS_SECTION).map_or(&[][..], |s| s.fields);
-    for field in FIELD_NAMES {
-        let label = labels.iter().find(|f| f.key == *field).map_or(*field, |f| f.label);
-        let what = match *field {
-            "asset_tag" => "Asset tag (printable ASCII, unique): finds the asset after the id".to_owned(),
-            "status" => "racked, online, offline or retired (empty: unchanged)".to_owned(),
-            "tags" => "Tags, comma-separated".to_owned(),
-            _ => label.to_owned(),
-        };
-        out.push(((*field).to_owned(), what));
-    }
-    for field in crate::service::custom_fields::list(db, false).await? {
-        let mut what =
-            format!("{} ({}): {}", field.label, field.field_type.as_str(), field.field_type.accepted_forms());
-        if !field.choices.is_empty() {
-            what.push_str(&format!("; one of {}", field.choices.join(", ")));
-        }
-        out.push((field.key, what));
-    }
-    Ok(out)
 }
