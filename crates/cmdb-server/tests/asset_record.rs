@@ -118,6 +118,25 @@ async fn custom_fields_and_the_finance_set(backend: Backend) {
         assert_eq!(status, 200, "{found}");
         assert_eq!(ids(&found), [id], "{query}: {found}");
     }
+    // Sortable, numbers by value (900 before 12999.5, though "9" > "1" as text), the same live
+    // and as of a time; an unknown field is refused.
+    let (status, _) = patch(&server, other, json!({"custom": {"purchase_cost": "900"}})).await;
+    assert_eq!(status, 200);
+    let (_, sorted) = server.get("/api/v1/assets?sort=custom.purchase_cost").await;
+    let rows = &server.state.snapshot_rows;
+    let query = ListQuery::from_query(Some("sort=custom.purchase_cost")).expect("query");
+    let as_of = asof::list_as_of(server.db(), rows, AsOf::exact(Utc::now()), &query).await.expect("as-of");
+    let as_of_ids: Vec<i64> = as_of.items.iter().map(|i| i.id).collect();
+    let live_ids = ids(&sorted);
+    assert_eq!(live_ids, as_of_ids, "the live and the as-of list sort alike");
+    let (cheap, dear) = (live_ids.iter().position(|i| *i == other), live_ids.iter().position(|i| *i == id));
+    assert!(cheap < dear, "900 before 12999.5: {sorted}");
+    let (_, sorted) = server.get("/api/v1/assets?sort=-custom.purchase_cost").await;
+    assert_eq!(ids(&sorted)[0], id, "descending: the dearest first: {sorted}");
+    let (status, _) = server.get("/api/v1/assets?sort=custom.colour").await;
+    assert_eq!(status, 422);
+    let (status, _) = patch(&server, other, json!({"custom": {"purchase_cost": null}})).await;
+    assert_eq!(status, 200);
     let (status, found) = server.get("/api/v1/assets?custom.purchase_date=2024-03-02").await;
     assert_eq!((status, ids(&found)), (200, vec![]), "{found}");
     let (status, body) = server.get("/api/v1/assets?custom.colour=red").await;

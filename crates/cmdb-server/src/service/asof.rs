@@ -783,7 +783,7 @@ impl RowsAt {
         let filter = ListFilter::new(query);
         let mut rows: Vec<&AssetListItem> =
             self.iter().filter(|r| filter.matches(&r.item, &r.terms)).map(|r| &r.item).collect();
-        let order = ListOrder::new(query.sort.as_deref(), backend);
+        let order = ListOrder::new(query, backend);
         rows.sort_by(|a, b| order.compare(a, b));
         rows
     }

@@ -272,6 +272,11 @@ pub struct ListQuery {
     #[serde(skip)]
     #[param(ignore)]
     pub custom_values: Vec<(String, Value)>,
+    /// For `sort=custom.<key>` (see [`resolve_custom`]): the key, and whether its values are
+    /// numbers (integer and decimal fields sort by value, not as text).
+    #[serde(skip)]
+    #[param(ignore)]
+    pub custom_sort: Option<(String, bool)>,
 }
 
 /// The prefix of a custom field filter's parameter name.
@@ -302,10 +307,21 @@ impl ListQuery {
 /// field cannot hold is refused, naming the parameter.
 pub async fn resolve_custom(db: &Db, query: &ListQuery) -> Result<ListQuery, ServiceError> {
     let mut out = query.clone();
-    if query.custom.is_empty() {
+    let sort_key = query.sort.as_deref().map(|s| s.trim_start_matches('-')).and_then(|s| s.strip_prefix(CUSTOM_PREFIX));
+    if query.custom.is_empty() && sort_key.is_none() {
         return Ok(out);
     }
     let definitions = crate::service::custom_fields::definitions(db).await?;
+    if let Some(key) = sort_key {
+        use cmdb_model::custom_fields::FieldType;
+        let definition = definitions
+            .fields
+            .get(key)
+            .or_else(|| definitions.deleted.get(key))
+            .ok_or_else(|| ServiceError::invalid("sort", format!("no custom field {key:?} to sort by")))?;
+        out.custom_sort =
+            Some((key.to_owned(), matches!(definition.field_type, FieldType::Integer | FieldType::Decimal)));
+    }
     out.custom_values.clear();
     for (key, text) in &query.custom {
         let parameter = format!("{CUSTOM_PREFIX}{key}");
@@ -503,6 +519,25 @@ impl ListFilter {
 enum SortValue<'a> {
     Int(Option<i64>),
     Text(Option<&'a str>),
+    Number(Option<OrderedNumber>),
+}
+
+/// A custom number (an integer, or a decimal read from its canonical text) in total order.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct OrderedNumber(f64);
+
+impl Eq for OrderedNumber {}
+
+impl PartialOrd for OrderedNumber {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for OrderedNumber {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
 }
 
 /// The list's order applied to rows in memory (the as-of list), as [`order_by`] orders in SQL:
@@ -511,18 +546,38 @@ enum SortValue<'a> {
 #[derive(Debug)]
 pub struct ListOrder {
     column: &'static str,
+    /// A custom field to sort by instead of `column`, and whether its values are numbers.
+    custom: Option<(String, bool)>,
     descending: bool,
     nulls_first_ascending: bool,
 }
 
 impl ListOrder {
-    /// The order of `sort` on `backend`.
-    pub fn new(sort: Option<&str>, backend: crate::db::Backend) -> Self {
-        let (column, descending) = sort_column(sort);
-        ListOrder { column, descending, nulls_first_ascending: backend == crate::db::Backend::Sqlite }
+    /// The order of `query` (resolved by [`resolve_custom`]) on `backend`.
+    pub fn new(query: &ListQuery, backend: crate::db::Backend) -> Self {
+        let (column, _) = sort_column(query.sort.as_deref());
+        ListOrder {
+            column,
+            custom: query.custom_sort.clone(),
+            descending: query.sort.as_deref().is_some_and(|s| s.starts_with('-')),
+            nulls_first_ascending: backend == crate::db::Backend::Sqlite,
+        }
     }
 
     fn value<'a>(&self, item: &'a AssetListItem) -> SortValue<'a> {
+        if let Some((key, numeric)) = &self.custom {
+            let value = item.custom.get(key);
+            return match (numeric, value) {
+                (true, Some(Value::Number(n))) => SortValue::Number(n.as_f64().map(OrderedNumber)),
+                (true, Some(Value::String(s))) => SortValue::Number(s.parse().ok().map(OrderedNumber)),
+                (true, _) => SortValue::Number(None),
+                // Booleans sort as SQLite stores them (0, 1) and PostgreSQL's text ('false' <
+                // 'true'): the same order.
+                (false, Some(Value::Bool(b))) => SortValue::Text(Some(if *b { "true" } else { "false" })),
+                (false, Some(Value::String(s))) => SortValue::Text(Some(s.as_str())),
+                (false, _) => SortValue::Text(None),
+            };
+        }
         let time = |t: Option<chrono::DateTime<chrono::Utc>>| SortValue::Int(t.map(|t| t.timestamp_micros()));
         match self.column {
             "id" => SortValue::Int(Some(item.id)),
@@ -550,8 +605,8 @@ impl ListOrder {
     pub fn compare(&self, a: &AssetListItem, b: &AssetListItem) -> std::cmp::Ordering {
         use std::cmp::Ordering;
         let (x, y) = (self.value(a), self.value(b));
-        let x_null = matches!(x, SortValue::Int(None) | SortValue::Text(None));
-        let y_null = matches!(y, SortValue::Int(None) | SortValue::Text(None));
+        let x_null = matches!(x, SortValue::Int(None) | SortValue::Text(None) | SortValue::Number(None));
+        let y_null = matches!(y, SortValue::Int(None) | SortValue::Text(None) | SortValue::Number(None));
         let by_value = match (x_null, y_null) {
             (true, true) => Ordering::Equal,
             // Ascending: nulls first on SQLite, last on PostgreSQL; descending reverses that.
@@ -629,6 +684,23 @@ pub fn order_by(sort: Option<&str>) -> String {
     format!(" ORDER BY {column} {}, id", if descending { "DESC" } else { "ASC" })
 }
 
+/// `ORDER BY` for `query` (resolved by [`resolve_custom`]): a list column, or a custom field's
+/// value (numbers by value, text bytewise as the list columns compare).
+pub fn order_by_query(query: &ListQuery, backend: Backend) -> String {
+    let Some((key, numeric)) = &query.custom_sort else { return order_by(query.sort.as_deref()) };
+    if cmdb_model::custom_fields::check_key(key).is_err() {
+        return order_by(None);
+    }
+    let direction = if query.sort.as_deref().is_some_and(|s| s.starts_with('-')) { "DESC" } else { "ASC" };
+    let value = match (backend, numeric) {
+        (Backend::Sqlite, true) => format!("CAST(json_extract(custom, '$.{key}') AS REAL)"),
+        (Backend::Sqlite, false) => format!("json_extract(custom, '$.{key}')"),
+        (Backend::Postgres, true) => format!("(custom::jsonb ->> '{key}')::numeric"),
+        (Backend::Postgres, false) => format!("(custom::jsonb ->> '{key}')"),
+    };
+    format!(" ORDER BY {value} {direction}, id")
+}
+
 /// The sort column of `sort` ("column" or "-column"; unknown columns sort by host name) and
 /// whether it is descending.
 fn sort_column(sort: Option<&str>) -> (&'static str, bool) {
@@ -650,7 +722,7 @@ pub async fn list(db: &Db, query: &ListQuery) -> Result<AssetPage, ServiceError>
     let total: i64 = count.query().fetch_one(db.reader()).await?.try_get(0)?;
     let mut q = Sql::new(format!("SELECT {} FROM assets", list_columns()));
     push_filters(&mut q, db.backend(), query);
-    q.push(&order_by(query.sort.as_deref()));
+    q.push(&order_by_query(query, db.backend()));
     q.push(" LIMIT ").bind(i64::from(per_page)).push(" OFFSET ").bind(i64::from((page - 1) * per_page));
     let rows = q.query().fetch_all(db.reader()).await?;
     let items = rows.iter().map(list_item).collect::<Result<Vec<_>, _>>()?;

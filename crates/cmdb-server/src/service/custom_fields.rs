@@ -165,6 +165,16 @@ pub async fn get(db: &Db, key: &str) -> Result<CustomField, ServiceError> {
     Ok(field)
 }
 
+/// The live fields in definition order, without counting their use (for the list page's columns).
+pub async fn live(db: &Db) -> Result<Vec<FieldDefinition>, ServiceError> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM custom_fields WHERE deleted_at IS NULL ORDER BY position, key"
+    )))
+    .fetch_all(db.reader())
+    .await?;
+    rows.iter().map(|row| decode(row).map(|f| f.definition())).collect()
+}
+
 /// The definitions edits and imports read values by.
 pub async fn definitions(db: &Db) -> Result<Definitions, ServiceError> {
     definitions_in(&mut *db.reader().acquire().await?).await

@@ -675,7 +675,7 @@ pub async fn list_items(db: &Db, query: &ListQuery) -> Result<Vec<AssetListItem>
     let query = &crate::service::assets::resolve_custom(db, query).await?;
     let mut q = Sql::new(format!("SELECT {} FROM assets", list_columns()));
     push_filters(&mut q, db.backend(), query);
-    q.push(&crate::service::assets::order_by(query.sort.as_deref()));
+    q.push(&crate::service::assets::order_by_query(query, db.backend()));
     let rows = q.query().fetch_all(db.reader()).await?;
     Ok(rows.iter().map(list_item).collect::<Result<Vec<_>, _>>()?)
 }

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
 use cmdb_model::business::{BusinessFields, FIELD_NAMES};
-use cmdb_model::custom_fields::Definitions;
+use cmdb_model::custom_fields::{Definitions, FieldDefinition};
 use cmdb_model::report::component_list;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -137,6 +137,7 @@ impl ListParams {
             per_page: self.per_page,
             custom: self.custom.clone(),
             custom_values: Vec::new(),
+            custom_sort: None,
         }
     }
 
@@ -155,14 +156,20 @@ impl ListParams {
     }
 
     /// The columns to show: the host name, then those chosen (unknown keys are ignored) in list
-    /// order.
-    fn shown_columns(&self) -> Vec<&'static str> {
+    /// order, then the custom fields chosen (`custom.<key>`, none by default) in definition order.
+    fn shown_columns(&self, custom: &[FieldDefinition]) -> Vec<String> {
         let chosen: Vec<&str> = match self.cols.as_deref() {
             Some(cols) => cols.split(',').map(str::trim).collect(),
             None => PAGE_COLUMNS.iter().filter(|(_, default)| *default).map(|(key, _)| *key).collect(),
         };
-        std::iter::once("hostname")
-            .chain(PAGE_COLUMNS.iter().map(|(key, _)| *key).filter(|c| chosen.contains(c)))
+        std::iter::once("hostname".to_owned())
+            .chain(PAGE_COLUMNS.iter().map(|(key, _)| *key).filter(|c| chosen.contains(c)).map(str::to_owned))
+            .chain(
+                custom
+                    .iter()
+                    .map(|d| format!("{}{}", assets::CUSTOM_PREFIX, d.key))
+                    .filter(|c| chosen.contains(&c.as_str())),
+            )
             .collect()
     }
 
@@ -175,8 +182,10 @@ impl ListParams {
 /// A sortable column header.
 #[derive(Debug, Serialize)]
 struct SortLink {
-    key: &'static str,
-    label: &'static str,
+    key: String,
+    label: String,
+    /// For a custom field's column: its key in the row's `custom` values.
+    custom: Option<String>,
     href: String,
     arrow: &'static str,
 }
@@ -200,7 +209,7 @@ struct ListPage {
     /// Assets flagged as possible duplicates (see `service::duplicates`).
     duplicate_ids: Vec<i64>,
     /// Every column a person may show, with whether it is shown.
-    choices: Vec<(&'static str, &'static str, bool)>,
+    choices: Vec<(String, String, bool)>,
     as_of: Option<Stated>,
     csv_href: String,
     xlsx_href: String,
@@ -227,23 +236,28 @@ pub async fn list(
         .unwrap_or(u32::MAX);
     let link = |n: u32| ListParams { page: Some(n), ..params.clone() }.url("/assets");
     let current_sort = params.sort.clone().unwrap_or_else(|| "hostname".to_owned());
-    let shown = params.shown_columns();
+    let custom_fields = custom_fields::live(&state.app.db).await?;
+    let shown = params.shown_columns(&custom_fields);
+    let custom_columns: Vec<(String, String)> =
+        custom_fields.iter().map(|d| (format!("{}{}", assets::CUSTOM_PREFIX, d.key), d.label.clone())).collect();
     let columns = assets::LIST
         .iter()
-        .filter(|c| shown.contains(&c.key))
-        .map(|c| (c.key, c.label))
+        .filter(|c| shown.iter().any(|s| s == c.key))
+        .map(|c| (c.key.to_owned(), c.label.to_owned()))
+        .chain(custom_columns.iter().filter(|(key, _)| shown.contains(key)).cloned())
         .map(|(key, label)| {
-            let (next, arrow) = if current_sort == *key {
+            let (next, arrow) = if current_sort == key {
                 (format!("-{key}"), "▲")
-            } else if current_sort.strip_prefix('-') == Some(key) {
-                ((*key).to_owned(), "▼")
+            } else if current_sort.strip_prefix('-') == Some(key.as_str()) {
+                (key.clone(), "▼")
             } else {
-                ((*key).to_owned(), "")
+                (key.clone(), "")
             };
             SortLink {
+                custom: key.strip_prefix(assets::CUSTOM_PREFIX).map(str::to_owned),
+                href: ListParams { sort: Some(next), page: None, ..params.clone() }.url("/assets"),
                 key,
                 label,
-                href: ListParams { sort: Some(next), page: None, ..params.clone() }.url("/assets"),
                 arrow,
             }
         })
@@ -257,7 +271,12 @@ pub async fn list(
     let choices = assets::LIST
         .iter()
         .filter(|c| PAGE_COLUMNS.iter().any(|(key, _)| *key == c.key))
-        .map(|c| (c.key, c.label, shown.contains(&c.key)))
+        .map(|c| (c.key.to_owned(), c.label.to_owned()))
+        .chain(custom_columns)
+        .map(|(key, label)| {
+            let on = shown.contains(&key);
+            (key, label, on)
+        })
         .collect();
     let filters = params.filters_only();
     let audit_href = as_of.map(|_| {
