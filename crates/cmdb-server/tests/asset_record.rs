@@ -384,7 +384,55 @@ async fn one_duplicate_rule(backend: Backend) {
     assert_eq!(server.asset(a).await["possible_duplicates"], json!([]));
 }
 
+/// A deleted record frees its host name for registration, leaves the collection targets and the
+/// counts; the dashboard lists warranties ending within 90 days; an editor imports but only an
+/// admin imports a baseline.
+async fn deleted_records_leave_every_list(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let server = TestServer::start(&db).await;
+    let fields = json!({"hostname": "gone-01", "status": "online", "manage_address": "10.9.9.9"});
+    let first = register(&server, fields.clone()).await;
+    let (_, targets) = server.signed("GET", "/api/v1/collect-targets", b"").await;
+    assert_eq!(targets["targets"].as_array().map(Vec::len), Some(1), "{targets}");
+    let (status, _) = server.send_json(&server.admin, "POST", "/api/v1/assets", &fields).await;
+    assert_eq!(status, 409, "the host name is taken");
+    let (status, _) = server.send_json(&server.admin, "DELETE", &format!("/api/v1/assets/{first}"), &json!({})).await;
+    assert_eq!(status, 200);
+    let (_, targets) = server.signed("GET", "/api/v1/collect-targets", b"").await;
+    assert_eq!(targets["targets"], json!([]), "a deleted record is no collection target");
+    let figures = cmdb_server::service::dashboard::counts(server.db()).await.expect("counts");
+    assert!(figures.status.is_empty(), "nor counted: {:?}", figures.status);
+    let second = register(&server, fields).await;
+    assert_ne!(second, first, "registration skips deleted records");
+    // Warranties ending within 90 days, soonest first; a past or later one is not listed.
+    let today = Utc::now().date_naive();
+    for (host, days) in [("w-soon", 10), ("w-later", 200), ("w-past", -3), ("w-sooner", 2)] {
+        let end = (today + chrono::Duration::days(days)).format("%Y-%m-%d").to_string();
+        register(&server, json!({"hostname": host, "custom": {"warranty_end": end}})).await;
+    }
+    let ending =
+        cmdb_server::service::dashboard::warranties_ending(server.db(), today, 90, 10).await.expect("warranties");
+    let hosts: Vec<&str> = ending.iter().map(|w| w.hostname.as_str()).collect();
+    assert_eq!(hosts, ["w-sooner", "w-soon"]);
+    // An editor imports; a baseline needs an admin.
+    let editor = cmdb_server::auth::create_token(server.db().writer(), "test-editor", cmdb_server::auth::Role::Editor)
+        .await
+        .expect("token");
+    let post = |query: &'static str| {
+        server
+            .http
+            .post(format!("{}/api/v1/import{query}", server.base))
+            .bearer_auth(&editor)
+            .header("content-type", "text/csv")
+            .body("hostname,owner\ngone-01,ops\n")
+            .send()
+    };
+    assert_eq!(post("").await.expect("import").status().as_u16(), 200);
+    assert_eq!(post("?as_of=2026-01-01").await.expect("baseline").status().as_u16(), 403);
+}
+
 on_both_backends!(
+    deleted_records_leave_every_list,
     asset_tags_are_unique_searchable_and_listed,
     custom_fields_and_the_finance_set,
     delete_and_restore_are_history,
