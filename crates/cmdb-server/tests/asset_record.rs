@@ -376,6 +376,24 @@ async fn one_duplicate_rule(backend: Backend) {
     assert_eq!(server.asset(c).await["possible_duplicates"], json!([]));
     assert_eq!(server.asset(d).await["possible_duplicates"], json!([]));
     assert_eq!(server.asset(f).await["possible_duplicates"], json!([]));
+    // A record marked, when a report created it, as a possible duplicate of another is paired with it.
+    sqlx::query("UPDATE assets SET possible_duplicate_of = $1 WHERE id = $2")
+        .bind(c)
+        .bind(f)
+        .execute(server.db().writer())
+        .await
+        .expect("mark");
+    let (_, list) = server.get("/api/v1/duplicates").await;
+    let marked = list["items"].as_array().expect("items").iter().find(|p| p["asset_id"] == c).cloned();
+    assert_eq!(
+        marked.map(|p| (p["other_id"].clone(), p["shares"].clone())),
+        Some((json!(f), json!(["marked when created"])))
+    );
+    sqlx::query("UPDATE assets SET possible_duplicate_of = NULL WHERE id = $1")
+        .bind(f)
+        .execute(server.db().writer())
+        .await
+        .expect("unmark");
     // A deleted record is nobody's duplicate.
     let (status, _) = server.send_json(&server.admin, "DELETE", &format!("/api/v1/assets/{b}"), &json!({})).await;
     assert_eq!(status, 200);
