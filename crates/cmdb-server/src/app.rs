@@ -47,7 +47,8 @@ pub fn app_with_paths(state: Arc<AppState>) -> (Router, Vec<&'static str>) {
         .with_state(state.clone())
         .merge(crate::web::router(state.clone()))
         .merge(crate::api::audit::router(state.clone()))
-        .merge(crate::api::record::router(state))
+        .merge(crate::api::record::router(state.clone()))
+        .merge(crate::api::stocktakes::router(state))
         .into_parts();
     let router = router
         .layer(DefaultBodyLimit::max(body_limit))

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod openapi;
 pub mod record;
+pub mod stocktakes;
 pub mod strict_query;
 
 use std::sync::Arc;

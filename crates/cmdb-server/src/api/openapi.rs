@@ -65,6 +65,7 @@ fn list_item_schema() -> Value {
         (name = "import", description = "CSV import."),
         (name = "lists", description = "Managed lists of IDC, business unit and tag values."),
         (name = "fields", description = "Custom fields of the asset record (the finance set among them)."),
+        (name = "stocktakes", description = "The physical count: open, scan, close, report."),
         (name = "meta", description = "This document."),
     ),
     paths(
@@ -83,6 +84,12 @@ fn list_item_schema() -> Value {
         crate::api::record::create_field,
         crate::api::record::change_field,
         crate::api::record::delete_field,
+        crate::api::stocktakes::list_stocktakes,
+        crate::api::stocktakes::open_stocktake,
+        crate::api::stocktakes::get_stocktake,
+        crate::api::stocktakes::add_sighting,
+        crate::api::stocktakes::close_stocktake,
+        crate::api::stocktakes::stocktake_report,
         crate::api::asset_changes,
         crate::api::change_feed,
         crate::api::errors,
@@ -344,8 +351,13 @@ mod tests {
 
     #[test]
     fn every_handler_is_documented_where_it_is_routed() {
-        let sources =
-            [include_str!("../app.rs"), include_str!("mod.rs"), include_str!("audit.rs"), include_str!("record.rs")];
+        let sources = [
+            include_str!("../app.rs"),
+            include_str!("mod.rs"),
+            include_str!("audit.rs"),
+            include_str!("record.rs"),
+            include_str!("stocktakes.rs"),
+        ];
         let mut routed: Vec<_> =
             sources.iter().flat_map(|s| routes(s)).filter(|(_, path, _)| path.starts_with("/api/v1")).collect();
         let mut documented: Vec<_> = sources.iter().flat_map(|s| annotations(s)).collect();

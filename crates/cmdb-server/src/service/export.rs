@@ -1158,3 +1158,88 @@ pub async fn import_template(db: &Db, tz: Tz) -> Result<Vec<u8>, ServiceError> {
     }
     book.finish()
 }
+
+/// A stocktake's report: Summary (counts, scope, who opened and closed it and when, the zone),
+/// Verified, Moved, Missing, Unexpected and Collection only. Built from the frozen list and the
+/// recorded sightings only, so a closed stocktake's report never changes.
+pub fn stocktake_report(stocktake: &crate::service::stocktakes::Stocktake, tz: Tz) -> Result<Vec<u8>, ServiceError> {
+    let cal = Calendar::new(tz, 0);
+    let mut book = Book::new(tz);
+    let summary = book.table("Summary", &["item", "value"])?;
+    let c = &stocktake.counts;
+    let text = |s: &str| Cell::Text(s.to_owned());
+    let lines: Vec<(&str, Cell)> = vec![
+        ("Stocktake", text(&stocktake.name)),
+        ("Scope", text(&serde_json::to_string(&stocktake.scope).unwrap_or_default())),
+        ("Time zone", text(tz.name())),
+        ("Opened", text(&format!("{} by {}", cal.state(stocktake.opened_at).at, stocktake.opened_by))),
+        (
+            "Closed",
+            match (&stocktake.closed_at, &stocktake.closed_by) {
+                (Some(at), Some(by)) => text(&format!("{} by {}", cal.state(*at).at, by)),
+                _ => text("open: counts may still change"),
+            },
+        ),
+        ("Expected", Cell::Int(c.expected)),
+        ("Verified", Cell::Int(c.verified)),
+        ("Moved", Cell::Int(c.moved)),
+        ("Missing", Cell::Int(c.missing)),
+        ("Unexpected", Cell::Int(c.unexpected)),
+        ("Seen by collection only", Cell::Int(c.seen_by_collection_only)),
+    ];
+    for (label, value) in lines {
+        book.row(summary, &[text(label), value])?;
+    }
+    let item_headers = ["asset_id", "hostname", "asset_tag", "serial", "idc", "cabinet", "cabinet_u"];
+    let item_cells = |i: &crate::service::stocktakes::Item| {
+        vec![
+            Cell::Int(i.asset_id),
+            Cell::Text(i.hostname.clone()),
+            Cell::text(i.asset_tag.as_deref()),
+            Cell::text(i.serial.as_deref()),
+            Cell::text(i.idc.as_deref()),
+            Cell::text(i.cabinet.as_deref()),
+            Cell::int(i.cabinet_u),
+        ]
+    };
+    let sighting_headers =
+        ["code", "asset_id", "hostname", "seen_idc", "seen_cabinet", "seen_cabinet_u", "note", "seen_at", "seen_by"];
+    let sighting_cells = |s: &crate::service::stocktakes::SightingRecord| {
+        vec![
+            Cell::Text(s.code.clone()),
+            Cell::int(s.asset_id),
+            Cell::text(s.hostname.as_deref()),
+            Cell::text(s.idc.as_deref()),
+            Cell::text(s.cabinet.as_deref()),
+            Cell::int(s.cabinet_u),
+            Cell::text(s.note.as_deref()),
+            Cell::Time(s.seen_at),
+            Cell::Text(s.seen_by.clone()),
+        ]
+    };
+    for (sheet, status) in [("Verified", "verified"), ("Missing", "missing")] {
+        let table = book.table(sheet, &item_headers)?;
+        for item in stocktake.items.iter().filter(|i| i.status == status) {
+            book.row(table, &item_cells(item))?;
+        }
+    }
+    // Moved: where the record said, and where it was seen (its first sighting).
+    let moved = book.table("Moved", &[&item_headers[..], &sighting_headers[..]].concat())?;
+    for item in stocktake.items.iter().filter(|i| i.status == "moved") {
+        let first = stocktake.sightings.iter().find(|s| s.asset_id == Some(item.asset_id) && s.outcome == "moved");
+        let mut cells = item_cells(item);
+        cells.extend(first.map(sighting_cells).unwrap_or_default());
+        book.row(moved, &cells)?;
+    }
+    let unexpected = book.table("Unexpected", &[&sighting_headers[..], &["outcome"][..]].concat())?;
+    for s in stocktake.sightings.iter().filter(|s| s.outcome == "unexpected" || s.outcome == "unknown") {
+        let mut cells = sighting_cells(s);
+        cells.push(Cell::Text(s.outcome.clone()));
+        book.row(unexpected, &cells)?;
+    }
+    let collection = book.table("Collection only", &item_headers)?;
+    for item in stocktake.items.iter().filter(|i| i.status == "missing" && i.reported) {
+        book.row(collection, &item_cells(item))?;
+    }
+    book.finish()
+}

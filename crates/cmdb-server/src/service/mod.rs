@@ -15,6 +15,7 @@
 //! - [`custom_fields`]: fields admins add to the asset record (the finance set first).
 //! - [`record`]: deleting, restoring and merging asset records, in history.
 //! - [`labels`]: printable asset labels (Code 128 of the tag, QR code of the page).
+//! - [`stocktakes`]: the physical count: a frozen expected list, sightings, close, the report.
 //! - [`readable`]: an asset's sections with labels and units, as the asset page shows them.
 //! - [`duplicates`]: assets that share a board serial or UUID (one rule, flagged everywhere).
 //! - [`history`]: an asset's timeline, the change log, the change feed.
@@ -43,6 +44,7 @@ pub mod lists;
 pub mod readable;
 pub mod record;
 pub mod sheet;
+pub mod stocktakes;
 pub mod time;
 
 pub use error::ServiceError;
