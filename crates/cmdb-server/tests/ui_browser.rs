@@ -495,3 +495,127 @@ async fn browser_journey() {
         .collect();
     assert_eq!(actions, vec!["login", "export.csv", "import", "logout", "login"], "{actions:?}");
 }
+
+/// A phone: Chromium's mobile emulation at 360 x 740.
+async fn phone(driver: &Driver, profile: &Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert("browserName".into(), json!("chrome"));
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                "--hide-scrollbars", "--lang=en-US", format!("--user-data-dir={}", profile.display()),
+            ],
+            "mobileEmulation": {"deviceMetrics": {"width": 360, "height": 740, "pixelRatio": 2.0, "touch": true}},
+        }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector).capabilities(caps).connect(&driver.url).await.expect("WebDriver session")
+}
+
+/// The scan page on a 360 px phone, driven like a barcode scanner: ten codes typed, each with
+/// Enter, answered in place (verified, moved, unknown, already seen) with running counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_page_on_a_phone() {
+    ensure_chromium();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = WebServer::start(&db).await;
+    for n in 1..=8 {
+        let id = server.ingest(&report(&format!("rack-{n:02}.bj1"))).await;
+        let patch = json!({"idc": "bj-1", "cabinet": "A01", "asset_tag": format!("BJ-{n:04}")});
+        cmdb_server::service::assets::patch_business(&server.db, id, "user:admin", patch.as_object().expect("object"))
+            .await
+            .expect("patch");
+    }
+    let new = cmdb_server::service::stocktakes::NewStocktake {
+        name: "BJ-1 year end".into(),
+        scope: json!({"idc": "bj-1"}).as_object().cloned().expect("scope"),
+    };
+    let opened = cmdb_server::service::stocktakes::open(&server.db, new, "user:editor").await.expect("open");
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().expect("profile dir");
+    let client = phone(&driver, profile.path()).await;
+    let run = async {
+        let base = &server.base;
+        login(&client, base, "editor").await;
+        client.goto(&format!("{base}/stocktakes/{}/scan", opened.id)).await.expect("scan page");
+        let width = client.execute("return document.documentElement.scrollWidth", vec![]).await.expect("width");
+        assert!(width.as_i64().is_some_and(|w| w <= 360), "the page fits 360 px: {width}");
+        let focused = client.execute("return document.activeElement.id", vec![]).await.expect("focus");
+        assert_eq!(focused, json!("scan-code"), "the code field is focused");
+        // The location for this run of scans.
+        client.find(Locator::Css("#scan-idc")).await.expect("idc").send_keys("bj-1").await.expect("type");
+        client.find(Locator::Css("#scan-cabinet")).await.expect("cabinet").send_keys("A01").await.expect("type");
+        client.execute("document.getElementById('scan-code').focus()", vec![]).await.expect("focus");
+        // Seven tags where the record says, one host name, one unknown code, one repeat.
+        let codes = [
+            "BJ-0001",
+            "BJ-0002",
+            "BJ-0003",
+            "BJ-0004",
+            "BJ-0005",
+            "BJ-0006",
+            "rack-07.bj1",
+            "NOPE-1",
+            "BJ-0001",
+            "BJ-0008",
+        ];
+        for code in codes {
+            // As a scanner does: the code's keys, then Enter, into whatever has the focus.
+            let field = client.active_element().await.expect("focused element");
+            field.send_keys(&format!("{code}\u{E007}")).await.expect("scan");
+        }
+        wait_until(
+            &client,
+            "ten answers",
+            "return document.querySelectorAll('#scan-results li:not(.pending)').length === 10",
+        )
+        .await;
+        let classes = client
+            .execute(
+                "return [...document.querySelectorAll('#scan-results li')].map(li => li.className).reverse()",
+                vec![],
+            )
+            .await
+            .expect("classes");
+        assert_eq!(
+            classes,
+            json!([
+                "verified",
+                "verified",
+                "verified",
+                "verified",
+                "verified",
+                "verified",
+                "verified",
+                "unknown",
+                "already_seen",
+                "verified"
+            ])
+        );
+        let verified = client
+            .execute("return document.querySelector('[data-count=verified]').textContent", vec![])
+            .await
+            .expect("count");
+        assert_eq!(verified, json!("8"));
+        let pending =
+            client.execute("return document.getElementById('scan-pending').hidden", vec![]).await.expect("pending");
+        assert_eq!(pending, json!(true), "nothing waits to be sent");
+        let png = client.screenshot().await.expect("screenshot");
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("scan.png"), &png).expect("write");
+        if std::env::var("CMDB_UPDATE_SCREENSHOTS").as_deref() == Ok("1") {
+            let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots/scan.png");
+            std::fs::write(docs, &png).expect("write docs screenshot");
+        }
+    };
+    let outcome = tokio::time::timeout(Duration::from_secs(120), run).await;
+    let _ = client.close().await;
+    outcome.expect("the scan journey took longer than 2 minutes");
+    let stocktake = cmdb_server::service::stocktakes::get(&server.db, opened.id).await.expect("stocktake");
+    assert_eq!((stocktake.counts.verified, stocktake.counts.unexpected, stocktake.sightings.len()), (8, 1, 10));
+}

@@ -23,6 +23,7 @@ pub mod errors;
 pub mod import;
 pub mod lists;
 pub mod record;
+pub mod stocktakes;
 
 /// The logged-in user of a page request.
 #[derive(Debug, Clone)]
