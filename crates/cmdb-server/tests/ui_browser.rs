@@ -604,6 +604,31 @@ async fn scan_page_on_a_phone() {
         let pending =
             client.execute("return document.getElementById('scan-pending').hidden", vec![]).await.expect("pending");
         assert_eq!(pending, json!(true), "nothing waits to be sent");
+        // The network drops for two requests: the scan waits, is shown as waiting, and goes out.
+        client
+            .execute(
+                "const real = window.fetch; let failures = 2; \
+                 window.fetch = (...args) => failures-- > 0 ? Promise.reject(new Error('offline')) : real(...args);",
+                vec![],
+            )
+            .await
+            .expect("break the network");
+        let field = client.active_element().await.expect("focused element");
+        field.send_keys("BJ-0007\u{E007}").await.expect("scan");
+        let waiting = wait_until(
+            &client,
+            "the scan shown as waiting",
+            "const p = document.getElementById('scan-pending'); return !p.hidden && p.textContent",
+        )
+        .await;
+        assert_eq!(waiting, json!("1 scan(s) waiting to be sent"));
+        wait_until(
+            &client,
+            "the scan sent after the retries",
+            "return document.querySelector('#scan-results li').className === 'already_seen' \
+             && document.getElementById('scan-pending').hidden",
+        )
+        .await;
         let png = client.screenshot().await.expect("screenshot");
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
         std::fs::create_dir_all(&dir).expect("dir");
@@ -617,5 +642,5 @@ async fn scan_page_on_a_phone() {
     let _ = client.close().await;
     outcome.expect("the scan journey took longer than 2 minutes");
     let stocktake = cmdb_server::service::stocktakes::get(&server.db, opened.id).await.expect("stocktake");
-    assert_eq!((stocktake.counts.verified, stocktake.counts.unexpected, stocktake.sightings.len()), (8, 1, 10));
+    assert_eq!((stocktake.counts.verified, stocktake.counts.unexpected, stocktake.sightings.len()), (8, 1, 11));
 }
