@@ -81,6 +81,10 @@ async fn a_stocktake_from_open_to_report(backend: Backend) {
     assert_eq!(closed["counts"]["seen_by_collection_only"], 1, "{closed}");
     assert_eq!(closed["counts"]["verified"], 1, "collection never verifies");
     assert_eq!(closed["counts"]["missing"], 1);
+    let (status, listed) = server.get("/api/v1/stocktakes").await;
+    assert_eq!(status, 200);
+    assert_eq!(listed["items"][0]["counts"], closed["counts"], "the list has the same counts: {listed}");
+    assert_eq!(listed["items"][0]["items"], json!([]), "and leaves the items out");
     // Closed: every write is a 409.
     let (status, _) = sight(&server, &editor, st, json!({"code": "T-A"})).await;
     assert_eq!(status, 409);

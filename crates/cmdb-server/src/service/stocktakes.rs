@@ -278,17 +278,18 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<Stocktake, ServiceError> {
     })
 }
 
-/// Every stocktake with its counts, newest first.
+/// Every stocktake with its counts, newest first (items and sightings left out). Three queries,
+/// however many stocktakes there are.
 pub async fn list(db: &Db) -> Result<Vec<Stocktake>, ServiceError> {
+    let mut conn = db.reader().acquire().await?;
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {STOCKTAKE_COLUMNS} FROM stocktakes ORDER BY id DESC")))
-        .fetch_all(db.reader())
+        .fetch_all(&mut *conn)
         .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let mut stocktake = decode(row)?;
-        let full = get(db, stocktake.id).await?;
-        stocktake.counts = full.counts;
-        out.push(stocktake);
+    let mut out = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+    fill(&mut conn, &mut out).await?;
+    for stocktake in &mut out {
+        stocktake.items.clear();
+        stocktake.sightings.clear();
     }
     Ok(out)
 }
@@ -301,85 +302,102 @@ pub async fn get(db: &Db, id: i64) -> Result<Stocktake, ServiceError> {
         .fetch_optional(&mut *conn)
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("no stocktake {id}")))?;
-    let mut stocktake = decode(&row)?;
-    let sightings = sqlx::query(
-        "SELECT code, asset_id, hostname, idc, cabinet, cabinet_u, note, outcome, seen_at, seen_by \
-         FROM stocktake_sightings WHERE stocktake_id = $1 ORDER BY id",
-    )
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await?;
-    for row in &sightings {
-        stocktake.sightings.push(SightingRecord {
-            code: row.try_get(0)?,
-            asset_id: row.try_get(1)?,
-            hostname: row.try_get(2)?,
-            idc: row.try_get(3)?,
-            cabinet: row.try_get(4)?,
-            cabinet_u: row.try_get(5)?,
-            note: row.try_get(6)?,
-            outcome: row.try_get(7)?,
-            seen_at: from_us(row.try_get(8)?),
-            seen_by: row.try_get(9)?,
-        });
+    let mut one = [decode(&row)?];
+    fill(&mut conn, &mut one).await?;
+    let [stocktake] = one;
+    Ok(stocktake)
+}
+
+/// Reads the sightings and items of `stocktakes` (one query each) and computes their counts: the
+/// first sighting of an expected asset decides whether it is verified or moved.
+async fn fill(conn: &mut sqlx::AnyConnection, stocktakes: &mut [Stocktake]) -> Result<(), ServiceError> {
+    let ids: Vec<i64> = stocktakes.iter().map(|s| s.id).collect();
+    if ids.is_empty() {
+        return Ok(());
     }
-    // The first sighting of each expected asset decides its status.
-    let mut status: BTreeMap<i64, Outcome> = BTreeMap::new();
-    for s in &stocktake.sightings {
-        if let (Some(asset), Some(outcome)) = (s.asset_id, Outcome::parse(&s.outcome))
-            && matches!(outcome, Outcome::Verified | Outcome::Moved)
-        {
-            status.entry(asset).or_insert(outcome);
+    let position: BTreeMap<i64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    for chunk in ids.chunks(500) {
+        let mut q = crate::store::sql::Sql::new(
+            "SELECT stocktake_id, code, asset_id, hostname, idc, cabinet, cabinet_u, note, outcome, seen_at, seen_by \
+             FROM stocktake_sightings WHERE stocktake_id IN ",
+        );
+        q.bind_list(chunk.iter().copied());
+        q.push(" ORDER BY id");
+        for row in q.query().fetch_all(&mut *conn).await? {
+            let at = position[&row.try_get::<i64, _>(0)?];
+            stocktakes[at].sightings.push(SightingRecord {
+                code: row.try_get(1)?,
+                asset_id: row.try_get(2)?,
+                hostname: row.try_get(3)?,
+                idc: row.try_get(4)?,
+                cabinet: row.try_get(5)?,
+                cabinet_u: row.try_get(6)?,
+                note: row.try_get(7)?,
+                outcome: row.try_get(8)?,
+                seen_at: from_us(row.try_get(9)?),
+                seen_by: row.try_get(10)?,
+            });
+        }
+        let mut q = crate::store::sql::Sql::new(
+            "SELECT stocktake_id, asset_id, hostname, asset_tag, serial, idc, cabinet, cabinet_u, reported \
+             FROM stocktake_items WHERE stocktake_id IN ",
+        );
+        q.bind_list(chunk.iter().copied());
+        q.push(" ORDER BY stocktake_id, cabinet, cabinet_u, hostname, asset_id");
+        for row in q.query().fetch_all(&mut *conn).await? {
+            let at = position[&row.try_get::<i64, _>(0)?];
+            stocktakes[at].items.push(Item {
+                asset_id: row.try_get(1)?,
+                hostname: row.try_get(2)?,
+                asset_tag: row.try_get(3)?,
+                serial: row.try_get(4)?,
+                idc: row.try_get(5)?,
+                cabinet: row.try_get(6)?,
+                cabinet_u: row.try_get(7)?,
+                status: String::new(),
+                reported: row.try_get::<i64, _>(8)? != 0,
+            });
         }
     }
-    let items = sqlx::query(
-        "SELECT asset_id, hostname, asset_tag, serial, idc, cabinet, cabinet_u, reported FROM stocktake_items \
-         WHERE stocktake_id = $1 ORDER BY cabinet, cabinet_u, hostname, asset_id",
-    )
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut counts = Counts::default();
-    for row in &items {
-        let asset_id: i64 = row.try_get(0)?;
-        let reported = row.try_get::<i64, _>(7)? != 0;
-        let state = match status.get(&asset_id) {
-            Some(Outcome::Verified) => {
-                counts.verified += 1;
-                "verified"
+    for stocktake in stocktakes.iter_mut() {
+        let mut status: BTreeMap<i64, Outcome> = BTreeMap::new();
+        for s in &stocktake.sightings {
+            if let (Some(asset), Some(outcome)) = (s.asset_id, Outcome::parse(&s.outcome))
+                && matches!(outcome, Outcome::Verified | Outcome::Moved)
+            {
+                status.entry(asset).or_insert(outcome);
             }
-            Some(_) => {
-                counts.moved += 1;
-                "moved"
-            }
-            None => {
-                counts.missing += 1;
-                if reported {
-                    counts.seen_by_collection_only += 1;
+        }
+        let mut counts = Counts::default();
+        for item in &mut stocktake.items {
+            item.status = match status.get(&item.asset_id) {
+                Some(Outcome::Verified) => {
+                    counts.verified += 1;
+                    "verified"
                 }
-                "missing"
+                Some(_) => {
+                    counts.moved += 1;
+                    "moved"
+                }
+                None => {
+                    counts.missing += 1;
+                    if item.reported {
+                        counts.seen_by_collection_only += 1;
+                    }
+                    "missing"
+                }
             }
-        };
-        stocktake.items.push(Item {
-            asset_id,
-            hostname: row.try_get(1)?,
-            asset_tag: row.try_get(2)?,
-            serial: row.try_get(3)?,
-            idc: row.try_get(4)?,
-            cabinet: row.try_get(5)?,
-            cabinet_u: row.try_get(6)?,
-            status: state.to_owned(),
-            reported,
-        });
+            .to_owned();
+        }
+        counts.expected = stocktake.items.len() as i64;
+        counts.unexpected = stocktake
+            .sightings
+            .iter()
+            .filter(|s| s.outcome == Outcome::Unexpected.as_str() || s.outcome == Outcome::Unknown.as_str())
+            .count() as i64;
+        stocktake.counts = counts;
     }
-    counts.expected = stocktake.items.len() as i64;
-    counts.unexpected = stocktake
-        .sightings
-        .iter()
-        .filter(|s| s.outcome == Outcome::Unexpected.as_str() || s.outcome == Outcome::Unknown.as_str())
-        .count() as i64;
-    stocktake.counts = counts;
-    Ok(stocktake)
+    Ok(())
 }
 
 /// The asset `code` names: an asset tag, then a board serial, then a host name, among records not
