@@ -23,6 +23,7 @@
 //! - [`dashboard`]: counts per value, changes per day, hosts that stopped reporting.
 //! - [`collect`]: the hosts collectors should reach.
 //! - [`audit_log`]: who did what (logins, exports, admin actions).
+//! - [`verify`]: every asset's history replays to exactly its stored state.
 //!
 //! Architecture invariant: nothing in `service` depends on `api`, `web` or `app`, or names an HTTP
 //! status (checked by `tests/architecture.rs`).
@@ -46,6 +47,7 @@ pub mod record;
 pub mod sheet;
 pub mod stocktakes;
 pub mod time;
+pub mod verify;
 
 pub use error::ServiceError;
 pub use time::{AsOf, AuditPeriod, Calendar};
