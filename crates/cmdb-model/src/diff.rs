@@ -86,6 +86,28 @@ impl ChangeOp {
     /// or `disk 32:0 capacity changed from 300 GB to 600 GB`: field names and units from the
     /// [`crate::catalog`], so a sentence reads like the asset page.
     pub fn sentence(&self) -> String {
+        // What people decided about the record itself reads as the decision.
+        if self.section == IDENTITY_SECTION && self.component.is_none() {
+            let text = |v: &Option<Value>| match v {
+                Some(Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+                None => String::new(),
+            };
+            match (self.path.as_str(), self.action) {
+                ("/deleted_at", Action::Added) => return format!("record deleted at {}", text(&self.new)),
+                ("/deleted_at", Action::Removed) => return "record restored".to_owned(),
+                ("/merged_into", Action::Added) => return format!("merged into asset {}", text(&self.new)),
+                _ => {}
+            }
+        }
+        if self.section == IDENTITY_SECTION
+            && let Some(key) = self.component.as_deref().and_then(|k| k.strip_prefix("alias:"))
+            && self.path.is_empty()
+            && self.action == Action::Added
+        {
+            let name = self.new.as_ref().and_then(|v| v.get("hostname")).and_then(Value::as_str).unwrap_or("?");
+            return format!("asset {key} ({name}) merged into this one");
+        }
         let subject = match (&self.component, self.section.as_str()) {
             (Some(key), section) => format!("{section} {key}"),
             (None, HOST_SECTION) | (None, BUSINESS_SECTION) | (None, IDENTITY_SECTION) => String::new(),

@@ -285,8 +285,8 @@ async fn delete_and_restore_are_history(backend: Backend) {
     assert_eq!(ids(&list), [id, other], "back on the list: {list}");
     let summaries: Vec<String> =
         server.changes(id).await.iter().filter_map(|c| c["summary"].as_str().map(str::to_owned)).collect();
-    assert!(summaries.iter().any(|s| s.starts_with("deleted set to ")), "{summaries:?}");
-    assert!(summaries.iter().any(|s| s.starts_with("deleted removed")), "{summaries:?}");
+    assert!(summaries.iter().any(|s| s.starts_with("record deleted at ")), "{summaries:?}");
+    assert!(summaries.iter().any(|s| s == "record restored"), "{summaries:?}");
     assert_replay_holds(&server).await;
 }
 
@@ -312,8 +312,12 @@ async fn merge_keeps_both_histories_and_routes_reports(backend: Backend) {
     // No change row moved: each asset got its own.
     let on_a = server.changes(a).await;
     assert!(on_a.iter().any(|c| c["component"] == format!("alias:{b}")), "{on_a:?}");
+    let sentence = format!("asset {b} (merge-b) merged into this one");
+    assert!(on_a.iter().any(|c| c["summary"] == sentence.as_str()), "{on_a:?}");
     let on_b = server.changes(b).await;
     assert!(on_b.iter().any(|c| c["path"] == "/merged_into"), "{on_b:?}");
+    let sentence = format!("merged into asset {a}");
+    assert!(on_b.iter().any(|c| c["summary"] == sentence.as_str()), "{on_b:?}");
     // As of before the merge, both as they were.
     let rows = &server.state.snapshot_rows;
     let then =

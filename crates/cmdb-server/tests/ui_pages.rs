@@ -643,7 +643,10 @@ async fn asset_record_pages(backend: Backend) {
     let gone = admin.get(&format!("/assets/{b}")).await;
     assert_eq!(gone.status, 303);
     let page = admin.get(&format!("/assets/{a}")).await.body;
-    assert!(page.contains(&format!("alias:{b}")), "the merge is on the survivor's timeline");
+    assert!(
+        page.contains(&format!("asset {b} (rec-b.example) merged into this one")),
+        "the merge is on the survivor's timeline"
+    );
 }
 
 on_both_backends!(
