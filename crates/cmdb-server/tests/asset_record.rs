@@ -5,30 +5,17 @@
 mod common;
 
 use chrono::Utc;
-use cmdb_model::diff::replay;
 use cmdb_server::service::asof;
 use cmdb_server::service::assets::ListQuery;
 use cmdb_server::service::time::AsOf;
-use cmdb_server::store;
 use common::{Backend, TestDb, TestServer, at, report};
 use serde_json::{Value, json};
-use sqlx::Row;
 
 /// Replaying every asset's history rebuilds its stored state.
-async fn assert_replay_holds(server: &TestServer) {
-    let mut conn = server.db().reader().acquire().await.expect("conn");
-    let ids: Vec<i64> = sqlx::query("SELECT id FROM assets ORDER BY id")
-        .fetch_all(&mut *conn)
-        .await
-        .expect("ids")
-        .iter()
-        .map(|row| row.try_get(0).expect("id"))
-        .collect();
-    for id in ids {
-        let state = store::load_state(&mut conn, id).await.expect("state");
-        let ops: Vec<_> = store::asset_history(&mut conn, id).await.expect("history").iter().map(|c| c.op()).collect();
-        assert_eq!(replay(&ops).expect("replay"), state, "asset {id}: history rebuilds the state");
-    }
+/// The text of a CSV export, fetched as the admin.
+async fn export_csv(server: &TestServer, path: &str) -> String {
+    let response = server.http.get(format!("{}{path}", server.base)).bearer_auth(&server.admin).send().await;
+    response.expect("csv").text().await.expect("text")
 }
 
 async fn register(server: &TestServer, fields: Value) -> i64 {
@@ -75,22 +62,13 @@ async fn asset_tags_are_unique_searchable_and_listed(backend: Backend) {
     let (_, sorted) = server.get("/api/v1/assets?sort=-asset_tag").await;
     assert_eq!(ids(&sorted)[..2], [b, a], "sort by tag: {sorted}");
     // In the list export.
-    let csv = server
-        .http
-        .get(format!("{}/api/v1/export/assets.csv", server.base))
-        .bearer_auth(&server.admin)
-        .send()
-        .await
-        .expect("csv")
-        .text()
-        .await
-        .expect("text");
+    let csv = export_csv(&server, "/api/v1/export/assets.csv").await;
     assert!(csv.lines().next().expect("header").contains("asset_tag"), "{csv}");
     assert!(csv.contains("IT-0002"), "{csv}");
     // The history says it.
     let changes = server.changes(b).await;
     assert!(changes.iter().any(|c| c["summary"] == "asset tag set to IT-0002"), "{changes:?}");
-    assert_replay_holds(&server).await;
+    common::assert_every_history_rebuilds_its_state(server.db()).await;
 }
 
 async fn custom_fields_and_the_finance_set(backend: Backend) {
@@ -149,16 +127,7 @@ async fn custom_fields_and_the_finance_set(backend: Backend) {
     let as_of = asof::list_as_of(server.db(), rows, AsOf::exact(Utc::now()), &query).await.expect("as-of");
     assert_eq!(as_of.items.iter().map(|i| i.id).collect::<Vec<_>>(), [id], "as of now, the same filter");
     assert_ne!(id, other);
-    let csv = server
-        .http
-        .get(format!("{}/api/v1/export/assets.csv?custom.purchase_date=2024-03-01", server.base))
-        .bearer_auth(&server.admin)
-        .send()
-        .await
-        .expect("csv")
-        .text()
-        .await
-        .expect("text");
+    let csv = export_csv(&server, "/api/v1/export/assets.csv?custom.purchase_date=2024-03-01").await;
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().expect("header").split(',').collect();
     let at = header.iter().position(|h| *h == "purchase_cost").expect("a column per custom field");
@@ -230,7 +199,7 @@ async fn custom_fields_and_the_finance_set(backend: Backend) {
     let summaries: Vec<String> =
         server.changes(id).await.iter().filter_map(|c| c["summary"].as_str().map(str::to_owned)).collect();
     assert!(summaries.iter().any(|s| s == "custom field purchase_cost removed (was 12999.5)"), "{summaries:?}");
-    assert_replay_holds(&server).await;
+    common::assert_every_history_rebuilds_its_state(server.db()).await;
 }
 
 async fn delete_and_restore_are_history(backend: Backend) {
@@ -287,7 +256,7 @@ async fn delete_and_restore_are_history(backend: Backend) {
         server.changes(id).await.iter().filter_map(|c| c["summary"].as_str().map(str::to_owned)).collect();
     assert!(summaries.iter().any(|s| s.starts_with("record deleted at ")), "{summaries:?}");
     assert!(summaries.iter().any(|s| s == "record restored"), "{summaries:?}");
-    assert_replay_holds(&server).await;
+    common::assert_every_history_rebuilds_its_state(server.db()).await;
 }
 
 async fn merge_keeps_both_histories_and_routes_reports(backend: Backend) {
@@ -329,7 +298,7 @@ async fn merge_keeps_both_histories_and_routes_reports(backend: Backend) {
     let outcome = server.accept(&later).await;
     assert_eq!(outcome["asset_id"], a, "{outcome}");
     assert_eq!(server.asset(a).await["sections"]["cpu"]["cpu_count"], 16);
-    assert_replay_holds(&server).await;
+    common::assert_every_history_rebuilds_its_state(server.db()).await;
     // Refused: two machines that both reported this week with different board UUIDs.
     let mut c = report("merge-c");
     c["sections"]["board"]["data"]["uuid"] = json!("4c4c4544-0000-1000-8000-000000000001");

@@ -6,11 +6,9 @@
 mod common;
 
 use chrono::{Duration, Utc};
-use cmdb_model::diff::replay;
 use cmdb_server::service::asof;
 use cmdb_server::service::assets::ListQuery;
 use cmdb_server::service::time::AsOf;
-use cmdb_server::store;
 use common::{Backend, TestDb, TestServer, report};
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -32,22 +30,6 @@ async fn post(server: &TestServer, token: &str, query: &str, content_type: &str,
     let status = response.status().as_u16();
     let text = response.text().await.unwrap_or_default();
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
-
-async fn assert_replay_holds(server: &TestServer) {
-    let mut conn = server.db().reader().acquire().await.expect("conn");
-    let ids: Vec<i64> = sqlx::query("SELECT id FROM assets")
-        .fetch_all(&mut *conn)
-        .await
-        .expect("ids")
-        .iter()
-        .map(|r| r.try_get(0).expect("id"))
-        .collect();
-    for id in ids {
-        let state = store::load_state(&mut conn, id).await.expect("state");
-        let ops: Vec<_> = store::asset_history(&mut conn, id).await.expect("history").iter().map(|c| c.op()).collect();
-        assert_eq!(replay(&ops).expect("replay"), state, "asset {id}");
-    }
 }
 
 fn actions(report: &Value) -> Vec<(String, String)> {
@@ -96,7 +78,7 @@ async fn libreoffice_workbook_imports_by_label(backend: Backend) {
     // Applied as the importer: change records with source user:<name>.
     let changes = server.changes(web).await;
     assert!(changes.iter().any(|c| c["source"] == "user:test-admin" && c["path"] == "/asset_tag"), "{changes:?}");
-    assert_replay_holds(&server).await;
+    common::assert_every_history_rebuilds_its_state(server.db()).await;
 }
 
 /// A workbook rust_xlsxwriter writes: date cells in a day-first display format, numbers, an
@@ -287,7 +269,7 @@ async fn baseline_as_of(backend: Backend) {
     // A date after today is refused by the date rule.
     let (status, _) = post(&server, &server.admin, "?as_of=2999-01-01", XLSX, LIBREOFFICE_XLSX.to_vec()).await;
     assert_eq!(status, 422);
-    assert_replay_holds(&server).await;
+    common::assert_every_history_rebuilds_its_state(server.db()).await;
 }
 
 on_both_backends!(libreoffice_workbook_imports_by_label, cell_errors_and_matching, baseline_as_of);

@@ -72,27 +72,37 @@ impl Drop for Driver {
     }
 }
 
-async fn browser(driver: &Driver, profile: &Path, downloads: &Path) -> Client {
+/// A WebDriver session of Debian's Chromium, headless, with `args` beside the common ones and
+/// `options` (prefs, mobile emulation) merged into its `goog:chromeOptions`.
+async fn chromium(driver: &Driver, profile: &Path, args: &[&str], options: Value) -> Client {
+    let mut chrome = json!({
+        "binary": CHROMIUM,
+        "args": [
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+            "--hide-scrollbars", "--lang=en-US",
+            format!("--user-data-dir={}", profile.display()),
+        ],
+    });
+    if let Some(list) = chrome["args"].as_array_mut() {
+        list.extend(args.iter().map(|a| json!(a)));
+    }
+    if let (Some(target), Some(extra)) = (chrome.as_object_mut(), options.as_object()) {
+        target.extend(extra.clone());
+    }
     let mut caps = serde_json::Map::new();
     caps.insert("browserName".into(), json!("chrome"));
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": CHROMIUM,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                "--window-size=1440,1000", "--hide-scrollbars", "--lang=en-US",
-                format!("--user-data-dir={}", profile.display()),
-            ],
-            "prefs": {
-                "download.default_directory": downloads.display().to_string(),
-                "download.prompt_for_download": false,
-            }
-        }),
-    );
+    caps.insert("goog:chromeOptions".into(), chrome);
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
     ClientBuilder::new(connector).capabilities(caps).connect(&driver.url).await.expect("WebDriver session")
+}
+
+async fn browser(driver: &Driver, profile: &Path, downloads: &Path) -> Client {
+    let prefs = json!({"prefs": {
+        "download.default_directory": downloads.display().to_string(),
+        "download.prompt_for_download": false,
+    }});
+    chromium(driver, profile, &["--window-size=1440,1000"], prefs).await
 }
 
 /// A fleet that looks like a small data centre, with a history spread over the last weeks.
@@ -498,22 +508,9 @@ async fn browser_journey() {
 
 /// A phone: Chromium's mobile emulation at 360 x 740.
 async fn phone(driver: &Driver, profile: &Path) -> Client {
-    let mut caps = serde_json::Map::new();
-    caps.insert("browserName".into(), json!("chrome"));
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": CHROMIUM,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                "--hide-scrollbars", "--lang=en-US", format!("--user-data-dir={}", profile.display()),
-            ],
-            "mobileEmulation": {"deviceMetrics": {"width": 360, "height": 740, "pixelRatio": 2.0, "touch": true}},
-        }),
-    );
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    ClientBuilder::new(connector).capabilities(caps).connect(&driver.url).await.expect("WebDriver session")
+    let emulation =
+        json!({"mobileEmulation": {"deviceMetrics": {"width": 360, "height": 740, "pixelRatio": 2.0, "touch": true}}});
+    chromium(driver, profile, &[], emulation).await
 }
 
 /// The scan page on a 360 px phone, driven like a barcode scanner: ten codes typed, each with

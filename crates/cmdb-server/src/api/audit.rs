@@ -543,21 +543,13 @@ async fn run_import(
         None => None,
         Some(text) => {
             require(principal, Role::Admin)?;
-            // The date rule of every as_of: a date is its end, a date after today is refused,
-            // and the instant is at most the latest settled one.
-            let at = state.calendar.optional_as_of(Some(text))?;
-            let effective = at.map(|a| a.effective).unwrap_or_else(Utc::now);
             let default_name = if format == import::ImportFormat::Csv { "upload.csv" } else { "upload.xlsx" };
-            let file_name = params.file_name.clone().unwrap_or_else(|| default_name.to_owned());
-            Some(import::Baseline {
-                effective,
-                file_name: file_name.chars().filter(|c| !c.is_control()).take(255).collect(),
-            })
+            Some(import::Baseline::on(&state.calendar, text, params.file_name.as_deref().unwrap_or(default_name))?)
         }
     };
     // Safe by default: a forgotten parameter checks, it does not write.
     let options = import::ImportOptions { dry_run: params.dry_run.unwrap_or(true), baseline };
-    let action = if options.baseline.is_some() { "import.baseline" } else { "import" };
+    let action = options.audit_action();
     let report = match import::import(&state.db, &principal.source(), format, &body, &options).await {
         Ok(report) => report,
         Err(failure) => {

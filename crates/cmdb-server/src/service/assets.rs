@@ -285,21 +285,23 @@ pub const CUSTOM_PREFIX: &str = "custom.";
 impl ListQuery {
     /// Reads a query string: the named parameters, and every `custom.<key>=<value>` filter.
     pub fn from_query(raw: Option<&str>) -> Result<ListQuery, ServiceError> {
-        let raw = raw.unwrap_or("");
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw)
-            .map_err(|e| ServiceError::Malformed(format!("malformed query string: {e}")))?;
-        let (custom, named): (Vec<_>, Vec<_>) =
-            pairs.into_iter().partition(|(name, _)| name.starts_with(CUSTOM_PREFIX));
-        let named = serde_urlencoded::to_string(&named).unwrap_or_default();
+        let (named, custom) = split_custom_filters(raw)?;
         let mut query: ListQuery = serde_urlencoded::from_str(&named)
             .map_err(|e| ServiceError::Malformed(format!("malformed query parameter: {e}")))?;
-        query.custom = custom
-            .into_iter()
-            .filter(|(_, value)| !value.is_empty())
-            .map(|(name, value)| (name[CUSTOM_PREFIX.len()..].to_owned(), value))
-            .collect();
+        query.custom = custom.into_iter().filter(|(_, value)| !value.is_empty()).collect();
         Ok(query)
     }
+}
+
+/// A list's query string split in two: the named parameters (as a query string again) and the
+/// custom field filters (`custom.<key>=<value>` as key and value), each in order. The API's
+/// [`ListQuery`] and the list page's parameters read their query strings through it.
+pub fn split_custom_filters(raw: Option<&str>) -> Result<(String, Vec<(String, String)>), ServiceError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
+        .map_err(|e| ServiceError::Malformed(format!("malformed query string: {e}")))?;
+    let (custom, named): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|(name, _)| name.starts_with(CUSTOM_PREFIX));
+    let custom = custom.into_iter().map(|(name, value)| (name[CUSTOM_PREFIX.len()..].to_owned(), value)).collect();
+    Ok((serde_urlencoded::to_string(&named).unwrap_or_default(), custom))
 }
 
 /// `query` with its custom filters read by their fields: a date filter `2024/3/1` finds the
@@ -692,11 +694,11 @@ pub fn order_by_query(query: &ListQuery, backend: Backend) -> String {
         return order_by(None);
     }
     let direction = if query.sort.as_deref().is_some_and(|s| s.starts_with('-')) { "DESC" } else { "ASC" };
+    let text = crate::service::custom_fields::value_sql(backend, key);
     let value = match (backend, numeric) {
-        (Backend::Sqlite, true) => format!("CAST(json_extract(custom, '$.{key}') AS REAL)"),
-        (Backend::Sqlite, false) => format!("json_extract(custom, '$.{key}')"),
-        (Backend::Postgres, true) => format!("(custom::jsonb ->> '{key}')::numeric"),
-        (Backend::Postgres, false) => format!("(custom::jsonb ->> '{key}')"),
+        (Backend::Sqlite, true) => format!("CAST({text} AS REAL)"),
+        (Backend::Postgres, true) => format!("{text}::numeric"),
+        (_, false) => text,
     };
     format!(" ORDER BY {value} {direction}, id")
 }
@@ -839,6 +841,23 @@ fn check_lists(lists: &ManagedLists, next: &BusinessFields, fields: &Map<String,
     }
 }
 
+/// The asset, not retired and not deleted, other than `except`, that has host name `hostname`: the
+/// one rule of who holds a name (registration and restore ask it).
+pub async fn hostname_holder(
+    conn: &mut AnyConnection,
+    hostname: &str,
+    except: Option<i64>,
+) -> Result<Option<i64>, ServiceError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT id FROM assets WHERE hostname = $1 AND status <> 'retired' AND {NOT_DELETED} AND id <> $2"
+    )))
+    .bind(hostname.to_owned())
+    .bind(except.unwrap_or(0))
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(|row| row.try_get(0)).transpose()?)
+}
+
 /// Refuses an asset tag another asset (not deleted) holds: 409 naming the holder. The unique
 /// index holds the rule against concurrent writers; this names who has the tag.
 pub async fn check_tag_free(
@@ -896,13 +915,7 @@ pub async fn register_in(
         .map_err(|e| ServiceError::Invalid { field: format!("/{}", e.field), message: e.to_string() })?;
     check_lists(lists, &business, &fields)?;
     check_tag_free(conn, business.asset_tag.as_deref(), None).await?;
-    let existing =
-        sqlx::query("SELECT id FROM assets WHERE hostname = $1 AND status <> 'retired' AND deleted_at IS NULL")
-            .bind(hostname.clone())
-            .fetch_optional(&mut *conn)
-            .await?;
-    if let Some(row) = existing {
-        let id: i64 = row.try_get(0)?;
+    if let Some(id) = hostname_holder(conn, &hostname, None).await? {
         return Err(ServiceError::Conflict(format!("asset {id} already has host name {hostname:?}")));
     }
     let id = store::insert_asset(conn, &hostname, business.status.as_str(), now_us()).await?;

@@ -61,10 +61,11 @@ pub async fn targets(db: &Db, cutoff: DateTime<Utc>, mode: Option<&str>) -> Resu
     };
     // Every online asset: the due ones are the targets, and all of them count for shared
     // addresses (a due host must not share an address with one that reported today).
-    let rows = sqlx::query(
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT id, hostname, manage_address, ssh_port, salt_minion_id, last_seen_at FROM assets \
-         WHERE status = 'online' AND deleted_at IS NULL ORDER BY id",
-    )
+         WHERE status = 'online' AND {} ORDER BY id",
+        crate::service::assets::NOT_DELETED
+    )))
     .fetch_all(db.reader())
     .await?;
     let cutoff = cutoff.timestamp_micros();

@@ -36,8 +36,9 @@ pub struct CustomField {
     /// When it was deleted (hidden; its key is never reused).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<chrono::DateTime<chrono::Utc>>,
-    /// Assets not deleted that have a value for it now.
-    pub assets: i64,
+    /// Assets not deleted that have a value for it now (counted by `list` and `get`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assets: Option<i64>,
 }
 
 impl CustomField {
@@ -108,7 +109,7 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<CustomField, ServiceError> {
         created_at: from_us(row.try_get(5)?),
         created_by: row.try_get(6)?,
         deleted_at: row.try_get::<Option<i64>, _>(7)?.map(from_us),
-        assets: 0,
+        assets: None,
         key,
     })
 }
@@ -121,19 +122,29 @@ pub fn value_sql(backend: Backend, key: &str) -> String {
     }
 }
 
-/// Every field in definition order; deleted ones only when asked for. Each with the number of
-/// assets that have a value for it (one query counts them all).
-pub async fn list(db: &Db, with_deleted: bool) -> Result<Vec<CustomField>, ServiceError> {
+/// Every field in definition order, deleted ones only when asked for, without counting their use
+/// (`assets` is `None`): one query, for pages and exports that show or read the fields.
+pub async fn fields(db: &Db, with_deleted: bool) -> Result<Vec<CustomField>, ServiceError> {
+    fields_in(&mut *db.reader().acquire().await?, with_deleted).await
+}
+
+async fn fields_in(conn: &mut sqlx::AnyConnection, with_deleted: bool) -> Result<Vec<CustomField>, ServiceError> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM custom_fields ORDER BY position, key")))
-        .fetch_all(db.reader())
+        .fetch_all(&mut *conn)
         .await?;
-    let mut fields = Vec::new();
+    let mut fields = Vec::with_capacity(rows.len());
     for row in &rows {
         let field = decode(row)?;
         if field.deleted_at.is_none() || with_deleted {
             fields.push(field);
         }
     }
+    Ok(fields)
+}
+
+/// [`fields`], each with the number of assets that have a value for it (one query counts them all).
+pub async fn list(db: &Db, with_deleted: bool) -> Result<Vec<CustomField>, ServiceError> {
+    let mut fields = fields(db, with_deleted).await?;
     if fields.is_empty() {
         return Ok(fields);
     }
@@ -148,7 +159,7 @@ pub async fn list(db: &Db, with_deleted: bool) -> Result<Vec<CustomField>, Servi
     let sql = format!("SELECT {} FROM assets WHERE {NOT_DELETED}", counts.join(", "));
     let row = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_one(db.reader()).await?;
     for (index, field) in fields.iter_mut().enumerate() {
-        field.assets = row.try_get(index)?;
+        field.assets = Some(row.try_get(index)?);
     }
     Ok(fields)
 }
@@ -161,18 +172,8 @@ pub async fn get(db: &Db, key: &str) -> Result<CustomField, ServiceError> {
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("no custom field {key:?}")))?;
     let mut field = decode(&row)?;
-    field.assets = in_use(db, key).await?;
+    field.assets = Some(in_use(db, key).await?);
     Ok(field)
-}
-
-/// The live fields in definition order, without counting their use (for the list page's columns).
-pub async fn live(db: &Db) -> Result<Vec<FieldDefinition>, ServiceError> {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM custom_fields WHERE deleted_at IS NULL ORDER BY position, key"
-    )))
-    .fetch_all(db.reader())
-    .await?;
-    rows.iter().map(|row| decode(row).map(|f| f.definition())).collect()
 }
 
 /// The definitions edits and imports read values by.
@@ -182,12 +183,8 @@ pub async fn definitions(db: &Db) -> Result<Definitions, ServiceError> {
 
 /// [`definitions`] on the caller's connection (inside its transaction).
 pub async fn definitions_in(conn: &mut sqlx::AnyConnection) -> Result<Definitions, ServiceError> {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM custom_fields ORDER BY position, key")))
-        .fetch_all(&mut *conn)
-        .await?;
     let mut out = Definitions::default();
-    for row in &rows {
-        let field = decode(row)?;
+    for field in fields_in(conn, true).await? {
         let target = if field.deleted_at.is_some() { &mut out.deleted } else { &mut out.fields };
         target.insert(field.key.clone(), field.definition());
     }
@@ -258,6 +255,7 @@ pub async fn create(db: &Db, field: NewField, actor: &str) -> Result<CustomField
 /// value (409); new choices must keep every value in use.
 pub async fn change(db: &Db, key: &str, change: FieldChange) -> Result<CustomField, ServiceError> {
     let current = get(db, key).await?;
+    let in_use = current.assets.unwrap_or(0);
     if current.deleted_at.is_some() {
         return Err(ServiceError::Conflict(format!("the field {key:?} was deleted")));
     }
@@ -278,15 +276,15 @@ pub async fn change(db: &Db, key: &str, change: FieldChange) -> Result<CustomFie
     }
     .normalized()
     .map_err(invalid)?;
-    if next.field_type != current.field_type && current.assets > 0 {
+    if next.field_type != current.field_type && in_use > 0 {
         return Err(ServiceError::Conflict(format!(
             "the type of {key:?} cannot change from {} to {} while {} asset(s) have a value; clear them first",
             current.field_type.as_str(),
             next.field_type.as_str(),
-            current.assets
+            in_use
         )));
     }
-    if next.field_type == FieldType::Enum && current.assets > 0 {
+    if next.field_type == FieldType::Enum && in_use > 0 {
         let orphans: Vec<String> =
             values_in_use(db, key).await?.into_iter().filter(|v| !next.choices.contains(v)).collect();
         if !orphans.is_empty() {

@@ -136,18 +136,18 @@ pub struct StaleHost {
 /// `limit` longest silent. (status, last_seen_at) is indexed.
 pub async fn stale_hosts(db: &Db, cutoff: DateTime<Utc>, limit: i64) -> Result<(i64, Vec<StaleHost>), ServiceError> {
     let cutoff = cutoff.timestamp_micros();
-    let total: i64 = sqlx::query(
-        "SELECT COUNT(*) FROM assets WHERE status = 'online' AND deleted_at IS NULL AND (last_seen_at IS NULL OR last_seen_at < $1)",
-    )
+    let total: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM assets WHERE status = 'online' AND {NOT_DELETED} AND (last_seen_at IS NULL OR last_seen_at < $1)"
+    )))
     .bind(cutoff)
     .fetch_one(db.reader())
     .await?
     .try_get(0)?;
-    let rows = sqlx::query(
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT id, hostname, idc, business_unit, last_seen_at FROM assets \
-         WHERE status = 'online' AND deleted_at IS NULL AND (last_seen_at IS NULL OR last_seen_at < $1) \
-         ORDER BY last_seen_at, id LIMIT $2",
-    )
+         WHERE status = 'online' AND {NOT_DELETED} AND (last_seen_at IS NULL OR last_seen_at < $1) \
+         ORDER BY last_seen_at, id LIMIT $2"
+    )))
     .bind(cutoff)
     .bind(limit)
     .fetch_all(db.reader())

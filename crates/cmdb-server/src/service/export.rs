@@ -100,13 +100,8 @@ pub struct CustomColumns(Vec<cmdb_model::custom_fields::FieldDefinition>);
 impl CustomColumns {
     /// The columns of the fields defined now.
     pub async fn load(db: &Db) -> Result<CustomColumns, ServiceError> {
-        let defs = crate::service::custom_fields::definitions(db).await?;
-        let mut all: Vec<_> = defs.fields.into_values().chain(defs.deleted.into_values()).collect();
-        // Definition order is the order of `list`; keys are unique.
-        let order: Vec<String> =
-            crate::service::custom_fields::list(db, true).await?.into_iter().map(|f| f.key).collect();
-        all.sort_by_key(|d| order.iter().position(|k| *k == d.key).unwrap_or(usize::MAX));
-        Ok(CustomColumns(all))
+        let fields = crate::service::custom_fields::fields(db, true).await?;
+        Ok(CustomColumns(fields.iter().map(crate::service::custom_fields::CustomField::definition).collect()))
     }
 
     /// The custom fields' headers.

@@ -307,7 +307,9 @@ struct Candidates {
 }
 
 /// Assets a row may match: not retired, not deleted (see the module doc).
-const MATCHABLE: &str = "status <> 'retired' AND deleted_at IS NULL";
+fn matchable() -> String {
+    format!("status <> 'retired' AND {}", crate::service::assets::NOT_DELETED)
+}
 
 impl Candidates {
     async fn read(db: &Db, parsed: &[Parsed]) -> Result<Candidates, ServiceError> {
@@ -327,7 +329,7 @@ impl Candidates {
             .into_iter()
             .collect();
         for chunk in tags.chunks(500) {
-            let mut q = Sql::new(format!("SELECT id, asset_tag FROM assets WHERE {MATCHABLE} AND asset_tag IN "));
+            let mut q = Sql::new(format!("SELECT id, asset_tag FROM assets WHERE {} AND asset_tag IN ", matchable()));
             q.bind_list(chunk.iter().map(String::as_str));
             for row in q.query().fetch_all(db.reader()).await? {
                 out.by_tag.entry(row.try_get(1)?).or_default().push(row.try_get(0)?);
@@ -341,7 +343,8 @@ impl Candidates {
             .collect();
         for chunk in serials.chunks(500) {
             let mut q = Sql::new(format!(
-                "SELECT id, board_sn, board_manufacturer FROM assets WHERE {MATCHABLE} AND board_sn IN "
+                "SELECT id, board_sn, board_manufacturer FROM assets WHERE {} AND board_sn IN ",
+                matchable()
             ));
             q.bind_list(chunk.iter().map(String::as_str));
             for row in q.query().fetch_all(db.reader()).await? {
@@ -351,7 +354,7 @@ impl Candidates {
         let names: Vec<String> =
             parsed.iter().filter_map(|p| p.hostname.clone()).collect::<BTreeSet<_>>().into_iter().collect();
         for chunk in names.chunks(500) {
-            let mut q = Sql::new(format!("SELECT id, hostname FROM assets WHERE {MATCHABLE} AND hostname IN "));
+            let mut q = Sql::new(format!("SELECT id, hostname FROM assets WHERE {} AND hostname IN ", matchable()));
             q.bind_list(chunk.iter().map(|n| n.as_str()));
             for row in q.query().fetch_all(db.reader()).await? {
                 out.by_name.entry(row.try_get(1)?).or_default().push(row.try_get(0)?);
@@ -564,6 +567,19 @@ pub struct Baseline {
     pub file_name: String,
 }
 
+impl Baseline {
+    /// A baseline on `as_of` by the date rule of every as_of (a date is its end, a date after
+    /// today is refused, the instant is at most the latest settled one) for the file `file_name`
+    /// (kept without control characters, at most 255 characters).
+    pub fn on(calendar: &crate::service::Calendar, as_of: &str, file_name: &str) -> Result<Baseline, ServiceError> {
+        let at = calendar.optional_as_of(Some(as_of))?;
+        Ok(Baseline {
+            effective: at.map_or_else(Utc::now, |a| a.effective),
+            file_name: file_name.chars().filter(|c| !c.is_control()).take(255).collect(),
+        })
+    }
+}
+
 /// How to import.
 #[derive(Debug, Clone)]
 pub struct ImportOptions {
@@ -571,6 +587,13 @@ pub struct ImportOptions {
     pub dry_run: bool,
     /// Import as a baseline instead of as edits.
     pub baseline: Option<Baseline>,
+}
+
+impl ImportOptions {
+    /// The audit log's name of this import.
+    pub fn audit_action(&self) -> &'static str {
+        if self.baseline.is_some() { "import.baseline" } else { "import" }
+    }
 }
 
 /// Imports `body` as `source` (`user:<name>`). With `dry_run`, or when any line is invalid,
@@ -760,7 +783,7 @@ pub async fn template_columns(db: &Db) -> Result<Vec<(String, String)>, ServiceE
         };
         out.push(((*field).to_owned(), what));
     }
-    for field in crate::service::custom_fields::list(db, false).await? {
+    for field in crate::service::custom_fields::fields(db, false).await? {
         let mut what =
             format!("{} ({}): {}", field.label, field.field_type.as_str(), field.field_type.accepted_forms());
         if !field.choices.is_empty() {

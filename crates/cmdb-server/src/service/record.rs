@@ -15,12 +15,11 @@ use cmdb_model::diff::{ChangeOp, diff_section};
 use cmdb_model::state::{AssetState, IDENTITY_SECTION, SectionState};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 
 use crate::db::{Backend, Db, now_us};
 use crate::service::ServiceError;
-use crate::service::assets::{NOT_DELETED, check_tag_free, write_ops};
-use crate::store::sql::Sql;
+use crate::service::assets::{check_tag_free, hostname_holder, write_ops};
 use crate::store::{self, AssetKeysRow};
 
 /// How recently both records must have reported, with different board UUIDs, for a merge to be
@@ -101,15 +100,7 @@ pub async fn restore(db: &Db, id: i64, source: &str) -> Result<RecordOutcome, Se
             "asset {id} was merged into asset {survivor}; a merge is not undone by a restore"
         )));
     }
-    let holder = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT id FROM assets WHERE hostname = $1 AND status <> 'retired' AND {NOT_DELETED} AND id <> $2"
-    )))
-    .bind(row.hostname.clone())
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if let Some(holder) = holder {
-        let holder: i64 = holder.try_get(0)?;
+    if let Some(holder) = hostname_holder(&mut tx, &row.hostname, Some(id)).await? {
         return Err(ServiceError::Conflict(format!(
             "asset {holder} now has the host name {:?}; rename or delete it first",
             row.hostname
@@ -190,45 +181,7 @@ pub async fn merge(db: &Db, into: i64, from: i64, source: &str) -> Result<Record
     let other_ops = identity_ops(&other_state, &gone);
     write_ops(&mut tx, backend, into, &mut survivor_state, &survivor_ops, source).await?;
     write_ops(&mut tx, backend, from, &mut other_state, &other_ops, source).await?;
-    write_aliases(&mut tx, backend, into, &survivor_state).await?;
-    write_aliases(&mut tx, backend, from, &other_state).await?;
     tx.commit().await?;
     tracing::info!(into, from, source, "assets merged");
     Ok(RecordOutcome { asset_id: into, merged: Some(from), changes: survivor_ops.len() + other_ops.len() })
-}
-
-/// Rewrites the `asset_aliases` rows of `asset_id` from its identity section's alias components.
-async fn write_aliases(
-    conn: &mut AnyConnection,
-    backend: Backend,
-    asset_id: i64,
-    state: &AssetState,
-) -> Result<(), ServiceError> {
-    let mut batch = crate::store::sql::Batch::default();
-    let mut q = Sql::new("DELETE FROM asset_aliases WHERE asset_id = ");
-    q.bind(asset_id);
-    batch.push(q);
-    let aliases: Vec<&Map<String, Value>> = state
-        .sections
-        .get(IDENTITY_SECTION)
-        .map(|s| s.components.iter().filter(|(k, _)| k.starts_with("alias:")).map(|(_, v)| v).collect())
-        .unwrap_or_default();
-    if !aliases.is_empty() {
-        let text = |alias: &Map<String, Value>, key: &str| alias.get(key).and_then(Value::as_str).map(str::to_owned);
-        let mut q = Sql::new(
-            "INSERT INTO asset_aliases (asset_id, alias_of, hostname, board_uuid, board_sn, board_manufacturer, machine_id)",
-        );
-        q.values(&aliases, |row, alias| {
-            row.bind(asset_id)
-                .bind(alias.get("asset_id").and_then(Value::as_i64).unwrap_or(0))
-                .bind(text(alias, "hostname"))
-                .bind(text(alias, "board_uuid"))
-                .bind(text(alias, "board_sn"))
-                .bind(text(alias, "board_manufacturer"))
-                .bind(text(alias, "machine_id"));
-        });
-        batch.push(q);
-    }
-    batch.run(conn, backend).await?;
-    Ok(())
 }

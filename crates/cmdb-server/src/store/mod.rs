@@ -27,7 +27,7 @@ pub enum StoreError {
 }
 
 use cmdb_model::diff::{Action, ChangeOp};
-use cmdb_model::state::{AssetState, SectionState};
+use cmdb_model::state::{AssetState, IDENTITY_SECTION, SectionState};
 use serde_json::{Map, Value};
 use sqlx::{AnyConnection, Row};
 
@@ -242,8 +242,13 @@ fn to_json(value: &Map<String, Value>) -> String {
 }
 
 /// Writes the parts of `state` that `ops` touched: sections and components are upserted or
-/// deleted to match `state`, which must be the result of applying `ops`.
+/// deleted to match `state`, which must be the result of applying `ops`; when a merge alias
+/// (`identity` component `alias:<id>`) changed, the asset's `asset_aliases` rows, which identity
+/// matching reads, are rewritten from them.
 pub fn write_state(batch: &mut Batch, asset_id: i64, state: &AssetState, ops: &[ChangeOp]) {
+    if ops.iter().any(|op| op.section == IDENTITY_SECTION && op.component.as_deref().is_some_and(is_alias)) {
+        write_aliases(batch, asset_id, state);
+    }
     let mut sections: BTreeSet<&str> = BTreeSet::new();
     let mut components: BTreeSet<(&str, &str)> = BTreeSet::new();
     for op in ops {
@@ -294,6 +299,40 @@ pub fn write_state(batch: &mut Batch, asset_id: i64, state: &AssetState, ops: &[
         q.push(" ON CONFLICT (asset_id, section, ckey) DO UPDATE SET data = excluded.data");
         batch.push(q);
     }
+}
+
+/// Whether an `identity` component key is a merge alias.
+fn is_alias(key: &str) -> bool {
+    key.starts_with("alias:")
+}
+
+/// Rewrites the `asset_aliases` rows of `asset_id` from its identity section's alias components.
+fn write_aliases(batch: &mut Batch, asset_id: i64, state: &AssetState) {
+    let mut q = Sql::new("DELETE FROM asset_aliases WHERE asset_id = ");
+    q.bind(asset_id);
+    batch.push(q);
+    let aliases: Vec<&Map<String, Value>> = state
+        .sections
+        .get(IDENTITY_SECTION)
+        .map(|s| s.components.iter().filter(|(k, _)| is_alias(k)).map(|(_, v)| v).collect())
+        .unwrap_or_default();
+    if aliases.is_empty() {
+        return;
+    }
+    let text = |alias: &Map<String, Value>, key: &str| alias.get(key).and_then(Value::as_str).map(str::to_owned);
+    let mut q = Sql::new(
+        "INSERT INTO asset_aliases (asset_id, alias_of, hostname, board_uuid, board_sn, board_manufacturer, machine_id)",
+    );
+    q.values(&aliases, |row, alias| {
+        row.bind(asset_id)
+            .bind(alias.get("asset_id").and_then(Value::as_i64).unwrap_or(0))
+            .bind(text(alias, "hostname"))
+            .bind(text(alias, "board_uuid"))
+            .bind(text(alias, "board_sn"))
+            .bind(text(alias, "board_manufacturer"))
+            .bind(text(alias, "machine_id"));
+    });
+    batch.push(q);
 }
 
 /// Where a change came from and when.

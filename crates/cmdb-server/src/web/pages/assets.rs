@@ -107,16 +107,9 @@ const PAGE_COLUMNS: &[(&str, bool)] = &[
 impl ListParams {
     /// Reads the page's query string: the named parameters and the custom field filters.
     pub(crate) fn from_query(raw: Option<&str>) -> Result<ListParams, WebError> {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
-            .map_err(|e| WebError::BadRequest(format!("malformed query string: {e}")))?;
-        let (custom, named): (Vec<_>, Vec<_>) =
-            pairs.into_iter().partition(|(name, _)| name.starts_with(assets::CUSTOM_PREFIX));
-        let mut params: ListParams = parse_query(Some(&serde_urlencoded::to_string(&named).unwrap_or_default()))?;
-        params.custom = custom
-            .into_iter()
-            .filter(|(_, value)| !value.trim().is_empty())
-            .map(|(name, value)| (name[assets::CUSTOM_PREFIX.len()..].to_owned(), value))
-            .collect();
+        let (named, custom) = assets::split_custom_filters(raw).map_err(|e| WebError::BadRequest(e.to_string()))?;
+        let mut params: ListParams = parse_query(Some(&named))?;
+        params.custom = custom.into_iter().filter(|(_, value)| !value.trim().is_empty()).collect();
         Ok(params)
     }
 
@@ -236,7 +229,8 @@ pub async fn list(
         .unwrap_or(u32::MAX);
     let link = |n: u32| ListParams { page: Some(n), ..params.clone() }.url("/assets");
     let current_sort = params.sort.clone().unwrap_or_else(|| "hostname".to_owned());
-    let custom_fields = custom_fields::live(&state.app.db).await?;
+    let custom_fields: Vec<FieldDefinition> =
+        custom_fields::fields(&state.app.db, false).await?.iter().map(custom_fields::CustomField::definition).collect();
     let shown = params.shown_columns(&custom_fields);
     let custom_columns: Vec<(String, String)> =
         custom_fields.iter().map(|d| (format!("{}{}", assets::CUSTOM_PREFIX, d.key), d.label.clone())).collect();
@@ -689,7 +683,7 @@ async fn render_detail(
         idcs: figures.counts.idc.clone(),
         business_units: figures.counts.business_unit.clone(),
         managed: ManagedChoices::load(db).await?,
-        custom_fields: custom_fields::list(db, true).await?,
+        custom_fields: custom_fields::fields(db, true).await?,
         timeline,
         older,
         errors,

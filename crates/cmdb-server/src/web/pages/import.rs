@@ -77,16 +77,12 @@ pub async fn upload(State(state): State<Arc<WebState>>, posted: PostedUpload) ->
         None => None,
         Some(text) => {
             user.require(Role::Admin)?;
-            let at = state.app.calendar.optional_as_of(Some(text))?;
-            Some(import::Baseline {
-                effective: at.map_or_else(chrono::Utc::now, |a| a.effective),
-                file_name: file_name.chars().filter(|c| !c.is_control()).take(255).collect(),
-            })
+            Some(import::Baseline::on(&state.app.calendar, text, file_name)?)
         }
     };
     let options = ImportOptions { dry_run: !posted.fields.contains_key("apply"), baseline };
     let source = user.session.principal().source();
-    let action = if options.baseline.is_some() { "import.baseline" } else { "import" };
+    let action = options.audit_action();
     let report = match import::import(&state.app.db, &source, format, bytes, &options).await {
         Ok(report) => report,
         Err(failure) => {
