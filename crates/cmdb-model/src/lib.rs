@@ -16,6 +16,7 @@
 
 pub mod business;
 pub mod catalog;
+pub mod chain;
 pub mod custom_fields;
 pub mod diff;
 pub mod identity;

@@ -11,6 +11,8 @@
 //! lock upgrade). WAL mode with synchronous=NORMAL survives a process
 //! crash without losing a committed transaction.
 
+mod chain_backfill;
+
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -46,6 +48,10 @@ pub enum OpenError {
     /// Applying migrations failed.
     #[error("cannot apply database migrations: {0}")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    /// Computing the hash chains of history written before them failed (it resumes on the next
+    /// start).
+    #[error("cannot compute the change chains of the existing history: {0}")]
+    Chains(#[source] sqlx::Error),
 }
 
 /// Pool sizes and timeouts.
@@ -138,7 +144,16 @@ impl Db {
                 Db { backend, writer: pool.clone(), reader: pool }
             }
         };
+        chain_backfill::run(&db).await.map_err(OpenError::Chains)?;
         Ok(db)
+    }
+
+    /// Computes the hash chains of every change record that has none, from the start (opening
+    /// does this once, resumably, for history written before chains existed): for tools that
+    /// load history in bulk, like the scale benchmark's seeder. Returns the records hashed.
+    pub async fn complete_chains(&self) -> Result<u64, sqlx::Error> {
+        sqlx::query("DELETE FROM settings WHERE name = 'chain_backfill'").execute(self.writer()).await?;
+        chain_backfill::run(self).await
     }
 
     /// Which backend this is.

@@ -600,7 +600,8 @@ async fn decide(
             report_id: Some(&report_id),
             source,
         };
-        store::insert_changes(&mut writes, backend, &context, &ops);
+        let link = store::chain_link(conn, backend, asset_id, ops.len()).await?;
+        store::insert_changes(&mut writes, backend, &context, &ops, &link)?;
         store::write_state(&mut writes, asset_id, &state, &ops);
         // The stored rows are the terms of the stored state (every write goes through
         // write_summary); a new asset has none yet.

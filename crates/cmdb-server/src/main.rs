@@ -48,9 +48,20 @@ enum Command {
     User(UserCommand),
     /// Print the effective configuration as TOML.
     Config,
-    /// Check that every asset's change records replay to exactly its stored state (safe beside a
-    /// running server); exits non-zero naming each asset and its first bad record.
-    Verify,
+    /// Check every asset's history (safe beside a running server): its change records form an
+    /// intact hash chain and replay to exactly its stored state; prints the digest of the chain
+    /// heads (as of --as-of) recomputed from the records; exits non-zero naming each asset and its
+    /// first bad record, or when the digest differs from --expect.
+    Verify {
+        /// The instant whose digest to recompute: RFC 3339, or a date (the end of that day in the
+        /// configured time zone). Default: every record.
+        #[arg(long)]
+        as_of: Option<String>,
+        /// The digest kept from then (the audit workbook's About sheet, the audit CSVs'
+        /// `X-Cmdb-History-Digest`, or `GET /api/v1/audit/digest`); a different one fails.
+        #[arg(long, requires = "as_of")]
+        expect: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -342,11 +353,25 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Command::User(command) => user_command(&config, command).await,
-        Command::Verify => {
+        Command::Verify { as_of, expect } => {
+            let at = match as_of.as_deref() {
+                Some(text) => Some(
+                    cmdb_server::service::Calendar::of(&config)
+                        .as_of("as_of", text)
+                        .map_err(|e| anyhow::anyhow!("--as-of: {e}"))?
+                        .requested,
+                ),
+                None => None,
+            };
+            if let Some(expect) = &expect
+                && !cmdb_model::chain::is_hash(expect)
+            {
+                anyhow::bail!("--expect {expect:?} is not a digest (64 lowercase hex digits)");
+            }
             let db = open(&config).await?;
             let started = std::time::Instant::now();
             let mut last = 0u64;
-            let found = cmdb_server::service::verify::verify(&db, &mut |done| {
+            let found = cmdb_server::service::verify::verify(&db, at, &mut |done| {
                 if done >= last + 10_000 {
                     eprintln!("  {done} assets checked");
                     last = done;
@@ -358,18 +383,27 @@ async fn main() -> Result<()> {
                 let record = m.change_id.map_or_else(String::new, |id| format!(" (first bad record: change {id})"));
                 println!("asset {}: {}{record}", m.asset_id, m.reason);
             }
+            let instant = at.map_or_else(
+                || "every record".to_owned(),
+                |t| format!("as of {}", t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+            );
+            println!("history digest {instant} ({} chains): {}", found.chains, found.digest);
             println!(
                 "verified {} assets and {} change records in {:.1} s: {}",
                 found.assets,
                 found.changes,
                 started.elapsed().as_secs_f64(),
                 if found.mismatches.is_empty() {
-                    "the history rebuilds every stored state".to_owned()
+                    "every chain is intact and the history rebuilds every stored state".to_owned()
                 } else {
                     format!("{} mismatch(es)", found.mismatches.len())
                 }
             );
-            if found.mismatches.is_empty() { Ok(()) } else { std::process::exit(1) }
+            let digest_differs = expect.as_ref().is_some_and(|expect| *expect != found.digest);
+            if let Some(expect) = expect.as_ref().filter(|_| digest_differs) {
+                println!("the digest differs from the one expected ({expect}): the history up to then was changed");
+            }
+            if found.mismatches.is_empty() && !digest_differs { Ok(()) } else { std::process::exit(1) }
         }
         Command::Config => {
             let mut shown = config.clone();

@@ -52,3 +52,56 @@ async fn list_columns_are_filled_from_stored_data(backend: Backend) {
 }
 
 on_both_backends!(list_columns_are_filled_from_stored_data);
+
+/// `0009_change_chains`: history written before chains gets them from the migrate step, which
+/// resumes where an interrupted run stopped and leaves a chain that `verify` accepts and that
+/// ingestion goes on from.
+async fn chains_are_computed_for_history_written_before_them(backend: Backend) {
+    let db = common::TestDb::new(backend).await;
+    let server = TestServer::start(&db).await;
+    let mut ids = Vec::new();
+    for host in ["old-1", "old-2", "old-3"] {
+        ids.push(server.accept(&report(host)).await["asset_id"].as_i64().expect("id"));
+    }
+    let pool = server.state.db.writer();
+    let hashes = || async {
+        let rows =
+            sqlx::query("SELECT id, hash, prev_hash FROM changes ORDER BY id").fetch_all(pool).await.expect("rows");
+        rows.iter()
+            .map(|row| {
+                use sqlx::Row;
+                (row.get::<i64, _>(0), row.get::<Option<String>, _>(1), row.get::<Option<String>, _>(2))
+            })
+            .collect::<Vec<_>>()
+    };
+    let written = hashes().await;
+    assert!(written.iter().all(|(_, hash, _)| hash.is_some()), "ingestion chains every record");
+    // What an older version left: no hashes. And a run interrupted after the first asset: its
+    // chain done, the progress row pointing at it.
+    sqlx::query("UPDATE changes SET hash = NULL, prev_hash = NULL WHERE asset_id <> $1")
+        .bind(ids[0])
+        .execute(pool)
+        .await
+        .expect("unchain");
+    sqlx::query("UPDATE settings SET value = $1 WHERE name = 'chain_backfill'")
+        .bind(ids[0].to_string())
+        .execute(pool)
+        .await
+        .expect("progress");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cmdb-server"))
+        .args(["--database-url", &db.url, "--data-dir"])
+        .arg(db.dir.path().join("data"))
+        .arg("migrate")
+        .env("CMDB_LOG", "warn")
+        .output()
+        .expect("run migrate");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(hashes().await, written, "the step computes exactly the hashes ingestion wrote");
+    // Ingestion links on from the computed heads.
+    let mut next = common::at(report("old-2"), 30);
+    next["sections"]["cpu"]["data"]["cpu_count"] = json!(96);
+    server.accept(&next).await;
+    common::assert_every_history_rebuilds_its_state(&server.state.db).await;
+}
+
+on_both_backends!(chains_are_computed_for_history_written_before_them);

@@ -238,6 +238,7 @@ async fn age_history(server: &TestServer, by: Duration) {
         .execute(server.state.db.writer())
         .await
         .expect("age assets");
+    common::rechain(&server.state.db).await;
 }
 
 async fn snapshots_change_nothing(backend: Backend) {

@@ -193,6 +193,7 @@ async fn seed(server: &WebServer) -> Vec<(i64, String)> {
         .execute(server.db.writer())
         .await
         .expect("quiet");
+    common::rechain(&server.db).await;
     assets
 }
 

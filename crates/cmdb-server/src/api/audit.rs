@@ -43,6 +43,7 @@ pub fn router(state: Arc<AppState>) -> crate::routing::Routes {
         .route("/api/v1/audit/assets", get(audit_assets))
         .route("/api/v1/audit/assets/{id}", get(audit_asset))
         .route("/api/v1/audit/snapshots", get(list_snapshots).post(take_snapshot))
+        .route("/api/v1/audit/digest", get(audit_digest))
         .route("/api/v1/audit/export.xlsx", get(audit_workbook))
         .route("/api/v1/audit/assets.csv", get(audit_assets_csv))
         .route("/api/v1/audit/components.csv", get(audit_components_csv))
@@ -145,6 +146,32 @@ pub(crate) async fn audit_asset(
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("asset {id} did not exist at {}", at.stated().at)))
+}
+
+/// `GET /api/v1/audit/digest?as_of=`: the digest of the history as of an instant.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/digest",
+    operation_id = "historyDigest",
+    tag = "audit",
+    summary = "The digest of every asset's change chain head as of as_of (default: now, settled): keep it outside cmdb; `cmdb-server verify --as-of --expect` proves the history up to then unchanged.",
+    description = "Needs the viewer role or above.",
+    security(("bearer" = []), ("session" = [])),
+    extensions(("x-cmdb-role" = json!("viewer"))),
+    params(AsOfParam),
+    responses((status = 200, description = "The digest.", body = crate::service::chains::HistoryDigest), BadRequest, Unauthorized, Forbidden, Unavailable),
+)]
+pub(crate) async fn audit_digest(
+    State(state): State<Shared>,
+    principal: Principal,
+    Query(at): Query<AsOfParam>,
+) -> Result<Json<crate::service::chains::HistoryDigest>, ApiError> {
+    require(&principal, Role::Viewer)?;
+    let at = match at.resolve(&state)? {
+        Some(at) => at,
+        None => state.calendar.settle(chrono::Utc::now(), chrono::Utc::now()),
+    };
+    Ok(Json(crate::service::chains::digest(&state.db, at).await?))
 }
 
 /// `GET /api/v1/audit/snapshots`.
@@ -256,6 +283,19 @@ async fn stream(file: tempfile::NamedTempFile, content_type: &'static str, name:
     crate::download::file(file, content_type, name)
         .await
         .map_err(|e| ApiError::Internal(format!("cannot read the export back: {e}")))
+}
+
+/// An audit CSV answer with the history digest as of `at` in its headers (a CSV has no place of
+/// its own for it): `X-Cmdb-History-Digest` and `X-Cmdb-History-Digest-As-Of`.
+async fn with_digest(state: &AppState, mut response: Response, at: AsOf) -> Result<Response, ApiError> {
+    let digest = crate::service::chains::digest(&state.db, at).await?;
+    let headers = response.headers_mut();
+    for (name, value) in [("x-cmdb-history-digest", digest.digest), ("x-cmdb-history-digest-as-of", digest.as_of.at)] {
+        let value = axum::http::HeaderValue::from_str(&value)
+            .map_err(|e| ApiError::Internal(format!("a digest header does not encode: {e}")))?;
+        headers.insert(name, value);
+    }
+    Ok(response)
 }
 
 /// Describes list filters for the audit log.
@@ -436,7 +476,8 @@ pub(crate) async fn audit_assets_csv(
     let at = at.required(&state)?;
     let file = export::audit_assets_csv(&state.db, at).await?;
     audit(&state, &principal, export::AUDIT_ACTION, &format!("audit assets CSV as of {}", at.stated().at)).await;
-    stream(file, CSV, &format!("cmdb-audit-assets-{}.csv", at.file_stamp())).await
+    let response = stream(file, CSV, &format!("cmdb-audit-assets-{}.csv", at.file_stamp())).await?;
+    with_digest(&state, response, at).await
 }
 
 /// `GET /api/v1/audit/components.csv`.
@@ -461,7 +502,8 @@ pub(crate) async fn audit_components_csv(
     let at = at.required(&state)?;
     let file = export::audit_components_csv(&state.db, at).await?;
     audit(&state, &principal, export::AUDIT_ACTION, &format!("audit components CSV as of {}", at.stated().at)).await;
-    stream(file, CSV, &format!("cmdb-audit-components-{}.csv", at.file_stamp())).await
+    let response = stream(file, CSV, &format!("cmdb-audit-components-{}.csv", at.file_stamp())).await?;
+    with_digest(&state, response, at).await
 }
 
 /// `GET /api/v1/audit/changes.csv`.
@@ -489,7 +531,10 @@ pub(crate) async fn audit_changes_csv(
     let cal = &state.calendar;
     let detail = format!("audit changes CSV from {} to {}", cal.state(period.from).at, cal.state(period.to).at);
     audit(&state, &principal, export::AUDIT_ACTION, &detail).await;
-    stream(file, CSV, &format!("cmdb-audit-changes-{}.csv", period.as_of.file_stamp())).await
+    let response = stream(file, CSV, &format!("cmdb-audit-changes-{}.csv", period.as_of.file_stamp())).await?;
+    // The history behind the changes listed: as of the end of their period (settled).
+    let through = state.calendar.settle(period.to, chrono::Utc::now());
+    with_digest(&state, response, through).await
 }
 
 /// Query of the CSV import.

@@ -821,8 +821,9 @@ pub(crate) async fn write_ops(
     }
     let now = now_us();
     let context = ChangeContext { asset_id, recorded_at: now, collected_at: None, report_id: None, source };
+    let link = store::chain_link(conn, backend, asset_id, ops.len()).await?;
     let mut writes = Batch::default();
-    store::insert_changes(&mut writes, backend, &context, ops);
+    store::insert_changes(&mut writes, backend, &context, ops, &link)?;
     store::write_state(&mut writes, asset_id, state, ops);
     store::write_summary(&mut writes, asset_id, &AssetSummary::from_state(state), &search_terms(state), None, now);
     writes.run(conn, backend).await?;

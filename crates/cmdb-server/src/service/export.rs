@@ -973,8 +973,9 @@ async fn write_audit_workbook(db: &Db, period: &AuditPeriod) -> Result<NamedTemp
     let mut book = book?;
     let history_starts = asof::history_start(db).await?;
     let baselines = asof::baselines_used(db, as_of).await?;
+    let digest = crate::service::chains::digest(db, period.as_of).await?;
     let counts = Counts { assets, components, changes };
-    let file = finish_audit_workbook(&mut book, period, &sheets, history_starts, &baselines, &counts)?;
+    let file = finish_audit_workbook(&mut book, period, &sheets, history_starts, &baselines, &digest, &counts)?;
     let bytes = file.as_file().metadata().map(|m| m.len()).unwrap_or(0);
     tracing::info!(
         %as_of, %from, %to, assets, components, changes,
@@ -1031,6 +1032,7 @@ fn finish_audit_workbook(
     sheets: &[ComponentSheet],
     history_starts: Option<DateTime<Utc>>,
     baselines: &[asof::BaselineUse],
+    digest: &crate::service::chains::HistoryDigest,
     counts: &Counts,
 ) -> Result<NamedTempFile, ServiceError> {
     let (as_of, from, to) = (period.as_of.effective, period.from, period.to);
@@ -1058,6 +1060,10 @@ fn finish_audit_workbook(
         ("Assets", Cell::Int(counts.assets as i64)),
         ("Components", Cell::Int(counts.components as i64)),
         ("Changes", Cell::Int(counts.changes as i64)),
+        ("History digest", Cell::Text(digest.digest.clone())),
+        ("History digest as of", Cell::Text(digest.as_of.at.clone())),
+        ("Change chains in the digest", Cell::Int(digest.chains as i64)),
+        ("Verify the history behind this workbook", Cell::Text(digest.verify_command.clone())),
         ("", Cell::Empty),
         ("How each sheet was built", Cell::Empty),
         (
@@ -1094,6 +1100,17 @@ fn finish_audit_workbook(
                  changed, with the values before and after as JSON and a sentence that describes it."
                     .to_owned(),
             ),
+        ),
+        (
+            "History digest",
+            Cell::Text(format!(
+                "Every asset's change records form a hash chain (SHA-256 over each record's content and the hash of \
+                 the record before it); the digest is a Merkle root ({}) over every asset's chain head as of the \
+                 instant above. Keep this workbook, or the digest, outside cmdb: the command above, run later \
+                 against the cmdb database, recomputes it from the records themselves and fails if any record up \
+                 to then was edited, deleted or inserted.",
+                crate::service::chains::ALGORITHM
+            )),
         ),
         (
             "Times",

@@ -31,6 +31,7 @@
 pub mod asof;
 pub mod assets;
 pub mod audit_log;
+pub mod chains;
 pub mod collect;
 pub mod collection_errors;
 pub mod custom_fields;

@@ -1,12 +1,18 @@
-//! `cmdb-server verify`: the history is evidence only if it rebuilds what is stored. For every
-//! asset, replaying its change records must give exactly its stored sections and components, and
-//! no section or component row may belong to an asset that does not exist.
+//! `cmdb-server verify`: the history is evidence only if it rebuilds what is stored and is the
+//! history that was written. For every asset, its change records must form an intact hash chain
+//! (each record's hash matches its content, and links to the hash of the record before it),
+//! replaying them must give exactly its stored sections and components, and no section or
+//! component row may belong to an asset that does not exist. It also recomputes the digest of the
+//! chain heads as of an instant from the records' content, to compare with a digest kept outside
+//! the database ([`crate::service::chains`]).
 //!
 //! It reads in chunks of assets, each chunk in one read transaction on the readers' pool (three
 //! queries a chunk), so it runs beside a live server without holding the writer.
 
 use std::collections::BTreeSet;
 
+use chrono::{DateTime, Utc};
+use cmdb_model::chain::{ChainedRecord, record_hash};
 use cmdb_model::diff::replay;
 use cmdb_model::state::{AssetState, SectionState};
 use serde::Serialize;
@@ -41,6 +47,85 @@ pub struct Verification {
     pub changes: u64,
     /// Every mismatch, in asset order.
     pub mismatches: Vec<Mismatch>,
+    /// The digest of the chain heads as of the instant asked for (else of every record), each
+    /// head recomputed from the records' content.
+    pub digest: String,
+    /// The chains that digest covers.
+    pub chains: u64,
+}
+
+/// The stored chain columns of a record, beside its decoded content.
+struct Link {
+    /// Raw stored texts of the old and new values (the hash covers the text as stored).
+    old: Option<String>,
+    new: Option<String>,
+    hash: Option<String>,
+    prev_hash: Option<String>,
+}
+
+/// Abbreviates a hash for a sentence.
+fn short(hash: Option<&str>) -> String {
+    hash.map_or_else(|| "none".to_owned(), |h| h.chars().take(12).collect())
+}
+
+/// Checks one asset's chain; returns the first broken record and the head as of `at`,
+/// recomputed from content (an edit anywhere before it changes it, even if every later stored
+/// hash was rewritten to match).
+fn check_chain(records: &[(store::ChangeRecord, Link)], at: Option<i64>) -> (Option<Mismatch>, Option<String>) {
+    let mut first_bad = None;
+    let mut recomputed: Option<String> = None;
+    let mut head_at = None;
+    let mut before: Option<(i64, Option<&str>)> = None;
+    for (record, link) in records {
+        let content = ChainedRecord {
+            id: record.id,
+            asset_id: record.asset_id,
+            recorded_at: record.recorded_at.timestamp_micros(),
+            collected_at: record.collected_at.map(|t| t.timestamp_micros()),
+            report_id: record.report_id.as_deref(),
+            source: &record.source,
+            section: &record.section,
+            component: record.component.as_deref(),
+            path: &record.path,
+            action: record.action.as_str(),
+            old_value: link.old.as_deref(),
+            new_value: link.new.as_deref(),
+        };
+        if first_bad.is_none() {
+            let previous = before.and_then(|(_, hash)| hash);
+            let reason = if link.hash.is_none() {
+                Some(format!("record {} has no hash: it was not written by cmdb", record.id))
+            } else if link.prev_hash.as_deref() != previous {
+                let after = match before {
+                    Some((id, _)) => format!("the asset's record before it, {id}, has hash {}", short(previous)),
+                    None => "it is the asset's first record".to_owned(),
+                };
+                Some(format!(
+                    "record {} links to a previous record with hash {}, but {after}: a record was deleted or inserted                      before it",
+                    record.id,
+                    short(link.prev_hash.as_deref())
+                ))
+            } else if link.hash.as_deref() != Some(record_hash(&content, link.prev_hash.as_deref()).as_str()) {
+                Some(format!("record {} does not match its hash: its content was edited", record.id))
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                first_bad = Some(Mismatch {
+                    asset_id: record.asset_id,
+                    change_id: Some(record.id),
+                    reason: format!("broken chain: {reason}"),
+                });
+            }
+        }
+        let hash = record_hash(&content, recomputed.as_deref());
+        if at.is_none_or(|at| content.recorded_at <= at) {
+            head_at = Some(hash.clone());
+        }
+        recomputed = Some(hash);
+        before = Some((record.id, link.hash.as_deref()));
+    }
+    (first_bad, head_at)
 }
 
 /// The first place where `a` and `b` differ: a section, or a component of one.
@@ -89,9 +174,16 @@ async fn states_of(
     Ok(out)
 }
 
-/// Checks every asset; `progress` is called after each chunk with the assets checked so far.
-pub async fn verify(db: &Db, progress: &mut (dyn FnMut(u64) + Send)) -> Result<Verification, ServiceError> {
+/// Checks every asset; the digest is of the heads as of `as_of` (else of every record).
+/// `progress` is called after each chunk with the assets checked so far.
+pub async fn verify(
+    db: &Db,
+    as_of: Option<DateTime<Utc>>,
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> Result<Verification, ServiceError> {
     let mut out = Verification::default();
+    let at = as_of.map(|t| t.timestamp_micros());
+    let mut heads: Vec<(i64, String)> = Vec::new();
     let mut after = i64::MIN;
     loop {
         let mut tx = db.reader().begin().await?;
@@ -104,20 +196,38 @@ pub async fn verify(db: &Db, progress: &mut (dyn FnMut(u64) + Send)) -> Result<V
             .map(|row| row.try_get(0))
             .collect::<Result<_, _>>()?;
         let Some(&last) = ids.last() else { break };
-        let mut q = Sql::new(format!("SELECT {CHANGE_COLUMNS} FROM changes WHERE asset_id IN "));
+        let mut q = Sql::new(format!("SELECT {CHANGE_COLUMNS}, hash, prev_hash FROM changes WHERE asset_id IN "));
         q.bind_list(ids.iter().copied());
         q.push(" ORDER BY asset_id, id");
         let rows = q.query().fetch_all(&mut *tx).await?;
-        let mut history: std::collections::BTreeMap<i64, Vec<store::ChangeRecord>> = Default::default();
+        let columns = CHANGE_COLUMNS.split(", ").count();
+        let old_at = CHANGE_COLUMNS.split(", ").position(|c| c == "old_value").unwrap_or(0);
+        let mut history: std::collections::BTreeMap<i64, Vec<(store::ChangeRecord, Link)>> = Default::default();
         for row in &rows {
             let record = store::change_row(row)?;
-            history.entry(record.asset_id).or_default().push(record);
+            let link = Link {
+                old: row.try_get(old_at)?,
+                new: row.try_get(old_at + 1)?,
+                hash: row.try_get(columns)?,
+                prev_hash: row.try_get(columns + 1)?,
+            };
+            history.entry(record.asset_id).or_default().push((record, link));
         }
         let mut states = states_of(&mut tx, &ids).await?;
         for id in &ids {
             let stored = states.remove(id).unwrap_or_default();
-            let records = history.remove(id).unwrap_or_default();
-            out.changes += records.len() as u64;
+            let chained = history.remove(id).unwrap_or_default();
+            out.changes += chained.len() as u64;
+            out.assets += 1;
+            let (broken, head) = check_chain(&chained, at);
+            if let Some(head) = head {
+                heads.push((*id, head));
+            }
+            if let Some(broken) = broken {
+                out.mismatches.push(broken);
+                continue;
+            }
+            let records: Vec<store::ChangeRecord> = chained.into_iter().map(|(record, _)| record).collect();
             let ops: Vec<_> = records.iter().map(store::ChangeRecord::op).collect();
             match replay(&ops) {
                 Err(e) => {
@@ -148,12 +258,13 @@ pub async fn verify(db: &Db, progress: &mut (dyn FnMut(u64) + Send)) -> Result<V
                 }
                 Ok(_) => {}
             }
-            out.assets += 1;
         }
         tx.rollback().await?;
         after = last;
         progress(out.assets);
     }
+    out.chains = heads.len() as u64;
+    out.digest = cmdb_model::chain::heads_digest(heads.iter().map(|(id, head)| (*id, head.as_str())));
     // Rows of assets that do not exist are accounted for by nothing.
     for table in ["asset_sections", "components"] {
         let sql = format!(

@@ -35,7 +35,7 @@ use crate::db::Backend;
 use sql::{Batch, Sql};
 use summary::AssetSummary;
 
-/// Rows per multi-row INSERT (SQLite allows 32766 bound values; each change row binds 12).
+/// Rows per multi-row INSERT (SQLite allows 32766 bound values; each change row binds 15).
 const INSERT_CHUNK: usize = 500;
 
 /// The identity and bookkeeping columns of an asset, as ingestion reads them.
@@ -354,19 +354,121 @@ fn value_text(value: &Option<Value>) -> Option<String> {
     value.as_ref().map(|v| serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned()))
 }
 
-/// Appends change records (history first: callers insert changes before writing the state).
-pub fn insert_changes(batch: &mut Batch, backend: Backend, context: &ChangeContext<'_>, ops: &[ChangeOp]) {
-    for chunk in ops.chunks(INSERT_CHUNK) {
+/// Where an asset's hash chain goes on: the ids its next records take, in order, and the hash of
+/// its last record (`None` for an asset without history).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChainLink {
+    /// Ids for the next records, ascending.
+    pub ids: Vec<i64>,
+    /// The chain head the first of them links to.
+    pub previous: Option<String>,
+}
+
+/// Reads asset `asset_id`'s chain head and reserves ids for `count` new records, in one round
+/// trip. The caller holds the asset (its row lock on PostgreSQL; the single writer on SQLite), so
+/// the head cannot move before the records are written. Ids are taken before the insert because
+/// a record's hash covers its id.
+pub async fn chain_link(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    asset_id: i64,
+    count: usize,
+) -> Result<ChainLink, sqlx::Error> {
+    let head = "(SELECT hash FROM changes WHERE asset_id = $1 ORDER BY id DESC LIMIT 1)";
+    match backend {
+        Backend::Sqlite => {
+            // AUTOINCREMENT's counter: never below any id used, and it follows explicit ids.
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0), {head}"
+            )))
+            .bind(asset_id)
+            .fetch_one(&mut *conn)
+            .await?;
+            let last: i64 = row.try_get(0)?;
+            Ok(ChainLink { ids: (1..=count as i64).map(|n| last + n).collect(), previous: row.try_get(1)? })
+        }
+        Backend::Postgres => {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT nextval(pg_get_serial_sequence('changes', 'id')), {head} FROM generate_series(1, $2)"
+            )))
+            .bind(asset_id)
+            .bind(count as i64)
+            .fetch_all(&mut *conn)
+            .await?;
+            let mut ids = rows.iter().map(|row| row.try_get(0)).collect::<Result<Vec<i64>, _>>()?;
+            ids.sort_unstable();
+            let previous = match rows.first() {
+                Some(row) => row.try_get(1)?,
+                None => None,
+            };
+            Ok(ChainLink { ids, previous })
+        }
+    }
+}
+
+/// The hash chain input of a change about to be written.
+fn chained<'a>(
+    id: i64,
+    context: &'a ChangeContext<'a>,
+    op: &'a ChangeOp,
+    old: Option<&'a str>,
+    new: Option<&'a str>,
+) -> cmdb_model::chain::ChainedRecord<'a> {
+    cmdb_model::chain::ChainedRecord {
+        id,
+        asset_id: context.asset_id,
+        recorded_at: context.recorded_at,
+        collected_at: context.collected_at,
+        report_id: context.report_id,
+        source: context.source,
+        section: &op.section,
+        component: op.component.as_deref(),
+        path: &op.path,
+        action: op.action.as_str(),
+        old_value: old,
+        new_value: new,
+    }
+}
+
+/// Appends change records (history first: callers insert changes before writing the state), with
+/// the ids and chain head `link` reserved for them ([`chain_link`] with `ops.len()`).
+pub fn insert_changes(
+    batch: &mut Batch,
+    backend: Backend,
+    context: &ChangeContext<'_>,
+    ops: &[ChangeOp],
+    link: &ChainLink,
+) -> Result<(), StoreError> {
+    if link.ids.len() != ops.len() {
+        return Err(StoreError::Corrupt(Corrupt(format!(
+            "{} change ids reserved for {} changes",
+            link.ids.len(),
+            ops.len()
+        ))));
+    }
+    // Each row: its id, stored value texts, hash and the hash it links to.
+    let mut previous = link.previous.clone();
+    let mut rows = Vec::with_capacity(ops.len());
+    for (op, id) in ops.iter().zip(&link.ids) {
+        let (old, new) = (value_text(&op.old), value_text(&op.new));
+        let hash = cmdb_model::chain::record_hash(
+            &chained(*id, context, op, old.as_deref(), new.as_deref()),
+            previous.as_deref(),
+        );
+        rows.push((op, *id, old, new, previous.replace(hash.clone()), hash));
+    }
+    for chunk in rows.chunks(INSERT_CHUNK) {
         let mut q = Sql::new(
-            "INSERT INTO changes (txid, asset_id, recorded_at, collected_at, report_id, source, section, component, path, action, old_value, new_value, summary)",
+            "INSERT INTO changes (id, txid, asset_id, recorded_at, collected_at, report_id, source, section, component, path, action, old_value, new_value, summary, hash, prev_hash)",
         );
         // The writing transaction's id orders the feed (see changes_feed).
         let txid = match backend {
             Backend::Postgres => "pg_current_xact_id()::text::bigint",
             Backend::Sqlite => "0",
         };
-        q.values(chunk, |row, op| {
-            row.expr(txid)
+        q.values(chunk, |row, (op, id, old, new, prev, hash)| {
+            row.bind(*id)
+                .expr(txid)
                 .bind(context.asset_id)
                 .bind(context.recorded_at)
                 .bind(context.collected_at)
@@ -376,12 +478,15 @@ pub fn insert_changes(batch: &mut Batch, backend: Backend, context: &ChangeConte
                 .bind(op.component.clone())
                 .bind(op.path.clone())
                 .bind(op.action.as_str())
-                .bind(value_text(&op.old))
-                .bind(value_text(&op.new))
-                .bind(op.sentence());
+                .bind(old.clone())
+                .bind(new.clone())
+                .bind(op.sentence())
+                .bind(hash.clone())
+                .bind(prev.clone());
         });
         batch.push(q);
     }
+    Ok(())
 }
 
 /// Inserts a new asset row and returns its id.

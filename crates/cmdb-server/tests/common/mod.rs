@@ -278,6 +278,16 @@ pub async fn age_history(db: &Db, seconds: i64) {
     ] {
         sqlx::query(statement).bind(us).execute(db.writer()).await.expect("age history");
     }
+    rechain(db).await;
+}
+
+/// After a test moved recorded times (which breaks the records' hashes, as any edit behind cmdb's
+/// back does): the chains computed again from the records as they now are, as the migration step
+/// computes them for history written before chains.
+#[allow(dead_code)]
+pub async fn rechain(db: &Db) {
+    sqlx::query("UPDATE changes SET hash = NULL, prev_hash = NULL").execute(db.writer()).await.expect("unchain");
+    db.complete_chains().await.expect("rechain");
 }
 
 /// Sets every recorded time of asset `id` (its changes and its row) to `at`.
@@ -298,10 +308,11 @@ pub async fn record_asset_at(db: &Db, id: i64, at: chrono::DateTime<chrono::Utc>
     .execute(db.writer())
     .await
     .expect("backdate asset");
+    rechain(db).await;
 }
 
 /// Replaying every asset's history rebuilds its stored state (the server's own `verify`).
 pub async fn assert_every_history_rebuilds_its_state(db: &Db) {
-    let found = cmdb_server::service::verify::verify(db, &mut |_| {}).await.expect("verify");
+    let found = cmdb_server::service::verify::verify(db, None, &mut |_| {}).await.expect("verify");
     assert!(found.mismatches.is_empty(), "history and state disagree: {:?}", found.mismatches);
 }
