@@ -354,6 +354,31 @@ fn value_text(value: &Option<Value>) -> Option<String> {
     value.as_ref().map(|v| serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned()))
 }
 
+/// The `settings` row that holds the feed's txid offset: set by a restore (`backup::restore`) so
+/// that changes written after it sort after every restored one in the change feed, which orders by
+/// `(txid, id)`; absent (0) on a database that was never restored into.
+pub const FEED_TXID_OFFSET: &str = "feed_txid_offset";
+
+/// The feed's txid offset as a SQL expression (one primary-key lookup in `settings`).
+macro_rules! feed_txid_offset_sql {
+    () => {
+        "(SELECT COALESCE(MAX(CAST(value AS BIGINT)), 0) FROM settings WHERE name = 'feed_txid_offset')"
+    };
+}
+
+/// The feed's txid offset (see [`FEED_TXID_OFFSET`]), as a query that returns it.
+pub const FEED_TXID_OFFSET_QUERY: &str = concat!("SELECT ", feed_txid_offset_sql!());
+
+/// The SQL expression of a new change's `txid`, which orders the change feed: on PostgreSQL the
+/// writing transaction's id (the feed stops below the oldest one still running), on SQLite a
+/// constant (commits are serialized, so ids are commit order); on both plus the feed's offset.
+pub fn change_txid_sql(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Postgres => concat!("pg_current_xact_id()::text::bigint + ", feed_txid_offset_sql!()),
+        Backend::Sqlite => feed_txid_offset_sql!(),
+    }
+}
+
 /// Appends change records (history first: callers insert changes before writing the state).
 pub fn insert_changes(batch: &mut Batch, backend: Backend, context: &ChangeContext<'_>, ops: &[ChangeOp]) {
     for chunk in ops.chunks(INSERT_CHUNK) {
@@ -361,10 +386,7 @@ pub fn insert_changes(batch: &mut Batch, backend: Backend, context: &ChangeConte
             "INSERT INTO changes (txid, asset_id, recorded_at, collected_at, report_id, source, section, component, path, action, old_value, new_value, summary)",
         );
         // The writing transaction's id orders the feed (see changes_feed).
-        let txid = match backend {
-            Backend::Postgres => "pg_current_xact_id()::text::bigint",
-            Backend::Sqlite => "0",
-        };
+        let txid = change_txid_sql(backend);
         q.values(chunk, |row, op| {
             row.expr(txid)
                 .bind(context.asset_id)
