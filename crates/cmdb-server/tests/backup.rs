@@ -309,18 +309,31 @@ async fn restore_refuses_what_does_not_fit(backend: Backend) {
     let source = TestDb::new(backend).await;
     let server = TestServer::start(&source).await;
     server.accept(&report("fit-01")).await;
+    // The command, beside the running server.
     let file = source.dir.path().join("cmdb.tar");
-    let written = backup::backup(server.db(), &file).await.expect("backup");
+    let output = Command::new(env!("CARGO_BIN_EXE_cmdb-server"))
+        .args(["--database-url", &source.url, "--data-dir"])
+        .arg(source.dir.path().join("data"))
+        .arg("backup")
+        .arg("--to")
+        .arg(&file)
+        .env("CMDB_LOG", "warn")
+        .output()
+        .expect("run cmdb-server backup");
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{out}");
+    let manifest = backup::read_manifest(&file).expect("manifest");
+    assert!(out.starts_with(&format!("backed up {} tables, {} rows", manifest.tables.len(), manifest.rows())), "{out}");
 
     // (d) Another schema version: refused, naming both, and nothing is written.
     let older = source.dir.path().join("older.tar");
-    edit_manifest(&file, &older, |m| m["schema_version"] = json!(written.manifest.schema_version - 1));
+    edit_manifest(&file, &older, |m| m["schema_version"] = json!(manifest.schema_version - 1));
     let target = TestDb::new(backend).await;
     let target_db = target.open().await;
     let refused = backup::restore(&target_db, &older, false).await;
     match &refused {
         Err(e @ BackupError::SchemaMismatch { backup, target, .. }) => {
-            assert_eq!((*backup, *target), (written.manifest.schema_version - 1, written.manifest.schema_version));
+            assert_eq!((*backup, *target), (manifest.schema_version - 1, manifest.schema_version));
             let text = e.to_string();
             assert!(text.contains("schema version") && text.contains(&target.to_string()), "{text}");
         }
@@ -348,7 +361,7 @@ async fn restore_refuses_what_does_not_fit(backend: Backend) {
     // The original restores (the target is still empty), with the finance fields the migrations
     // seeded replaced by the source's.
     backup::restore(&target_db, &file, false).await.expect("restore");
-    assert_eq!(counts(&target_db, &written.manifest).await, expected_counts(&written.manifest, false));
+    assert_eq!(counts(&target_db, &manifest).await, expected_counts(&manifest, false));
     assert!(has_offset(&target_db).await, "the restore sets the feed's txid offset");
 
     // A backup that fails leaves no file behind.
