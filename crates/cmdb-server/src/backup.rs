@@ -422,7 +422,11 @@ enum Piece {
 pub async fn backup(db: &Db, to: &Path) -> Result<BackupSummary, BackupError> {
     let started = Instant::now();
     let dir = to.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    crate::file_modes::private_dir(dir).map_err(file_error(dir))?;
+    // A missing directory is created 0700; an existing one is left as it is (the file itself is
+    // private whatever its directory's mode).
+    if !dir.is_dir() {
+        crate::file_modes::private_dir(dir).map_err(file_error(dir))?;
+    }
     // tempfile creates the file 0600 and removes it when dropped, on any early return.
     let temp = tempfile::Builder::new()
         .prefix(".cmdb-backup-")
