@@ -372,6 +372,11 @@ pub const FEED_TXID_OFFSET_QUERY: &str = concat!("SELECT ", feed_txid_offset_sql
 /// The SQL expression of a new change's `txid`, which orders the change feed: on PostgreSQL the
 /// writing transaction's id (the feed stops below the oldest one still running), on SQLite a
 /// constant (commits are serialized, so ids are commit order); on both plus the feed's offset.
+///
+/// The offset's subquery stands in every row of a multi-row VALUES, which costs: on SQLite about
+/// 0.2 ms more for a 40-row statement and 9 ms more for a 500-row one (a VALUES list with a
+/// subquery is no longer a constant list), on PostgreSQL a subplan per row to plan until the
+/// statement's generic plan is cached. Binding the offset once per statement would save that.
 pub fn change_txid_sql(backend: Backend) -> &'static str {
     match backend {
         Backend::Postgres => concat!("pg_current_xact_id()::text::bigint + ", feed_txid_offset_sql!()),
