@@ -7,6 +7,7 @@
 //! - [`service`]: the people's side, one function per use case, under both the API and the UI.
 //! - [`api`]: the REST handlers; [`app`]: router, server loop, pruning.
 //! - [`admin`]: first-start credentials and the key/token commands.
+//! - [`backup`]: `backup` and `restore`, one file format for both backends.
 //! - [`secrets`]: the key file and secrets sealed at rest; [`file_modes`]: private files.
 //! - [`web`]: the server-rendered UI, users, sessions, audit log.
 
@@ -14,6 +15,7 @@ pub mod admin;
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod config;
 pub mod db;
 pub mod download;

@@ -354,6 +354,21 @@ fn value_text(value: &Option<Value>) -> Option<String> {
     value.as_ref().map(|v| serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned()))
 }
 
+/// The `settings` row that holds the feed's txid offset: set by a restore (`backup::restore`) so
+/// that changes written after it sort after every restored one in the change feed, which orders by
+/// `(txid, id)`; absent (0) on a database that was never restored into.
+pub const FEED_TXID_OFFSET: &str = "feed_txid_offset";
+
+/// The feed's txid offset as a SQL expression (one primary-key lookup in `settings`).
+macro_rules! feed_txid_offset_sql {
+    () => {
+        "(SELECT COALESCE(MAX(CAST(value AS BIGINT)), 0) FROM settings WHERE name = 'feed_txid_offset')"
+    };
+}
+
+/// The feed's txid offset (see [`FEED_TXID_OFFSET`]), as a query that returns it.
+pub const FEED_TXID_OFFSET_QUERY: &str = concat!("SELECT ", feed_txid_offset_sql!());
+
 /// Where an asset's hash chain goes on: the ids its next records take, in order, and the hash of
 /// its last record (`None` for an asset without history).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -362,6 +377,9 @@ pub struct ChainLink {
     pub ids: Vec<i64>,
     /// The chain head the first of them links to.
     pub previous: Option<String>,
+    /// The feed's txid offset (see [`FEED_TXID_OFFSET`]), read in the same round trip so that
+    /// the insert carries it as a constant.
+    pub txid_offset: i64,
 }
 
 /// Reads asset `asset_id`'s chain head and reserves ids for `count` new records, in one round
@@ -374,7 +392,8 @@ pub async fn chain_link(
     asset_id: i64,
     count: usize,
 ) -> Result<ChainLink, sqlx::Error> {
-    let head = "(SELECT hash FROM changes WHERE asset_id = $1 ORDER BY id DESC LIMIT 1)";
+    let head =
+        concat!("(SELECT hash FROM changes WHERE asset_id = $1 ORDER BY id DESC LIMIT 1), ", feed_txid_offset_sql!());
     match backend {
         Backend::Sqlite => {
             // AUTOINCREMENT's counter: never below any id used, and it follows explicit ids.
@@ -385,7 +404,11 @@ pub async fn chain_link(
             .fetch_one(&mut *conn)
             .await?;
             let last: i64 = row.try_get(0)?;
-            Ok(ChainLink { ids: (1..=count as i64).map(|n| last + n).collect(), previous: row.try_get(1)? })
+            Ok(ChainLink {
+                ids: (1..=count as i64).map(|n| last + n).collect(),
+                previous: row.try_get(1)?,
+                txid_offset: row.try_get(2)?,
+            })
         }
         Backend::Postgres => {
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -397,11 +420,11 @@ pub async fn chain_link(
             .await?;
             let mut ids = rows.iter().map(|row| row.try_get(0)).collect::<Result<Vec<i64>, _>>()?;
             ids.sort_unstable();
-            let previous = match rows.first() {
-                Some(row) => row.try_get(1)?,
-                None => None,
+            let (previous, txid_offset) = match rows.first() {
+                Some(row) => (row.try_get(1)?, row.try_get(2)?),
+                None => (None, 0),
             };
-            Ok(ChainLink { ids, previous })
+            Ok(ChainLink { ids, previous, txid_offset })
         }
     }
 }
@@ -457,18 +480,20 @@ pub fn insert_changes(
         );
         rows.push((op, *id, old, new, previous.replace(hash.clone()), hash));
     }
+    // The feed orders by txid: on PostgreSQL the writing transaction's id (the feed stops below
+    // the oldest one still running), on SQLite a constant (commits are serialized, so ids are
+    // commit order); on both plus the offset a restore set (a number read from the database).
+    let txid = match backend {
+        Backend::Postgres => format!("pg_current_xact_id()::text::bigint + {}", link.txid_offset),
+        Backend::Sqlite => link.txid_offset.to_string(),
+    };
     for chunk in rows.chunks(INSERT_CHUNK) {
         let mut q = Sql::new(
             "INSERT INTO changes (id, txid, asset_id, recorded_at, collected_at, report_id, source, section, component, path, action, old_value, new_value, summary, hash, prev_hash)",
         );
-        // The writing transaction's id orders the feed (see changes_feed).
-        let txid = match backend {
-            Backend::Postgres => "pg_current_xact_id()::text::bigint",
-            Backend::Sqlite => "0",
-        };
         q.values(chunk, |row, (op, id, old, new, prev, hash)| {
             row.bind(*id)
-                .expr(txid)
+                .expr(&txid)
                 .bind(context.asset_id)
                 .bind(context.recorded_at)
                 .bind(context.collected_at)

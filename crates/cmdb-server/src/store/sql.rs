@@ -25,6 +25,10 @@ pub enum Param {
     Int(Option<i64>),
     /// A text or NULL.
     Text(Option<String>),
+    /// A floating-point number or NULL (no cmdb column has one; a restore binds what a table holds).
+    Float(Option<f64>),
+    /// A boolean or NULL (likewise).
+    Bool(Option<bool>),
 }
 
 impl From<i64> for Param {
@@ -152,6 +156,8 @@ impl Sql {
             query = match param {
                 Param::Int(v) => query.bind(*v),
                 Param::Text(v) => query.bind(v.clone()),
+                Param::Float(v) => query.bind(*v),
+                Param::Bool(v) => query.bind(*v),
             };
         }
         query
