@@ -150,7 +150,7 @@ async fn feed_horizon(pool: &sqlx::AnyPool) -> Result<i64, ServiceError> {
     .bind(xmax)
     .fetch_one(pool)
     .await?;
-    // Stored txids carry the offset a restore set (store::change_txid_sql); so does the horizon.
+    // Stored txids carry the offset a restore set (store::insert_changes); so does the horizon.
     let offset: i64 = sqlx::query_scalar(store::FEED_TXID_OFFSET_QUERY).fetch_one(pool).await?;
     Ok(oldest_running.map_or(xmax, |oldest| oldest.min(xmax)) + offset)
 }
