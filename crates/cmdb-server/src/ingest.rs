@@ -716,21 +716,24 @@ async fn ingest_postgres(db: &Target, submission: Submission<'_>) -> Result<(Out
     decision.answer
 }
 
-/// Reports the SQLite writer takes back to back before it hands the connection back to the pool,
-/// so that other writes (sessions, edits, pruning) get their turn under load.
-const RUN_MAX: usize = 64;
+/// Reports the SQLite writer puts in one transaction at most (group commit), so that other
+/// writes (sessions, edits, pruning) get their turn under load and a report waits for at most
+/// this many others before its answer.
+const GROUP_MAX: usize = 64;
 
-/// The SQLite writer: takes queued reports one after another on the writer connection, each in
-/// its own transaction, and answers each once it has committed.
+/// The SQLite writer: takes the queued reports, up to [`GROUP_MAX`] at a time, into one
+/// transaction on the writer connection, each in its own savepoint, and answers them once that
+/// transaction has committed (group commit).
 ///
 /// SQLite has one writer, and what bounds it is latency, not work: every statement is a round
-/// trip to the connection's worker thread, and between two reports the connection used to pass
-/// through the pool (a ping on every release) and a task wake-up. Here a report costs two round
-/// trips (`BEGIN IMMEDIATE` with its reads, its writes with `COMMIT`), and the connection stays
-/// with this task while reports are queued.
+/// trip to the connection's worker thread, and every commit appends and syncs the WAL. Here a
+/// report costs two round trips (its savepoint with its reads, its writes with the release),
+/// and a group one `BEGIN IMMEDIATE` and one `COMMIT`. A report that fails rolls back to its
+/// savepoint alone; the others of its group are kept.
 async fn sqlite_writer(db: Target, queue: tokio::sync::mpsc::Receiver<Job>) {
     // A panic must not stop ingestion for good: the loop runs in a task of its own and is
-    // restarted on the same queue (the report it was working on is answered 503 and retried).
+    // restarted on the same queue (the reports of the group it was working on are answered 503
+    // and retried; none of them was committed).
     let queue = Arc::new(tokio::sync::Mutex::new(queue));
     loop {
         match tokio::spawn(writer_loop(db.clone(), Arc::clone(&queue))).await {
@@ -744,32 +747,30 @@ async fn sqlite_writer(db: Target, queue: tokio::sync::mpsc::Receiver<Job>) {
 async fn writer_loop(db: Target, queue: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Job>>>) {
     let mut queue = queue.lock().await;
     while let Some(first) = queue.recv().await {
+        let mut group = vec![first];
+        while group.len() < GROUP_MAX {
+            match queue.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
         let mut conn = match db.writer().acquire().await {
             Ok(conn) => conn,
             Err(error) => {
-                let _ = first.reply.send(Err(error.into()));
+                let message = error.to_string();
+                for job in group {
+                    let _ = job.reply.send(Err(IngestError::Aborted(format!("no writer connection: {message}"))));
+                }
                 continue;
             }
         };
-        let mut next = Some(first);
-        let mut taken = 0;
-        while let Some(job) = next.take() {
-            taken += 1;
-            let mut in_flight = InFlight { conn: &mut conn, done: false };
-            if !sqlite_report(in_flight.conn, &db, job).await {
-                // The connection's state is unknown: closed rather than reused.
-                break;
-            }
-            in_flight.done = true;
-            drop(in_flight);
-            if taken < RUN_MAX {
-                next = queue.try_recv().ok();
-            }
-        }
+        let mut in_flight = InFlight { conn: &mut conn, done: false };
+        // Unless the group ended cleanly, the connection's state is unknown: closed, not reused.
+        in_flight.done = sqlite_group(in_flight.conn, &db, group).await;
     }
 }
 
-/// The writer connection while a report is on it: unless the report finished cleanly (including
+/// The writer connection while a group is on it: unless the group finished cleanly (including
 /// when a panic unwinds through it), the connection is closed instead of going back to the pool
 /// inside a transaction.
 struct InFlight<'a> {
@@ -785,48 +786,108 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Ingests one report in its own transaction and answers it; false when the connection could
-/// not be brought back out of the transaction.
-async fn sqlite_report(conn: &mut PoolConnection<Any>, db: &Target, job: Job) -> bool {
-    let nonce = job.nonce.as_ref().map(|n| NonceUse {
-        key_id: &n.key_id,
-        nonce: &n.nonce,
-        timestamp: n.timestamp,
-        window_secs: n.window_secs,
-    });
-    let submission =
-        Submission { report: &job.report, source: &job.source, key: job.key.as_ref(), nonce: nonce.as_ref() };
-    let decision = decide(conn, db, vec![Sql::new("BEGIN IMMEDIATE")], submission).await;
-    let failure = match decision {
-        Ok(decision) if decision.keep => {
-            let mut writes = decision.writes;
-            writes.push(Sql::new("COMMIT"));
-            match writes.run(conn, Backend::Sqlite).await {
-                Ok(_) => {
-                    if let Some((asset_id, version, state)) = decision.cache {
-                        db.states().put(asset_id, version, state);
-                    }
-                    let _ = job.reply.send(decision.answer);
-                    return true;
+/// What a report of a group answers once the group has committed.
+struct Kept {
+    answer: Result<(Outcome, Disposition), IngestError>,
+    /// The asset state to cache: (asset, version, state).
+    cache: Option<(i64, i64, Arc<AssetState>)>,
+}
+
+/// A report of a group whose answer waits for the group's commit.
+struct Pending {
+    reply: Reply,
+    report_id: Uuid,
+    /// Its answer, or why it failed (its savepoint was rolled back).
+    result: Result<Kept, IngestError>,
+}
+
+/// The answer to a report whose group could not be committed: nothing of it was kept.
+fn group_failed() -> IngestError {
+    IngestError::Aborted("the write transaction of its group failed; send it again".to_owned())
+}
+
+/// Ingests a group of reports in one transaction, each in its own savepoint, and answers each once
+/// the transaction has committed; false when the connection could not be brought back out of the
+/// transaction.
+async fn sqlite_group(conn: &mut PoolConnection<Any>, db: &Target, group: Vec<Job>) -> bool {
+    if let Err(error) = sqlx::Executor::execute(&mut **conn, "BEGIN IMMEDIATE").await {
+        tracing::warn!(error = %error, "cannot begin a write transaction");
+        for job in group {
+            let _ = job.reply.send(Err(group_failed()));
+        }
+        return rollback(conn).await;
+    }
+    let mut pending: Vec<Pending> = Vec::with_capacity(group.len());
+    for job in group {
+        let nonce = job.nonce.as_ref().map(|n| NonceUse {
+            key_id: &n.key_id,
+            nonce: &n.nonce,
+            timestamp: n.timestamp,
+            window_secs: n.window_secs,
+        });
+        let submission =
+            Submission { report: &job.report, source: &job.source, key: job.key.as_ref(), nonce: nonce.as_ref() };
+        // Everything `decide` reads (the asset, its chain head, the next ids) is read inside this
+        // savepoint, after the group's earlier reports: each report sees what they wrote.
+        let result = match decide(conn, db, vec![Sql::new("SAVEPOINT report")], submission).await {
+            Ok(Decision { keep: false, answer, .. }) => {
+                // Refused: nothing of it is kept, and its answer does not wait for the commit.
+                if !undo(conn).await {
+                    let _ = job.reply.send(Err(group_failed()));
+                    return abort(conn, pending).await;
                 }
-                Err(error) => error.into(),
+                let _ = job.reply.send(answer);
+                continue;
             }
+            Ok(Decision { mut writes, answer, cache, .. }) => {
+                writes.push(Sql::new("RELEASE report"));
+                match writes.run(conn, Backend::Sqlite).await {
+                    Ok(_) => Ok(Kept { answer, cache }),
+                    Err(error) => Err(IngestError::from(error)),
+                }
+            }
+            Err(error) => Err(error),
+        };
+        if result.is_err() && !undo(conn).await {
+            let _ = job.reply.send(Err(group_failed()));
+            return abort(conn, pending).await;
         }
-        Ok(decision) => {
-            // Refused: nothing of it is kept.
-            let rolled_back = rollback(conn).await;
-            let _ = job.reply.send(decision.answer);
-            return rolled_back;
-        }
-        Err(error) => error,
-    };
-    let rolled_back = rollback(conn).await;
-    let answer = match failure {
-        IngestError::Db(error) => taken_report_id(db, job.report.report_id, error.into()).await,
-        other => Err(other),
-    };
-    let _ = job.reply.send(answer);
-    rolled_back
+        pending.push(Pending { reply: job.reply, report_id: job.report.report_id, result });
+    }
+    if let Err(error) = sqlx::Executor::execute(&mut **conn, "COMMIT").await {
+        tracing::warn!(error = %error, reports = pending.len(), "a group of reports did not commit");
+        return abort(conn, pending).await;
+    }
+    for p in pending {
+        let answer = match p.result {
+            Ok(kept) => {
+                if let Some((asset_id, version, state)) = kept.cache {
+                    db.states().put(asset_id, version, state);
+                }
+                kept.answer
+            }
+            // Read after the commit: the first delivery of a report id may have been in this group.
+            Err(IngestError::Db(error)) => taken_report_id(db, p.report_id, error.into()).await,
+            Err(other) => Err(other),
+        };
+        let _ = p.reply.send(answer);
+    }
+    true
+}
+
+/// Rolls the current report's savepoint back and releases it; false when that failed (SQLite
+/// rolls the whole transaction back on some errors), so the group's earlier reports are lost.
+async fn undo(conn: &mut PoolConnection<Any>) -> bool {
+    sqlx::Executor::execute(&mut **conn, "ROLLBACK TO report; RELEASE report").await.is_ok()
+}
+
+/// Gives up on a group: nothing of it is kept, every report waiting for the commit is answered
+/// 503 (the client sends it again), and the connection is taken out of the transaction.
+async fn abort(conn: &mut PoolConnection<Any>, pending: Vec<Pending>) -> bool {
+    for p in pending {
+        let _ = p.reply.send(Err(group_failed()));
+    }
+    rollback(conn).await
 }
 
 /// Ends the open transaction, if any; false when the connection did not answer.
