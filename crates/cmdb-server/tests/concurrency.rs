@@ -170,9 +170,10 @@ async fn feed_consumer_misses_nothing(backend: Backend) {
     assert_eq!(count(&first, "SELECT COUNT(*) FROM assets").await, 12, "no duplicate assets across instances");
 }
 
-/// Reports that fail and reports that succeed, all at once (on SQLite back to back through the
-/// writer task): each gets its own answer, a refused or replayed report leaves nothing behind,
-/// and the others are stored whole.
+/// Reports that fail and reports that succeed, all at once (on SQLite in groups that share a
+/// transaction): each gets its own answer, a refused or replayed report leaves nothing behind, a
+/// report whose last write fails (a trigger poisons some report ids) rolls back alone, and the
+/// others are stored whole with intact chains.
 async fn refused_reports_fail_alone(backend: Backend) {
     use cmdb_server::auth::{KeyCache, KeyScope, create_agent_key};
     use cmdb_server::ingest::{self, Disposition, IngestError, NonceUse};
@@ -197,6 +198,20 @@ async fn refused_reports_fail_alone(backend: Backend) {
         .expect("lookup")
         .expect("key");
 
+    // The database refuses some reports' last write (their outcome row), after their changes and
+    // state were written: only their savepoint may be rolled back.
+    let poison: &[&'static str] = match backend {
+        Backend::Sqlite => &["CREATE TRIGGER poison BEFORE INSERT ON reports WHEN NEW.report_id LIKE '00000000-%' \
+             BEGIN SELECT RAISE(ABORT, 'poisoned report'); END"],
+        Backend::Postgres => &[
+            "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.report_id LIKE '00000000-%' THEN RAISE EXCEPTION 'poisoned report'; END IF; RETURN NEW; END $$",
+            "CREATE TRIGGER poison BEFORE INSERT ON reports FOR EACH ROW EXECUTE FUNCTION poison()",
+        ],
+    };
+    for statement in poison {
+        sqlx::query(*statement).execute(db.writer()).await.expect("poison trigger");
+    }
     let mut tasks = Vec::new();
     for i in 0..60_i64 {
         let ingestor = ingestor.clone();
@@ -205,6 +220,9 @@ async fn refused_reports_fail_alone(backend: Backend) {
             let hostname = format!("mixed-{:02}", i % 20 + 1);
             let mut value = at(report(&hostname), i);
             value["sections"]["cpu"]["data"]["cpu_count"] = json!(8 + i);
+            if i % 11 == 10 {
+                value["report_id"] = json!(format!("00000000-0000-4000-8000-{i:012}"));
+            }
             let report = cmdb_model::report::validate(serde_json::from_value(value).expect("wire")).expect("valid");
             // Every fifth report reuses the nonce of the one before (a replay), every seventh
             // comes with the host key bound to mixed-00 (refused).
@@ -217,7 +235,7 @@ async fn refused_reports_fail_alone(backend: Backend) {
         }));
     }
     let mut applied: std::collections::BTreeMap<String, i64> = Default::default();
-    let (mut replays, mut refused) = (0, 0);
+    let (mut replays, mut refused, mut poisoned) = (0, 0, 0);
     let mut spent = BTreeSet::new();
     for task in tasks {
         let (i, hostname, nonce, answer) = task.await.expect("task");
@@ -235,10 +253,12 @@ async fn refused_reports_fail_alone(backend: Backend) {
                 assert_eq!(i % 7, 6, "only the foreign host key is refused");
                 refused += 1;
             }
+            Err(IngestError::Db(_)) if i % 11 == 10 => poisoned += 1,
             Err(other) => panic!("report {i}: {other}"),
         }
     }
     assert!(replays >= 1 && refused >= 1, "the mix had replays ({replays}) and refusals ({refused})");
+    assert!(poisoned >= 3, "poisoned reports failed ({poisoned})");
     let mut conn = db.reader().acquire().await.expect("conn");
     let stored: i64 =
         sqlx::query("SELECT COUNT(*) FROM reports").fetch_one(&mut *conn).await.expect("n").try_get(0).expect("n");
@@ -251,6 +271,7 @@ async fn refused_reports_fail_alone(backend: Backend) {
         assert_history_rebuilds_state(&mut conn, id).await;
     }
     drop(conn);
+    common::assert_every_history_rebuilds_its_state(&db).await;
     db.close().await;
 }
 
