@@ -12,7 +12,11 @@
 //! cargo run --release -p cmdb-server --example scale_bench -- --assets 20000
 //! cargo run --release -p cmdb-server --example scale_bench -- --postgres postgres://postgres@127.0.0.1:5432
 //! cargo run --release -p cmdb-server --example scale_bench -- --db /tmp/seed.db --reuse  # seed once
+//! cargo run --release -p cmdb-server --example scale_bench -- --db /tmp/seed.db --reuse --evidence
 //! ```
+//!
+//! `--evidence` times the history's evidence instead: `verify`, a backup, its restore into a fresh
+//! SQLite file and a fresh PostgreSQL database, and `verify` on each restored copy.
 //!
 //! Targets: list and search under 100 ms; as-of list first page <= 100 ms, as-of search <= 150 ms,
 //! the whole as-of list <= 1.5 s; the audit workbook with 30 days of changes <= 5 s (its peak
@@ -56,6 +60,12 @@ struct Args {
     /// Time only the audit workbook (after the snapshots it starts from), e.g. under a profiler.
     #[arg(long)]
     workbook_only: bool,
+    /// Time verify, backup and restore (into SQLite and PostgreSQL) instead of the reads.
+    #[arg(long)]
+    evidence: bool,
+    /// The PostgreSQL server `--evidence` restores into (a database it creates and drops).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+    restore_postgres: String,
 }
 
 const DAY: i64 = 86_400_000_000;
@@ -452,7 +462,11 @@ async fn main() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let (db, work) = prepare(&args, dir.path()).await?;
     println!("backend: {}", db.durability().await?);
-    measure(&db, &args).await?;
+    if args.evidence {
+        evidence(&db, &args, dir.path()).await?;
+    } else {
+        measure(&db, &args).await?;
+    }
     db.close().await;
     if let Some((base, name)) = work {
         use sqlx::Connection;
@@ -569,5 +583,49 @@ async fn measure(db: &Db, args: &Args) -> Result<()> {
         before.map_or("?".to_owned(), |k| (k / 1024).to_string()),
     );
     let _ = from_us(0);
+    Ok(())
+}
+
+/// Times `verify` on `db`, and prints what it found.
+async fn timed_verify(db: &Db, label: &str) -> Result<()> {
+    let started = Instant::now();
+    let found =
+        cmdb_server::service::verify::verify(db, None, &mut |_| {}).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "verify {label}: {} assets, {} change records, {} mismatches, in {:.1} s",
+        found.assets,
+        found.changes,
+        found.mismatches.len(),
+        started.elapsed().as_secs_f64()
+    );
+    anyhow::ensure!(found.mismatches.is_empty(), "verify found mismatches: {:?}", &found.mismatches[..1]);
+    Ok(())
+}
+
+/// Times the history's evidence: verify, backup, restore into both backends, verify again.
+async fn evidence(db: &Db, args: &Args, dir: &std::path::Path) -> Result<()> {
+    timed_verify(db, "the seeded database").await?;
+    let file = dir.join("backup.tar");
+    let done = cmdb_server::backup::backup(db, &file).await?;
+    let rows: u64 = done.manifest.tables.values().sum();
+    println!("backup: {rows} rows, {} bytes, in {:.1} s", done.bytes, done.seconds);
+    let restored = dir.join("restored.db");
+    let target = Db::open(&format!("sqlite://{}", restored.display()), &PoolSettings::default()).await?;
+    let done = cmdb_server::backup::restore(&target, &file, false).await?;
+    println!("restore into a fresh SQLite file: {:.1} s", done.seconds);
+    timed_verify(&target, "the restored SQLite copy").await?;
+    target.close().await;
+    use sqlx::Connection;
+    let name = format!("cmdb_bench_restore_{}", std::process::id());
+    let mut admin = sqlx::AnyConnection::connect(&format!("{}/postgres", args.restore_postgres)).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await?;
+    let target = Db::open(&format!("{}/{name}", args.restore_postgres), &PoolSettings::default()).await?;
+    let done = cmdb_server::backup::restore(&target, &file, false).await?;
+    println!("restore into a fresh PostgreSQL database: {:.1} s", done.seconds);
+    timed_verify(&target, "the restored PostgreSQL copy").await?;
+    target.close().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+        .execute(&mut admin)
+        .await?;
     Ok(())
 }
