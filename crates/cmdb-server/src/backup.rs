@@ -750,6 +750,9 @@ pub async fn restore(db: &Db, from: &Path, force: bool) -> Result<RestoreSummary
     if backend == Backend::Sqlite {
         // Foreign keys are checked at the commit, when every table is in place (ends with it).
         sqlx::query("PRAGMA defer_foreign_keys = ON").execute(&mut *tx).await?;
+        // Millions of rows into indexed tables in one transaction: with SQLite's default 2 MiB
+        // page cache every index insert rereads its pages. Set back after the commit.
+        sqlx::query("PRAGMA cache_size = -262144").execute(&mut *tx).await?;
     }
     for table in tables.iter().rev() {
         sqlx::query(AssertSqlSafe(format!("DELETE FROM {}", quoted(&table.name)))).execute(&mut *tx).await?;
@@ -774,6 +777,9 @@ pub async fn restore(db: &Db, from: &Path, force: bool) -> Result<RestoreSummary
         reset_sequences(&mut tx).await?;
     }
     tx.commit().await?;
+    if backend == Backend::Sqlite {
+        sqlx::query("PRAGMA cache_size = -2000").execute(db.writer()).await?;
+    }
     Ok(RestoreSummary { manifest, bytes, feed_txid_offset, seconds: started.elapsed().as_secs_f64() })
 }
 
