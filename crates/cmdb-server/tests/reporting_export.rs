@@ -168,7 +168,7 @@ fn name(path: &Path) -> String {
 
 /// The audit workbook as a spreadsheet reads it: counts and sizes are numbers, flags are booleans,
 /// times are date-times, and every table sheet has a frozen header row and an autofilter.
-fn assert_typed_workbook(xlsx: &[u8], hosts: usize) {
+fn assert_typed_workbook(xlsx: &[u8], hosts: usize, digest: &str) {
     use calamine::{Data, Reader, Xlsx, open_workbook_from_rs};
     use std::io::{Cursor, Read};
     let mut book: Xlsx<_> = open_workbook_from_rs(Cursor::new(xlsx.to_vec())).expect("xlsx");
@@ -180,6 +180,13 @@ fn assert_typed_workbook(xlsx: &[u8], hosts: usize) {
     assert_eq!(value("Components"), Some(Data::Float((hosts * 5) as f64)));
     assert!(matches!(value("History starts"), Some(Data::String(s)) if s.contains("+00:00")), "{about:?}");
     assert_eq!(value("Time zone"), Some(Data::String("UTC".into())));
+    // The history digest an auditor keeps, and the command that checks it later.
+    assert_eq!(value("History digest"), Some(Data::String(digest.to_owned())));
+    assert_eq!(value("Change chains in the digest"), Some(Data::Float(hosts as f64)));
+    assert!(
+        matches!(value("Verify the history behind this workbook"), Some(Data::String(s)) if s.starts_with("cmdb-server verify --as-of ") && s.ends_with(digest)),
+        "{about:?}"
+    );
     let mut cell = |sheet: &str, row_key: &str, header: &str| -> Data {
         let range = book.worksheet_range(sheet).expect(sheet);
         let mut rows = range.rows();
@@ -224,7 +231,20 @@ async fn audit_workbook_opens_in_libreoffice(backend: Backend) {
     let (status, kind, xlsx) = download(&server, &format!("/api/v1/audit/export.xlsx?as_of={as_of}")).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&xlsx));
     assert!(kind.contains("spreadsheetml"));
-    assert_typed_workbook(&xlsx, ids.len());
+    let (status, digest) = server.get(&format!("/api/v1/audit/digest?as_of={as_of}")).await;
+    assert_eq!(status, 200, "{digest}");
+    assert_typed_workbook(&xlsx, ids.len(), digest["digest"].as_str().expect("digest"));
+    // The audit CSVs carry it in their headers.
+    let response = server
+        .http
+        .get(format!("{}/api/v1/audit/assets.csv?as_of={as_of}", server.base))
+        .bearer_auth(&server.viewer)
+        .send()
+        .await
+        .expect("request");
+    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    assert_eq!(header("x-cmdb-history-digest").as_deref(), digest["digest"].as_str());
+    assert_eq!(header("x-cmdb-history-digest-as-of").as_deref(), digest["as_of"]["at"].as_str());
     let sheets = libreoffice_csv(&xlsx);
     let names: Vec<&str> = sheets.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
