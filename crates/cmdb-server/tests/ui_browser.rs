@@ -23,8 +23,11 @@ use web_support::{PASSWORD, WebServer};
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-/// Installs Debian's chromium and chromium-driver when they are missing.
+/// Installs Debian's chromium and chromium-driver when they are missing (once: the tests of this
+/// binary run in parallel, and a second apt-get would fail on the first one's lock).
 fn ensure_chromium() {
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _installing = INSTALL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
         return;
     }
