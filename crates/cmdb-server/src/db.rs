@@ -152,8 +152,7 @@ impl Db {
     /// does this once, resumably, for history written before chains existed): for tools that
     /// load history in bulk, like the scale benchmark's seeder. Returns the records hashed.
     pub async fn complete_chains(&self) -> Result<u64, sqlx::Error> {
-        sqlx::query("DELETE FROM settings WHERE name = 'chain_backfill'").execute(self.writer()).await?;
-        chain_backfill::run(self).await
+        chain_backfill::rerun(self).await
     }
 
     /// Which backend this is.

@@ -44,6 +44,13 @@ pub(super) async fn run(db: &Db) -> Result<u64, sqlx::Error> {
     result
 }
 
+/// Forgets the progress and computes every missing chain from the first asset (see
+/// [`Db::complete_chains`]).
+pub(super) async fn rerun(db: &Db) -> Result<u64, sqlx::Error> {
+    sqlx::query("DELETE FROM settings WHERE name = $1").bind(PROGRESS).execute(db.writer()).await?;
+    run(db).await
+}
+
 async fn progress(pool: &sqlx::AnyPool) -> Result<Option<String>, sqlx::Error> {
     let row = sqlx::query("SELECT value FROM settings WHERE name = $1").bind(PROGRESS).fetch_optional(pool).await?;
     row.map(|row| row.try_get(0)).transpose()

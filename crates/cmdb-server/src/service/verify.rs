@@ -91,6 +91,9 @@ fn check_chain(records: &[(store::ChangeRecord, Link)], at: Option<i64>) -> (Opt
             old_value: link.old.as_deref(),
             new_value: link.new.as_deref(),
         };
+        // The hash of the content as stored, linked as stored; in an intact chain it is also the
+        // recomputed one, so one SHA-256 a record serves both.
+        let own = record_hash(&content, link.prev_hash.as_deref());
         if first_bad.is_none() {
             let previous = before.and_then(|(_, hash)| hash);
             let reason = if link.hash.is_none() {
@@ -105,7 +108,7 @@ fn check_chain(records: &[(store::ChangeRecord, Link)], at: Option<i64>) -> (Opt
                     record.id,
                     short(link.prev_hash.as_deref())
                 ))
-            } else if link.hash.as_deref() != Some(record_hash(&content, link.prev_hash.as_deref()).as_str()) {
+            } else if link.hash.as_deref() != Some(own.as_str()) {
                 Some(format!("record {} does not match its hash: its content was edited", record.id))
             } else {
                 None
@@ -118,7 +121,7 @@ fn check_chain(records: &[(store::ChangeRecord, Link)], at: Option<i64>) -> (Opt
                 });
             }
         }
-        let hash = record_hash(&content, recomputed.as_deref());
+        let hash = if link.prev_hash == recomputed { own } else { record_hash(&content, recomputed.as_deref()) };
         if at.is_none_or(|at| content.recorded_at <= at) {
             head_at = Some(hash.clone());
         }
