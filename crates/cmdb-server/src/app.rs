@@ -126,13 +126,33 @@ pub async fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener) -> s
     // Daily as-of snapshots keep "the inventory on date D" fast however long the history grows.
     let snapshots =
         tokio::spawn(crate::service::asof::run_daily(state.db.clone(), state.calendar, state.snapshot_rows.clone()));
+    // Other instances on the same PostgreSQL database announce the agent keys they change.
+    let key_changes = (state.db.backend() == crate::db::Backend::Postgres).then(|| {
+        tokio::spawn(crate::auth::listen_for_key_changes(state.config.database_url.clone(), state.keys.clone()))
+    });
     // The peer address feeds per-IP login throttling and the audit log.
     let service = app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let result = axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await;
+    let result = axum::serve(listener, service).with_graceful_shutdown(drain_then_stop(state.clone())).await;
     pruner.abort();
     snapshots.abort();
+    if let Some(task) = key_changes {
+        task.abort();
+    }
     state.db.close().await;
     result
+}
+
+/// Resolves when the server should stop accepting: at SIGINT/SIGTERM, after `shutdown_drain_secs`
+/// of answering `/readyz` with 503 (still serving), so a load balancer has moved new work away.
+async fn drain_then_stop(state: Arc<AppState>) {
+    shutdown_signal().await;
+    let drain = Duration::from_secs(state.config.shutdown_drain_secs);
+    if !drain.is_zero() {
+        state.draining.store(true, std::sync::atomic::Ordering::Release);
+        tracing::info!(seconds = drain.as_secs(), "draining: /readyz answers 503 before the listener closes");
+        tokio::time::sleep(drain).await;
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
 }
 
 async fn shutdown_signal() {
@@ -154,5 +174,4 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
-    tracing::info!("shutting down: finishing in-flight requests");
 }

@@ -3,9 +3,13 @@
 //!
 //! Agent keys are cached for a few seconds (`key_cache_secs`) so a report does not cost a key
 //! lookup; the scope check of `host` keys is done in the ingest transaction itself, so it is exact
-//! even across several server instances. Secrets and tokens are never logged.
+//! even across several server instances. On PostgreSQL a change to a key is announced to every
+//! instance (a trigger's NOTIFY, see [`listen_for_key_changes`]), which forgets that key at once;
+//! the cache's lifetime only bounds staleness while that announcement cannot be heard. Secrets
+//! and tokens are never logged.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -155,12 +159,15 @@ pub struct KeyCache {
     ttl: Duration,
     entries: RwLock<HashMap<String, (Option<AgentKey>, Instant)>>,
     secret_key: Arc<SecretKey>,
+    /// Bumped by every forget: a lookup that read the database before a forget does not store
+    /// what it read, which may be the key as it was before the change.
+    generation: AtomicU64,
 }
 
 impl KeyCache {
     /// A cache whose entries live `ttl`, opening secrets with `secret_key`.
     pub fn new(ttl: Duration, secret_key: Arc<SecretKey>) -> Self {
-        KeyCache { ttl, entries: RwLock::new(HashMap::new()), secret_key }
+        KeyCache { ttl, entries: RwLock::new(HashMap::new()), secret_key, generation: AtomicU64::new(0) }
     }
 
     /// The key that seals secrets at rest.
@@ -176,8 +183,11 @@ impl KeyCache {
         {
             return Ok(key.clone());
         }
+        let generation = self.generation.load(Ordering::Acquire);
         let key = load_agent_key(pool, &self.secret_key, key_id).await?;
-        if let Ok(mut entries) = self.entries.write() {
+        if let Ok(mut entries) = self.entries.write()
+            && self.generation.load(Ordering::Acquire) == generation
+        {
             if entries.len() > 10_000 {
                 entries.retain(|_, (_, at)| at.elapsed() < self.ttl);
             }
@@ -189,9 +199,58 @@ impl KeyCache {
     /// Forgets everything (after a key is created, revoked, rotated or bound), so this instance
     /// refuses a revoked key at once; other instances follow within the cache's lifetime.
     pub fn clear(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         if let Ok(mut entries) = self.entries.write() {
             entries.clear();
         }
+    }
+
+    /// Forgets one key (another instance changed it).
+    pub fn forget(&self, key_id: &str) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        if let Ok(mut entries) = self.entries.write() {
+            entries.remove(key_id);
+        }
+    }
+}
+
+/// The PostgreSQL channel on which a trigger announces every change to an agent key (migration
+/// 0012), with the key id as payload.
+pub const KEY_CHANGES_CHANNEL: &str = "cmdb_agent_keys";
+
+/// Listens on PostgreSQL at `database_url` for agent-key changes made through any instance, the
+/// CLI or a restore, and makes `cache` forget each changed key at once. Runs until aborted. When
+/// the connection is lost, announcements may have been missed, so the whole cache is forgotten
+/// and the listener reconnects (with backoff); meanwhile the cache's lifetime bounds staleness.
+pub async fn listen_for_key_changes(database_url: String, cache: Arc<KeyCache>) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match sqlx::postgres::PgListener::connect(&database_url).await {
+            Ok(mut listener) => match listener.listen(KEY_CHANGES_CHANNEL).await {
+                Ok(()) => {
+                    // Anything changed while nobody listened is forgotten too.
+                    cache.clear();
+                    backoff = Duration::from_millis(200);
+                    loop {
+                        match listener.try_recv().await {
+                            Ok(Some(notification)) => cache.forget(notification.payload()),
+                            // The connection dropped; try_recv reconnects on the next call, but
+                            // what was announced meanwhile is lost.
+                            Ok(None) => cache.clear(),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "agent key announcements: connection lost; reconnecting");
+                                cache.clear();
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "agent key announcements: LISTEN failed; retrying"),
+            },
+            Err(e) => tracing::warn!(error = %e, "agent key announcements: cannot connect; retrying"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }
 

@@ -38,6 +38,11 @@ pub struct ServerConfig {
     /// Seconds an agent key lookup is cached: a key revoked or rotated on another instance that
     /// shares the database is refused here within this time (at once on the instance that did it).
     pub key_cache_secs: u64,
+    /// Seconds between SIGTERM and closing the listener. Meanwhile `/readyz` answers 503
+    /// ("draining") and requests are still served, so a load balancer that checks `/readyz` stops
+    /// sending new work here before the connections close; behind one, set it above the
+    /// balancer's check interval times its fall count. 0 (a single instance) closes at once.
+    pub shutdown_drain_secs: u64,
     /// Log format: "text" or "json".
     pub log_format: String,
     /// How long bookkeeping rows are kept.
@@ -157,6 +162,7 @@ impl Default for ServerConfig {
             clock_window_secs: 300,
             body_limit_bytes: 4 * 1024 * 1024,
             key_cache_secs: 1,
+            shutdown_drain_secs: 0,
             log_format: "text".to_owned(),
             retention: Retention::default(),
             legacy: Legacy::default(),

@@ -2,6 +2,7 @@
 //! once at start.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use crate::auth::KeyCache;
@@ -19,23 +20,34 @@ pub struct AppState {
     pub db: Db,
     /// The configuration.
     pub config: ServerConfig,
-    /// Agent keys, cached briefly.
-    pub keys: KeyCache,
+    /// Agent keys, cached briefly (shared with the task that hears other instances' key changes).
+    pub keys: Arc<KeyCache>,
     /// What a date means here (the configured zone and clock window), resolved once.
     pub calendar: Calendar,
     /// The owner of report ingestion (on SQLite, the writer task and its queue).
     pub ingestor: Ingestor,
     /// The list rows of recent snapshots, kept in memory for as-of lists.
     pub snapshot_rows: Arc<SnapshotRows>,
+    /// Set at SIGTERM: `/readyz` then answers 503 so a load balancer moves new work elsewhere
+    /// while in-flight requests finish.
+    pub draining: AtomicBool,
 }
 
 impl AppState {
     /// State for `db` and `config`; `secret_key` opens the agent secrets sealed in the database
     /// (see [`crate::admin::open_secrets`]).
     pub fn new(db: Db, config: ServerConfig, secret_key: Arc<SecretKey>) -> Arc<Self> {
-        let keys = KeyCache::new(Duration::from_secs(config.key_cache_secs), secret_key);
+        let keys = Arc::new(KeyCache::new(Duration::from_secs(config.key_cache_secs), secret_key));
         let calendar = Calendar::of(&config);
         let ingestor = Ingestor::start(db.clone());
-        Arc::new(AppState { db, config, keys, calendar, ingestor, snapshot_rows: Arc::default() })
+        Arc::new(AppState {
+            db,
+            config,
+            keys,
+            calendar,
+            ingestor,
+            snapshot_rows: Arc::default(),
+            draining: AtomicBool::new(false),
+        })
     }
 }

@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cmdb_server::auth::{self, KeyScope};
 use cmdb_server::db::{Db, PoolSettings};
@@ -30,19 +30,6 @@ fn spawn_server(db: &TestDb, port: u16) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn cmdb-server")
-}
-
-async fn wait_ready(http: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(response) = http.get(format!("{base}/readyz")).send().await
-            && response.status() == 200
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("cmdb-server did not become ready");
 }
 
 /// A report whose every section carries the sequence number `seq`, so a half-applied report
@@ -93,7 +80,7 @@ async fn kill_nine_loses_nothing(backend: Backend) {
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
     let mut child = spawn_server(&db, port);
-    wait_ready(&http, &base).await;
+    common::wait_ready(&http, &base).await;
 
     let acked: Arc<Mutex<Acked>> = Arc::default();
     let mut senders = Vec::new();
@@ -147,7 +134,7 @@ async fn kill_nine_loses_nothing(backend: Backend) {
 
     // Restart on the same database: it must come up (recovery) and serve.
     let mut child = spawn_server(&db, port);
-    wait_ready(&http, &base).await;
+    common::wait_ready(&http, &base).await;
     let database = Db::open(&db.url, &PoolSettings::default()).await.expect("reopen");
     let mut conn = database.reader().acquire().await.expect("conn");
     for (host, (last_seq, ids)) in &acked {

@@ -730,8 +730,12 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: the database answers.
+/// `GET /readyz`: the database answers and the instance is not shutting down (while it drains,
+/// 503, so a load balancer sends new work to the other instances).
 pub async fn readyz(State(state): State<Shared>) -> Result<Json<Value>, ApiError> {
+    if state.draining.load(std::sync::atomic::Ordering::Acquire) {
+        return Err(ApiError::Unavailable("this instance is shutting down".to_owned()));
+    }
     state.db.ping().await.map_err(|e| {
         tracing::warn!(error = %e, "readiness check failed");
         ApiError::Unavailable("the database is unreachable".to_owned())

@@ -1063,6 +1063,20 @@ pub async fn run_daily(db: Db, calendar: Calendar, rows: std::sync::Arc<Snapshot
                 continue;
             }
         };
+        // Every instance on one PostgreSQL database runs this task; one builds the day's
+        // snapshot while the others skip the tick (and find it complete at their next one),
+        // instead of each building the same snapshot of every asset.
+        let mut exclusive = match db.backend() {
+            Backend::Sqlite => None,
+            Backend::Postgres => match try_lock_daily(&db).await {
+                Ok(Some(conn)) => Some(conn),
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot take the daily snapshot's lock; will retry");
+                    continue;
+                }
+            },
+        };
         match snapshot(&db, due, "daily").await {
             Ok(info) if info.created => {
                 tracing::info!(snapshot = info.id, taken_at = %info.taken_at, "daily snapshot taken")
@@ -1070,5 +1084,24 @@ pub async fn run_daily(db: Db, calendar: Calendar, rows: std::sync::Arc<Snapshot
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "daily snapshot failed; will retry"),
         }
+        if let Some(conn) = exclusive.as_mut() {
+            // A connection that fails here is closed by the pool, which ends its session lock.
+            let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(DAILY_SNAPSHOT_LOCK).execute(&mut **conn).await;
+        }
     }
+}
+
+/// The PostgreSQL advisory lock held by the instance building the daily snapshot ("cmdbsnap").
+const DAILY_SNAPSHOT_LOCK: i64 = 0x636d_6462_736e_6170;
+
+/// The connection holding the daily snapshot's session lock, or `None` when another instance
+/// holds it.
+async fn try_lock_daily(db: &Db) -> Result<Option<sqlx::pool::PoolConnection<sqlx::Any>>, sqlx::Error> {
+    let mut conn = db.writer().acquire().await?;
+    let got: bool = sqlx::query("SELECT pg_try_advisory_lock($1)")
+        .bind(DAILY_SNAPSHOT_LOCK)
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get(0)?;
+    Ok(got.then_some(conn))
 }

@@ -316,3 +316,18 @@ pub async fn assert_every_history_rebuilds_its_state(db: &Db) {
     let found = cmdb_server::service::verify::verify(db, None, &mut |_| {}).await.expect("verify");
     assert!(found.mismatches.is_empty(), "history and state disagree: {:?}", found.mismatches);
 }
+
+/// Waits until the server at `base` answers `/readyz` with 200 (a spawned server binary that is
+/// starting), at most 30 s.
+pub async fn wait_ready(http: &reqwest::Client, base: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if let Ok(response) = http.get(format!("{base}/readyz")).send().await
+            && response.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{base} did not become ready");
+}
