@@ -469,3 +469,52 @@ async fn three_instances_behind_haproxy_lose_nothing() {
     drop(instances);
     database.close().await;
 }
+
+/// SIGTERM first drains: for `shutdown_drain_secs` the instance still serves requests but
+/// `/readyz` answers 503, so a balancer moves new work away before the listener closes; then the
+/// process exits by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_before_closing() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let dir = db.dir.path().to_owned();
+    let port = free_port();
+    let config = write_instance_config(&dir, "solo", port, &db.url, &dir.join("secret.key"));
+    let text =
+        std::fs::read_to_string(&config).expect("config").replace("shutdown_drain_secs = 1", "shutdown_drain_secs = 3");
+    std::fs::write(&config, text).expect("config");
+    let mut instance = Instance { name: "solo", port, config, child: None };
+    instance.start();
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("client");
+    common::wait_ready(&http, &instance.base()).await;
+    let child = instance.child.take().expect("running");
+    let pid = child.id().to_string();
+    let signalled = Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    // Draining: not ready, still serving.
+    let mut saw_draining = false;
+    while signalled.elapsed() < Duration::from_secs(2) {
+        let ready = http.get(format!("{}/readyz", instance.base())).send().await.expect("served while draining");
+        let alive = http.get(format!("{}/healthz", instance.base())).send().await.expect("served while draining");
+        assert_eq!(alive.status(), 200);
+        if ready.status() == 503 {
+            saw_draining = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(saw_draining, "/readyz kept answering 200 after SIGTERM");
+    let exit = tokio::task::spawn_blocking(move || {
+        let mut child = child;
+        child.wait()
+    })
+    .await
+    .expect("join")
+    .expect("wait");
+    let took = signalled.elapsed();
+    assert!(exit.success(), "exit after SIGTERM: {exit}");
+    assert!(took >= Duration::from_secs(3), "the drain lasted {took:?}, not shutdown_drain_secs");
+    assert!(
+        http.get(format!("{}/healthz", instance.base())).send().await.is_err(),
+        "the listener is closed after the drain"
+    );
+}
