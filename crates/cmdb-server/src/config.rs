@@ -35,8 +35,9 @@ pub struct ServerConfig {
     pub clock_window_secs: u64,
     /// Largest request body accepted, in bytes (larger bodies get 413).
     pub body_limit_bytes: usize,
-    /// Seconds an agent key lookup is cached: a key revoked or rotated on another instance that
-    /// shares the database is refused here within this time (at once on the instance that did it).
+    /// Seconds an agent key lookup is cached. On PostgreSQL every instance hears of a key change
+    /// at once (NOTIFY), so this bounds staleness only while an instance reconnects its listener;
+    /// the instance that made the change refuses the old key at once in any case.
     pub key_cache_secs: u64,
     /// Seconds between SIGTERM and closing the listener. Meanwhile `/readyz` answers 503
     /// ("draining") and requests are still served, so a load balancer that checks `/readyz` stops

@@ -524,8 +524,8 @@ async fn main() -> Result<()> {
                     audit(&db, "agent_key.rotate", &key_id).await;
                     println!("key_id = \"{key_id}\"\nsecret = \"{secret}\"");
                     eprintln!(
-                        "The secret is shown once; the old one is refused at once by a server started after this, and \
-                         within key_cache_secs by running ones."
+                        "The secret is shown once; the old one is refused at once on PostgreSQL (running servers hear \
+                         of the change) and within key_cache_secs by a running server on SQLite."
                     );
                 }
                 KeyCommand::List => {
