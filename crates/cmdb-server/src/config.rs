@@ -55,6 +55,61 @@ pub struct ServerConfig {
     /// What one report may hold; a report over a limit is refused (422, naming the limit) and
     /// writes nothing.
     pub limits: cmdb_model::report::ReportLimits,
+    /// Directory (LDAP) login; off when absent.
+    pub ldap: Option<LdapConfig>,
+}
+
+/// Directory (LDAP) login. A person without a local account logs in with their directory name and
+/// password; their role follows their groups at each login. Local accounts never go to the
+/// directory, and keep working when it is down.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapConfig {
+    /// `ldap://HOST:PORT` (StartTLS, always) or `ldaps://HOST:PORT` (TLS); plain text is not offered.
+    pub url: String,
+    /// The service account the server binds as to find people and their groups.
+    pub bind_dn: String,
+    /// A file whose first line is the service account's password; it must not be readable by
+    /// group or others (mode 0600).
+    pub bind_password_file: PathBuf,
+    /// Where people's entries are searched (subtree), e.g. `ou=people,dc=example,dc=org`.
+    pub user_base: String,
+    /// The filter that finds one person; `{username}` is replaced by the login name, escaped per
+    /// RFC 4515.
+    #[serde(default = "default_user_filter")]
+    pub user_filter: String,
+    /// Where groups are searched (subtree); without it only `member_attribute` tells the groups.
+    #[serde(default)]
+    pub group_base: Option<String>,
+    /// The filter that finds a person's groups under `group_base`; `{dn}` is the person's entry and
+    /// `{username}` the login name (both escaped).
+    #[serde(default = "default_group_filter")]
+    pub group_filter: String,
+    /// An attribute of the person's entry that lists their groups' DNs (e.g. `memberOf`).
+    #[serde(default)]
+    pub member_attribute: Option<String>,
+    /// Group DN -> role (`viewer`, `editor`, `admin`). A person gets the highest role of their
+    /// mapped groups; a person in none is refused and their sessions end.
+    pub groups: std::collections::BTreeMap<String, crate::auth::Role>,
+    /// PEM file of the CA certificates that sign the directory's certificate; default: the
+    /// system's trusted roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Seconds one directory operation (connect, bind, search) may take.
+    #[serde(default = "default_ldap_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_user_filter() -> String {
+    "(&(objectClass=person)(uid={username}))".to_owned()
+}
+
+fn default_group_filter() -> String {
+    "(|(member={dn})(uniqueMember={dn}))".to_owned()
+}
+
+fn default_ldap_timeout() -> u64 {
+    5
 }
 
 /// Secrets at rest.
@@ -165,6 +220,7 @@ impl Default for ServerConfig {
             secrets: Secrets::default(),
             metrics: Metrics::default(),
             limits: cmdb_model::report::ReportLimits::default(),
+            ldap: None,
         }
     }
 }
@@ -289,6 +345,9 @@ impl ServerConfig {
                 message: "must be at least 1024".to_owned(),
             });
         }
+        if let Some(ldap) = &self.ldap {
+            ldap.validate()?;
+        }
         Ok(())
     }
 
@@ -305,6 +364,31 @@ impl ServerConfig {
     /// The URL people should open.
     pub fn public_url(&self) -> String {
         self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+}
+
+impl LdapConfig {
+    /// Checks what types cannot: a TLS scheme, a filter that names the user, a mapped group.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid =
+            |field: &'static str, message: &str| Err(ConfigError::Invalid { field, message: message.to_owned() });
+        let url = self.url.to_ascii_lowercase();
+        if !(url.starts_with("ldap://") || url.starts_with("ldaps://")) {
+            return invalid("ldap.url", "must be ldap://HOST:PORT (StartTLS) or ldaps://HOST:PORT");
+        }
+        if !self.user_filter.contains("{username}") {
+            return invalid("ldap.user_filter", "must contain {username}");
+        }
+        if self.group_base.is_none() && self.member_attribute.is_none() {
+            return invalid("ldap", "set group_base or member_attribute, or no group can grant a role");
+        }
+        if self.groups.is_empty() {
+            return invalid("ldap.groups", "map at least one group DN to a role");
+        }
+        if self.timeout_secs == 0 {
+            return invalid("ldap.timeout_secs", "must be positive");
+        }
+        Ok(())
     }
 }
 

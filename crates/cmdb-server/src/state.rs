@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::auth::KeyCache;
 use crate::config::ServerConfig;
 use crate::db::Db;
+use crate::directory::Directory;
 use crate::ingest::Ingestor;
 use crate::secrets::SecretKey;
 use crate::service::Calendar;
@@ -27,6 +28,10 @@ pub struct AppState {
     pub ingestor: Ingestor,
     /// The list rows of recent snapshots, kept in memory for as-of lists.
     pub snapshot_rows: Arc<SnapshotRows>,
+    /// The directory for directory (LDAP) login: `None` without an `[ldap]` section; `Some(Err)`
+    /// when the section is there but its files are unusable (then directory logins are refused as
+    /// if the directory were down, and local logins go on).
+    pub directory: Option<Result<Arc<Directory>, String>>,
 }
 
 impl AppState {
@@ -36,6 +41,12 @@ impl AppState {
         let keys = KeyCache::new(Duration::from_secs(config.key_cache_secs), secret_key);
         let calendar = Calendar::of(&config);
         let ingestor = Ingestor::start(db.clone());
-        Arc::new(AppState { db, config, keys, calendar, ingestor, snapshot_rows: Arc::default() })
+        let directory = config.ldap.as_ref().map(|ldap| {
+            Directory::new(ldap).map(Arc::new).map_err(|e| {
+                tracing::error!(error = %e, "directory login is unavailable");
+                e.to_string()
+            })
+        });
+        Arc::new(AppState { db, config, keys, calendar, ingestor, snapshot_rows: Arc::default(), directory })
     }
 }

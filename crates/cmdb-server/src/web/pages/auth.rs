@@ -53,7 +53,22 @@ struct LoginPage<'a> {
     next: &'a str,
     name: &'a str,
     error: Option<String>,
+    directory_down: bool,
 }
+
+/// True when directory login is configured and the directory is not usable now (the login page
+/// says so; local accounts still log in).
+fn directory_down(state: &WebState) -> bool {
+    match &state.app.directory {
+        None => false,
+        Some(Err(_)) => true,
+        Some(Ok(directory)) => !directory.reachable(),
+    }
+}
+
+/// What the login page says when a directory name could not be checked.
+const DIRECTORY_DOWN: &str =
+    "The directory (LDAP) is unreachable, so directory accounts cannot log in now. Local accounts still can.";
 
 fn login_page(
     status: StatusCode,
@@ -63,7 +78,19 @@ fn login_page(
     error: Option<String>,
     secure: bool,
 ) -> Result<Response, WebError> {
-    let html = templates::render("login.html", &LoginPage { csrf, next, name, error })?;
+    login_page_with(status, csrf, next, name, error, secure, false)
+}
+
+fn login_page_with(
+    status: StatusCode,
+    csrf: &str,
+    next: &str,
+    name: &str,
+    error: Option<String>,
+    secure: bool,
+    directory_down: bool,
+) -> Result<Response, WebError> {
+    let html = templates::render("login.html", &LoginPage { csrf, next, name, error, directory_down })?;
     let mut response = (status, html).into_response();
     let cookie = session::set_cookie(LOGIN_CSRF_COOKIE, csrf, 3600, "Strict", "/login", secure);
     if let Ok(value) = HeaderValue::from_str(&cookie) {
@@ -95,7 +122,8 @@ pub async fn login_form(
         }
         _ => session::random_token(),
     };
-    login_page(StatusCode::OK, &csrf, &next, "", None, session::is_tls(&parts, &state.settings))
+    let down = directory_down(&state);
+    login_page_with(StatusCode::OK, &csrf, &next, "", None, session::is_tls(&parts, &state.settings), down)
 }
 
 /// The login form's fields.
@@ -173,8 +201,8 @@ pub async fn login(
             return Ok(response);
         }
     };
-    let user = match users::authenticate(db, &form.name, &form.password).await {
-        Ok(user) => user,
+    let check = match users::check_login(db, state.app.directory.as_ref(), &form.name, &form.password).await {
+        Ok(check) => check,
         Err(users::UserError::Busy) => {
             // No hash ran: the counted failure is taken back, so a busy server costs nobody a try.
             throttle::succeeded_without_login(db, &attempt, now).await?;
@@ -191,24 +219,71 @@ pub async fn login(
         }
         Err(e) => return Err(e.into()),
     };
-    let Some(user) = user else {
-        // An unknown name may be a password typed into the wrong field: it is not recorded.
-        let detail = if known.is_some() { "wrong password or disabled account" } else { "unknown user name" };
-        audit::record_repeated(db, actor, "login_failed", detail, ip.as_deref()).await?;
-        tracing::warn!(user = actor, client_ip = ip.as_deref().unwrap_or("-"), "login failed");
-        let mut message = "Wrong user name or password.".to_owned();
-        if blocks_for > 0 {
-            message.push_str(&format!(" Further attempts are blocked for {blocks_for} seconds."));
+    let (user, created) = match check {
+        users::LoginCheck::Accepted { user, created } => (user, created),
+        users::LoginCheck::Refused { directory } => {
+            // An unknown name may be a password typed into the wrong field: it is not recorded.
+            let detail = match (directory, known.is_some()) {
+                (true, _) => "directory: unknown name or wrong password",
+                (false, true) => "wrong password or disabled account",
+                (false, false) => "unknown user name",
+            };
+            audit::record_repeated(db, actor, "login_failed", detail, ip.as_deref()).await?;
+            tracing::warn!(user = actor, client_ip = ip.as_deref().unwrap_or("-"), directory, "login failed");
+            let mut message = "Wrong user name or password.".to_owned();
+            if blocks_for > 0 {
+                message.push_str(&format!(" Further attempts are blocked for {blocks_for} seconds."));
+            }
+            return login_page(StatusCode::UNAUTHORIZED, &fresh, &next, &form.name, Some(message), secure);
         }
-        return login_page(StatusCode::UNAUTHORIZED, &fresh, &next, &form.name, Some(message), secure);
+        users::LoginCheck::DirectoryDown => {
+            // The password was never checked: the counted failure is taken back, as when busy.
+            throttle::succeeded_without_login(db, &attempt, now).await?;
+            audit::record_repeated(db, actor, "login_failed", "directory unreachable", ip.as_deref()).await?;
+            tracing::warn!(
+                user = actor,
+                client_ip = ip.as_deref().unwrap_or("-"),
+                "login failed: directory unreachable"
+            );
+            return login_page_with(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &fresh,
+                &next,
+                &form.name,
+                Some(DIRECTORY_DOWN.to_owned()),
+                secure,
+                true,
+            );
+        }
+        users::LoginCheck::NoMappedGroup { user } => {
+            // The password was right (no guess to slow down), but no group grants a role.
+            throttle::succeeded_without_login(db, &attempt, now).await?;
+            let actor = user.as_ref().map_or("-", |u| u.name.as_str());
+            audit::record_repeated(db, actor, "login_failed", "directory user in no mapped group", ip.as_deref())
+                .await?;
+            tracing::warn!(user = %name, client_ip = ip.as_deref().unwrap_or("-"), "login refused: in no mapped directory group");
+            return login_page(
+                StatusCode::FORBIDDEN,
+                &fresh,
+                &next,
+                &form.name,
+                Some("Your directory account is in no group that grants access to cmdb.".to_owned()),
+                secure,
+            );
+        }
     };
+    if created {
+        audit::record_from(db, &user.name, "user.directory_created", &format!("user {}", user.name), ip.as_deref())
+            .await?;
+    }
     throttle::succeeded(db, &attempt, user.id, now).await?;
     // Rotation: whatever session the browser had is ended, and the new one gets a new id.
     if let Some(old) = session::cookie(&parts.headers, SESSION_COOKIE) {
         session::destroy(db, old).await?;
     }
     let id = session::create(db, &state.settings, user.id, ip.as_deref()).await?;
-    audit::record_from(db, &user.name, "login", &format!("role {}", user.role.as_str()), ip.as_deref()).await?;
+    let detail = format!("role {}{}", user.role.as_str(), if user.directory { " (directory)" } else { "" });
+    audit::record_from(db, &user.name, "login", &detail, ip.as_deref()).await?;
     tracing::info!(user = %user.name, client_ip = ip.as_deref().unwrap_or("-"), "login");
     let target = if user.must_change_password { "/account".to_owned() } else { next };
     let mut response = Redirect::to(&target).into_response();
@@ -317,6 +392,9 @@ pub async fn change_password(
         };
         Ok((StatusCode::UNPROCESSABLE_ENTITY, templates::render("account.html", &page)?).into_response())
     };
+    if users::get(db, user.session.user_id).await?.directory {
+        return fail("Your password is kept in the directory (LDAP): change it there.".to_owned());
+    }
     // Guessing the current password from a stolen session is throttled like a login.
     let attempt = Attempt {
         user: user.session.name.clone(),
