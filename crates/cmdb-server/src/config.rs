@@ -399,6 +399,37 @@ mod tests {
     // figment's Jail closure returns figment's own (large) error type.
     #[allow(clippy::result_large_err)]
     #[test]
+    fn the_ldap_section_parses_and_is_checked() {
+        figment::Jail::expect_with(|jail| {
+            let section = "[ldap]\nurl = \"ldap://ldap.example.org\"\nbind_dn = \"cn=cmdb,dc=example,dc=org\"\n\
+                           bind_password_file = \"/etc/cmdb/ldap-bind-password\"\n\
+                           user_base = \"ou=people,dc=example,dc=org\"\ngroup_base = \"ou=groups,dc=example,dc=org\"\n\
+                           [ldap.groups]\n\"cn=admins,ou=groups,dc=example,dc=org\" = \"admin\"\n";
+            jail.create_file("ldap.toml", section)?;
+            let config = ServerConfig::load(Some(Path::new("ldap.toml")), &FlagOverrides::default())
+                .map_err(|e| e.to_string())?;
+            let ldap = config.ldap.ok_or("the section is read")?;
+            assert_eq!(ldap.user_filter, "(&(objectClass=person)(uid={username}))");
+            assert_eq!(ldap.timeout_secs, 5);
+            assert_eq!(ldap.groups.get("cn=admins,ou=groups,dc=example,dc=org"), Some(&crate::auth::Role::Admin));
+            assert!(ServerConfig::default().ldap.is_none(), "off unless configured");
+
+            jail.create_file("plain.toml", &section.replace("ldap://", "http://"))?;
+            let err = ServerConfig::load(Some(Path::new("plain.toml")), &FlagOverrides::default())
+                .expect_err("not LDAP")
+                .to_string();
+            assert!(err.contains("ldap.url"), "{err}");
+            jail.create_file("typo.toml", &section.replace("user_base", "userbase"))?;
+            assert!(ServerConfig::load(Some(Path::new("typo.toml")), &FlagOverrides::default()).is_err());
+            jail.create_file("role.toml", &section.replace("\"admin\"", "\"root\""))?;
+            assert!(ServerConfig::load(Some(Path::new("role.toml")), &FlagOverrides::default()).is_err());
+            Ok(())
+        });
+    }
+
+    // figment's Jail closure returns figment's own (large) error type.
+    #[allow(clippy::result_large_err)]
+    #[test]
     fn layers_and_errors_name_their_source() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("server.toml", "listen = \"0.0.0.0:9000\"\ntimezone = \"Asia/Shanghai\"\n")?;

@@ -306,7 +306,8 @@ async fn groups_give_roles_at_each_login(backend: Backend) {
     assert_eq!(account.role, Role::Viewer);
     assert_eq!(again.get("/admin/users").await.status, 403);
     assert_eq!(alice.get("/admin/users").await.status, 403);
-    assert_eq!(audit_details(&server, "user.directory_created").await.len(), 1, "created once");
+    let created = audit_details(&server, "user.directory_created").await;
+    assert_eq!(created, vec!["alice: user alice", "bob: user bob"], "each account created once");
 
     // A directory account's password is the directory's: no local change or reset.
     let err = users::set_password(&server.db, account.id, "a new local password", false).await;

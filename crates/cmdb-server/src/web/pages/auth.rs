@@ -77,17 +77,6 @@ fn login_page(
     name: &str,
     error: Option<String>,
     secure: bool,
-) -> Result<Response, WebError> {
-    login_page_with(status, csrf, next, name, error, secure, false)
-}
-
-fn login_page_with(
-    status: StatusCode,
-    csrf: &str,
-    next: &str,
-    name: &str,
-    error: Option<String>,
-    secure: bool,
     directory_down: bool,
 ) -> Result<Response, WebError> {
     let html = templates::render("login.html", &LoginPage { csrf, next, name, error, directory_down })?;
@@ -123,7 +112,7 @@ pub async fn login_form(
         _ => session::random_token(),
     };
     let down = directory_down(&state);
-    login_page_with(StatusCode::OK, &csrf, &next, "", None, session::is_tls(&parts, &state.settings), down)
+    login_page(StatusCode::OK, &csrf, &next, "", None, session::is_tls(&parts, &state.settings), down)
 }
 
 /// The login form's fields.
@@ -169,6 +158,7 @@ pub async fn login(
             &form.name,
             Some("The login form expired or did not come from this site. Please try again.".to_owned()),
             secure,
+            false,
         );
     }
     let db = &state.app.db;
@@ -196,6 +186,7 @@ pub async fn login(
                 &form.name,
                 Some(format!("Too many failed logins. Try again in {retry_after} seconds.")),
                 secure,
+                false,
             )?;
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
             return Ok(response);
@@ -213,6 +204,7 @@ pub async fn login(
                 &form.name,
                 Some("Too many logins at once. Try again in a second.".to_owned()),
                 secure,
+                false,
             )?;
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             return Ok(response);
@@ -234,7 +226,7 @@ pub async fn login(
             if blocks_for > 0 {
                 message.push_str(&format!(" Further attempts are blocked for {blocks_for} seconds."));
             }
-            return login_page(StatusCode::UNAUTHORIZED, &fresh, &next, &form.name, Some(message), secure);
+            return login_page(StatusCode::UNAUTHORIZED, &fresh, &next, &form.name, Some(message), secure, false);
         }
         users::LoginCheck::DirectoryDown => {
             // The password was never checked: the counted failure is taken back, as when busy.
@@ -245,7 +237,7 @@ pub async fn login(
                 client_ip = ip.as_deref().unwrap_or("-"),
                 "login failed: directory unreachable"
             );
-            return login_page_with(
+            return login_page(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &fresh,
                 &next,
@@ -269,6 +261,7 @@ pub async fn login(
                 &form.name,
                 Some("Your directory account is in no group that grants access to cmdb.".to_owned()),
                 secure,
+                false,
             );
         }
     };
