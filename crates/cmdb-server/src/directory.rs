@@ -32,6 +32,11 @@ const INVALID_CREDENTIALS: u32 = 49;
 /// Longest password sent to the directory (bytes), as for local accounts.
 const MAX_PASSWORD_LEN: usize = 256;
 
+/// Directory logins in flight at once. Local logins are bounded by the hashing slots; these hold
+/// no CPU but a connection to the directory each, and a burst of them must not become a flood of
+/// connections to a shared directory.
+pub const LOGIN_SLOTS: usize = 16;
+
 /// Why the directory could not decide.
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
@@ -44,6 +49,9 @@ pub enum DirectoryError {
     /// The filter found more than one entry for one name: the filter is too wide.
     #[error("the user filter matches {0} entries for one name; it must match at most one")]
     Ambiguous(usize),
+    /// Every directory login slot stayed busy for the timeout: too many directory logins at once.
+    #[error("too many directory logins at once")]
+    Busy,
 }
 
 /// What the directory says about a name and password.
@@ -88,6 +96,7 @@ pub struct Directory {
     tls: Option<Arc<rustls::ClientConfig>>,
     timeout: Duration,
     health: Mutex<Health>,
+    slots: tokio::sync::Semaphore,
 }
 
 /// `value` escaped for use inside an LDAP search filter (RFC 4515: `*`, `(`, `)`, `\` and NUL
@@ -179,6 +188,7 @@ impl Directory {
             tls,
             timeout: Duration::from_secs(config.timeout_secs.max(1)),
             health: Mutex::new(Health { checked_at: None, reachable: true, probing: false }),
+            slots: tokio::sync::Semaphore::new(LOGIN_SLOTS),
         })
     }
 
@@ -212,6 +222,10 @@ impl Directory {
         if password.is_empty() || password.len() > MAX_PASSWORD_LEN || username.is_empty() {
             return Ok(Verdict::Refused);
         }
+        let _slot = tokio::time::timeout(self.timeout, self.slots.acquire())
+            .await
+            .map_err(|_| DirectoryError::Busy)?
+            .map_err(|_| DirectoryError::Busy)?;
         let outcome = tokio::time::timeout(self.timeout * 4, self.authenticate_inner(username, password))
             .await
             .unwrap_or_else(|_| Err(DirectoryError::Unreachable("timed out".to_owned())));

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use cmdb_server::auth::Role;
 use cmdb_server::config::LdapConfig;
-use cmdb_server::directory::{Directory, Verdict};
+use cmdb_server::directory::{Directory, DirectoryError, Verdict};
 use cmdb_server::web::users;
 use common::{Backend, TestDb, test_config};
 use ldap3::{LdapConnAsync, Mod};
@@ -401,6 +401,12 @@ async fn local_names_never_reach_the_directory_and_filters_are_escaped(backend: 
     let verdict = directory.authenticate("alice", &password_of("alice")).await.expect("answers");
     assert_eq!(verdict, Verdict::Accepted { dn: person("alice"), role: Some(Role::Admin) });
     assert_eq!(directory.authenticate("alice", "").await.expect("answers"), Verdict::Refused);
+
+    // The directory's certificate is checked: trusting only the system's roots (not the test CA),
+    // the directory is unreachable; nothing falls back to a connection without TLS.
+    let untrusted = Directory::new(&LdapConfig { ca_file: None, ..slapd.config() }).expect("directory");
+    let err = untrusted.authenticate("alice", &password_of("alice")).await.expect_err("untrusted certificate");
+    assert!(matches!(err, DirectoryError::Unreachable(_)) && err.to_string().contains("certificate"), "{err}");
 }
 
 async fn local_logins_work_while_the_directory_is_down(backend: Backend) {

@@ -484,6 +484,7 @@ pub async fn check_login(
     let Ok(directory) = directory else { return Ok(LoginCheck::DirectoryDown) };
     let verdict = match directory.authenticate(&normalized, password).await {
         Ok(verdict) => verdict,
+        Err(DirectoryError::Busy) => return Err(UserError::Busy),
         Err(e @ DirectoryError::Ambiguous(_)) => {
             tracing::error!(error = %e, "directory login refused: fix ldap.user_filter");
             return Ok(LoginCheck::Refused { directory: true });
