@@ -310,6 +310,19 @@ async fn groups_give_roles_at_each_login(backend: Backend) {
     assert_eq!(created, vec!["alice: user alice", "bob: user bob"], "each account created once");
 
     // A directory account's password is the directory's: no local change or reset.
+    let page = again.get("/account").await;
+    assert!(page.body.contains("change your password in the directory"), "{}", page.body);
+    assert!(!page.body.contains("id=\"password-form\""), "no password form");
+    let csrf = web_support::hidden_value(&page.body, "csrf").expect("csrf");
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("current", "x"),
+        ("new", "a new local password"),
+        ("confirm", "a new local password"),
+    ];
+    let refused = again.post_form("/account", &form).await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(refused.body.contains("kept in the directory"), "{}", refused.body);
     let err = users::set_password(&server.db, account.id, "a new local password", false).await;
     assert!(matches!(err, Err(users::UserError::Invalid(_))), "{err:?}");
 }

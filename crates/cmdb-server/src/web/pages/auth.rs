@@ -336,6 +336,8 @@ struct AccountPage {
     must_change: bool,
     error: Option<String>,
     done: bool,
+    /// A directory account: its password is changed in the directory, so no form.
+    directory: bool,
 }
 
 /// `GET /account`: change my password.
@@ -345,6 +347,7 @@ pub async fn account(State(state): State<Arc<WebState>>, user: CurrentUser) -> R
         must_change: user.session.must_change_password,
         error: None,
         done: false,
+        directory: users::get(&state.app.db, user.session.user_id).await?.directory,
     };
     Ok(templates::render("account.html", &page)?.into_response())
 }
@@ -376,16 +379,18 @@ pub async fn change_password(
     let db = &state.app.db;
     let user = &posted.user;
     let form = &posted.form;
+    let directory = users::get(db, user.session.user_id).await?.directory;
     let fail = |message: String| -> Result<Response, WebError> {
         let page = AccountPage {
             layout: user.layout(&state, "account"),
             must_change: user.session.must_change_password,
             error: Some(message),
             done: false,
+            directory,
         };
         Ok((StatusCode::UNPROCESSABLE_ENTITY, templates::render("account.html", &page)?).into_response())
     };
-    if users::get(db, user.session.user_id).await?.directory {
+    if directory {
         return fail("Your password is kept in the directory (LDAP): change it there.".to_owned());
     }
     // Guessing the current password from a stolen session is throttled like a login.
