@@ -110,10 +110,16 @@ fn directory_ldif() -> String {
     );
     for uid in ["alice", "bob", "carol", "dave", "editor"] {
         ldif.push_str(&format!(
-            "dn: {}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {uid}\nsn: {uid}\nuserPassword: {}\n\n",
+            "dn: {}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {uid}\nsn: {uid}\nuserPassword: {}\n",
             person(uid),
             password_of(uid)
         ));
+        // A DN-valued attribute of the entry that names a group, for `member_attribute` (as
+        // `memberOf` would, without the overlay that maintains it).
+        if uid == "alice" {
+            ldif.push_str(&format!("seeAlso: {ADMINS}\n"));
+        }
+        ldif.push('\n');
     }
     for (group, members) in [
         (ADMINS, &["alice", "editor"][..]),
@@ -135,6 +141,7 @@ struct Slapd {
     child: Option<Child>,
     dir: tempfile::TempDir,
     port: u16,
+    ldaps_port: u16,
 }
 
 impl Slapd {
@@ -160,20 +167,21 @@ impl Slapd {
         std::fs::write(d.join("slapd.conf"), conf).expect("write slapd.conf");
         std::fs::write(d.join("data.ldif"), directory_ldif()).expect("write ldif");
         run(Command::new("/usr/sbin/slapadd").arg("-f").arg(d.join("slapd.conf")).arg("-l").arg(d.join("data.ldif")));
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let free = || std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let (port, ldaps_port) = (free(), free());
         let log = std::fs::File::create(d.join("slapd.log")).expect("log file");
         // `-d 0`: stay in the foreground (so the child is slapd itself) and log nothing.
         let child = Command::new("/usr/sbin/slapd")
             .arg("-f")
             .arg(d.join("slapd.conf"))
             .arg("-h")
-            .arg(format!("ldap://127.0.0.1:{port}/ {}", Self::ldapi_url_for(d)))
+            .arg(format!("ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{ldaps_port}/ {}", Self::ldapi_url_for(d)))
             .args(["-d", "0"])
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
             .expect("start slapd");
-        let mut slapd = Slapd { child: Some(child), dir, port };
+        let mut slapd = Slapd { child: Some(child), dir, port, ldaps_port };
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             let exited = slapd.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
@@ -470,6 +478,24 @@ async fn local_logins_work_while_the_directory_is_down(backend: Backend) {
     assert_eq!(other.client().login("admin", PASSWORD).await.status, 303);
 }
 
+/// `ldaps://` (TLS from the first byte) and groups read from an attribute of the person's entry.
+async fn ldaps_and_groups_from_an_attribute() {
+    let slapd = Slapd::start();
+    let config = LdapConfig {
+        url: format!("ldaps://127.0.0.1:{}", slapd.ldaps_port),
+        group_base: None,
+        member_attribute: Some("seeAlso".to_owned()),
+        ..slapd.config()
+    };
+    let directory = Directory::new(&config).expect("directory");
+    let verdict = directory.authenticate("alice", &password_of("alice")).await.expect("answers over ldaps");
+    assert_eq!(verdict, Verdict::Accepted { dn: person("alice"), role: Some(Role::Admin) });
+    // Bob is in the viewers group, but his entry names no group: here that is no mapped group.
+    let verdict = directory.authenticate("bob", &password_of("bob")).await.expect("answers");
+    assert_eq!(verdict, Verdict::Accepted { dn: person("bob"), role: None });
+    assert_eq!(directory.authenticate("bob", "wrong").await.expect("answers"), Verdict::Refused);
+}
+
 on_both_backends!(groups_give_roles_at_each_login);
 
 mod sqlite_only {
@@ -488,6 +514,11 @@ mod sqlite_only {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn local_names_and_injection() {
         local_names_never_reach_the_directory_and_filters_are_escaped(Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ldaps_and_member_attribute() {
+        ldaps_and_groups_from_an_attribute().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
