@@ -61,6 +61,61 @@ pub struct ServerConfig {
     /// What one report may hold; a report over a limit is refused (422, naming the limit) and
     /// writes nothing.
     pub limits: cmdb_model::report::ReportLimits,
+    /// Directory (LDAP) login; off when absent.
+    pub ldap: Option<LdapConfig>,
+}
+
+/// Directory (LDAP) login. A person without a local account logs in with their directory name and
+/// password; their role follows their groups at each login. Local accounts never go to the
+/// directory, and keep working when it is down.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapConfig {
+    /// `ldap://HOST:PORT` (StartTLS, always) or `ldaps://HOST:PORT` (TLS); plain text is not offered.
+    pub url: String,
+    /// The service account the server binds as to find people and their groups.
+    pub bind_dn: String,
+    /// A file whose first line is the service account's password; it must not be readable by
+    /// group or others (mode 0600).
+    pub bind_password_file: PathBuf,
+    /// Where people's entries are searched (subtree), e.g. `ou=people,dc=example,dc=org`.
+    pub user_base: String,
+    /// The filter that finds one person; `{username}` is replaced by the login name, escaped per
+    /// RFC 4515.
+    #[serde(default = "default_user_filter")]
+    pub user_filter: String,
+    /// Where groups are searched (subtree); without it only `member_attribute` tells the groups.
+    #[serde(default)]
+    pub group_base: Option<String>,
+    /// The filter that finds a person's groups under `group_base`; `{dn}` is the person's entry and
+    /// `{username}` the login name (both escaped).
+    #[serde(default = "default_group_filter")]
+    pub group_filter: String,
+    /// An attribute of the person's entry that lists their groups' DNs (e.g. `memberOf`).
+    #[serde(default)]
+    pub member_attribute: Option<String>,
+    /// Group DN -> role (`viewer`, `editor`, `admin`). A person gets the highest role of their
+    /// mapped groups; a person in none is refused and their sessions end.
+    pub groups: std::collections::BTreeMap<String, crate::auth::Role>,
+    /// PEM file of the CA certificates that sign the directory's certificate; default: the
+    /// system's trusted roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Seconds one directory operation (connect, bind, search) may take.
+    #[serde(default = "default_ldap_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_user_filter() -> String {
+    "(&(objectClass=person)(uid={username}))".to_owned()
+}
+
+fn default_group_filter() -> String {
+    "(|(member={dn})(uniqueMember={dn}))".to_owned()
+}
+
+fn default_ldap_timeout() -> u64 {
+    5
 }
 
 /// Secrets at rest.
@@ -172,6 +227,7 @@ impl Default for ServerConfig {
             secrets: Secrets::default(),
             metrics: Metrics::default(),
             limits: cmdb_model::report::ReportLimits::default(),
+            ldap: None,
         }
     }
 }
@@ -296,6 +352,9 @@ impl ServerConfig {
                 message: "must be at least 1024".to_owned(),
             });
         }
+        if let Some(ldap) = &self.ldap {
+            ldap.validate()?;
+        }
         Ok(())
     }
 
@@ -315,9 +374,65 @@ impl ServerConfig {
     }
 }
 
+impl LdapConfig {
+    /// Checks what types cannot: a TLS scheme, a filter that names the user, a mapped group.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid =
+            |field: &'static str, message: &str| Err(ConfigError::Invalid { field, message: message.to_owned() });
+        let url = self.url.to_ascii_lowercase();
+        if !(url.starts_with("ldap://") || url.starts_with("ldaps://")) {
+            return invalid("ldap.url", "must be ldap://HOST:PORT (StartTLS) or ldaps://HOST:PORT");
+        }
+        if !self.user_filter.contains("{username}") {
+            return invalid("ldap.user_filter", "must contain {username}");
+        }
+        if self.group_base.is_none() && self.member_attribute.is_none() {
+            return invalid("ldap", "set group_base or member_attribute, or no group can grant a role");
+        }
+        if self.groups.is_empty() {
+            return invalid("ldap.groups", "map at least one group DN to a role");
+        }
+        if self.timeout_secs == 0 {
+            return invalid("ldap.timeout_secs", "must be positive");
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // figment's Jail closure returns figment's own (large) error type.
+    #[allow(clippy::result_large_err)]
+    #[test]
+    fn the_ldap_section_parses_and_is_checked() {
+        figment::Jail::expect_with(|jail| {
+            let section = "[ldap]\nurl = \"ldap://ldap.example.org\"\nbind_dn = \"cn=cmdb,dc=example,dc=org\"\n\
+                           bind_password_file = \"/etc/cmdb/ldap-bind-password\"\n\
+                           user_base = \"ou=people,dc=example,dc=org\"\ngroup_base = \"ou=groups,dc=example,dc=org\"\n\
+                           [ldap.groups]\n\"cn=admins,ou=groups,dc=example,dc=org\" = \"admin\"\n";
+            jail.create_file("ldap.toml", section)?;
+            let config = ServerConfig::load(Some(Path::new("ldap.toml")), &FlagOverrides::default())
+                .map_err(|e| e.to_string())?;
+            let ldap = config.ldap.ok_or("the section is read")?;
+            assert_eq!(ldap.user_filter, "(&(objectClass=person)(uid={username}))");
+            assert_eq!(ldap.timeout_secs, 5);
+            assert_eq!(ldap.groups.get("cn=admins,ou=groups,dc=example,dc=org"), Some(&crate::auth::Role::Admin));
+            assert!(ServerConfig::default().ldap.is_none(), "off unless configured");
+
+            jail.create_file("plain.toml", &section.replace("ldap://", "http://"))?;
+            let err = ServerConfig::load(Some(Path::new("plain.toml")), &FlagOverrides::default())
+                .expect_err("not LDAP")
+                .to_string();
+            assert!(err.contains("ldap.url"), "{err}");
+            jail.create_file("typo.toml", &section.replace("user_base", "userbase"))?;
+            assert!(ServerConfig::load(Some(Path::new("typo.toml")), &FlagOverrides::default()).is_err());
+            jail.create_file("role.toml", &section.replace("\"admin\"", "\"root\""))?;
+            assert!(ServerConfig::load(Some(Path::new("role.toml")), &FlagOverrides::default()).is_err());
+            Ok(())
+        });
+    }
 
     // figment's Jail closure returns figment's own (large) error type.
     #[allow(clippy::result_large_err)]

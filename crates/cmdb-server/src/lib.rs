@@ -9,6 +9,7 @@
 //! - [`admin`]: first-start credentials and the key/token commands.
 //! - [`backup`]: `backup` and `restore`, one file format for both backends.
 //! - [`secrets`]: the key file and secrets sealed at rest; [`file_modes`]: private files.
+//! - [`directory`]: the LDAP client behind directory login (bind, search, groups to a role).
 //! - [`web`]: the server-rendered UI, users, sessions, audit log.
 
 pub mod admin;
@@ -18,6 +19,7 @@ pub mod auth;
 pub mod backup;
 pub mod config;
 pub mod db;
+pub mod directory;
 pub mod download;
 pub mod error;
 pub mod file_modes;

@@ -611,6 +611,12 @@ async fn serve(config: ServerConfig) -> Result<()> {
         .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
     let db = open(&config).await?;
     let secret_key = admin::open_secrets(&db, &config).await.context("secrets key")?;
+    // A broken [ldap] section (a missing or world-readable password file, a bad CA file) stops the
+    // start here rather than at the first directory login.
+    if let Some(ldap) = &config.ldap {
+        cmdb_server::directory::Directory::new(ldap).context("[ldap]")?;
+        tracing::info!(url = %ldap.url, "directory (LDAP) login is on");
+    }
     if config.legacy.enabled {
         let networks: Vec<String> = config.legacy.allow_from.iter().map(ToString::to_string).collect();
         tracing::warn!(

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::auth::KeyCache;
 use crate::config::ServerConfig;
 use crate::db::Db;
+use crate::directory::Directory;
 use crate::ingest::Ingestor;
 use crate::secrets::SecretKey;
 use crate::service::Calendar;
@@ -31,6 +32,10 @@ pub struct AppState {
     /// Set at SIGTERM: `/readyz` then answers 503 so a load balancer moves new work elsewhere
     /// while in-flight requests finish.
     pub draining: AtomicBool,
+    /// The directory for directory (LDAP) login: `None` without an `[ldap]` section; `Some(Err)`
+    /// when the section is there but its files are unusable (then directory logins are refused as
+    /// if the directory were down, and local logins go on).
+    pub directory: Option<Result<Arc<Directory>, String>>,
 }
 
 impl AppState {
@@ -40,6 +45,12 @@ impl AppState {
         let keys = Arc::new(KeyCache::new(Duration::from_secs(config.key_cache_secs), secret_key));
         let calendar = Calendar::of(&config);
         let ingestor = Ingestor::start(db.clone());
+        let directory = config.ldap.as_ref().map(|ldap| {
+            Directory::new(ldap).map(Arc::new).map_err(|e| {
+                tracing::error!(error = %e, "directory login is unavailable");
+                e.to_string()
+            })
+        });
         Arc::new(AppState {
             db,
             config,
@@ -48,6 +59,7 @@ impl AppState {
             ingestor,
             snapshot_rows: Arc::default(),
             draining: AtomicBool::new(false),
+            directory,
         })
     }
 }

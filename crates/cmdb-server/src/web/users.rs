@@ -3,7 +3,11 @@
 //! Passwords are hashed with Argon2id (19 MiB, 2 passes, 1 lane: the OWASP baseline) on a blocking
 //! thread, so a login does not stall the async workers. A login with an unknown name still verifies
 //! against a dummy hash, so the answer takes as long as for a real user and does not tell which
-//! names exist. The last active administrator cannot be demoted or disabled.
+//! names exist. The last active administrator cannot be demoted or disabled (from this UI; a
+//! directory account's role is whatever its directory groups grant at its last login).
+//!
+//! Directory accounts (`users.source = 'directory'`) are created at their first directory login
+//! ([`check_login`]) and hold no usable hash: their password is the directory's to check.
 
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
@@ -15,6 +19,7 @@ use sqlx::Row;
 
 use crate::auth::Role;
 use crate::db::{Backend, Db, from_us, now_us};
+use crate::directory::{Directory, DirectoryError, Verdict};
 use crate::store::{Corrupt, StoreError};
 
 /// Shortest password accepted.
@@ -40,6 +45,9 @@ pub struct User {
     pub last_login_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Disabled accounts cannot log in; their sessions end.
     pub disabled_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// A directory (LDAP) account: its password is checked by the directory and its role follows
+    /// its directory groups at each login.
+    pub directory: bool,
 }
 
 /// Why a user operation was refused.
@@ -191,7 +199,10 @@ pub fn generate_password() -> String {
         .collect()
 }
 
-const USER_COLUMNS: &str = "id, name, role, must_change_password, created_at, last_login_at, disabled_at";
+const USER_COLUMNS: &str = "id, name, role, must_change_password, created_at, last_login_at, disabled_at, source";
+
+/// `users.source` of a directory account (local ones are 'local').
+const DIRECTORY: &str = "directory";
 
 fn user_row(row: &sqlx::any::AnyRow) -> Result<User, StoreError> {
     let role: String = row.try_get(2)?;
@@ -203,6 +214,7 @@ fn user_row(row: &sqlx::any::AnyRow) -> Result<User, StoreError> {
         created_at: from_us(row.try_get(4)?),
         last_login_at: row.try_get::<Option<i64>, _>(5)?.map(from_us),
         disabled_at: row.try_get::<Option<i64>, _>(6)?.map(from_us),
+        directory: row.try_get::<String, _>(7)? == DIRECTORY,
     })
 }
 
@@ -240,6 +252,7 @@ pub async fn create(db: &Db, name: &str, role: Role, password: &str, must_change
         created_at: from_us(now),
         last_login_at: None,
         disabled_at: None,
+        directory: false,
     })
 }
 
@@ -296,9 +309,9 @@ pub async fn authenticate(db: &Db, name: &str, password: &str) -> Result<Option<
         verify_password(&DUMMY_HASH, checked).await?;
         return Ok(None);
     }
-    let hash: String = row.try_get(7)?;
+    let hash: String = row.try_get(8)?;
     let valid = verify_password(&hash, password).await?;
-    if !valid || user.disabled_at.is_some() {
+    if !valid || user.disabled_at.is_some() || user.directory {
         return Ok(None);
     }
     sqlx::query("UPDATE users SET last_login_at = $2 WHERE id = $1")
@@ -390,6 +403,9 @@ pub async fn set_disabled(db: &Db, id: i64, disabled: bool) -> Result<User, User
 /// Sets a user's password and ends all their sessions (a stolen session dies with the old password).
 pub async fn set_password(db: &Db, id: i64, password: &str, must_change: bool) -> Result<(), UserError> {
     check_password(password)?;
+    if get(db, id).await?.directory {
+        return Err(UserError::Invalid("a directory account's password is kept in the directory".to_owned()));
+    }
     let hash = hash_password(password).await?;
     let mut tx = db.begin_write().await?;
     let done =
@@ -418,6 +434,138 @@ pub async fn check_current_password(db: &Db, id: i64, password: &str) -> Result<
         Some(row) => verify_password(&row.try_get::<String, _>(0)?, password).await,
         None => Ok(false),
     }
+}
+
+/// What a login's name and password came to, local or directory.
+#[derive(Debug)]
+pub enum LoginCheck {
+    /// The password is right and the account may log in.
+    Accepted {
+        /// The account (for a directory account, with the role its groups grant now).
+        user: User,
+        /// A directory account that this login created.
+        created: bool,
+    },
+    /// Unknown name, wrong password or disabled account; `directory` when the directory decided.
+    Refused {
+        /// The directory checked the password.
+        directory: bool,
+    },
+    /// The directory accepted the password but the person is in no mapped group: refused, and
+    /// the sessions of their account (if they had one) are ended.
+    NoMappedGroup {
+        /// Their account, when they had logged in before.
+        user: Option<User>,
+    },
+    /// The name is a directory name (not a local account) and the directory is unusable now.
+    DirectoryDown,
+}
+
+/// Checks a login. A name with a local account is checked against its hash, never the directory;
+/// any other name goes to the directory when one is configured (see [`crate::directory`]), and a
+/// directory account is created or given its groups' role.
+pub async fn check_login(
+    db: &Db,
+    directory: Option<&Result<std::sync::Arc<Directory>, String>>,
+    name: &str,
+    password: &str,
+) -> Result<LoginCheck, UserError> {
+    let local = |user: Option<User>| match user {
+        Some(user) => LoginCheck::Accepted { user, created: false },
+        None => LoginCheck::Refused { directory: false },
+    };
+    let (Some(directory), Ok(normalized)) = (directory, normalize_name(name)) else {
+        return Ok(local(authenticate(db, name, password).await?));
+    };
+    let known = find(db, &normalized).await?;
+    if known.as_ref().is_some_and(|user| !user.directory) {
+        return Ok(local(authenticate(db, name, password).await?));
+    }
+    let Ok(directory) = directory else { return Ok(LoginCheck::DirectoryDown) };
+    let verdict = match directory.authenticate(&normalized, password).await {
+        Ok(verdict) => verdict,
+        Err(DirectoryError::Busy) => return Err(UserError::Busy),
+        Err(e @ DirectoryError::Ambiguous(_)) => {
+            tracing::error!(error = %e, "directory login refused: fix ldap.user_filter");
+            return Ok(LoginCheck::Refused { directory: true });
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "directory login not possible");
+            return Ok(LoginCheck::DirectoryDown);
+        }
+    };
+    match verdict {
+        Verdict::Refused => Ok(LoginCheck::Refused { directory: true }),
+        Verdict::Accepted { role: None, .. } => {
+            if let Some(user) = &known {
+                end_sessions(db, user.id).await?;
+            }
+            Ok(LoginCheck::NoMappedGroup { user: known })
+        }
+        Verdict::Accepted { role: Some(role), .. } => match directory_account(db, &normalized, role).await? {
+            Some((user, _)) if user.disabled_at.is_some() => Ok(LoginCheck::Refused { directory: true }),
+            Some((user, created)) => Ok(LoginCheck::Accepted { user, created }),
+            // A local account of that name appeared meanwhile: local accounts win.
+            None => Ok(LoginCheck::Refused { directory: true }),
+        },
+    }
+}
+
+/// Creates directory account `name` with `role`, or gives the existing one `role` and records the
+/// login; `None` when `name` is a local account. Returns the account and whether it was created.
+/// The role is the directory's word even for the last administrator: the directory is where
+/// directory accounts are managed, and the local first administrator stays.
+async fn directory_account(db: &Db, name: &str, role: Role) -> Result<Option<(User, bool)>, UserError> {
+    let now = now_us();
+    let mut tx = db.begin_write().await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE name = $1")))
+        .bind(name.to_owned())
+        .fetch_optional(&mut *tx)
+        .await?;
+    let existing = row.as_ref().map(user_row).transpose()?;
+    let (user, created) = match existing {
+        Some(user) if !user.directory => return Ok(None),
+        Some(user) => {
+            sqlx::query("UPDATE users SET role = $2, last_login_at = $3, updated_at = $3 WHERE id = $1")
+                .bind(user.id)
+                .bind(role.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            (User { role, last_login_at: Some(from_us(now)), ..user }, false)
+        }
+        None => {
+            // '!' is no PHC string: no password matches it, locally.
+            let row = sqlx::query(
+                "INSERT INTO users (name, password_hash, role, must_change_password, created_at, updated_at, \
+                 last_login_at, source) VALUES ($1, '!', $2, 0, $3, $3, $3, $4) RETURNING id",
+            )
+            .bind(name.to_owned())
+            .bind(role.as_str())
+            .bind(now)
+            .bind(DIRECTORY)
+            .fetch_one(&mut *tx)
+            .await?;
+            let user = User {
+                id: row.try_get(0)?,
+                name: name.to_owned(),
+                role,
+                must_change_password: false,
+                created_at: from_us(now),
+                last_login_at: Some(from_us(now)),
+                disabled_at: None,
+                directory: true,
+            };
+            (user, true)
+        }
+    };
+    tx.commit().await?;
+    Ok(Some((user, created)))
+}
+
+/// Ends every session of user `id`.
+pub async fn end_sessions(db: &Db, id: i64) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(id).execute(db.writer()).await?.rows_affected())
 }
 
 /// The administrator created on the first start.

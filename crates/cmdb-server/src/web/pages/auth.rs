@@ -53,7 +53,22 @@ struct LoginPage<'a> {
     next: &'a str,
     name: &'a str,
     error: Option<String>,
+    directory_down: bool,
 }
+
+/// True when directory login is configured and the directory is not usable now (the login page
+/// says so; local accounts still log in).
+fn directory_down(state: &WebState) -> bool {
+    match &state.app.directory {
+        None => false,
+        Some(Err(_)) => true,
+        Some(Ok(directory)) => !directory.reachable(),
+    }
+}
+
+/// What the login page says when a directory name could not be checked.
+const DIRECTORY_DOWN: &str =
+    "The directory (LDAP) is unreachable, so directory accounts cannot log in now. Local accounts still can.";
 
 fn login_page(
     status: StatusCode,
@@ -62,8 +77,9 @@ fn login_page(
     name: &str,
     error: Option<String>,
     secure: bool,
+    directory_down: bool,
 ) -> Result<Response, WebError> {
-    let html = templates::render("login.html", &LoginPage { csrf, next, name, error })?;
+    let html = templates::render("login.html", &LoginPage { csrf, next, name, error, directory_down })?;
     let mut response = (status, html).into_response();
     let cookie = session::set_cookie(LOGIN_CSRF_COOKIE, csrf, 3600, "Strict", "/login", secure);
     if let Ok(value) = HeaderValue::from_str(&cookie) {
@@ -95,7 +111,8 @@ pub async fn login_form(
         }
         _ => session::random_token(),
     };
-    login_page(StatusCode::OK, &csrf, &next, "", None, session::is_tls(&parts, &state.settings))
+    let down = directory_down(&state);
+    login_page(StatusCode::OK, &csrf, &next, "", None, session::is_tls(&parts, &state.settings), down)
 }
 
 /// The login form's fields.
@@ -141,6 +158,7 @@ pub async fn login(
             &form.name,
             Some("The login form expired or did not come from this site. Please try again.".to_owned()),
             secure,
+            false,
         );
     }
     let db = &state.app.db;
@@ -168,13 +186,14 @@ pub async fn login(
                 &form.name,
                 Some(format!("Too many failed logins. Try again in {retry_after} seconds.")),
                 secure,
+                false,
             )?;
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
             return Ok(response);
         }
     };
-    let user = match users::authenticate(db, &form.name, &form.password).await {
-        Ok(user) => user,
+    let check = match users::check_login(db, state.app.directory.as_ref(), &form.name, &form.password).await {
+        Ok(check) => check,
         Err(users::UserError::Busy) => {
             // No hash ran: the counted failure is taken back, so a busy server costs nobody a try.
             throttle::succeeded_without_login(db, &attempt, now).await?;
@@ -185,30 +204,79 @@ pub async fn login(
                 &form.name,
                 Some("Too many logins at once. Try again in a second.".to_owned()),
                 secure,
+                false,
             )?;
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             return Ok(response);
         }
         Err(e) => return Err(e.into()),
     };
-    let Some(user) = user else {
-        // An unknown name may be a password typed into the wrong field: it is not recorded.
-        let detail = if known.is_some() { "wrong password or disabled account" } else { "unknown user name" };
-        audit::record_repeated(db, actor, "login_failed", detail, ip.as_deref()).await?;
-        tracing::warn!(user = actor, client_ip = ip.as_deref().unwrap_or("-"), "login failed");
-        let mut message = "Wrong user name or password.".to_owned();
-        if blocks_for > 0 {
-            message.push_str(&format!(" Further attempts are blocked for {blocks_for} seconds."));
+    let (user, created) = match check {
+        users::LoginCheck::Accepted { user, created } => (user, created),
+        users::LoginCheck::Refused { directory } => {
+            // An unknown name may be a password typed into the wrong field: it is not recorded.
+            let detail = match (directory, known.is_some()) {
+                (true, _) => "directory: unknown name or wrong password",
+                (false, true) => "wrong password or disabled account",
+                (false, false) => "unknown user name",
+            };
+            audit::record_repeated(db, actor, "login_failed", detail, ip.as_deref()).await?;
+            tracing::warn!(user = actor, client_ip = ip.as_deref().unwrap_or("-"), directory, "login failed");
+            let mut message = "Wrong user name or password.".to_owned();
+            if blocks_for > 0 {
+                message.push_str(&format!(" Further attempts are blocked for {blocks_for} seconds."));
+            }
+            return login_page(StatusCode::UNAUTHORIZED, &fresh, &next, &form.name, Some(message), secure, false);
         }
-        return login_page(StatusCode::UNAUTHORIZED, &fresh, &next, &form.name, Some(message), secure);
+        users::LoginCheck::DirectoryDown => {
+            // The password was never checked: the counted failure is taken back, as when busy.
+            throttle::succeeded_without_login(db, &attempt, now).await?;
+            audit::record_repeated(db, actor, "login_failed", "directory unreachable", ip.as_deref()).await?;
+            tracing::warn!(
+                user = actor,
+                client_ip = ip.as_deref().unwrap_or("-"),
+                "login failed: directory unreachable"
+            );
+            return login_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &fresh,
+                &next,
+                &form.name,
+                Some(DIRECTORY_DOWN.to_owned()),
+                secure,
+                true,
+            );
+        }
+        users::LoginCheck::NoMappedGroup { user } => {
+            // The password was right (no guess to slow down), but no group grants a role.
+            throttle::succeeded_without_login(db, &attempt, now).await?;
+            let actor = user.as_ref().map_or("-", |u| u.name.as_str());
+            audit::record_repeated(db, actor, "login_failed", "directory user in no mapped group", ip.as_deref())
+                .await?;
+            tracing::warn!(user = %name, client_ip = ip.as_deref().unwrap_or("-"), "login refused: in no mapped directory group");
+            return login_page(
+                StatusCode::FORBIDDEN,
+                &fresh,
+                &next,
+                &form.name,
+                Some("Your directory account is in no group that grants access to cmdb.".to_owned()),
+                secure,
+                false,
+            );
+        }
     };
+    if created {
+        audit::record_from(db, &user.name, "user.directory_created", &format!("user {}", user.name), ip.as_deref())
+            .await?;
+    }
     throttle::succeeded(db, &attempt, user.id, now).await?;
     // Rotation: whatever session the browser had is ended, and the new one gets a new id.
     if let Some(old) = session::cookie(&parts.headers, SESSION_COOKIE) {
         session::destroy(db, old).await?;
     }
     let id = session::create(db, &state.settings, user.id, ip.as_deref()).await?;
-    audit::record_from(db, &user.name, "login", &format!("role {}", user.role.as_str()), ip.as_deref()).await?;
+    let detail = format!("role {}{}", user.role.as_str(), if user.directory { " (directory)" } else { "" });
+    audit::record_from(db, &user.name, "login", &detail, ip.as_deref()).await?;
     tracing::info!(user = %user.name, client_ip = ip.as_deref().unwrap_or("-"), "login");
     let target = if user.must_change_password { "/account".to_owned() } else { next };
     let mut response = Redirect::to(&target).into_response();
@@ -268,6 +336,8 @@ struct AccountPage {
     must_change: bool,
     error: Option<String>,
     done: bool,
+    /// A directory account: its password is changed in the directory, so no form.
+    directory: bool,
 }
 
 /// `GET /account`: change my password.
@@ -277,6 +347,7 @@ pub async fn account(State(state): State<Arc<WebState>>, user: CurrentUser) -> R
         must_change: user.session.must_change_password,
         error: None,
         done: false,
+        directory: users::get(&state.app.db, user.session.user_id).await?.directory,
     };
     Ok(templates::render("account.html", &page)?.into_response())
 }
@@ -308,15 +379,20 @@ pub async fn change_password(
     let db = &state.app.db;
     let user = &posted.user;
     let form = &posted.form;
+    let directory = users::get(db, user.session.user_id).await?.directory;
     let fail = |message: String| -> Result<Response, WebError> {
         let page = AccountPage {
             layout: user.layout(&state, "account"),
             must_change: user.session.must_change_password,
             error: Some(message),
             done: false,
+            directory,
         };
         Ok((StatusCode::UNPROCESSABLE_ENTITY, templates::render("account.html", &page)?).into_response())
     };
+    if directory {
+        return fail("Your password is kept in the directory (LDAP): change it there.".to_owned());
+    }
     // Guessing the current password from a stolen session is throttled like a login.
     let attempt = Attempt {
         user: user.session.name.clone(),
