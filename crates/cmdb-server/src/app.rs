@@ -48,7 +48,8 @@ pub fn app_with_paths(state: Arc<AppState>) -> (Router, Vec<&'static str>) {
         .merge(crate::web::router(state.clone()))
         .merge(crate::api::audit::router(state.clone()))
         .merge(crate::api::record::router(state.clone()))
-        .merge(crate::api::stocktakes::router(state))
+        .merge(crate::api::stocktakes::router(state.clone()))
+        .merge(crate::api::webhooks::router(state))
         .into_parts();
     let router = router
         .layer(DefaultBodyLimit::max(body_limit))
@@ -102,6 +103,18 @@ pub async fn prune(db: &Db, config: &ServerConfig) -> Result<u64, sqlx::Error> {
         .execute(db.writer())
         .await?
         .rows_affected();
+    // Delivered webhook events and the delivery log (undelivered events stay).
+    let webhooks_before = now - i64::try_from(config.webhooks.keep_days).unwrap_or(i64::MAX / day) * day;
+    removed += sqlx::query("DELETE FROM webhook_outbox WHERE state = 'delivered' AND delivered_at < $1")
+        .bind(webhooks_before)
+        .execute(db.writer())
+        .await?
+        .rows_affected();
+    removed += sqlx::query("DELETE FROM webhook_deliveries WHERE at < $1")
+        .bind(webhooks_before)
+        .execute(db.writer())
+        .await?
+        .rows_affected();
     removed += crate::web::prune(db).await?;
     Ok(removed)
 }
@@ -126,11 +139,15 @@ pub async fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener) -> s
     // Daily as-of snapshots keep "the inventory on date D" fast however long the history grows.
     let snapshots =
         tokio::spawn(crate::service::asof::run_daily(state.db.clone(), state.calendar, state.snapshot_rows.clone()));
+    // This instance's webhook deliveries (instances sharing a database share the work).
+    let webhooks =
+        crate::webhooks::spawn(state.db.clone(), state.config.webhooks.clone(), state.keys.secret_key().clone());
     // The peer address feeds per-IP login throttling and the audit log.
     let service = app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let result = axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await;
     pruner.abort();
     snapshots.abort();
+    webhooks.abort();
     state.db.close().await;
     result
 }

@@ -10,6 +10,7 @@
 //! - [`backup`]: `backup` and `restore`, one file format for both backends.
 //! - [`secrets`]: the key file and secrets sealed at rest; [`file_modes`]: private files.
 //! - [`web`]: the server-rendered UI, users, sessions, audit log.
+//! - [`webhooks`]: the dispatcher that delivers the webhook outbox.
 
 pub mod admin;
 pub mod api;
@@ -29,5 +30,6 @@ pub mod service;
 pub mod state;
 pub mod store;
 pub mod web;
+pub mod webhooks;
 
 pub use app::{AppState, app, serve};
