@@ -740,6 +740,7 @@ async fn ingest_postgres(db: &Target, submission: Submission<'_>) -> Result<(Out
         return taken_report_id(db, report.report_id, error).await;
     }
     tx.commit().await?;
+    store::outbox::wake();
     if let Some((asset_id, version, state)) = decision.cache {
         db.states().put(asset_id, version, state);
     }
@@ -888,6 +889,7 @@ async fn sqlite_group(conn: &mut PoolConnection<Any>, db: &Target, group: Vec<Jo
         tracing::warn!(error = %error, reports = pending.len(), "a group of reports did not commit");
         return abort(conn, pending).await;
     }
+    store::outbox::wake();
     for p in pending {
         let answer = match p.result {
             Ok(kept) => {

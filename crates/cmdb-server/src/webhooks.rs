@@ -29,10 +29,19 @@ use crate::db::{Backend, Db, from_us, now_us};
 use crate::secrets::{SecretKey, webhook_secret_label};
 use crate::store::outbox::EventKind;
 use crate::store::sql::{Batch, Sql};
-use crate::store::{CHANGE_COLUMNS, change_row};
+use crate::store::{CHANGE_COLUMNS, StoreError, change_row};
 
 /// How long a claim outlives the delivery's timeout before another dispatcher may take the row.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+/// The outbox rows (`o`) a dispatcher may claim at `$1`: pending, due, not held by a live lease,
+/// for an enabled endpoint, and the oldest undelivered row of their (endpoint, asset), so an
+/// asset's next event waits until the one before it is delivered.
+const CLAIMABLE: &str = "o.state = 'pending' AND o.next_attempt_at <= $1 \
+     AND (o.lease_until IS NULL OR o.lease_until < $1) \
+     AND EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = o.endpoint_id AND e.enabled = 1) \
+     AND NOT EXISTS (SELECT 1 FROM webhook_outbox p WHERE p.endpoint_id = o.endpoint_id \
+     AND p.asset_id = o.asset_id AND p.state = 'pending' AND p.id < o.id)";
 
 /// Longest error text kept in the delivery log.
 const MAX_ERROR_LEN: usize = 500;
@@ -56,6 +65,15 @@ struct Claimed {
 struct Target {
     url: url::Url,
     secret: Arc<String>,
+}
+
+/// An attempt made, to record.
+struct Finished {
+    row: Claimed,
+    attempt: Attempt,
+    /// When it ended (Unix µs).
+    at: i64,
+    duration_us: i64,
 }
 
 /// What one attempt came to.
@@ -102,47 +120,79 @@ impl Dispatcher {
     async fn run(self: Arc<Self>) {
         let max = self.config.max_in_flight.max(1);
         let poll = Duration::from_millis(self.config.poll_interval_ms.max(10));
-        let mut running: JoinSet<()> = JoinSet::new();
+        let mut running: JoinSet<Finished> = JoinSet::new();
+        // Attempts made and not recorded yet: recorded together, in the transaction that claims
+        // the next events (on SQLite every write takes the one writer, which reports need).
+        let mut finished: Vec<Finished> = Vec::new();
         loop {
-            let room = max.saturating_sub(running.len());
-            if room > 0 {
-                match self.claim(room).await {
-                    Ok(rows) => {
-                        for row in rows {
-                            let this = Arc::clone(&self);
-                            running.spawn(async move { this.deliver(row).await });
-                        }
-                    }
-                    Err(error) => tracing::warn!(%error, "cannot claim webhook events; will retry"),
+            while let Some(done) = running.try_join_next() {
+                // A panicked delivery is not recorded: its lease expires and it is sent again.
+                if let Ok(done) = done {
+                    finished.push(done);
                 }
             }
-            if running.is_empty() {
-                tokio::time::sleep(poll).await;
-                continue;
+            let room = max.saturating_sub(running.len());
+            match self.settle_and_claim(&finished, room).await {
+                Ok(rows) => {
+                    finished.clear();
+                    for row in rows {
+                        let this = Arc::clone(&self);
+                        running.spawn(async move { this.deliver(row).await });
+                    }
+                }
+                Err(error) => {
+                    // Kept and recorded later (or, should this instance die first, sent again
+                    // when their leases expire: at least once).
+                    tracing::warn!(%error, "cannot record or claim webhook events; will retry");
+                    tokio::time::sleep(poll).await;
+                    continue;
+                }
             }
-            // A finished delivery may have made the next event of its asset due.
+            // Until a delivery ends (its asset's next event may be due), a write commits here,
+            // or the poll interval passes (writes by other instances, retries coming due).
             tokio::select! {
-                _ = running.join_next() => {}
+                done = running.join_next(), if !running.is_empty() => {
+                    if let Some(Ok(done)) = done {
+                        finished.push(done);
+                    }
+                }
+                () = crate::store::outbox::committed() => {}
                 () = tokio::time::sleep(poll) => {}
             }
         }
     }
 
-    /// Claims up to `limit` due rows, each the oldest undelivered one of its (endpoint, asset).
-    async fn claim(&self, limit: usize) -> Result<Vec<Claimed>, sqlx::Error> {
+    /// Records `finished` attempts and claims up to `limit` due rows, each the oldest
+    /// undelivered one of its (endpoint, asset), in one transaction.
+    async fn settle_and_claim(&self, finished: &[Finished], limit: usize) -> Result<Vec<Claimed>, StoreError> {
         let now = now_us();
-        // A read first: an idle dispatcher does not take SQLite's one writer every poll.
-        let due = sqlx::query(
-            "SELECT 1 FROM webhook_outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= $1 \
-             AND (o.lease_until IS NULL OR o.lease_until < $1) \
-             AND EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = o.endpoint_id AND e.enabled = 1) LIMIT 1",
-        )
-        .bind(now)
-        .fetch_optional(self.db.reader())
-        .await?;
-        if due.is_none() {
+        let claim = limit > 0 && self.anything_due(now).await?;
+        if finished.is_empty() && !claim {
             return Ok(Vec::new());
         }
+        let mut batch = Batch::default();
+        for done in finished {
+            self.record(&mut batch, done);
+        }
+        let mut tx = self.db.begin_write().await?;
+        batch.run(&mut tx, self.db.backend()).await?;
+        let claimed = if claim { self.claim(&mut tx, now, limit).await? } else { Vec::new() };
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    /// Whether any row is due, read first so that an idle dispatcher does not take SQLite's one
+    /// writer every poll.
+    async fn anything_due(&self, now: i64) -> Result<bool, sqlx::Error> {
+        let due = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT 1 FROM webhook_outbox o WHERE {CLAIMABLE} LIMIT 1")))
+            .bind(now)
+            .fetch_optional(self.db.reader())
+            .await?;
+        Ok(due.is_some())
+    }
+
+    /// Claims up to `limit` due rows with a lease.
+    async fn claim(&self, conn: &mut sqlx::AnyConnection, now: i64, limit: usize) -> Result<Vec<Claimed>, sqlx::Error> {
         let lease = Duration::from_secs(self.config.timeout_secs.max(1)) + LEASE_MARGIN;
         let lock = match self.db.backend() {
             Backend::Postgres => " FOR UPDATE OF o SKIP LOCKED",
@@ -150,19 +200,14 @@ impl Dispatcher {
         };
         let sql = format!(
             "UPDATE webhook_outbox SET lease_until = $2 WHERE id IN (\
-             SELECT o.id FROM webhook_outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= $1 \
-             AND (o.lease_until IS NULL OR o.lease_until < $1) \
-             AND EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = o.endpoint_id AND e.enabled = 1) \
-             AND NOT EXISTS (SELECT 1 FROM webhook_outbox p WHERE p.endpoint_id = o.endpoint_id \
-             AND p.asset_id = o.asset_id AND p.state = 'pending' AND p.id < o.id) \
-             ORDER BY o.id LIMIT $3{lock}) \
+             SELECT o.id FROM webhook_outbox o WHERE {CLAIMABLE} ORDER BY o.id LIMIT $3{lock}) \
              RETURNING id, endpoint_id, event_id, kind, asset_id, first_change_id, last_change_id, payload, created_at, attempts"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(now)
             .bind(now + i64::try_from(lease.as_micros()).unwrap_or(i64::MAX / 2))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(self.db.writer())
+            .fetch_all(&mut *conn)
             .await?;
         let mut claimed = rows
             .iter()
@@ -186,15 +231,12 @@ impl Dispatcher {
         Ok(claimed)
     }
 
-    /// Makes one attempt at `row` and records how it went.
-    async fn deliver(&self, row: Claimed) {
+    /// Makes one attempt at `row`.
+    async fn deliver(&self, row: Claimed) -> Finished {
         let started = Instant::now();
         let attempt = self.attempt(&row).await;
         let duration_us = i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX);
-        if let Err(error) = self.record(&row, &attempt, duration_us).await {
-            // The lease expires and the event is delivered again: at least once.
-            tracing::warn!(%error, endpoint = row.endpoint_id, event_id = %row.event_id, "cannot record a webhook delivery");
-        }
+        Finished { row, attempt, at: now_us(), duration_us }
     }
 
     async fn attempt(&self, row: &Claimed) -> Attempt {
@@ -293,16 +335,17 @@ impl Dispatcher {
         serde_json::to_vec(&Value::Object(event)).map_err(|e| e.to_string())
     }
 
-    /// Logs the attempt, and marks the row delivered, retries it later, or gives the endpoint up.
-    async fn record(&self, row: &Claimed, attempt: &Attempt, duration_us: i64) -> Result<(), crate::store::StoreError> {
-        let now = now_us();
+    /// Adds to `batch`: the attempt's line in the log, and the row marked delivered, retried later,
+    /// or (past the give-up age) its endpoint disabled.
+    fn record(&self, batch: &mut Batch, done: &Finished) {
+        let Finished { row, attempt, at, duration_us } = done;
+        let (now, duration_us) = (*at, *duration_us);
         let number = row.attempts + 1;
         let (status, error) = match attempt {
             Attempt::Answered(status) if (200..300).contains(status) => (Some(i64::from(*status)), None),
             Attempt::Answered(status) => (Some(i64::from(*status)), Some(format!("answered HTTP {status}"))),
             Attempt::Failed(why) => (None, Some(why.chars().take(MAX_ERROR_LEN).collect::<String>())),
         };
-        let mut batch = Batch::default();
         let mut log = Sql::new(
             "INSERT INTO webhook_deliveries (endpoint_id, event_id, kind, asset_id, attempt, at, status, error, duration_us)",
         );
@@ -364,11 +407,6 @@ impl Dispatcher {
                 batch.push(q);
             }
         }
-        // The log line and the row's new state together.
-        let mut tx = self.db.begin_write().await?;
-        batch.run(&mut tx, self.db.backend()).await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     /// The wait before attempt `attempts + 1`: `min_backoff_ms` doubled per failed attempt,

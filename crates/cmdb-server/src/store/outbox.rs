@@ -61,6 +61,20 @@ impl EventKind {
 pub const SUBSCRIBED_TO_CHANGES_SQL: &str =
     "(SELECT COUNT(*) FROM webhook_endpoints WHERE enabled = 1 AND (on_change = 1 OR on_asset = 1))";
 
+/// Signalled after a write commits, so this process's dispatcher looks for new events at once
+/// rather than at its next poll (which still finds what other instances wrote).
+static COMMITTED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Wakes this process's dispatcher: a write that may have queued events has committed.
+pub fn wake() {
+    COMMITTED.notify_one();
+}
+
+/// Resolves at the next [`wake`] (or at once, when one came since the last call).
+pub async fn committed() {
+    COMMITTED.notified().await;
+}
+
 /// A new idempotency id (the same for every endpoint and every attempt of the event); also the
 /// nonce of the signed delivery, so it fits the nonce's alphabet and length.
 pub fn new_event_id() -> String {
