@@ -67,7 +67,7 @@ pub struct Webhooks {
     /// that, the endpoint is disabled (shown on the dashboard to admins) and nothing more is sent.
     pub give_up_after_secs: u64,
     /// Deliveries one server instance has in flight at once (never more than one per endpoint
-    /// and asset).
+    /// and asset; at most 1,000).
     pub max_in_flight: usize,
     /// Seconds a delivery waits for the receiver's answer.
     pub timeout_secs: u64,

@@ -118,7 +118,9 @@ pub fn spawn(db: Db, config: Webhooks, key: Arc<SecretKey>) -> tokio::task::Join
 
 impl Dispatcher {
     async fn run(self: Arc<Self>) {
-        let max = self.config.max_in_flight.max(1);
+        // Bounded so that one statement records every finished attempt (SQLite binds at most
+        // 32,766 values).
+        let max = self.config.max_in_flight.clamp(1, 1000);
         let poll = Duration::from_millis(self.config.poll_interval_ms.max(10));
         let mut running: JoinSet<Finished> = JoinSet::new();
         // Attempts made and not recorded yet: recorded together, in the transaction that claims
@@ -171,9 +173,7 @@ impl Dispatcher {
             return Ok(Vec::new());
         }
         let mut batch = Batch::default();
-        for done in finished {
-            self.record(&mut batch, done);
-        }
+        self.record(&mut batch, finished, now);
         let mut tx = self.db.begin_write().await?;
         batch.run(&mut tx, self.db.backend()).await?;
         let claimed = if claim { self.claim(&mut tx, now, limit).await? } else { Vec::new() };
@@ -335,67 +335,56 @@ impl Dispatcher {
         serde_json::to_vec(&Value::Object(event)).map_err(|e| e.to_string())
     }
 
-    /// Adds to `batch`: the attempt's line in the log, and the row marked delivered, retried later,
-    /// or (past the give-up age) its endpoint disabled.
-    fn record(&self, batch: &mut Batch, done: &Finished) {
-        let Finished { row, attempt, at, duration_us } = done;
-        let (now, duration_us) = (*at, *duration_us);
-        let number = row.attempts + 1;
-        let (status, error) = match attempt {
-            Attempt::Answered(status) if (200..300).contains(status) => (Some(i64::from(*status)), None),
-            Attempt::Answered(status) => (Some(i64::from(*status)), Some(format!("answered HTTP {status}"))),
-            Attempt::Failed(why) => (None, Some(why.chars().take(MAX_ERROR_LEN).collect::<String>())),
-        };
-        let mut log = Sql::new(
-            "INSERT INTO webhook_deliveries (endpoint_id, event_id, kind, asset_id, attempt, at, status, error, duration_us)",
-        );
-        log.values(&[()], |values, ()| {
-            values
-                .bind(row.endpoint_id)
-                .bind(row.event_id.clone())
-                .bind(row.kind.clone())
-                .bind(row.asset_id)
-                .bind(number)
-                .bind(now)
-                .bind(status)
-                .bind(error.clone())
-                .bind(duration_us);
-        });
-        batch.push(log);
-        let give_up_us = i64::try_from(self.config.give_up_after_secs).unwrap_or(i64::MAX / 2_000_000) * 1_000_000;
-        let deadline = row.created_at.saturating_add(give_up_us);
-        match &error {
-            None => {
-                let mut q = Sql::new("UPDATE webhook_outbox SET state = 'delivered', delivered_at = ");
-                q.bind(now).push(", attempts = ").bind(number).push(", lease_until = NULL WHERE id = ").bind(row.id);
-                batch.push(q);
-            }
-            Some(why) if now >= deadline => {
+    /// Adds to `batch` what `finished` attempts came to: their lines in the delivery log, and each
+    /// row delivered, retried later, or (past the give-up age) its endpoint disabled. Delivered
+    /// rows and log lines go in one statement each (on PostgreSQL each statement is a round trip).
+    fn record(&self, batch: &mut Batch, finished: &[Finished], now: i64) {
+        let mut delivered = Vec::new();
+        let mut lines = Vec::with_capacity(finished.len());
+        for done in finished {
+            let row = &done.row;
+            let number = row.attempts + 1;
+            let (status, error) = match &done.attempt {
+                Attempt::Answered(status) if (200..300).contains(status) => (Some(i64::from(*status)), None),
+                Attempt::Answered(status) => (Some(i64::from(*status)), Some(format!("answered HTTP {status}"))),
+                Attempt::Failed(why) => (None, Some(why.chars().take(MAX_ERROR_LEN).collect::<String>())),
+            };
+            lines.push((done, number, status, error.clone()));
+            let Some(why) = error else {
+                delivered.push(row.id);
+                continue;
+            };
+            let give_up_us = i64::try_from(self.config.give_up_after_secs).unwrap_or(i64::MAX / 2_000_000) * 1_000_000;
+            let deadline = row.created_at.saturating_add(give_up_us);
+            if done.at >= deadline {
                 let reason = format!(
                     "gave up on event {} ({}) after {number} attempts over {} s: {why}",
                     row.event_id,
                     row.kind,
-                    (now - row.created_at) / 1_000_000
+                    (done.at - row.created_at) / 1_000_000
                 );
                 tracing::warn!(endpoint = row.endpoint_id, %reason, "webhook endpoint disabled");
                 let mut q = Sql::new("UPDATE webhook_endpoints SET enabled = 0, disabled_at = ");
-                q.bind(now)
+                q.bind(done.at)
                     .push(", disabled_reason = ")
                     .bind(reason)
                     .push(" WHERE id = ")
                     .bind(row.endpoint_id)
                     .push(" AND enabled = 1");
                 batch.push(q);
-                let mut q = Sql::new("UPDATE webhook_outbox SET attempts = ");
-                q.bind(number).push(", lease_until = NULL WHERE id = ").bind(row.id);
-                batch.push(q);
                 // Nothing more goes to it: its queue is kept, counted as undelivered.
-                let mut q = Sql::new("UPDATE webhook_outbox SET state = 'given_up' WHERE endpoint_id = ");
-                q.bind(row.endpoint_id).push(" AND state = 'pending'");
+                let mut q = Sql::new(
+                    "UPDATE webhook_outbox SET state = 'given_up', lease_until = NULL, attempts = CASE WHEN id = ",
+                );
+                q.bind(row.id)
+                    .push(" THEN ")
+                    .bind(number)
+                    .push(" ELSE attempts END WHERE endpoint_id = ")
+                    .bind(row.endpoint_id)
+                    .push(" AND state = 'pending'");
                 batch.push(q);
-            }
-            Some(why) => {
-                let next = (now + self.backoff_us(number)).min(deadline);
+            } else {
+                let next = (done.at + self.backoff_us(number)).min(deadline);
                 tracing::debug!(endpoint = row.endpoint_id, event_id = %row.event_id, attempt = number, error = %why, "webhook delivery failed; will retry");
                 let mut q = Sql::new("UPDATE webhook_outbox SET attempts = ");
                 q.bind(number)
@@ -406,6 +395,29 @@ impl Dispatcher {
                     .push(" AND state = 'pending'");
                 batch.push(q);
             }
+        }
+        if !delivered.is_empty() {
+            let mut q = Sql::new("UPDATE webhook_outbox SET state = 'delivered', delivered_at = ");
+            q.bind(now).push(", attempts = attempts + 1, lease_until = NULL WHERE id IN ").bind_list(delivered);
+            batch.push(q);
+        }
+        if !lines.is_empty() {
+            let mut log = Sql::new(
+                "INSERT INTO webhook_deliveries (endpoint_id, event_id, kind, asset_id, attempt, at, status, error, duration_us)",
+            );
+            log.values(&lines, |values, (done, number, status, error)| {
+                values
+                    .bind(done.row.endpoint_id)
+                    .bind(done.row.event_id.clone())
+                    .bind(done.row.kind.clone())
+                    .bind(done.row.asset_id)
+                    .bind(*number)
+                    .bind(done.at)
+                    .bind(*status)
+                    .bind(error.clone())
+                    .bind(done.duration_us);
+            });
+            batch.push(log);
         }
     }
 

@@ -525,23 +525,17 @@ pub fn insert_changes(
     if link.subscribers > 0
         && let (Some(first), Some(last)) = (link.ids.first(), link.ids.last())
     {
-        let change_event = outbox::new_event_id();
-        batch.push(outbox::insert(&outbox::OutboxEvent {
-            kind: outbox::EventKind::Change,
-            event_id: &change_event,
-            asset_id: context.asset_id,
-            changes: Some((*first, *last)),
-            payload: None,
-            now: context.recorded_at,
-        }));
+        let mut events = vec![(outbox::EventKind::Change, None)];
         if let Some(action) = outbox::asset_action(link.previous.is_none(), ops) {
-            let asset_event = outbox::new_event_id();
+            events.push((outbox::EventKind::Asset, Some(serde_json::json!({ "action": action }))));
+        }
+        for (kind, payload) in events {
             batch.push(outbox::insert(&outbox::OutboxEvent {
-                kind: outbox::EventKind::Asset,
-                event_id: &asset_event,
+                kind,
+                event_id: &outbox::new_event_id(),
                 asset_id: context.asset_id,
                 changes: Some((*first, *last)),
-                payload: Some(serde_json::json!({ "action": action })),
+                payload,
                 now: context.recorded_at,
             }));
         }
