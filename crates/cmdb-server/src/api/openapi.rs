@@ -365,6 +365,7 @@ mod tests {
             include_str!("audit.rs"),
             include_str!("record.rs"),
             include_str!("stocktakes.rs"),
+            include_str!("webhooks.rs"),
         ];
         let mut routed: Vec<_> =
             sources.iter().flat_map(|s| routes(s)).filter(|(_, path, _)| path.starts_with("/api/v1")).collect();
