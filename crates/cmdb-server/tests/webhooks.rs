@@ -548,8 +548,94 @@ async fn registration_checks_its_input(backend: Backend) {
     assert_eq!(listed["items"], json!([]));
 }
 
+async fn every_kind_of_event_is_delivered(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let config = webhook_config(&db);
+    let receiver = Receiver::new().await;
+    let instance = Instance::start(&db, &config).await;
+    let server = &instance.server;
+    let (status, created) = server
+        .send_json(
+            &server.admin,
+            "POST",
+            "/api/v1/webhooks",
+            &json!({"url": receiver.url(), "secret": SECRET, "events": ["asset", "stocktake_closed", "collection_error"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    *receiver.shared.1.lock().expect("lock") = created["id"].as_i64().expect("id").to_string();
+
+    let a = server.accept(&common::report("kinds-a")).await["asset_id"].as_i64().expect("a");
+    let b = server.accept(&common::report("kinds-b")).await["asset_id"].as_i64().expect("b");
+    let mut failing = common::at(common::report("kinds-a"), 1);
+    failing["sections"]["raid"] = json!({"status": "error", "error": "megacli failed", "data": null});
+    server.accept(&failing).await;
+    let admin = &server.admin;
+    let (status, body) = server.send_json(admin, "DELETE", &format!("/api/v1/assets/{b}"), &json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server.send_json(admin, "POST", &format!("/api/v1/assets/{b}/restore"), &json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) =
+        server.send_json(admin, "POST", &format!("/api/v1/assets/{a}/merge"), &json!({"from": b})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, opened) =
+        server.send_json(admin, "POST", "/api/v1/stocktakes", &json!({"name": "year end", "scope": {}})).await;
+    assert_eq!(status, 201, "{opened}");
+    let stocktake = opened["id"].as_i64().expect("stocktake id");
+    let (status, body) =
+        server.send_json(admin, "POST", &format!("/api/v1/stocktakes/{stocktake}/close"), &json!({})).await;
+    assert_eq!(status, 200, "{body}");
+
+    let expected = [
+        ("asset", Some(a), Some("created")),
+        ("asset", Some(b), Some("created")),
+        ("collection_error", Some(a), None),
+        ("asset", Some(b), Some("deleted")),
+        ("asset", Some(b), Some("restored")),
+        ("asset", Some(b), Some("merged")),
+        ("stocktake_closed", None, None),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let got = loop {
+        let mut got: Vec<(String, Option<i64>, Option<String>)> = receiver
+            .receipts()
+            .iter()
+            .map(|r| {
+                let b = &r.body;
+                (
+                    b["event"].as_str().unwrap_or("").to_owned(),
+                    b["asset_id"].as_i64(),
+                    b["action"].as_str().map(str::to_owned),
+                )
+            })
+            .collect();
+        got.dedup();
+        if got.len() >= expected.len() || Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(receiver.bad().is_empty(), "{:?}", receiver.bad());
+    // In order per asset (events about different assets may interleave).
+    for subject in [Some(a), Some(b), None] {
+        let of = |list: Vec<(String, Option<i64>, Option<String>)>| -> Vec<(String, Option<String>)> {
+            list.into_iter().filter(|(_, asset, _)| *asset == subject).map(|(kind, _, action)| (kind, action)).collect()
+        };
+        let want = of(expected.iter().map(|(k, s, a)| ((*k).to_owned(), *s, a.map(str::to_owned))).collect());
+        assert_eq!(of(got.clone()), want, "events of {subject:?}");
+    }
+    let closed =
+        receiver.receipts().into_iter().find(|r| r.body["event"] == json!("stocktake_closed")).expect("closed");
+    assert_eq!(closed.body["stocktake_id"], json!(stocktake));
+    let errors =
+        receiver.receipts().into_iter().find(|r| r.body["event"] == json!("collection_error")).expect("errors");
+    assert_eq!(errors.body["errors"], json!([{"section": "raid", "message": "megacli failed"}]));
+    instance.kill();
+}
+
 on_both_backends!(
     every_event_arrives_in_order_through_an_outage_and_a_restart,
     an_endpoint_that_never_answers_gives_up_and_shows_on_the_dashboard,
     registration_checks_its_input,
+    every_kind_of_event_is_delivered,
 );
