@@ -94,6 +94,7 @@ fn list_item_schema() -> Value {
         crate::api::webhooks::list_webhooks,
         crate::api::webhooks::create_webhook,
         crate::api::webhooks::delete_webhook,
+        crate::api::webhooks::list_deliveries,
         crate::api::asset_changes,
         crate::api::change_feed,
         crate::api::errors,
@@ -136,6 +137,7 @@ fn list_item_schema() -> Value {
         crate::service::collection_errors::CollectionError,
         crate::service::webhooks::Endpoint,
         crate::service::webhooks::NewEndpoint,
+        crate::service::webhooks::Delivery,
     )),
 )]
 struct ApiDoc;

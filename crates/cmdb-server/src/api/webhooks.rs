@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{delete, get};
@@ -17,7 +17,7 @@ use crate::error::ApiError;
 use crate::error::responses::{
     BadRequest, Forbidden, Invalid, NotFound, Unauthorized, Unavailable, UnsupportedMediaType,
 };
-use crate::service::webhooks::{self, Endpoint, NewEndpoint};
+use crate::service::webhooks::{self, Delivery, Endpoint, NewEndpoint};
 use crate::state::AppState;
 
 /// Routes of the webhook API.
@@ -25,6 +25,7 @@ pub fn router(state: Arc<AppState>) -> crate::routing::Routes {
     crate::routing::Routes::new()
         .route("/api/v1/webhooks", get(list_webhooks).post(create_webhook))
         .route("/api/v1/webhooks/{id}", delete(delete_webhook))
+        .route("/api/v1/webhooks/{id}/deliveries", get(list_deliveries))
         .map(|router| router.route_layer(axum::middleware::from_fn(crate::api::strict_query::reject_unknown)))
         .with_state(state)
 }
@@ -110,4 +111,46 @@ pub(crate) async fn delete_webhook(
     let url = webhooks::delete(&state.db, id).await?;
     audit(&state, &principal, "webhook.delete", &format!("endpoint {id} {url}")).await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Query of `GET /api/v1/webhooks/{id}/deliveries`.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(default)]
+pub(crate) struct DeliveriesQuery {
+    /// How many attempts, newest first (1 to 1000; default 100).
+    limit: Option<i64>,
+}
+
+/// The answer of `GET /api/v1/webhooks/{id}/deliveries`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct DeliveryList {
+    /// Newest first.
+    items: Vec<Delivery>,
+}
+
+/// `GET /api/v1/webhooks/{id}/deliveries` (admin).
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhooks/{id}/deliveries",
+    operation_id = "listWebhookDeliveries",
+    tag = "webhooks",
+    summary = "An endpoint's delivery log: every attempt, newest first, with the receiver's status or why it failed.",
+    description = "Needs the admin role or above.",
+    security(("bearer" = []), ("session" = [])),
+    extensions(("x-cmdb-role" = json!("admin"))),
+    params(("id" = i64, Path, description = "The endpoint's id."), DeliveriesQuery),
+    responses((status = 200, description = "The attempts.", body = DeliveryList), BadRequest, Unauthorized, Forbidden, NotFound, Unavailable),
+)]
+pub(crate) async fn list_deliveries(
+    State(state): State<Shared>,
+    principal: Principal,
+    Path(id): Path<i64>,
+    Query(query): Query<DeliveriesQuery>,
+) -> Result<Json<DeliveryList>, ApiError> {
+    require(&principal, Role::Admin)?;
+    let endpoint = webhooks::get(&state.db, id).await?;
+    Ok(Json(DeliveryList {
+        items: webhooks::deliveries(&state.db, Some(endpoint.id), query.limit.unwrap_or(100)).await?,
+    }))
 }
