@@ -638,6 +638,55 @@ async fn every_kind_of_event_is_delivered(backend: Backend) {
     instance.kill();
 }
 
+/// Two instances on one PostgreSQL database, both delivering: the claims (`FOR UPDATE SKIP
+/// LOCKED`, one undelivered event per endpoint and asset in flight) keep every asset in order and
+/// send nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_the_deliveries_on_postgres() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let config = webhook_config(&db);
+    let receiver = Receiver::new().await;
+    let one = Instance::start(&db, &config).await;
+    let two = Instance::start(&db, &config).await;
+    let (status, created) = one
+        .server
+        .send_json(
+            &one.server.admin,
+            "POST",
+            "/api/v1/webhooks",
+            &json!({"url": receiver.url(), "secret": SECRET, "events": ["change"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    *receiver.shared.1.lock().expect("lock") = created["id"].as_i64().expect("id").to_string();
+    // Each asset's reports alternate between the instances.
+    let mut sent = 0;
+    for round in 0..10 {
+        let server = if round % 2 == 0 { &one.server } else { &two.server };
+        sent += send_reports(server, round..round + 1, Duration::ZERO).await.len();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while undelivered(one.server.db()).await > 0 {
+        assert!(Instant::now() < deadline, "events left undelivered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(receiver.bad().is_empty(), "{:?}", receiver.bad());
+    let receipts = receiver.receipts();
+    let ids: BTreeSet<&str> = receipts.iter().map(|r| r.event_id.as_str()).collect();
+    assert_eq!(receipts.len(), sent, "every event once: no instance sent one the other had claimed");
+    assert_eq!(ids.len(), sent);
+    let mut last: HashMap<i64, i64> = HashMap::new();
+    for receipt in &receipts {
+        let asset = receipt.body["asset_id"].as_i64().expect("asset");
+        let first = receipt.body["changes"][0]["id"].as_i64().expect("change id");
+        if let Some(previous) = last.insert(asset, first) {
+            assert!(previous < first, "asset {asset}: change {first} arrived after {previous}");
+        }
+    }
+    one.kill();
+    two.kill();
+}
+
 on_both_backends!(
     every_event_arrives_in_order_through_an_outage_and_a_restart,
     an_endpoint_that_never_answers_gives_up_and_shows_on_the_dashboard,
