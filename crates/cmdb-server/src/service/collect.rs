@@ -182,6 +182,7 @@ pub async fn record_withheld(db: &Db, withheld: &[Withheld]) -> Result<(), Servi
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        crate::store::outbox::wake();
         tracing::warn!(asset_id = item.asset_id, reason = %item.reason, "collect target withheld");
     }
     Ok(())

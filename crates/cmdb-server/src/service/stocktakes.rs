@@ -585,6 +585,7 @@ pub async fn close(db: &Db, id: i64, actor: &str, is_admin: bool) -> Result<Stoc
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    crate::store::outbox::wake();
     tracing::info!(stocktake = id, actor, "stocktake closed");
     get(db, id).await
 }
