@@ -282,6 +282,15 @@ async fn every_event_arrives_in_order_through_an_outage_and_a_restart(backend: B
         .await
         .expect("read endpoint");
     assert!(!sealed.0.contains(SECRET) && !sealed.0.is_empty(), "the secret is sealed at rest");
+    if backend == Backend::Sqlite {
+        for file in ["cmdb.db", "cmdb.db-wal"] {
+            let bytes = std::fs::read(db.dir.path().join(file)).unwrap_or_default();
+            assert!(
+                !bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+                "{file} holds the secret in the clear"
+            );
+        }
+    }
 
     // Phase 1: the receiver is up, reports come steadily (20 hosts, each every 100 ms: about
     // 200 a second). Phase 2: it is down (nothing listens) and reports come in a burst. Phase 3:
