@@ -647,6 +647,73 @@ async fn every_kind_of_event_is_delivered(backend: Backend) {
     instance.kill();
 }
 
+/// An endpoint deleted while a delivery to it is in flight: the attempt ends (a timeout here),
+/// is logged, and the dispatcher goes on delivering to the others.
+async fn an_endpoint_deleted_mid_delivery_does_not_stop_the_others(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let config = webhook_config(&db);
+    // A receiver that accepts connections and never answers.
+    let hanging = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let hanging_url = format!("http://{}/in", hanging.local_addr().expect("addr"));
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = hanging.accept().await {
+            held.push(socket);
+        }
+    });
+    let receiver = Receiver::new().await;
+    let instance = Instance::start(&db, &config).await;
+    let server = &instance.server;
+    let register = |url: String| async move {
+        let (status, created) = server
+            .send_json(
+                &server.admin,
+                "POST",
+                "/api/v1/webhooks",
+                &json!({"url": url, "secret": SECRET, "events": ["change"]}),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        created["id"].as_i64().expect("id")
+    };
+    let stuck = register(hanging_url).await;
+    server.accept(&common::report("mid-delivery-1")).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let leased: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM webhook_outbox WHERE lease_until IS NOT NULL")
+            .fetch_one(server.db().reader())
+            .await
+            .expect("count");
+        if leased.0 > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the delivery never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, _) =
+        server.send_json(&server.admin, "DELETE", &format!("/api/v1/webhooks/{stuck}"), &json!(null)).await;
+    assert_eq!(status, 204);
+    let live = register(receiver.url()).await;
+    *receiver.shared.1.lock().expect("lock") = live.to_string();
+    // The stuck attempt times out (2 s) and is recorded; then a new event must still go out.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    server.accept(&common::report("mid-delivery-2")).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while receiver.receipts().is_empty() {
+        assert!(Instant::now() < deadline, "the dispatcher stopped after the deleted endpoint's attempt");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(receiver.bad().is_empty(), "{:?}", receiver.bad());
+    let logged: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = $1")
+        .bind(stuck)
+        .fetch_one(server.db().reader())
+        .await
+        .expect("count");
+    assert_eq!(logged.0, 1, "the deleted endpoint's last attempt is logged");
+    holder.abort();
+    instance.kill();
+}
+
 /// Two instances on one PostgreSQL database, both delivering: the claims (`FOR UPDATE SKIP
 /// LOCKED`, one undelivered event per endpoint and asset in flight) keep every asset in order and
 /// send nothing twice.
@@ -701,4 +768,5 @@ on_both_backends!(
     an_endpoint_that_never_answers_gives_up_and_shows_on_the_dashboard,
     registration_checks_its_input,
     every_kind_of_event_is_delivered,
+    an_endpoint_deleted_mid_delivery_does_not_stop_the_others,
 );

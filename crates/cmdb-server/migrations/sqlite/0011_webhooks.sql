@@ -47,7 +47,9 @@ CREATE INDEX webhook_outbox_delivered ON webhook_outbox (delivered_at) WHERE sta
 
 CREATE TABLE webhook_deliveries (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    endpoint_id BIGINT NOT NULL REFERENCES webhook_endpoints (id) ON DELETE CASCADE,
+    -- No foreign key: an attempt that ends after its endpoint was deleted is still logged (and
+    -- pruned with the log) rather than failing the dispatcher's transaction.
+    endpoint_id BIGINT NOT NULL,
     event_id    TEXT   NOT NULL,
     kind        TEXT   NOT NULL,
     asset_id    BIGINT NOT NULL,
