@@ -103,13 +103,21 @@ pub async fn prune(db: &Db, config: &ServerConfig) -> Result<u64, sqlx::Error> {
         .execute(db.writer())
         .await?
         .rows_affected();
-    // Delivered webhook events and the delivery log (undelivered events stay).
+    // Delivered webhook events and the delivery log (undelivered events stay, unless their
+    // endpoint was deleted while a write queued them).
     let webhooks_before = now - i64::try_from(config.webhooks.keep_days).unwrap_or(i64::MAX / day) * day;
     removed += sqlx::query("DELETE FROM webhook_outbox WHERE state = 'delivered' AND delivered_at < $1")
         .bind(webhooks_before)
         .execute(db.writer())
         .await?
         .rows_affected();
+    removed += sqlx::query(
+        "DELETE FROM webhook_outbox WHERE state = 'pending' \
+         AND NOT EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = webhook_outbox.endpoint_id)",
+    )
+    .execute(db.writer())
+    .await?
+    .rows_affected();
     removed += sqlx::query("DELETE FROM webhook_deliveries WHERE at < $1")
         .bind(webhooks_before)
         .execute(db.writer())

@@ -710,6 +710,22 @@ async fn an_endpoint_deleted_mid_delivery_does_not_stop_the_others(backend: Back
         .await
         .expect("count");
     assert_eq!(logged.0, 1, "the deleted endpoint's last attempt is logged");
+    // An event a write queued for an endpoint deleted meanwhile is pruned; delivered ones stay
+    // for `keep_days`.
+    sqlx::query(
+        "INSERT INTO webhook_outbox (endpoint_id, event_id, kind, asset_id, created_at, next_attempt_at) \
+         VALUES ($1, 'orphan', 'change', 1, 0, 0)",
+    )
+    .bind(stuck)
+    .execute(server.db().writer())
+    .await
+    .expect("orphan");
+    cmdb_server::app::prune(server.db(), &config).await.expect("prune");
+    let rows: Vec<(i64, String)> = sqlx::query_as("SELECT endpoint_id, state FROM webhook_outbox")
+        .fetch_all(server.db().reader())
+        .await
+        .expect("outbox");
+    assert_eq!(rows, vec![(live, "delivered".to_owned())]);
     holder.abort();
     instance.kill();
 }

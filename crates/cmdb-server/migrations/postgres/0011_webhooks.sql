@@ -21,7 +21,10 @@ CREATE TABLE webhook_endpoints (
 
 CREATE TABLE webhook_outbox (
     id              BIGSERIAL PRIMARY KEY,
-    endpoint_id     BIGINT NOT NULL REFERENCES webhook_endpoints (id) ON DELETE CASCADE,
+    -- No foreign key: a write that queues an event must never fail because an admin deleted the
+    -- endpoint meanwhile (the delete removes its rows; a row it missed is never claimed, as its
+    -- endpoint is gone, and the pruning task removes it).
+    endpoint_id     BIGINT NOT NULL,
     -- The idempotency id: the same for every endpoint and every attempt of one event.
     event_id        TEXT   NOT NULL,
     kind            TEXT   NOT NULL,

@@ -219,8 +219,7 @@ pub async fn delete(db: &Db, id: i64) -> Result<String, ServiceError> {
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("no webhook endpoint {id}")))?
         .try_get(0)?;
-    // Children first: SQLite enforces the foreign keys only when they are declared on, as cmdb's
-    // connections do, and this does not depend on it.
+    // Its events and log lines (no foreign key ties them to it: see the migration).
     for table in ["webhook_outbox", "webhook_deliveries"] {
         sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE endpoint_id = $1")))
             .bind(id)
