@@ -48,7 +48,8 @@ pub fn app_with_paths(state: Arc<AppState>) -> (Router, Vec<&'static str>) {
         .merge(crate::web::router(state.clone()))
         .merge(crate::api::audit::router(state.clone()))
         .merge(crate::api::record::router(state.clone()))
-        .merge(crate::api::stocktakes::router(state))
+        .merge(crate::api::stocktakes::router(state.clone()))
+        .merge(crate::api::webhooks::router(state))
         .into_parts();
     let router = router
         .layer(DefaultBodyLimit::max(body_limit))
@@ -102,6 +103,26 @@ pub async fn prune(db: &Db, config: &ServerConfig) -> Result<u64, sqlx::Error> {
         .execute(db.writer())
         .await?
         .rows_affected();
+    // Delivered webhook events and the delivery log (undelivered events stay, unless their
+    // endpoint was deleted while a write queued them).
+    let webhooks_before = now - i64::try_from(config.webhooks.keep_days).unwrap_or(i64::MAX / day) * day;
+    removed += sqlx::query("DELETE FROM webhook_outbox WHERE state = 'delivered' AND delivered_at < $1")
+        .bind(webhooks_before)
+        .execute(db.writer())
+        .await?
+        .rows_affected();
+    removed += sqlx::query(
+        "DELETE FROM webhook_outbox WHERE state = 'pending' \
+         AND NOT EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = webhook_outbox.endpoint_id)",
+    )
+    .execute(db.writer())
+    .await?
+    .rows_affected();
+    removed += sqlx::query("DELETE FROM webhook_deliveries WHERE at < $1")
+        .bind(webhooks_before)
+        .execute(db.writer())
+        .await?
+        .rows_affected();
     removed += crate::web::prune(db).await?;
     Ok(removed)
 }
@@ -130,6 +151,9 @@ pub async fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener) -> s
     let key_changes = (state.db.backend() == crate::db::Backend::Postgres).then(|| {
         tokio::spawn(crate::auth::listen_for_key_changes(state.config.database_url.clone(), state.keys.clone()))
     });
+    // This instance's webhook deliveries (instances sharing a database share the work).
+    let webhooks =
+        crate::webhooks::spawn(state.db.clone(), state.config.webhooks.clone(), state.keys.secret_key().clone());
     // The peer address feeds per-IP login throttling and the audit log.
     let service = app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let result = axum::serve(listener, service).with_graceful_shutdown(drain_then_stop(state.clone())).await;
@@ -138,6 +162,7 @@ pub async fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener) -> s
     if let Some(task) = key_changes {
         task.abort();
     }
+    webhooks.abort();
     state.db.close().await;
     result
 }

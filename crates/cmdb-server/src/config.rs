@@ -63,6 +63,8 @@ pub struct ServerConfig {
     pub limits: cmdb_model::report::ReportLimits,
     /// Directory (LDAP) login; off when absent.
     pub ldap: Option<LdapConfig>,
+    /// Delivery of webhook events to the endpoints admins register.
+    pub webhooks: Webhooks,
 }
 
 /// Directory (LDAP) login. A person without a local account logs in with their directory name and
@@ -116,6 +118,42 @@ fn default_group_filter() -> String {
 
 fn default_ldap_timeout() -> u64 {
     5
+}
+
+/// Delivery of webhook events (endpoints are registered at runtime, by admins).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Webhooks {
+    /// Seconds an event is retried after it was committed; when its delivery still fails after
+    /// that, the endpoint is disabled (shown on the dashboard to admins) and nothing more is sent.
+    pub give_up_after_secs: u64,
+    /// Deliveries one server instance has in flight at once (never more than one per endpoint
+    /// and asset; at most 1,000).
+    pub max_in_flight: usize,
+    /// Seconds a delivery waits for the receiver's answer.
+    pub timeout_secs: u64,
+    /// Milliseconds before the first retry; each further retry waits twice as long.
+    pub min_backoff_ms: u64,
+    /// Longest wait between two retries, in seconds.
+    pub max_backoff_secs: u64,
+    /// Milliseconds between looks for due events while there is nothing to send.
+    pub poll_interval_ms: u64,
+    /// Days delivered events and the delivery log are kept.
+    pub keep_days: u64,
+}
+
+impl Default for Webhooks {
+    fn default() -> Self {
+        Webhooks {
+            give_up_after_secs: 86_400,
+            max_in_flight: 16,
+            timeout_secs: 10,
+            min_backoff_ms: 1_000,
+            max_backoff_secs: 300,
+            poll_interval_ms: 100,
+            keep_days: 7,
+        }
+    }
 }
 
 /// Secrets at rest.
@@ -228,6 +266,7 @@ impl Default for ServerConfig {
             metrics: Metrics::default(),
             limits: cmdb_model::report::ReportLimits::default(),
             ldap: None,
+            webhooks: Webhooks::default(),
         }
     }
 }

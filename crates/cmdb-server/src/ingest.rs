@@ -646,7 +646,37 @@ async fn decide(
                 .bind(collected_at)
                 .bind(now);
         });
-        writes.push(q);
+        // The report's errors as one webhook event, queued with them.
+        let event_id = store::outbox::new_event_id();
+        let payload = serde_json::json!({
+            "report_id": report_id,
+            "hostname": report.host.hostname,
+            "source": source,
+            "collected_at": report.collected_at,
+            "errors": errors.iter().map(|(section, message)| serde_json::json!({"section": section, "message": message})).collect::<Vec<_>>(),
+        });
+        let event = store::outbox::insert(&store::outbox::OutboxEvent {
+            kind: store::outbox::EventKind::CollectionError,
+            event_id: &event_id,
+            asset_id,
+            changes: None,
+            payload: Some(payload),
+            now,
+        });
+        match backend {
+            // One query for the whole batch anyway.
+            Backend::Sqlite => {
+                writes.push(q);
+                writes.push(event);
+            }
+            // One statement per round trip: the event rides on the errors' insert, so a report
+            // pays nothing more when no endpoint listens.
+            Backend::Postgres => {
+                let mut both = Sql::new("WITH errors AS (");
+                both.append(&q).push(") ").append(&event);
+                writes.push(both);
+            }
+        }
     }
     let outcome =
         Outcome { report_id: report.report_id, asset_id, applied: true, matched_by, created, changes: ops.len() };
@@ -710,6 +740,7 @@ async fn ingest_postgres(db: &Target, submission: Submission<'_>) -> Result<(Out
         return taken_report_id(db, report.report_id, error).await;
     }
     tx.commit().await?;
+    store::outbox::wake();
     if let Some((asset_id, version, state)) = decision.cache {
         db.states().put(asset_id, version, state);
     }
@@ -858,6 +889,7 @@ async fn sqlite_group(conn: &mut PoolConnection<Any>, db: &Target, group: Vec<Jo
         tracing::warn!(error = %error, reports = pending.len(), "a group of reports did not commit");
         return abort(conn, pending).await;
     }
+    store::outbox::wake();
     for p in pending {
         let answer = match p.result {
             Ok(kept) => {

@@ -11,6 +11,7 @@
 //! - [`secrets`]: the key file and secrets sealed at rest; [`file_modes`]: private files.
 //! - [`directory`]: the LDAP client behind directory login (bind, search, groups to a role).
 //! - [`web`]: the server-rendered UI, users, sessions, audit log.
+//! - [`webhooks`]: the dispatcher that delivers the webhook outbox.
 
 pub mod admin;
 pub mod api;
@@ -31,5 +32,6 @@ pub mod service;
 pub mod state;
 pub mod store;
 pub mod web;
+pub mod webhooks;
 
 pub use app::{AppState, app, serve};

@@ -187,6 +187,12 @@ pub fn agent_key_label(key_id: &str) -> String {
     format!("agent_key:{key_id}")
 }
 
+/// What a webhook endpoint's sealed secret is bound to (a sealed secret copied to another
+/// endpoint's row does not open).
+pub fn webhook_secret_label(endpoint_id: i64) -> String {
+    format!("webhook:{endpoint_id}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,8 @@ use serde_json::json;
 use sqlx::{Column, Row};
 use web_support::WebServer;
 
-/// Every table whose rows are inventory, history or derived from them (bookkeeping such as the
+/// Every table whose rows are inventory, history or derived from them, and the webhook endpoints
+/// with their queued events and delivery log (bookkeeping such as the
 /// audit log, sessions and nonces may change on a read).
 const DOMAIN_TABLES: &[&str] = &[
     "assets",
@@ -25,6 +26,9 @@ const DOMAIN_TABLES: &[&str] = &[
     "snapshot_members",
     "asset_versions",
     "managed_values",
+    "webhook_endpoints",
+    "webhook_outbox",
+    "webhook_deliveries",
 ];
 
 /// (rows, checksum) of every domain table: each row rendered as text, sorted, hashed.
@@ -74,6 +78,15 @@ async fn every_get_route_leaves_domain_tables_unchanged(backend: Backend) {
     let token = cmdb_server::auth::create_token(server.db.writer(), "reader-test", cmdb_server::auth::Role::Admin)
         .await
         .expect("token");
+    // A webhook endpoint (no dispatcher runs here), so the writes below queue events.
+    let endpoint = cmdb_server::service::webhooks::NewEndpoint {
+        url: "http://127.0.0.1:9/hooks".to_owned(),
+        secret: "reader-test-secret-0123".to_owned(),
+        events: vec!["change".to_owned(), "asset".to_owned()],
+    };
+    cmdb_server::service::webhooks::create(&server.db, server.state.keys.secret_key(), &endpoint, "test")
+        .await
+        .expect("endpoint");
     let id = server.ingest(&report("web-01.example.com")).await;
     server.ingest(&report("db-01.example.com")).await;
     let mut admin = server.login("admin").await;
@@ -98,6 +111,7 @@ async fn every_get_route_leaves_domain_tables_unchanged(backend: Backend) {
     let past = today - chrono::Duration::days(3);
     let before = fingerprint(&server.db).await;
     assert!(before.iter().any(|(t, n, _)| t == "snapshots" && *n == 1), "{before:?}");
+    assert!(before.iter().any(|(t, n, _)| t == "webhook_outbox" && *n > 0), "{before:?}");
 
     let (_, paths) = cmdb_server::app::app_with_paths(server.state.clone());
     assert!(paths.len() >= 40, "the router lists its routes: {paths:?}");

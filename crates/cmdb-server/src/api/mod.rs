@@ -5,6 +5,7 @@ pub mod openapi;
 pub mod record;
 pub mod stocktakes;
 pub mod strict_query;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Instant;

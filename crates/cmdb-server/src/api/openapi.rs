@@ -66,6 +66,7 @@ fn list_item_schema() -> Value {
         (name = "lists", description = "Managed lists of IDC, business unit and tag values."),
         (name = "fields", description = "Custom fields of the asset record (the finance set among them)."),
         (name = "stocktakes", description = "The physical count: open, scan, close, report."),
+        (name = "webhooks", description = "Endpoints that receive signed events (admins)."),
         (name = "meta", description = "This document."),
     ),
     paths(
@@ -90,6 +91,10 @@ fn list_item_schema() -> Value {
         crate::api::stocktakes::add_sighting,
         crate::api::stocktakes::close_stocktake,
         crate::api::stocktakes::stocktake_report,
+        crate::api::webhooks::list_webhooks,
+        crate::api::webhooks::create_webhook,
+        crate::api::webhooks::delete_webhook,
+        crate::api::webhooks::list_deliveries,
         crate::api::asset_changes,
         crate::api::change_feed,
         crate::api::errors,
@@ -130,6 +135,9 @@ fn list_item_schema() -> Value {
         crate::service::import::LineError,
         crate::service::import::LineResult,
         crate::service::collection_errors::CollectionError,
+        crate::service::webhooks::Endpoint,
+        crate::service::webhooks::NewEndpoint,
+        crate::service::webhooks::Delivery,
     )),
 )]
 struct ApiDoc;
@@ -359,6 +367,7 @@ mod tests {
             include_str!("audit.rs"),
             include_str!("record.rs"),
             include_str!("stocktakes.rs"),
+            include_str!("webhooks.rs"),
         ];
         let mut routed: Vec<_> =
             sources.iter().flat_map(|s| routes(s)).filter(|(_, path, _)| path.starts_with("/api/v1")).collect();

@@ -890,6 +890,7 @@ pub async fn register(db: &Db, source: &str, fields: Map<String, Value>) -> Resu
     let mut tx = db.begin_write().await?;
     let id = register_in(&mut tx, db.backend(), &lists, source, fields).await?;
     tx.commit().await?;
+    crate::store::outbox::wake();
     Ok(id)
 }
 
@@ -937,6 +938,7 @@ pub async fn patch_business(db: &Db, id: i64, source: &str, patch: &Map<String, 
     let mut tx = db.begin_write().await?;
     let changes = patch_business_in(&mut tx, db.backend(), &lists, id, source, patch).await?;
     tx.commit().await?;
+    crate::store::outbox::wake();
     Ok(changes)
 }
 

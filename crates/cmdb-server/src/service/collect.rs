@@ -151,6 +151,8 @@ pub async fn record_withheld(db: &Db, withheld: &[Withheld]) -> Result<(), Servi
         if seen.is_some() {
             continue;
         }
+        // The error and its webhook event, in one transaction.
+        let mut tx = db.begin_write().await?;
         sqlx::query(
             "INSERT INTO collection_errors (asset_id, report_id, hostname, source, section, message, collected_at, recorded_at) \
              VALUES ($1, NULL, $2, 'collect-targets', 'address', $3, NULL, $4)",
@@ -159,8 +161,28 @@ pub async fn record_withheld(db: &Db, withheld: &[Withheld]) -> Result<(), Servi
         .bind(item.hostname.clone())
         .bind(item.reason.clone())
         .bind(now)
-        .execute(db.writer())
+        .execute(&mut *tx)
         .await?;
+        let event_id = crate::store::outbox::new_event_id();
+        crate::store::outbox::insert(&crate::store::outbox::OutboxEvent {
+            kind: crate::store::outbox::EventKind::CollectionError,
+            event_id: &event_id,
+            asset_id: item.asset_id,
+            changes: None,
+            payload: Some(serde_json::json!({
+                "report_id": null,
+                "hostname": item.hostname,
+                "source": "collect-targets",
+                "collected_at": null,
+                "errors": [{"section": "address", "message": item.reason}],
+            })),
+            now,
+        })
+        .query()
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        crate::store::outbox::wake();
         tracing::warn!(asset_id = item.asset_id, reason = %item.reason, "collect target withheld");
     }
     Ok(())

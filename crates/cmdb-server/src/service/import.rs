@@ -707,6 +707,7 @@ pub async fn import(
         }
     }
     tx.commit().await.map_err(|e| early(e.into()))?;
+    crate::store::outbox::wake();
     let counts: BTreeMap<&str, usize> = results.iter().fold(BTreeMap::new(), |mut m, r| {
         *m.entry(r.action).or_insert(0) += 1;
         m

@@ -24,6 +24,7 @@
 //! - [`collect`]: the hosts collectors should reach.
 //! - [`audit_log`]: who did what (logins, exports, admin actions).
 //! - [`verify`]: every asset's history replays to exactly its stored state.
+//! - [`webhooks`]: the endpoints admins register for events, and their delivery log.
 //!
 //! Architecture invariant: nothing in `service` depends on `api`, `web` or `app`, or names an HTTP
 //! status (checked by `tests/architecture.rs`).
@@ -49,6 +50,7 @@ pub mod sheet;
 pub mod stocktakes;
 pub mod time;
 pub mod verify;
+pub mod webhooks;
 
 pub use error::ServiceError;
 pub use time::{AsOf, AuditPeriod, Calendar};

@@ -83,6 +83,7 @@ pub async fn delete(db: &Db, id: i64, source: &str) -> Result<RecordOutcome, Ser
     let ops = identity_ops(&state, &next);
     write_ops(&mut tx, db.backend(), id, &mut state, &ops, source).await?;
     tx.commit().await?;
+    crate::store::outbox::wake();
     tracing::info!(asset_id = id, source, "asset deleted");
     Ok(RecordOutcome { asset_id: id, merged: None, changes: ops.len() })
 }
@@ -113,6 +114,7 @@ pub async fn restore(db: &Db, id: i64, source: &str) -> Result<RecordOutcome, Se
     let ops = identity_ops(&state, &next);
     write_ops(&mut tx, db.backend(), id, &mut state, &ops, source).await?;
     tx.commit().await?;
+    crate::store::outbox::wake();
     tracing::info!(asset_id = id, source, "asset restored");
     Ok(RecordOutcome { asset_id: id, merged: None, changes: ops.len() })
 }
@@ -182,6 +184,7 @@ pub async fn merge(db: &Db, into: i64, from: i64, source: &str) -> Result<Record
     write_ops(&mut tx, backend, into, &mut survivor_state, &survivor_ops, source).await?;
     write_ops(&mut tx, backend, from, &mut other_state, &other_ops, source).await?;
     tx.commit().await?;
+    crate::store::outbox::wake();
     tracing::info!(into, from, source, "assets merged");
     Ok(RecordOutcome { asset_id: into, merged: Some(from), changes: survivor_ops.len() + other_ops.len() })
 }

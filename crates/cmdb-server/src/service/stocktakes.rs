@@ -560,13 +560,32 @@ pub async fn close(db: &Db, id: i64, actor: &str, is_admin: bool) -> Result<Stoc
     .bind(opened_at)
     .execute(&mut *tx)
     .await?;
+    let now = now_us();
     sqlx::query("UPDATE stocktakes SET closed_at = $1, closed_by = $2 WHERE id = $3")
-        .bind(now_us())
+        .bind(now)
         .bind(actor.to_owned())
         .bind(id)
         .execute(&mut *tx)
         .await?;
+    // The webhook event, queued in the same transaction as the close.
+    let event_id = crate::store::outbox::new_event_id();
+    crate::store::outbox::insert(&crate::store::outbox::OutboxEvent {
+        kind: crate::store::outbox::EventKind::StocktakeClosed,
+        event_id: &event_id,
+        asset_id: 0,
+        changes: None,
+        payload: Some(serde_json::json!({
+            "stocktake_id": id,
+            "closed_by": actor,
+            "closed_at": crate::db::from_us(now),
+        })),
+        now,
+    })
+    .query()
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
+    crate::store::outbox::wake();
     tracing::info!(stocktake = id, actor, "stocktake closed");
     get(db, id).await
 }

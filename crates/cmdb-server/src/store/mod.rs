@@ -5,6 +5,7 @@
 //! the replay of its `changes` rows; they are only ever written by [`write_state`], which the
 //! callers invoke with exactly the changes they insert in the same transaction.
 
+pub mod outbox;
 pub mod sql;
 pub mod summary;
 
@@ -380,6 +381,9 @@ pub struct ChainLink {
     /// The feed's txid offset (see [`FEED_TXID_OFFSET`]), read in the same round trip so that
     /// the insert carries it as a constant.
     pub txid_offset: i64,
+    /// How many enabled webhook endpoints receive change or asset events, read in the same round
+    /// trip: with none, [`insert_changes`] queues no event (and sends no statement for it).
+    pub subscribers: i64,
 }
 
 /// Reads asset `asset_id`'s chain head and reserves ids for `count` new records, in one round
@@ -392,8 +396,11 @@ pub async fn chain_link(
     asset_id: i64,
     count: usize,
 ) -> Result<ChainLink, sqlx::Error> {
-    let head =
-        concat!("(SELECT hash FROM changes WHERE asset_id = $1 ORDER BY id DESC LIMIT 1), ", feed_txid_offset_sql!());
+    let head = format!(
+        "(SELECT hash FROM changes WHERE asset_id = $1 ORDER BY id DESC LIMIT 1), {}, {}",
+        feed_txid_offset_sql!(),
+        outbox::SUBSCRIBED_TO_CHANGES_SQL
+    );
     match backend {
         Backend::Sqlite => {
             // AUTOINCREMENT's counter: never below any id used, and it follows explicit ids.
@@ -408,6 +415,7 @@ pub async fn chain_link(
                 ids: (1..=count as i64).map(|n| last + n).collect(),
                 previous: row.try_get(1)?,
                 txid_offset: row.try_get(2)?,
+                subscribers: row.try_get(3)?,
             })
         }
         Backend::Postgres => {
@@ -420,11 +428,11 @@ pub async fn chain_link(
             .await?;
             let mut ids = rows.iter().map(|row| row.try_get(0)).collect::<Result<Vec<i64>, _>>()?;
             ids.sort_unstable();
-            let (previous, txid_offset) = match rows.first() {
-                Some(row) => (row.try_get(1)?, row.try_get(2)?),
-                None => (None, 0),
+            let (previous, txid_offset, subscribers) = match rows.first() {
+                Some(row) => (row.try_get(1)?, row.try_get(2)?, row.try_get(3)?),
+                None => (None, 0, 0),
             };
-            Ok(ChainLink { ids, previous, txid_offset })
+            Ok(ChainLink { ids, previous, txid_offset, subscribers })
         }
     }
 }
@@ -454,7 +462,10 @@ fn chained<'a>(
 }
 
 /// Appends change records (history first: callers insert changes before writing the state), with
-/// the ids and chain head `link` reserved for them ([`chain_link`] with `ops.len()`).
+/// the ids and chain head `link` reserved for them ([`chain_link`] with `ops.len()`), and queues
+/// their webhook events in the same batch: one `change` event carrying the records, and an
+/// `asset` event when the write created, deleted, restored or merged the asset
+/// ([`outbox::asset_action`]). Every write of changes comes here, so none is left out.
 pub fn insert_changes(
     batch: &mut Batch,
     backend: Backend,
@@ -510,6 +521,24 @@ pub fn insert_changes(
                 .bind(prev.clone());
         });
         batch.push(q);
+    }
+    if link.subscribers > 0
+        && let (Some(first), Some(last)) = (link.ids.first(), link.ids.last())
+    {
+        let mut events = vec![(outbox::EventKind::Change, None)];
+        if let Some(action) = outbox::asset_action(link.previous.is_none(), ops) {
+            events.push((outbox::EventKind::Asset, Some(serde_json::json!({ "action": action }))));
+        }
+        for (kind, payload) in events {
+            batch.push(outbox::insert(&outbox::OutboxEvent {
+                kind,
+                event_id: &outbox::new_event_id(),
+                asset_id: context.asset_id,
+                changes: Some((*first, *last)),
+                payload,
+                now: context.recorded_at,
+            }));
+        }
     }
     Ok(())
 }

@@ -125,10 +125,16 @@ impl Sql {
     /// Appends `other` as a further statement, renumbering its placeholders after ours (SQLite
     /// numbers `$N` across every statement of one query).
     fn append_statement(&mut self, other: &Sql) {
-        let offset = self.params.len();
         if !self.text.is_empty() {
             self.text.push_str(";\n");
         }
+        self.append(other);
+    }
+
+    /// Appends `other`'s text and parameters, renumbering its placeholders after ours (to build
+    /// one statement of two, as a `WITH` clause and the statement it precedes).
+    pub fn append(&mut self, other: &Sql) -> &mut Self {
+        let offset = self.params.len();
         // Only our own literals are ever in the text, and none holds a `$`, so every `$` starts a
         // placeholder.
         let mut rest = other.text.as_str();
@@ -142,6 +148,7 @@ impl Sql {
         }
         self.text.push_str(rest);
         self.params.extend(other.params.iter().cloned());
+        self
     }
 
     /// The SQL text (for tests and logs).

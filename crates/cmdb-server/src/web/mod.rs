@@ -142,6 +142,8 @@ pub fn router(state: Arc<AppState>) -> crate::routing::Routes {
         .route("/admin/keys/revoke", post(pages::admin::revoke_key))
         .route("/admin/tokens", get(pages::admin::tokens).post(pages::admin::create_token))
         .route("/admin/tokens/revoke", post(pages::admin::revoke_token))
+        .route("/admin/webhooks", get(pages::admin::webhooks).post(pages::admin::create_webhook))
+        .route("/admin/webhooks/delete", post(pages::admin::delete_webhook))
         .route("/admin/audit", get(pages::admin::audit))
         .with_state(web);
     let pages = pages.map(|mut router| {

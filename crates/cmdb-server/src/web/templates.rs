@@ -40,6 +40,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("admin_keys.html", include_str!("../../templates/admin_keys.html")),
     ("admin_tokens.html", include_str!("../../templates/admin_tokens.html")),
     ("admin_audit.html", include_str!("../../templates/admin_audit.html")),
+    ("admin_webhooks.html", include_str!("../../templates/admin_webhooks.html")),
     ("error.html", include_str!("../../templates/error.html")),
     ("api_docs.html", include_str!("../../templates/api_docs.html")),
 ];

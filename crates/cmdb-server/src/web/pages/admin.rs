@@ -1,4 +1,5 @@
-//! Administration in the UI (admins only): users, agent keys, API tokens, and the audit log.
+//! Administration in the UI (admins only): users, agent keys, API tokens, webhooks, and the audit
+//! log.
 //!
 //! A new secret (generated password, agent secret, token) is shown once, on the page that answers
 //! the form, with `Cache-Control: no-store`; the database keeps only hashes of passwords and tokens.
@@ -14,6 +15,8 @@ use super::{CurrentUser, Layout, Posted, parse_query};
 use crate::admin::{self as keys_admin, KeyInfo, TokenInfo};
 use crate::auth::{self, KeyScope, Role};
 use crate::service::audit_log::{self as audit, AuditQuery, Entry};
+use crate::service::webhooks;
+use crate::store::outbox::EventKind;
 use crate::web::error::WebError;
 use crate::web::users::{self, User};
 use crate::web::{WebState, templates};
@@ -440,4 +443,103 @@ pub async fn audit(
     });
     let page = AuditPage { layout: user.layout(&state, "admin"), params, entries, next };
     Ok(templates::render("admin_audit.html", &page)?.into_response())
+}
+
+#[derive(Serialize)]
+struct WebhooksPage {
+    layout: Layout,
+    endpoints: Vec<webhooks::Endpoint>,
+    deliveries: Vec<webhooks::Delivery>,
+    kinds: Vec<&'static str>,
+}
+
+/// Delivery attempts the webhooks page lists.
+const DELIVERIES_SHOWN: i64 = 100;
+
+/// `GET /admin/webhooks`: the endpoints, their state and the latest delivery attempts.
+pub async fn webhooks(State(state): State<Arc<WebState>>, user: CurrentUser) -> Result<Response, WebError> {
+    user.require(Role::Admin)?;
+    let db = &state.app.db;
+    let page = WebhooksPage {
+        layout: user.layout(&state, "admin"),
+        endpoints: webhooks::list(db).await?,
+        deliveries: webhooks::deliveries(db, None, DELIVERIES_SHOWN).await?,
+        kinds: EventKind::ALL.iter().map(|kind| kind.as_str()).collect(),
+    };
+    Ok(templates::render("admin_webhooks.html", &page)?.into_response())
+}
+
+/// The new-webhook form: one checkbox per event kind.
+#[derive(Deserialize)]
+pub struct NewWebhookForm {
+    #[serde(default)]
+    url: String,
+    #[serde(default)]
+    secret: String,
+    event_change: Option<String>,
+    event_collection_error: Option<String>,
+    event_stocktake_closed: Option<String>,
+    event_asset: Option<String>,
+}
+
+impl std::fmt::Debug for NewWebhookForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewWebhookForm").field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+/// `POST /admin/webhooks`: registers an endpoint.
+pub async fn create_webhook(
+    State(state): State<Arc<WebState>>,
+    posted: Posted<NewWebhookForm>,
+) -> Result<Response, WebError> {
+    let user = &posted.user;
+    user.require(Role::Admin)?;
+    let form = &posted.form;
+    let events = [
+        (&form.event_change, EventKind::Change),
+        (&form.event_collection_error, EventKind::CollectionError),
+        (&form.event_stocktake_closed, EventKind::StocktakeClosed),
+        (&form.event_asset, EventKind::Asset),
+    ]
+    .into_iter()
+    .filter(|(checked, _)| checked.is_some())
+    .map(|(_, kind)| kind.as_str().to_owned())
+    .collect();
+    let new = webhooks::NewEndpoint { url: form.url.clone(), secret: form.secret.clone(), events };
+    let created = webhooks::create(&state.app.db, state.app.keys.secret_key(), &new, &user.session.name).await?;
+    audit::record_from(
+        &state.app.db,
+        &user.session.name,
+        "webhook.create",
+        &format!("endpoint {} {} ({})", created.id, created.url, created.events.join(", ")),
+        user.client_ip.as_deref(),
+    )
+    .await?;
+    Ok(Redirect::to("/admin/webhooks").into_response())
+}
+
+/// The delete-webhook form.
+#[derive(Debug, Deserialize)]
+pub struct DeleteWebhookForm {
+    id: i64,
+}
+
+/// `POST /admin/webhooks/delete`.
+pub async fn delete_webhook(
+    State(state): State<Arc<WebState>>,
+    posted: Posted<DeleteWebhookForm>,
+) -> Result<Response, WebError> {
+    let user = &posted.user;
+    user.require(Role::Admin)?;
+    let url = webhooks::delete(&state.app.db, posted.form.id).await?;
+    audit::record_from(
+        &state.app.db,
+        &user.session.name,
+        "webhook.delete",
+        &format!("endpoint {} {url}", posted.form.id),
+        user.client_ip.as_deref(),
+    )
+    .await?;
+    Ok(Redirect::to("/admin/webhooks").into_response())
 }

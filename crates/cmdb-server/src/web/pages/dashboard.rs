@@ -143,6 +143,8 @@ struct DashboardPage {
     stale: Vec<StaleHost>,
     errors: Vec<CollectionError>,
     warranties: Vec<dashboard::WarrantyEnding>,
+    /// Webhook endpoints whose delivery gave up (admins only; empty for anyone else).
+    webhooks_given_up: Vec<crate::service::webhooks::Endpoint>,
 }
 
 /// `GET /`.
@@ -161,6 +163,8 @@ pub async fn page(
     let errors = collection_errors::list(db, &ErrorFilter::default(), 10).await?;
     let today = state.app.calendar.today(Utc::now());
     let warranties = dashboard::warranties_ending(db, today, WARRANTY_DAYS, 50).await?;
+    let webhooks_given_up =
+        if user.session.role >= Role::Admin { crate::service::webhooks::given_up(db).await? } else { Vec::new() };
     let page = DashboardPage {
         layout: user.layout(&state, "dashboard"),
         figures,
@@ -172,6 +176,7 @@ pub async fn page(
         stale,
         errors,
         warranties,
+        webhooks_given_up,
     };
     Ok(templates::render("dashboard.html", &page)?.into_response())
 }
