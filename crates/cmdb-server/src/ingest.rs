@@ -647,17 +647,16 @@ async fn decide(
                 .bind(now);
         });
         // The report's errors as one webhook event, queued with them.
-        let event_id = store::outbox::new_event_id();
-        let payload = serde_json::json!({
-            "report_id": report_id,
-            "hostname": report.host.hostname,
-            "source": source,
-            "collected_at": report.collected_at,
-            "errors": errors.iter().map(|(section, message)| serde_json::json!({"section": section, "message": message})).collect::<Vec<_>>(),
-        });
+        let listed: Vec<(&str, &str)> = errors.iter().map(|(s, m)| (s.as_str(), m.as_str())).collect();
+        let payload = store::outbox::collection_error_payload(
+            Some(&report_id),
+            &report.host.hostname,
+            source,
+            Some(report.collected_at),
+            &listed,
+        );
         let event = store::outbox::insert(&store::outbox::OutboxEvent {
             kind: store::outbox::EventKind::CollectionError,
-            event_id: &event_id,
             asset_id,
             changes: None,
             payload: Some(payload),

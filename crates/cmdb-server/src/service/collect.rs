@@ -163,19 +163,17 @@ pub async fn record_withheld(db: &Db, withheld: &[Withheld]) -> Result<(), Servi
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        let event_id = crate::store::outbox::new_event_id();
         crate::store::outbox::insert(&crate::store::outbox::OutboxEvent {
             kind: crate::store::outbox::EventKind::CollectionError,
-            event_id: &event_id,
             asset_id: item.asset_id,
             changes: None,
-            payload: Some(serde_json::json!({
-                "report_id": null,
-                "hostname": item.hostname,
-                "source": "collect-targets",
-                "collected_at": null,
-                "errors": [{"section": "address", "message": item.reason}],
-            })),
+            payload: Some(crate::store::outbox::collection_error_payload(
+                None,
+                &item.hostname,
+                "collect-targets",
+                None,
+                &[("address", &item.reason)],
+            )),
             now,
         })
         .query()

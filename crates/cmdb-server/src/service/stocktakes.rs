@@ -568,10 +568,8 @@ pub async fn close(db: &Db, id: i64, actor: &str, is_admin: bool) -> Result<Stoc
         .execute(&mut *tx)
         .await?;
     // The webhook event, queued in the same transaction as the close.
-    let event_id = crate::store::outbox::new_event_id();
     crate::store::outbox::insert(&crate::store::outbox::OutboxEvent {
         kind: crate::store::outbox::EventKind::StocktakeClosed,
-        event_id: &event_id,
         asset_id: 0,
         changes: None,
         payload: Some(serde_json::json!({

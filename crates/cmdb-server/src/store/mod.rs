@@ -532,7 +532,6 @@ pub fn insert_changes(
         for (kind, payload) in events {
             batch.push(outbox::insert(&outbox::OutboxEvent {
                 kind,
-                event_id: &outbox::new_event_id(),
                 asset_id: context.asset_id,
                 changes: Some((*first, *last)),
                 payload,

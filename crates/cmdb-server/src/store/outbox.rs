@@ -77,17 +77,15 @@ pub async fn committed() {
 
 /// A new idempotency id (the same for every endpoint and every attempt of the event); also the
 /// nonce of the signed delivery, so it fits the nonce's alphabet and length.
-pub fn new_event_id() -> String {
+fn new_event_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
 /// One event to queue.
 #[derive(Debug, Clone)]
-pub struct OutboxEvent<'a> {
+pub struct OutboxEvent {
     /// Its kind.
     pub kind: EventKind,
-    /// Its idempotency id ([`new_event_id`]).
-    pub event_id: &'a str,
     /// The asset it is about (0: none).
     pub asset_id: i64,
     /// The change records it carries (first and last id), for change and asset events.
@@ -98,12 +96,13 @@ pub struct OutboxEvent<'a> {
     pub now: i64,
 }
 
-/// The statement that queues `event` for every enabled endpoint subscribed to its kind.
-pub fn insert(event: &OutboxEvent<'_>) -> Sql {
+/// The statement that queues `event`, under a new idempotency id, for every enabled endpoint
+/// subscribed to its kind.
+pub fn insert(event: &OutboxEvent) -> Sql {
     let mut q = Sql::new(
         "INSERT INTO webhook_outbox (endpoint_id, event_id, kind, asset_id, first_change_id, last_change_id, payload, created_at, next_attempt_at) SELECT id, ",
     );
-    q.bind(event.event_id)
+    q.bind(new_event_id())
         .push(", ")
         .bind(event.kind.as_str())
         .push(", ")
@@ -122,6 +121,24 @@ pub fn insert(event: &OutboxEvent<'_>) -> Sql {
         .push(event.kind.column())
         .push(" = 1 ORDER BY id");
     q
+}
+
+/// The payload of a `collection_error` event: the errors of one report (or of a collect target
+/// withheld, without a report), each `{"section", "message"}`.
+pub fn collection_error_payload(
+    report_id: Option<&str>,
+    hostname: &str,
+    source: &str,
+    collected_at: Option<chrono::DateTime<chrono::Utc>>,
+    errors: &[(&str, &str)],
+) -> Value {
+    serde_json::json!({
+        "report_id": report_id,
+        "hostname": hostname,
+        "source": source,
+        "collected_at": collected_at,
+        "errors": errors.iter().map(|(section, message)| serde_json::json!({"section": section, "message": message})).collect::<Vec<_>>(),
+    })
 }
 
 /// What a write of `ops` did to its asset, as an `asset` event's action: `created` (the asset's
