@@ -309,7 +309,9 @@ pub async fn authenticate(db: &Db, name: &str, password: &str) -> Result<Option<
         verify_password(&DUMMY_HASH, checked).await?;
         return Ok(None);
     }
-    let hash: String = row.try_get(8)?;
+    // A directory account's stored '!' would fail at once, so its refusal would be quicker than a
+    // wrong password's and tell the name is a directory account: it costs a real check too.
+    let hash: String = if user.directory { DUMMY_HASH.clone() } else { row.try_get(8)? };
     let valid = verify_password(&hash, password).await?;
     if !valid || user.disabled_at.is_some() || user.directory {
         return Ok(None);
