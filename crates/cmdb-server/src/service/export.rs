@@ -506,16 +506,24 @@ fn write_cell(
     sheet: &mut rust_xlsxwriter::Worksheet,
     row: u32,
     col: u16,
-    cell: &Cell,
+    cell: Cell,
     tz: Tz,
     time: &Format,
 ) -> Result<(), ServiceError> {
+    // Cells are taken by value: the workbook keeps each text, so a borrowed one would be copied once more.
     match cell {
         Cell::Empty => {}
         Cell::Text(text) => {
-            // A length in bytes bounds the length in characters: count only long texts.
-            if text.len() > MAX_CELL_CHARS && text.chars().count() > MAX_CELL_CHARS {
-                let cut: String = text.chars().take(MAX_CELL_CHARS - 20).collect();
+            // Excel counts UTF-16 units, and a length in bytes bounds that count: count only long texts.
+            if text.len() > MAX_CELL_CHARS && text.encode_utf16().count() > MAX_CELL_CHARS {
+                let mut units = 0;
+                let cut: String = text
+                    .chars()
+                    .take_while(|c| {
+                        units += c.len_utf16();
+                        units <= MAX_CELL_CHARS - 20
+                    })
+                    .collect();
                 sheet.write_string(row, col, format!("{cut} [cut: see CSV]")).map_err(xlsx_error)?;
             } else {
                 sheet.write_string(row, col, text).map_err(xlsx_error)?;
@@ -523,13 +531,13 @@ fn write_cell(
         }
         // Excel numbers are doubles: exact up to 2^53, far beyond any count or byte size here.
         Cell::Int(n) => {
-            sheet.write_number(row, col, *n as f64).map_err(xlsx_error)?;
+            sheet.write_number(row, col, n as f64).map_err(xlsx_error)?;
         }
         Cell::Number(n) => {
-            sheet.write_number(row, col, *n).map_err(xlsx_error)?;
+            sheet.write_number(row, col, n).map_err(xlsx_error)?;
         }
         Cell::Bool(b) => {
-            sheet.write_boolean(row, col, *b).map_err(xlsx_error)?;
+            sheet.write_boolean(row, col, b).map_err(xlsx_error)?;
         }
         Cell::Time(t) => {
             // The wall-clock time in the zone, as a person there reads it.
@@ -625,13 +633,13 @@ impl Book {
         Ok(())
     }
 
-    fn row(&mut self, t: usize, cells: &[Cell]) -> Result<(), ServiceError> {
+    fn row(&mut self, t: usize, cells: impl IntoIterator<Item = Cell>) -> Result<(), ServiceError> {
         if self.tables[t].next_row >= MAX_SHEET_ROWS {
             self.new_sheet(t)?;
         }
         let (index, row) = (self.tables[t].sheet, self.tables[t].next_row);
         let sheet = self.workbook.worksheet_from_index(index).map_err(xlsx_error)?;
-        for (col, cell) in cells.iter().enumerate() {
+        for (col, cell) in cells.into_iter().enumerate() {
             write_cell(sheet, row, u16::try_from(col).unwrap_or(u16::MAX), cell, self.tz, &self.time)?;
         }
         self.tables[t].next_row += 1;
@@ -694,7 +702,7 @@ pub async fn items_xlsx(db: &Db, items: &[AssetListItem], tz: Tz) -> Result<Vec<
     book.plain = custom.keys();
     let table = book.table("Assets", &custom.headers(list_headers()))?;
     for item in items {
-        book.row(table, &list_cells(item, &custom))?;
+        book.row(table, list_cells(item, &custom))?;
     }
     book.finish()
 }
@@ -1019,7 +1027,7 @@ fn write_sheets(
             }
             Rows::Changes(rows) => (change_table, rows),
         };
-        for cells in &rows {
+        for cells in rows {
             book.row(table, cells)?;
         }
     }
@@ -1147,7 +1155,7 @@ fn finish_audit_workbook(
     for (row, (label, value)) in lines.iter().enumerate() {
         let row = row as u32;
         about.write_string_with_format(row, 0, *label, &bold).map_err(xlsx_error)?;
-        write_cell(about, row, 1, value, tz, &book.time)?;
+        write_cell(about, row, 1, value.clone(), tz, &book.time)?;
     }
     about.set_column_width(0, 34).map_err(xlsx_error)?;
     about.set_column_width(1, 100).map_err(xlsx_error)?;
@@ -1167,7 +1175,7 @@ pub async fn import_template(db: &Db, tz: Tz) -> Result<Vec<u8>, ServiceError> {
     book.table("Import", &keys)?;
     let help = book.table("Columns", &["column", "holds"])?;
     for (key, what) in &columns {
-        book.row(help, &[Cell::Text(key.clone()), Cell::Text(what.clone())])?;
+        book.row(help, [Cell::Text(key.clone()), Cell::Text(what.clone())])?;
     }
     book.finish()
 }
@@ -1201,7 +1209,7 @@ pub fn stocktake_report(stocktake: &crate::service::stocktakes::Stocktake, tz: T
         ("Seen by collection only", Cell::Int(c.seen_by_collection_only)),
     ];
     for (label, value) in lines {
-        book.row(summary, &[text(label), value])?;
+        book.row(summary, [text(label), value])?;
     }
     let item_headers = ["asset_id", "hostname", "asset_tag", "serial", "idc", "cabinet", "cabinet_u"];
     let item_cells = |i: &crate::service::stocktakes::Item| {
@@ -1233,7 +1241,7 @@ pub fn stocktake_report(stocktake: &crate::service::stocktakes::Stocktake, tz: T
     for (sheet, status) in [("Verified", "verified"), ("Missing", "missing")] {
         let table = book.table(sheet, &item_headers)?;
         for item in stocktake.items.iter().filter(|i| i.status == status) {
-            book.row(table, &item_cells(item))?;
+            book.row(table, item_cells(item))?;
         }
     }
     // Moved: where the record said, and where it was seen (its first sighting).
@@ -1242,17 +1250,39 @@ pub fn stocktake_report(stocktake: &crate::service::stocktakes::Stocktake, tz: T
         let first = stocktake.sightings.iter().find(|s| s.asset_id == Some(item.asset_id) && s.outcome == "moved");
         let mut cells = item_cells(item);
         cells.extend(first.map(sighting_cells).unwrap_or_default());
-        book.row(moved, &cells)?;
+        book.row(moved, cells)?;
     }
     let unexpected = book.table("Unexpected", &[&sighting_headers[..], &["outcome"][..]].concat())?;
     for s in stocktake.sightings.iter().filter(|s| s.outcome == "unexpected" || s.outcome == "unknown") {
         let mut cells = sighting_cells(s);
         cells.push(Cell::Text(s.outcome.clone()));
-        book.row(unexpected, &cells)?;
+        book.row(unexpected, cells)?;
     }
     let collection = book.table("Collection only", &item_headers)?;
     for item in stocktake.items.iter().filter(|i| i.status == "missing" && i.reported) {
-        book.row(collection, &item_cells(item))?;
+        book.row(collection, item_cells(item))?;
     }
     book.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use calamine::{Data, Reader, open_workbook_auto_from_rs};
+
+    /// Excel's cell limit counts UTF-16 units: a text of 20,000 characters outside the Basic
+    /// Multilingual Plane (40,000 units) is cut, not refused (which failed the whole export).
+    #[test]
+    fn a_text_over_the_cell_limit_in_utf16_units_is_cut() {
+        let mut book = Book::new(Tz::UTC);
+        let table = book.table("Sheet", &["text"]).expect("table");
+        book.row(table, [Cell::Text("🖥".repeat(20_000))]).expect("the row is written");
+        let bytes = book.finish().expect("the workbook is written");
+        let mut read = open_workbook_auto_from_rs(std::io::Cursor::new(bytes)).expect("it reads back");
+        let range = read.worksheet_range("Sheet").expect("the sheet");
+        let Some(Data::String(text)) = range.get_value((1, 0)) else { panic!("no text cell") };
+        assert!(text.ends_with(" [cut: see CSV]"), "{}", &text[text.len() - 40..]);
+        assert!(text.encode_utf16().count() <= MAX_CELL_CHARS);
+        assert!(text.starts_with("🖥🖥"));
+    }
 }
