@@ -228,6 +228,9 @@ fn assert_typed_workbook(xlsx: &[u8], hosts: usize, digest: &str) {
             "sheet {index}: frozen header"
         );
         assert!(xml.contains("<autoFilter ref=\"A1:"), "sheet {index}: autofilter");
+        // Columns are as wide as their headers (at least 12 characters), not Excel's default 8.43.
+        assert!(xml.contains("<cols><col min=\"1\""), "sheet {index}: column widths");
+        assert!(!xml.contains("width=\"8.") && xml.contains("customWidth=\"1\""), "sheet {index}: column widths");
     }
 }
 

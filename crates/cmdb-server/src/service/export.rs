@@ -624,7 +624,6 @@ impl Book {
         sheet.set_name(&name).map_err(xlsx_error)?;
         for (col, header) in table.headers.iter().enumerate() {
             let col = u16::try_from(col).unwrap_or(u16::MAX);
-            sheet.set_column_width(col, (header.len() as f64 + 2.0).max(12.0)).map_err(xlsx_error)?;
             sheet.write_string_with_format(0, col, header, &self.header).map_err(xlsx_error)?;
         }
         sheet.set_freeze_panes(1, 0).map_err(xlsx_error)?;
@@ -646,20 +645,27 @@ impl Book {
         Ok(())
     }
 
-    /// Puts an autofilter over every table sheet's rows (its header row is frozen already).
-    fn filter_tables(&mut self) -> Result<(), ServiceError> {
+    /// Puts an autofilter over every table sheet's rows (its header row is frozen already) and
+    /// sizes its columns to their headers. The widths are set only now, after the rows: a sheet
+    /// with column settings looks each of its cells' columns up in a hash map as it is written,
+    /// a second of CPU in a large audit workbook; the widths are written at save either way.
+    fn finish_tables(&mut self) -> Result<(), ServiceError> {
         for table in &self.tables {
             let last_col = u16::try_from(table.headers.len().saturating_sub(1)).unwrap_or(u16::MAX);
             for &(index, rows) in table.full.iter().chain([(table.sheet, table.next_row)].iter()) {
                 let sheet = self.workbook.worksheet_from_index(index).map_err(xlsx_error)?;
                 sheet.autofilter(0, 0, rows.saturating_sub(1), last_col).map_err(xlsx_error)?;
+                for (col, header) in table.headers.iter().enumerate() {
+                    let col = u16::try_from(col).unwrap_or(u16::MAX);
+                    sheet.set_column_width(col, (header.len() as f64 + 2.0).max(12.0)).map_err(xlsx_error)?;
+                }
             }
         }
         Ok(())
     }
 
     fn finish(mut self) -> Result<Vec<u8>, ServiceError> {
-        self.filter_tables()?;
+        self.finish_tables()?;
         self.workbook.save_to_buffer().map_err(xlsx_error)
     }
 
@@ -667,7 +673,7 @@ impl Book {
     /// files, so nothing holds the whole workbook in memory). Compression level 1: a large
     /// workbook is mostly compression time at the default level, for a file only a little smaller.
     fn finish_to(&mut self, file: &tempfile::NamedTempFile) -> Result<(), ServiceError> {
-        self.filter_tables()?;
+        self.finish_tables()?;
         self.workbook.set_zip_compression_level(1);
         self.workbook.save(file.path()).map_err(xlsx_error)
     }
@@ -934,51 +940,61 @@ async fn write_audit_workbook(db: &Db, period: &AuditPeriod) -> Result<NamedTemp
     let mut component_batches: Vec<Vec<Vec<Cell>>> = sheets.iter().map(|_| Vec::with_capacity(BATCH)).collect();
     let mut other_batch = Vec::new();
     let mut components = 0u64;
-    let read = async {
+    let asset_sender = sender.clone();
+    let assets = async {
         let assets = for_each_asset_as_of(db, as_of, &mut |r| {
             assets_batch.push(audit_asset_cells(r, &duplicates, &custom));
             components += section_component_rows(r, &sheets, &mut component_batches, &mut other_batch);
             if assets_batch.len() >= BATCH {
-                sender.send(Rows::Assets(std::mem::take(&mut assets_batch))).map_err(|_| gone())?;
+                asset_sender.send(Rows::Assets(std::mem::take(&mut assets_batch))).map_err(|_| gone())?;
             }
             for (index, batch) in component_batches.iter_mut().enumerate() {
                 if batch.len() >= BATCH {
-                    sender.send(Rows::Components(index, std::mem::take(batch))).map_err(|_| gone())?;
+                    asset_sender.send(Rows::Components(index, std::mem::take(batch))).map_err(|_| gone())?;
                 }
             }
             if other_batch.len() >= BATCH {
-                sender.send(Rows::OtherComponents(std::mem::take(&mut other_batch))).map_err(|_| gone())?;
+                asset_sender.send(Rows::OtherComponents(std::mem::take(&mut other_batch))).map_err(|_| gone())?;
             }
             Ok(())
         })
         .await?;
-        sender.send(Rows::Assets(std::mem::take(&mut assets_batch))).map_err(|_| gone())?;
+        asset_sender.send(Rows::Assets(std::mem::take(&mut assets_batch))).map_err(|_| gone())?;
         for (index, batch) in component_batches.iter_mut().enumerate() {
-            sender.send(Rows::Components(index, std::mem::take(batch))).map_err(|_| gone())?;
+            asset_sender.send(Rows::Components(index, std::mem::take(batch))).map_err(|_| gone())?;
         }
         if !other_batch.is_empty() {
-            sender.send(Rows::OtherComponents(std::mem::take(&mut other_batch))).map_err(|_| gone())?;
+            asset_sender.send(Rows::OtherComponents(std::mem::take(&mut other_batch))).map_err(|_| gone())?;
         }
+        Ok::<_, ServiceError>(assets)
+    };
+    // The changes are read beside the assets, on a connection of their own: the writer takes
+    // rows of any sheet in any order, and while one query waits on its page the other's rows
+    // are made.
+    let change_sender = sender.clone();
+    let changes = async {
         let mut changes_batch = Vec::with_capacity(BATCH);
         let changes = for_each_change(db, from, to, None, &mut |c, hostname| {
             changes_batch.push(change_cells(c, hostname));
             if changes_batch.len() >= BATCH {
-                sender.send(Rows::Changes(std::mem::take(&mut changes_batch))).map_err(|_| gone())?;
+                change_sender.send(Rows::Changes(std::mem::take(&mut changes_batch))).map_err(|_| gone())?;
             }
             Ok(())
         })
         .await?;
-        sender.send(Rows::Changes(changes_batch)).map_err(|_| gone())?;
-        Ok::<_, ServiceError>((assets, changes))
+        change_sender.send(Rows::Changes(changes_batch)).map_err(|_| gone())?;
+        Ok::<_, ServiceError>(changes)
     };
     // The history digest (one query on a reader of its own) is read beside the sheets' rows.
-    let (counted, digest) = tokio::join!(read, crate::service::chains::digest(db, period.as_of));
-    let read_ms = started.elapsed().as_millis() as u64;
     drop(sender);
+    let (assets, changes, digest) = tokio::join!(assets, changes, crate::service::chains::digest(db, period.as_of));
+    let read_ms = started.elapsed().as_millis() as u64;
+    // Every sender is gone once both readers are: the writer finishes what it has and returns.
+    drop((asset_sender, change_sender));
     let book = writer.join().map_err(|_| ServiceError::Bug("the workbook writer panicked".to_owned()))?;
     let sheets_ms = started.elapsed().as_millis() as u64;
     // A failed read is the error to report (the writer then stopped on the closed channel).
-    let (assets, changes) = counted?;
+    let (assets, changes) = (assets?, changes?);
     let mut book = book?;
     let history_starts = asof::history_start(db).await?;
     let baselines = asof::baselines_used(db, as_of).await?;
