@@ -9,12 +9,11 @@
 //! strings, which no spreadsheet evaluates. A sheet holds at most [`MAX_SHEET_ROWS`] rows; longer
 //! tables continue on "Changes 2", "Changes 3", ...
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use cmdb_model::business::BusinessFields;
 use cmdb_model::catalog;
 use cmdb_model::state::{AssetState, BUSINESS_SECTION};
-use rust_xlsxwriter::{ExcelDateTime, Format, Workbook, XlsxError};
 use serde_json::Value;
 use sqlx::Row;
 use tempfile::NamedTempFile;
@@ -27,59 +26,12 @@ use crate::service::time::{AsOf, AuditPeriod, Calendar};
 use crate::store::sql::Sql;
 use crate::store::{self, CHANGE_COLUMNS, ChangeRecord};
 
-/// Rows per sheet, the header included (Excel's limit is 1,048,576).
-pub const MAX_SHEET_ROWS: u32 = 1_048_576;
+mod cell;
+mod workbook;
 
-/// Longest text a cell holds (Excel's limit); longer values are cut in XLSX, never in CSV.
-const MAX_CELL_CHARS: usize = 32_767;
-
-/// One cell of an export.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Cell {
-    /// Nothing.
-    Empty,
-    /// Text.
-    Text(String),
-    /// An integer.
-    Int(i64),
-    /// A measure with a fraction (GB, GiB).
-    Number(f64),
-    /// Yes or no.
-    Bool(bool),
-    /// A time (UTC).
-    Time(DateTime<Utc>),
-}
-
-impl Cell {
-    fn text(value: Option<&str>) -> Cell {
-        value.map_or(Cell::Empty, |v| Cell::Text(v.to_owned()))
-    }
-
-    fn int(value: Option<i64>) -> Cell {
-        value.map_or(Cell::Empty, Cell::Int)
-    }
-
-    fn time(value: Option<DateTime<Utc>>) -> Cell {
-        value.map_or(Cell::Empty, Cell::Time)
-    }
-
-    /// The CSV field; times are RFC 3339 with their offset in `tz`.
-    pub fn csv(&self, tz: Tz) -> String {
-        match self {
-            Cell::Empty => String::new(),
-            Cell::Text(text) => csv_text(text),
-            Cell::Int(n) => n.to_string(),
-            Cell::Number(n) => n.to_string(),
-            Cell::Bool(b) => b.to_string(),
-            Cell::Time(t) => t.with_timezone(&tz).to_rfc3339_opts(SecondsFormat::Secs, true),
-        }
-    }
-}
-
-/// Text as a CSV field, defused against formula injection.
-pub fn csv_text(text: &str) -> String {
-    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text.to_owned() }
-}
+pub use cell::{Cell, csv_text};
+use workbook::Book;
+pub use workbook::MAX_SHEET_ROWS;
 
 /// Columns of the asset list export: the list's columns ([`crate::service::assets::LIST`]); lists
 /// are joined with `,` (tags) and ` ` (addresses).
@@ -496,189 +448,6 @@ impl<W: std::io::Write> Table for CsvTable<W> {
     }
 }
 
-fn xlsx_error(e: XlsxError) -> ServiceError {
-    ServiceError::Bug(format!("cannot write the workbook: {e}"))
-}
-
-/// Writes one typed cell: text as a string (never a formula), numbers and flags as such, times
-/// as date-times of the zone in `time` format.
-fn write_cell(
-    sheet: &mut rust_xlsxwriter::Worksheet,
-    row: u32,
-    col: u16,
-    cell: Cell,
-    tz: Tz,
-    time: &Format,
-) -> Result<(), ServiceError> {
-    // Cells are taken by value: the workbook keeps each text, so a borrowed one would be copied once more.
-    match cell {
-        Cell::Empty => {}
-        Cell::Text(text) => {
-            // Excel counts UTF-16 units, and a length in bytes bounds that count: count only long texts.
-            if text.len() > MAX_CELL_CHARS && text.encode_utf16().count() > MAX_CELL_CHARS {
-                let mut units = 0;
-                let cut: String = text
-                    .chars()
-                    .take_while(|c| {
-                        units += c.len_utf16();
-                        units <= MAX_CELL_CHARS - 20
-                    })
-                    .collect();
-                sheet.write_string(row, col, format!("{cut} [cut: see CSV]")).map_err(xlsx_error)?;
-            } else {
-                sheet.write_string(row, col, text).map_err(xlsx_error)?;
-            }
-        }
-        // Excel numbers are doubles: exact up to 2^53, far beyond any count or byte size here.
-        Cell::Int(n) => {
-            sheet.write_number(row, col, n as f64).map_err(xlsx_error)?;
-        }
-        Cell::Number(n) => {
-            sheet.write_number(row, col, n).map_err(xlsx_error)?;
-        }
-        Cell::Bool(b) => {
-            sheet.write_boolean(row, col, b).map_err(xlsx_error)?;
-        }
-        Cell::Time(t) => {
-            // The wall-clock time in the zone, as a person there reads it.
-            let local = t.with_timezone(&tz).naive_local();
-            let value = ExcelDateTime::from_timestamp(local.and_utc().timestamp()).map_err(xlsx_error)?;
-            sheet.write_datetime_with_format(row, col, &value, time).map_err(xlsx_error)?;
-        }
-    }
-    Ok(())
-}
-
-/// A workbook whose tables continue on a new sheet when one is full. Every table sheet is in
-/// constant-memory mode (rows stream to a temporary file instead of holding every cell); rows
-/// are written in order within a sheet, and tables may be written alternately.
-struct Book {
-    workbook: Workbook,
-    tables: Vec<TableState>,
-    /// Headers that name no time column whatever they end in (custom fields such as
-    /// `disposed_at`, a date): kept as they are, so the sheet imports back.
-    plain: Vec<String>,
-    header: Format,
-    time: Format,
-    tz: Tz,
-}
-
-struct TableState {
-    name: String,
-    headers: Vec<String>,
-    sheet: usize,
-    sheets: usize,
-    next_row: u32,
-    /// Sheets this table filled before the current one, with their row counts.
-    full: Vec<(usize, u32)>,
-}
-
-impl Book {
-    fn new(tz: Tz) -> Book {
-        Book {
-            workbook: Workbook::new(),
-            tables: Vec::new(),
-            plain: Vec::new(),
-            header: Format::new().set_bold(),
-            time: Format::new().set_num_format("yyyy-mm-dd hh:mm:ss"),
-            tz,
-        }
-    }
-
-    /// Adds a table; returns its handle for [`Book::row`].
-    fn table<S: AsRef<str>>(&mut self, name: &str, headers: &[S]) -> Result<usize, ServiceError> {
-        self.tables.push(TableState {
-            name: name.to_owned(),
-            // Time columns (named `*_at`) hold wall-clock date-times of the zone, which Excel cannot
-            // carry in the cell, so the header names it.
-            headers: headers
-                .iter()
-                .map(|h| h.as_ref())
-                .map(|h| {
-                    if h.ends_with("_at") && !self.plain.iter().any(|p| p == h) {
-                        format!("{h} ({})", self.tz.name())
-                    } else {
-                        h.to_owned()
-                    }
-                })
-                .collect(),
-            sheet: 0,
-            sheets: 0,
-            next_row: 0,
-            full: Vec::new(),
-        });
-        let t = self.tables.len() - 1;
-        self.new_sheet(t)?;
-        Ok(t)
-    }
-
-    fn new_sheet(&mut self, t: usize) -> Result<(), ServiceError> {
-        let index = self.workbook.worksheets().len();
-        let table = &mut self.tables[t];
-        if table.sheets > 0 {
-            table.full.push((table.sheet, table.next_row));
-        }
-        table.sheets += 1;
-        let name = if table.sheets == 1 { table.name.clone() } else { format!("{} {}", table.name, table.sheets) };
-        let sheet = self.workbook.add_worksheet_with_constant_memory().map_err(xlsx_error)?;
-        sheet.set_name(&name).map_err(xlsx_error)?;
-        for (col, header) in table.headers.iter().enumerate() {
-            let col = u16::try_from(col).unwrap_or(u16::MAX);
-            sheet.write_string_with_format(0, col, header, &self.header).map_err(xlsx_error)?;
-        }
-        sheet.set_freeze_panes(1, 0).map_err(xlsx_error)?;
-        table.sheet = index;
-        table.next_row = 1;
-        Ok(())
-    }
-
-    fn row(&mut self, t: usize, cells: impl IntoIterator<Item = Cell>) -> Result<(), ServiceError> {
-        if self.tables[t].next_row >= MAX_SHEET_ROWS {
-            self.new_sheet(t)?;
-        }
-        let (index, row) = (self.tables[t].sheet, self.tables[t].next_row);
-        let sheet = self.workbook.worksheet_from_index(index).map_err(xlsx_error)?;
-        for (col, cell) in cells.into_iter().enumerate() {
-            write_cell(sheet, row, u16::try_from(col).unwrap_or(u16::MAX), cell, self.tz, &self.time)?;
-        }
-        self.tables[t].next_row += 1;
-        Ok(())
-    }
-
-    /// Puts an autofilter over every table sheet's rows (its header row is frozen already) and
-    /// sizes its columns to their headers. The widths are set only now, after the rows: a sheet
-    /// with column settings looks each of its cells' columns up in a hash map as it is written,
-    /// a second of CPU in a large audit workbook; the widths are written at save either way.
-    fn finish_tables(&mut self) -> Result<(), ServiceError> {
-        for table in &self.tables {
-            let last_col = u16::try_from(table.headers.len().saturating_sub(1)).unwrap_or(u16::MAX);
-            for &(index, rows) in table.full.iter().chain([(table.sheet, table.next_row)].iter()) {
-                let sheet = self.workbook.worksheet_from_index(index).map_err(xlsx_error)?;
-                sheet.autofilter(0, 0, rows.saturating_sub(1), last_col).map_err(xlsx_error)?;
-                for (col, header) in table.headers.iter().enumerate() {
-                    let col = u16::try_from(col).unwrap_or(u16::MAX);
-                    sheet.set_column_width(col, (header.len() as f64 + 2.0).max(12.0)).map_err(xlsx_error)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn finish(mut self) -> Result<Vec<u8>, ServiceError> {
-        self.finish_tables()?;
-        self.workbook.save_to_buffer().map_err(xlsx_error)
-    }
-
-    /// Writes the workbook to `file` (its constant-memory sheets already stream to temporary
-    /// files, so nothing holds the whole workbook in memory). Compression level 1: a large
-    /// workbook is mostly compression time at the default level, for a file only a little smaller.
-    fn finish_to(&mut self, file: &tempfile::NamedTempFile) -> Result<(), ServiceError> {
-        self.finish_tables()?;
-        self.workbook.set_zip_compression_level(1);
-        self.workbook.save(file.path()).map_err(xlsx_error)
-    }
-}
-
 /// The live list rows `query` selects (every page), in its order.
 pub async fn list_items(db: &Db, query: &ListQuery) -> Result<Vec<AssetListItem>, ServiceError> {
     let query = &crate::service::assets::resolve_custom(db, query).await?;
@@ -988,12 +757,12 @@ async fn write_audit_workbook(db: &Db, period: &AuditPeriod) -> Result<NamedTemp
     let sheets_ms = started.elapsed().as_millis() as u64;
     // A failed read is the error to report (the writer then stopped on the closed channel).
     let (assets, changes) = counted?;
-    let mut book = book?;
+    let book = book?;
     let history_starts = asof::history_start(db).await?;
     let baselines = asof::baselines_used(db, as_of).await?;
     let digest = digest?;
     let counts = Counts { assets, components, changes };
-    let file = finish_audit_workbook(&mut book, period, &sheets, history_starts, &baselines, &digest, &counts)?;
+    let file = finish_audit_workbook(book, period, &sheets, history_starts, &baselines, &digest, &counts)?;
     let bytes = file.as_file().metadata().map(|m| m.len()).unwrap_or(0);
     tracing::info!(
         %as_of, %from, %to, assets, components, changes,
@@ -1015,7 +784,7 @@ fn write_sheets(
     book.plain = custom_keys;
     // "About" comes first but is filled last, when the counts are known; it is a normal sheet,
     // which can be written in any order.
-    book.workbook.add_worksheet().set_name("About").map_err(xlsx_error)?;
+    book.add_plain_sheet("About")?;
     let asset_table = book.table("Assets", &asset_headers)?;
     let mut component_tables = Vec::new();
     for (title, headers) in &components {
@@ -1045,7 +814,7 @@ fn write_sheets(
 
 /// Fills the About sheet and writes the workbook to a temporary file.
 fn finish_audit_workbook(
-    book: &mut Book,
+    mut book: Book,
     period: &AuditPeriod,
     sheets: &[ComponentSheet],
     history_starts: Option<DateTime<Utc>>,
@@ -1159,15 +928,7 @@ fn finish_audit_workbook(
             )),
         ));
     }
-    let about = book.workbook.worksheet_from_index(0).map_err(xlsx_error)?;
-    let bold = Format::new().set_bold();
-    for (row, (label, value)) in lines.into_iter().enumerate() {
-        let row = row as u32;
-        about.write_string_with_format(row, 0, label, &bold).map_err(xlsx_error)?;
-        write_cell(about, row, 1, value, tz, &book.time)?;
-    }
-    about.set_column_width(0, 34).map_err(xlsx_error)?;
-    about.set_column_width(1, 100).map_err(xlsx_error)?;
+    book.fill_plain_sheet(0, lines, (34.0, 100.0))?;
     let file = temp_file()?;
     book.finish_to(&file)?;
     Ok(file)
@@ -1272,26 +1033,4 @@ pub fn stocktake_report(stocktake: &crate::service::stocktakes::Stocktake, tz: T
         book.row(collection, item_cells(item))?;
     }
     book.finish()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use calamine::{Data, Reader, open_workbook_auto_from_rs};
-
-    /// Excel's cell limit counts UTF-16 units: a text of 20,000 characters outside the Basic
-    /// Multilingual Plane (40,000 units) is cut, not refused (which failed the whole export).
-    #[test]
-    fn a_text_over_the_cell_limit_in_utf16_units_is_cut() {
-        let mut book = Book::new(Tz::UTC);
-        let table = book.table("Sheet", &["text"]).expect("table");
-        book.row(table, [Cell::Text("🖥".repeat(20_000))]).expect("the row is written");
-        let bytes = book.finish().expect("the workbook is written");
-        let mut read = open_workbook_auto_from_rs(std::io::Cursor::new(bytes)).expect("it reads back");
-        let range = read.worksheet_range("Sheet").expect("the sheet");
-        let Some(Data::String(text)) = range.get_value((1, 0)) else { panic!("no text cell") };
-        assert!(text.ends_with(" [cut: see CSV]"), "{}", &text[text.len() - 40..]);
-        assert!(text.encode_utf16().count() <= MAX_CELL_CHARS);
-        assert!(text.starts_with("🖥🖥"));
-    }
 }
