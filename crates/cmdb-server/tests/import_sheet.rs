@@ -216,7 +216,10 @@ async fn baseline_as_of(backend: Backend) {
     assert_eq!(registered, 0, "nothing back-dated");
     // As of the baseline's day (its end, by the date rule): all three as the sheet says.
     let rows = &server.state.snapshot_rows;
-    let day_end = Utc::now() - Duration::days(29) - Duration::hours(1);
+    // An hour into the next day: after the baseline's instant (the end of its day) whatever the
+    // time of day the test runs at (now - 29 days - 1 hour fell before it from 00:00 to 01:00 UTC).
+    let next_day = chrono::NaiveDate::parse_from_str(&jan1, "%Y-%m-%d").expect("date") + Duration::days(1);
+    let day_end = next_day.and_hms_opt(1, 0, 0).expect("time").and_utc();
     let then = asof::list_as_of(server.db(), rows, AsOf::exact(day_end), &ListQuery::default()).await.expect("as-of");
     let names: Vec<(&str, Option<&str>)> =
         then.items.iter().map(|i| (i.hostname.as_str(), i.asset_tag.as_deref())).collect();

@@ -14,6 +14,7 @@ use chrono_tz::Tz;
 use cmdb_model::business::BusinessFields;
 use cmdb_model::catalog;
 use cmdb_model::state::{AssetState, BUSINESS_SECTION};
+use futures_util::TryStreamExt;
 use serde_json::Value;
 use sqlx::Row;
 use tempfile::NamedTempFile;
@@ -508,42 +509,38 @@ pub async fn for_each_asset_as_of(
         each(r).map(|()| 1)
     };
     if let Some(s) = snapshot {
-        let mut after = i64::MIN;
-        loop {
-            let rows = sqlx::query(
-                "SELECT m.asset_id, m.upto, v.created_at, v.last_seen_at, v.last_collected_at, v.state \
-                 FROM snapshot_members m JOIN asset_versions v ON v.asset_id = m.asset_id AND v.upto = m.upto \
-                 WHERE m.snapshot_id = $1 AND m.asset_id > $2 ORDER BY m.asset_id LIMIT 1000",
-            )
-            .bind(s.id)
-            .bind(after)
-            .fetch_all(&mut *conn)
-            .await?;
-            if rows.is_empty() {
-                break;
+        // One statement whose rows are handled as they arrive: the database produces the next
+        // rows while this task rebuilds the ones before (a page at a time, each fetched whole
+        // and then handled, left one side idle while the other worked). Memory stays bounded:
+        // the driver holds only a few rows ahead. A snapshot's rows never change, so reading
+        // them in one statement sees the same rows as reading them in pages.
+        let mut rows = sqlx::query(
+            "SELECT m.asset_id, m.upto, v.created_at, v.last_seen_at, v.last_collected_at, v.state \
+             FROM snapshot_members m JOIN asset_versions v ON v.asset_id = m.asset_id AND v.upto = m.upto \
+             WHERE m.snapshot_id = $1 ORDER BY m.asset_id",
+        )
+        .bind(s.id)
+        .fetch(&mut *conn);
+        while let Some(row) = rows.try_next().await? {
+            let asset_id: i64 = row.try_get(0)?;
+            while let Some(next) = changed.next_if(|c| c.asset_id < asset_id) {
+                count += each(&next)?;
             }
-            for row in &rows {
-                let asset_id: i64 = row.try_get(0)?;
-                after = asset_id;
-                while let Some(next) = changed.next_if(|c| c.asset_id < asset_id) {
-                    count += each(&next)?;
-                }
-                if let Some(next) = changed.next_if(|c| c.asset_id == asset_id) {
-                    count += each(&next)?;
-                    continue;
-                }
-                let text: String = row.try_get(5)?;
-                let state: AssetState = serde_json::from_str(&text)
-                    .map_err(|e| ServiceError::Bug(format!("a stored snapshot state does not parse: {e}")))?;
-                let rebuilt = Rebuilt::without_terms(
-                    asset_id,
-                    row.try_get(1)?,
-                    row.try_get(2)?,
-                    (row.try_get(3)?, row.try_get(4)?),
-                    state,
-                );
-                count += each(&rebuilt)?;
+            if let Some(next) = changed.next_if(|c| c.asset_id == asset_id) {
+                count += each(&next)?;
+                continue;
             }
+            let text: &str = row.try_get(5)?;
+            let state: AssetState = serde_json::from_str(text)
+                .map_err(|e| ServiceError::Bug(format!("a stored snapshot state does not parse: {e}")))?;
+            let rebuilt = Rebuilt::without_terms(
+                asset_id,
+                row.try_get(1)?,
+                row.try_get(2)?,
+                (row.try_get(3)?, row.try_get(4)?),
+                state,
+            );
+            count += each(&rebuilt)?;
         }
     }
     for next in changed {
@@ -581,17 +578,20 @@ pub async fn for_each_change(
         if let Some(id) = asset_id {
             query = query.bind(id);
         }
-        let rows = query.fetch_all(&mut *conn).await?;
-        if rows.is_empty() {
-            break;
-        }
-        for row in &rows {
-            let record = store::change_row(row)?;
-            let hostname: String = row.try_get(14)?;
+        // Rows are handled as they arrive, while the database produces the next ones.
+        let mut rows = query.fetch(&mut *conn);
+        let mut page = 0;
+        while let Some(row) = rows.try_next().await? {
+            let record = store::change_row(&row)?;
+            let hostname: &str = row.try_get(14)?;
             after_time = record.recorded_at.timestamp_micros();
             after_id = record.id;
-            each(&record, &hostname)?;
-            count += 1;
+            each(&record, hostname)?;
+            page += 1;
+        }
+        count += page;
+        if page == 0 {
+            break;
         }
     }
     Ok(count)
