@@ -483,8 +483,8 @@ pub async fn items_xlsx(db: &Db, items: &[AssetListItem], tz: Tz) -> Result<Vec<
     book.finish()
 }
 
-/// Calls `each` for every asset as it stood at `at`, in asset id order, with its state. Reads the
-/// snapshot a chunk at a time and merges the assets changed since, so memory stays bounded.
+/// Calls `each` for every asset as it stood at `at`, in asset id order, with its state. Streams
+/// the snapshot's rows and merges the assets changed since, so memory stays bounded.
 pub async fn for_each_asset_as_of(
     db: &Db,
     at: DateTime<Utc>,

@@ -21,7 +21,7 @@ use std::fs::File;
 use std::io::{Cursor, Seek, Write};
 
 use chrono_tz::Tz;
-use rust_xlsxwriter::{ExcelDateTime, Format, Workbook, Worksheet, XlsxError};
+use rust_xlsxwriter::{ExcelDateTime, Format, Workbook, Worksheet};
 use zip::write::SimpleFileOptions;
 use zip::{ZipArchive, ZipWriter};
 
@@ -46,11 +46,8 @@ const TIME_STYLE: u32 = 2;
 /// XML of a table sheet is handed to its compressor in pieces of about this size.
 const FLUSH_BYTES: usize = 256 * 1024;
 
-pub(super) fn xlsx_error(e: XlsxError) -> ServiceError {
-    ServiceError::Bug(format!("cannot write the workbook: {e}"))
-}
-
-fn zip_error(e: impl std::fmt::Display) -> ServiceError {
+/// A failure of rust_xlsxwriter or of the ZIP writer: never the request's fault.
+fn workbook_error(e: impl std::fmt::Display) -> ServiceError {
     ServiceError::Bug(format!("cannot write the workbook: {e}"))
 }
 
@@ -85,7 +82,6 @@ struct TableState {
 struct TableSheet {
     /// Index of its placeholder among the skeleton's worksheets.
     position: usize,
-    columns: u16,
     rows: SheetStream,
 }
 
@@ -138,10 +134,10 @@ impl Book {
         Ok(t)
     }
 
-    /// Adds a plain sheet (rust_xlsxwriter's, written cell by cell with [`Book::plain_sheet`]);
+    /// Adds a plain sheet (rust_xlsxwriter's, filled with [`Book::fill_plain_sheet`]);
     /// returns its index.
     pub(super) fn add_plain_sheet(&mut self, name: &str) -> Result<usize, ServiceError> {
-        self.skeleton.add_worksheet().set_name(name).map_err(xlsx_error)?;
+        self.skeleton.add_worksheet().set_name(name).map_err(workbook_error)?;
         Ok(self.skeleton.worksheets().len() - 1)
     }
 
@@ -153,15 +149,14 @@ impl Book {
         lines: Vec<(&str, Cell)>,
         widths: (f64, f64),
     ) -> Result<(), ServiceError> {
-        let (tz, bold, time) = (self.tz, self.bold.clone(), self.time.clone());
-        let sheet = self.skeleton.worksheet_from_index(index).map_err(xlsx_error)?;
+        let sheet = self.skeleton.worksheet_from_index(index).map_err(workbook_error)?;
         for (row, (label, value)) in lines.into_iter().enumerate() {
             let row = u32::try_from(row).map_err(|_| ServiceError::Bug("too many lines".to_owned()))?;
-            sheet.write_string_with_format(row, 0, label, &bold).map_err(xlsx_error)?;
-            write_plain_cell(sheet, row, 1, value, tz, &time)?;
+            sheet.write_string_with_format(row, 0, label, &self.bold).map_err(workbook_error)?;
+            write_plain_cell(sheet, row, 1, value, self.tz, &self.time)?;
         }
-        sheet.set_column_width(0, widths.0).map_err(xlsx_error)?;
-        sheet.set_column_width(1, widths.1).map_err(xlsx_error)?;
+        sheet.set_column_width(0, widths.0).map_err(workbook_error)?;
+        sheet.set_column_width(1, widths.1).map_err(workbook_error)?;
         Ok(())
     }
 
@@ -170,10 +165,9 @@ impl Book {
         let table = &mut self.tables[t];
         table.sheets += 1;
         let name = if table.sheets == 1 { table.name.clone() } else { format!("{} {}", table.name, table.sheets) };
-        self.skeleton.add_worksheet().set_name(&name).map_err(xlsx_error)?;
-        let columns = u16::try_from(table.headers.len()).unwrap_or(u16::MAX);
+        self.skeleton.add_worksheet().set_name(&name).map_err(workbook_error)?;
         let rows = SheetStream::new(&table.headers, position == 0, self.tz)?;
-        self.sheets.push(TableSheet { position, columns, rows });
+        self.sheets.push(TableSheet { position, rows });
         table.current = self.sheets.len() - 1;
         Ok(())
     }
@@ -195,7 +189,7 @@ impl Book {
     /// sheets are copied from their temporary files, already compressed.
     pub(super) fn finish_to(self, file: &tempfile::NamedTempFile) -> Result<(), ServiceError> {
         let mut out = self.write(std::io::BufWriter::new(file.as_file()))?;
-        out.flush().map_err(zip_error)
+        out.flush().map_err(workbook_error)
     }
 
     /// Puts the package together: rust_xlsxwriter writes it with an empty placeholder for each
@@ -204,35 +198,35 @@ impl Book {
     fn write<W: Write + Seek>(mut self, sink: W) -> Result<W, ServiceError> {
         let mut streams = Vec::with_capacity(self.sheets.len());
         for sheet in self.sheets {
-            let rows = sheet.rows.rows;
-            let placeholder = self.skeleton.worksheet_from_index(sheet.position).map_err(xlsx_error)?;
-            placeholder
-                .autofilter(0, 0, rows.saturating_sub(1), sheet.columns.saturating_sub(1))
-                .map_err(xlsx_error)?;
+            // The same range as the sheet's own autoFilter element.
+            let (rows, columns) = (sheet.rows.rows, sheet.rows.columns.len());
+            let last_column = u16::try_from(columns.saturating_sub(1)).unwrap_or(u16::MAX);
+            let placeholder = self.skeleton.worksheet_from_index(sheet.position).map_err(workbook_error)?;
+            placeholder.autofilter(0, 0, rows.saturating_sub(1), last_column).map_err(workbook_error)?;
             // rust_xlsxwriter names the Nth worksheet's part sheetN.xml.
             streams.push((format!("xl/worksheets/sheet{}.xml", sheet.position + 1), sheet.rows.finish()?));
         }
-        let skeleton = self.skeleton.save_to_buffer().map_err(xlsx_error)?;
-        let mut skeleton = ZipArchive::new(Cursor::new(skeleton)).map_err(zip_error)?;
+        let skeleton = self.skeleton.save_to_buffer().map_err(workbook_error)?;
+        let mut skeleton = ZipArchive::new(Cursor::new(skeleton)).map_err(workbook_error)?;
         let mut out = ZipWriter::new(sink);
         for i in 0..skeleton.len() {
-            let entry = skeleton.by_index_raw(i).map_err(zip_error)?;
-            let name = entry.name().map_err(zip_error)?.into_owned();
+            let entry = skeleton.by_index_raw(i).map_err(workbook_error)?;
+            let name = entry.name().map_err(workbook_error)?.into_owned();
             match streams.iter().position(|(part, _)| *part == name) {
                 Some(found) => {
                     drop(entry);
                     let (part, file) = streams.swap_remove(found);
-                    let mut sheet = ZipArchive::new(file).map_err(zip_error)?;
-                    let sheet = sheet.by_index_raw(0).map_err(zip_error)?;
-                    out.raw_copy_file_rename(sheet, part).map_err(zip_error)?;
+                    let mut sheet = ZipArchive::new(file).map_err(workbook_error)?;
+                    let sheet = sheet.by_index_raw(0).map_err(workbook_error)?;
+                    out.raw_copy_file_rename(sheet, part).map_err(workbook_error)?;
                 }
-                None => out.raw_copy_file(entry).map_err(zip_error)?,
+                None => out.raw_copy_file(entry).map_err(workbook_error)?,
             }
         }
         if let Some((part, _)) = streams.first() {
             return Err(ServiceError::Bug(format!("the workbook has no place for the table sheet {part}")));
         }
-        out.finish().map_err(zip_error)
+        out.finish().map_err(workbook_error)
     }
 }
 
@@ -249,19 +243,19 @@ fn write_plain_cell(
     match cell {
         Cell::Empty => {}
         Cell::Text(text) => {
-            sheet.write_string(row, col, cut(text)).map_err(xlsx_error)?;
+            sheet.write_string(row, col, cut(text)).map_err(workbook_error)?;
         }
         Cell::Int(n) => {
-            sheet.write_number(row, col, n as f64).map_err(xlsx_error)?;
+            sheet.write_number(row, col, n as f64).map_err(workbook_error)?;
         }
         Cell::Number(n) => {
-            sheet.write_number(row, col, n).map_err(xlsx_error)?;
+            sheet.write_number(row, col, n).map_err(workbook_error)?;
         }
         Cell::Bool(b) => {
-            sheet.write_boolean(row, col, b).map_err(xlsx_error)?;
+            sheet.write_boolean(row, col, b).map_err(workbook_error)?;
         }
         Cell::Time(t) => {
-            sheet.write_number_with_format(row, col, excel_time(t, tz)?, time).map_err(xlsx_error)?;
+            sheet.write_number_with_format(row, col, excel_time(t, tz)?, time).map_err(workbook_error)?;
         }
     }
     Ok(())
@@ -287,7 +281,7 @@ fn cut(text: String) -> String {
 /// The Excel serial date-time of `t`'s wall-clock time in `tz` (Excel cells carry no zone).
 fn excel_time(t: chrono::DateTime<chrono::Utc>, tz: Tz) -> Result<f64, ServiceError> {
     let local = t.with_timezone(&tz).naive_local();
-    Ok(ExcelDateTime::from_timestamp(local.and_utc().timestamp()).map_err(xlsx_error)?.to_excel())
+    Ok(ExcelDateTime::from_timestamp(local.and_utc().timestamp()).map_err(workbook_error)?.to_excel())
 }
 
 /// One table sheet's XML on its way into a compressed ZIP entry of its own.
@@ -323,11 +317,8 @@ impl SheetStream {
             .compression_level(Some(1))
             .unix_permissions(0o600)
             .last_modified_time(zip::DateTime::default());
-        zip.start_file("sheet.xml", options).map_err(zip_error)?;
-        let columns: Vec<Box<[u8]>> = (0..headers.len())
-            .map(|c| rust_xlsxwriter::utility::column_number_to_name(u16::try_from(c).unwrap_or(u16::MAX)))
-            .map(|name| name.into_bytes().into_boxed_slice())
-            .collect();
+        zip.start_file("sheet.xml", options).map_err(workbook_error)?;
+        let columns: Vec<Box<[u8]>> = (0..headers.len()).map(column_name).collect();
         let mut xml = Vec::with_capacity(FLUSH_BYTES + 64 * 1024);
         xml.extend_from_slice(SHEET_START.as_bytes());
         xml.extend_from_slice(if first {
@@ -370,7 +361,7 @@ impl SheetStream {
         self.xml.extend_from_slice(b"</row>");
         self.rows += 1;
         if self.xml.len() >= FLUSH_BYTES {
-            self.zip.write_all(&self.xml).map_err(zip_error)?;
+            self.zip.write_all(&self.xml).map_err(workbook_error)?;
             self.xml.clear();
         }
         Ok(())
@@ -383,10 +374,7 @@ impl SheetStream {
                 return Err(ServiceError::Bug(format!("a row has more than {MAX_COLUMNS} cells")));
             }
             // A row longer than the header (never in cmdb's own tables): name the columns it needs.
-            for c in self.columns.len()..=col {
-                let name = rust_xlsxwriter::utility::column_number_to_name(u16::try_from(c).unwrap_or(u16::MAX));
-                self.columns.push(name.into_bytes().into_boxed_slice());
-            }
+            self.columns.extend((self.columns.len()..=col).map(column_name));
         }
         self.xml.extend_from_slice(b"<c r=\"");
         self.xml.extend_from_slice(&self.columns[col]);
@@ -415,6 +403,21 @@ impl SheetStream {
         self.xml.extend_from_slice(b"</t></is></c>");
     }
 
+    /// A whole cell whose value is `value` as written (a number, or 0/1 of a flag).
+    fn value_cell(
+        &mut self,
+        col: usize,
+        style: Option<u32>,
+        kind: Option<&str>,
+        value: &str,
+    ) -> Result<(), ServiceError> {
+        self.cell_start(col, style, kind)?;
+        self.xml.extend_from_slice(b"<v>");
+        self.xml.extend_from_slice(value.as_bytes());
+        self.xml.extend_from_slice(b"</v></c>");
+        Ok(())
+    }
+
     fn number(&mut self, col: usize, style: Option<u32>, value: f64) -> Result<(), ServiceError> {
         if !value.is_finite() {
             // Excel has no NaN or infinity: say it in words.
@@ -422,11 +425,7 @@ impl SheetStream {
             self.inline_text(&value.to_string());
             return Ok(());
         }
-        self.cell_start(col, style, None)?;
-        self.xml.extend_from_slice(b"<v>");
-        self.xml.extend_from_slice(zmij::Buffer::new().format_finite(value).as_bytes());
-        self.xml.extend_from_slice(b"</v></c>");
-        Ok(())
+        self.value_cell(col, style, None, zmij::Buffer::new().format_finite(value))
     }
 
     /// Writes a row of cells after the rows before it.
@@ -442,17 +441,9 @@ impl SheetStream {
                     self.inline_text(&cut(text));
                 }
                 // Excel numbers are doubles: exact up to 2^53, far beyond any count or byte size here.
-                Cell::Int(n) => {
-                    self.cell_start(col, None, None)?;
-                    self.xml.extend_from_slice(b"<v>");
-                    self.xml.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-                    self.xml.extend_from_slice(b"</v></c>");
-                }
+                Cell::Int(n) => self.value_cell(col, None, None, itoa::Buffer::new().format(n))?,
                 Cell::Number(n) => self.number(col, None, n)?,
-                Cell::Bool(b) => {
-                    self.cell_start(col, None, Some("b"))?;
-                    self.xml.extend_from_slice(if b { b"<v>1</v></c>" } else { b"<v>0</v></c>" });
-                }
+                Cell::Bool(b) => self.value_cell(col, None, Some("b"), if b { "1" } else { "0" })?,
                 Cell::Time(t) => {
                     let serial = excel_time(t, self.tz)?;
                     self.number(col, Some(TIME_STYLE), serial)?;
@@ -465,16 +456,20 @@ impl SheetStream {
     /// Ends the sheet (its autofilter covers every row) and its ZIP entry; returns the file.
     fn finish(mut self) -> Result<File, ServiceError> {
         self.xml.extend_from_slice(b"</sheetData><autoFilter ref=\"A1:");
-        let last = self.columns.len().max(1) - 1;
-        let last = self.columns.get(last).cloned().unwrap_or_else(|| b"A".to_vec().into_boxed_slice());
-        self.xml.extend_from_slice(&last);
+        self.xml.extend_from_slice(self.columns.last().map_or(b"A", |name| name));
         self.xml.extend_from_slice(itoa::Buffer::new().format(self.rows.max(1)).as_bytes());
         self.xml.extend_from_slice(
             br#""/><pageMargins left="0.7" right="0.7" top="0.75" bottom="0.75" header="0.3" footer="0.3"/></worksheet>"#,
         );
-        self.zip.write_all(&self.xml).map_err(zip_error)?;
-        self.zip.finish().map_err(zip_error)
+        self.zip.write_all(&self.xml).map_err(workbook_error)?;
+        self.zip.finish().map_err(workbook_error)
     }
+}
+
+/// The name of the column at `index` (0 is `A`), as cell references spell it.
+fn column_name(index: usize) -> Box<[u8]> {
+    let index = u16::try_from(index).unwrap_or(u16::MAX);
+    rust_xlsxwriter::utility::column_number_to_name(index).into_bytes().into_boxed_slice()
 }
 
 /// A column width as Excel stores it: `characters` of the default font (7 pixels each, plus 5 of
