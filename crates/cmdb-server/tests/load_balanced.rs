@@ -238,16 +238,24 @@ async fn follow_feed(http: reqwest::Client, front: String, token: String, stop: 
 }
 
 /// A browser logged in through HAProxy keeps asking for pages; each answer names the instance
-/// that served it. Returns (instance, status) per page until `stop`.
-async fn browse(mut browser: Client, stop: Arc<AtomicBool>) -> Vec<(String, u16)> {
-    let mut seen = Vec::new();
+/// that served it. Returns (instance, status) per page until `stop`, and the page loads whose
+/// connection was cut before the answer was whole: the instance serving it was killed (HAProxy
+/// retries only a request that never reached an instance), as a person's browser would show an
+/// error and they would reload.
+async fn browse(mut browser: Client, stop: Arc<AtomicBool>) -> (Vec<(String, u16)>, Vec<String>) {
+    let (mut seen, mut cut) = (Vec::new(), Vec::new());
     while !stop.load(Ordering::Relaxed) {
-        let page = browser.get("/assets").await;
-        let instance = page.headers.get("x-cmdb-instance").and_then(|v| v.to_str().ok()).unwrap_or("(none)").to_owned();
-        seen.push((instance, page.status));
+        match browser.try_get("/assets").await {
+            Ok(page) => {
+                let instance =
+                    page.headers.get("x-cmdb-instance").and_then(|v| v.to_str().ok()).unwrap_or("(none)").to_owned();
+                seen.push((instance, page.status));
+            }
+            Err(e) => cut.push(e.to_string()),
+        }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    seen
+    (seen, cut)
 }
 
 /// How long after `revoked` each instance first refused `key` (polled directly, not through
@@ -404,7 +412,7 @@ async fn three_instances_behind_haproxy_lose_nothing() {
         agent.await.expect("agent");
     }
     let read = feed.await.expect("feed reader");
-    let pages = browsing.await.expect("browser");
+    let (pages, cut_pages) = browsing.await.expect("browser");
     let tally = std::mem::take(&mut *tally.lock().await);
 
     // Every acknowledged report is stored exactly once.
@@ -449,6 +457,9 @@ async fn three_instances_behind_haproxy_lose_nothing() {
     let refused: Vec<&(String, u16)> = pages.iter().filter(|(_, s)| *s != 200).collect();
     assert!(refused.is_empty(), "the session was refused or redirected: {refused:?}");
     assert!(served_by.len() >= 2 && !served_by.contains("(none)"), "pages were served by {served_by:?}");
+    // The browser has one page in flight at a time, so the one SIGKILL can cut at most one; the
+    // SIGTERM drains and cuts none.
+    assert!(cut_pages.len() <= 1, "page loads cut: {cut_pages:?}");
 
     // The revoked key was refused by all instances within 1 s.
     let slowest = refusal.iter().max().copied().unwrap_or_default();
@@ -456,7 +467,7 @@ async fn three_instances_behind_haproxy_lose_nothing() {
 
     println!(
         "load balanced: {} reports acknowledged by {AGENTS} agents in {:?}; failed attempts {:?}; {} change records, \
-         all read through the feed; {} pages served by {:?}; graceful stop took {drained_in:?}; key revoked through \
+         all read through the feed; {} pages served by {:?} ({} cut by the kill); graceful stop took {drained_in:?}; key revoked through \
          instance {revoked_by} refused by every instance after {:?}",
         tally.acknowledged.len(),
         LOAD,
@@ -464,6 +475,7 @@ async fn three_instances_behind_haproxy_lose_nothing() {
         all.len(),
         pages.len(),
         served_by,
+        cut_pages.len(),
         refusal
     );
     drop(instances);

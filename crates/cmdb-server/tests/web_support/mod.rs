@@ -152,18 +152,29 @@ impl Client {
     }
 
     async fn send(&mut self, request: reqwest::RequestBuilder) -> Answer {
+        self.try_send(request).await.expect("request")
+    }
+
+    /// The answer, or the transport error (a connection cut before the whole answer came).
+    async fn try_send(&mut self, request: reqwest::RequestBuilder) -> Result<Answer, reqwest::Error> {
         let request = if self.cookies.is_empty() { request } else { request.header("cookie", self.cookie_header()) };
-        let response = request.send().await.expect("request");
+        let response = request.send().await?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         self.keep_cookies(&headers);
         let body = response.text().await.unwrap_or_default();
-        Answer { status, headers, body }
+        Ok(Answer { status, headers, body })
     }
 
     pub async fn get(&mut self, path: &str) -> Answer {
         let request = self.http.get(format!("{}{path}", self.base));
         self.send(request).await
+    }
+
+    /// Like [`Client::get`], but a transport error is returned instead of failing the test.
+    pub async fn try_get(&mut self, path: &str) -> Result<Answer, reqwest::Error> {
+        let request = self.http.get(format!("{}{path}", self.base));
+        self.try_send(request).await
     }
 
     pub async fn get_with(&mut self, path: &str, headers: &[(&str, &str)]) -> Answer {
